@@ -1,0 +1,325 @@
+"""The loop: fetch, model, render, apply, and react to Marathon events.
+
+The runner is the only part that knows every stage.  One :meth:`Router.sync`
+is one pass through them, timed stage by stage.  Failures keep the last good
+state: when Marathon is unreachable nothing is rendered and nothing on disk
+changes; when HAProxy rejects a config the old file stays.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from servicerouter import haproxy
+from servicerouter.marathon import MarathonClient, MarathonError, Source, parse_apps
+from servicerouter.model import Model, build_model
+from servicerouter.render import RenderOptions, render_config
+from servicerouter.resolver import CachingResolver
+from servicerouter.templates import FragmentSet
+
+log = logging.getLogger("servicerouter")
+
+# Events that cannot change routing; every other event triggers a sync.
+IGNORED_EVENTS = frozenset({
+    "event_stream_attached",
+    "event_stream_detached",
+    "subscribe_event",
+    "unsubscribe_event",
+    "framework_message_event",
+    "add_health_check_event",
+    "remove_health_check_event",
+    "failed_health_check_event",
+    "scheduler_registered_event",
+    "scheduler_reregistered_event",
+    "scheduler_disconnected_event",
+    "pod_created_event",
+    "pod_updated_event",
+    "pod_deleted_event",
+})
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Everything a sync needs besides the source and the fragments."""
+
+    config_path: str
+    groups: tuple[str, ...] = ()
+    validate: bool = True
+    haproxy_bin: str = "haproxy"
+    reload: tuple[str, ...] | None = None
+    dry: bool = False
+    render_options: RenderOptions = field(default_factory=RenderOptions)
+    state_dir: str | None = None
+    ssl_certs: tuple[str, ...] = ()
+    certs_dir: str | None = "certs"
+
+
+@dataclass
+class SyncResult:
+    """The outcome of one sync (also what /status and logs report)."""
+
+    ok: bool
+    changed: bool = False
+    reloaded: bool = False
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    model: Model | None = None
+    finished_at: float = 0.0
+
+
+class Router:
+    """One router: a source, a fragment set and settings; syncs on demand."""
+
+    def __init__(self, source: Source, fragments: FragmentSet, settings: RouterSettings,
+                 resolver: Callable[[str], str | None] | None = None,
+                 out: Any = None) -> None:
+        self.source = source
+        self.fragments = fragments
+        self.settings = settings
+        self.resolver = resolver or CachingResolver()
+        self.out = out or sys.stdout
+        self.last: SyncResult | None = None
+        self._lock = threading.Lock()
+
+    def sync(self) -> SyncResult:
+        """One full pass; never raises for bad input or an unreachable Marathon."""
+        with self._lock:
+            result = self._sync()
+            result.finished_at = time.time()
+            self.last = result
+            return result
+
+    def _sync(self) -> SyncResult:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        try:
+            body = self.source.fetch_apps_body()
+            mark = time.perf_counter()
+            timings["fetch"] = mark - start
+            apps = parse_apps(body)
+            del body
+            timings["parse"] = time.perf_counter() - mark
+        except MarathonError as err:
+            log.error("keeping the current config: %s", err)
+            return SyncResult(ok=False, error=str(err), timings=timings)
+
+        mark = time.perf_counter()
+        if isinstance(self.resolver, CachingResolver):
+            self.resolver.new_sync()
+        settings = self.settings
+        options = settings.render_options
+        model = build_model(apps, settings.groups, self.resolver,
+                            reserved_ports=options.reserved_ports(),
+                            default_bind_addr=options.bind_addr)
+        timings["model"] = time.perf_counter() - mark
+        for problem in model.problems:
+            log.warning("skipped %s", problem)
+
+        mark = time.perf_counter()
+        options = self._prepare_certificates(options)
+        timings["certs"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        text = render_config(model.services, self.fragments, options)
+        timings["render"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        if settings.dry:
+            self._print_dry(text)
+            timings["write"] = time.perf_counter() - mark
+            return SyncResult(ok=True, timings=timings, model=model)
+        applied = haproxy.apply_config(
+            text, settings.config_path, validate=settings.validate,
+            haproxy_bin=settings.haproxy_bin,
+            reload=list(settings.reload) if settings.reload else None,
+        )
+        timings["write"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - start
+        log.info(
+            "sync timing: fetch=%.3fs parse=%.3fs model=%.3fs certs=%.3fs render=%.3fs "
+            "write=%.3fs total=%.3fs apps=%d tasks=%d services=%d skipped=%d",
+            timings.get("fetch", 0), timings.get("parse", 0), timings["model"],
+            timings["certs"], timings["render"], timings["write"], timings["total"],
+            model.app_count, model.task_count, len(model.services), len(model.problems),
+        )
+        return SyncResult(ok=applied.ok, changed=applied.written, reloaded=applied.reloaded,
+                          error=applied.error, timings=timings, model=model)
+
+    def _prepare_certificates(self, options: RenderOptions) -> RenderOptions:
+        """Default certificate and crt-list for the shared HTTPS frontend."""
+        from dataclasses import replace
+
+        from servicerouter import certs
+
+        settings = self.settings
+        state_dir = settings.state_dir or default_state_dir(settings.config_path)
+        paths = list(settings.ssl_certs)
+        if settings.certs_dir and os.path.isdir(settings.certs_dir):
+            paths.append(settings.certs_dir)
+        default_pem = os.path.join(state_dir, "default.pem")
+        if settings.dry:
+            return replace(options, default_cert=default_pem,
+                           crt_list=os.path.join(state_dir, "crt-list"))
+        try:
+            default_pem = certs.ensure_default_certificate(state_dir)
+            bundles, errors = certs.load_bundles(paths)
+            for error in errors:
+                log.error("certificate bundle skipped: %s", error)
+            crt_list = certs.materialize(bundles, state_dir, default_pem)
+        except OSError as err:
+            log.error("cannot prepare certificates in %s: %s", state_dir, err)
+            return replace(options, default_cert=default_pem, crt_list=None)
+        return replace(options, default_cert=default_pem, crt_list=crt_list)
+
+    def _print_dry(self, text: str) -> None:
+        current = haproxy.read_current(self.settings.config_path)
+        self.out.write(text)
+        self.out.flush()
+        old = (current or b"").decode("utf-8", "replace").splitlines(keepends=True)
+        diff = list(difflib.unified_diff(old, text.splitlines(keepends=True),
+                                         self.settings.config_path, "generated"))
+        if diff:
+            sys.stderr.write("".join(diff))
+        else:
+            sys.stderr.write(f"no difference with {self.settings.config_path}\n")
+
+
+def default_state_dir(config_path: str) -> str:
+    """Where generated certificates live: beside the HAProxy config."""
+    return os.path.join(os.path.dirname(os.path.abspath(config_path)), "servicerouter")
+
+
+def utc_iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+class SyncTrigger:
+    """Coalesces bursts of events into one sync, run on one thread.
+
+    A sync starts once no event came for ``min_wait`` seconds, or
+    ``max_wait`` after the first pending event, whichever is first; never two
+    at once.  ``resync_interval`` forces a full sync when nothing happened.
+    """
+
+    def __init__(self, min_wait: float = 0.2, max_wait: float = 2.0,
+                 resync_interval: float = 300.0) -> None:
+        self.min_wait = min_wait
+        self.max_wait = max_wait
+        self.resync_interval = resync_interval
+        self._cond = threading.Condition()
+        self._first: float | None = None
+        self._last: float | None = None
+        self._stopped = False
+
+    def fire(self) -> None:
+        with self._cond:
+            now = time.monotonic()
+            if self._first is None:
+                self._first = now
+            self._last = now
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def wait(self) -> bool:
+        """Block until a sync is due; False when stopped."""
+        deadline = time.monotonic() + self.resync_interval
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                if self._first is not None and self._last is not None:
+                    due = min(self._last + self.min_wait, self._first + self.max_wait)
+                    if now >= due:
+                        self._first = self._last = None
+                        return True
+                    self._cond.wait(due - now)
+                    continue
+                if now >= deadline:
+                    return True
+                self._cond.wait(deadline - now)
+            return False
+
+
+def install_signal_handlers(trigger: SyncTrigger) -> None:
+    """SIGTERM/SIGINT stop the loop cleanly; SIGHUP asks for a full resync."""
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("received signal %d, shutting down", signum)
+        trigger.stop()
+
+    def _resync(_signum: int, _frame: Any) -> None:
+        log.info("received SIGHUP, full resync")
+        trigger.fire()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _resync)
+
+
+def run_listening(router: Router, client: MarathonClient, callback_url: str,
+                  listen_addr: str, trigger: SyncTrigger | None = None) -> int:
+    """Subscribe, serve the callback, sync on events, unsubscribe on exit."""
+    from servicerouter.server import CallbackServer, callback_port
+
+    trigger = trigger or SyncTrigger()
+    install_signal_handlers(trigger)
+
+    def on_event(event: dict[str, Any]) -> None:
+        event_type = event.get("eventType")
+        if event_type in IGNORED_EVENTS:
+            log.debug("ignoring %s", event_type)
+            return
+        log.info("received %s, scheduling a sync", event_type)
+        trigger.fire()
+
+    server = CallbackServer((listen_addr, callback_port(callback_url)), on_event)
+    server.start()
+    log.info("serving Marathon callbacks on %s:%d", listen_addr or "*", server.port)
+    subscribed = False
+    try:
+        try:
+            client.add_subscriber(callback_url)
+            subscribed = True
+            log.info("subscribed %s to Marathon events", callback_url)
+        except MarathonError as err:
+            log.error("could not subscribe %s: %s (will resync periodically)", callback_url, err)
+        router.sync()
+        while trigger.wait():
+            router.sync()
+    finally:
+        server.stop()
+        if subscribed:
+            log.info("Cleanup, removing subscription to %s", callback_url)
+            try:
+                client.remove_subscriber(callback_url)
+            except MarathonError as err:
+                log.error("could not remove subscription %s: %s", callback_url, err)
+    return 0
+
+
+def run_once(router: Router) -> int:
+    """servicerouter.py's default mode: one sync, exit status says how it went."""
+    result = router.sync()
+    return 0 if result.ok else 1
+
+
+def format_problems(problems: Sequence[Any]) -> list[str]:
+    return [str(p) for p in problems]
