@@ -236,6 +236,7 @@ class _Draft:
     groups: tuple[str, ...]
     app: Mapping[str, Any]
     servers: dict[tuple[str, int], Server] = field(default_factory=dict)
+    had_tasks: bool = False  # a task matched, even if its host did not resolve
 
 
 def _read_app(
@@ -322,10 +323,15 @@ def _add_task(
         if not _is_port(port):
             problems.append(Problem(app_id, f"task {task_id[:120]!r} port {port!r} is not a port number", index))
             continue
+        draft.had_tasks = True
         if ipv4 is None:
             ipv4 = resolve(host)
             if ipv4 is None:
+                # As servicerouter.py: the server is left out, its service stays.
                 problems.append(Problem(app_id, f"could not resolve task host {host!r}; task ignored"))
+                for later in by_index[index + 1:count]:
+                    if later is not None:
+                        later.had_tasks = True
                 return
         draft.servers.setdefault((host, port), Server(host, ipv4, port, task_id))
 
@@ -371,7 +377,7 @@ def _decide_bind_ports(
     services: list[Service] = []
     taken: dict[int, str] = {}
     for _age, draft in sorted(drafts, key=lambda item: item[0]):
-        if not draft.servers:
+        if not draft.had_tasks:
             continue
         settings = draft.settings
         bind_port = settings.port or draft.service_port
