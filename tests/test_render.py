@@ -1,0 +1,187 @@
+"""render: assembly order and legacy placeholders (the SPEC's conformance rule).
+
+The legacy templates in tests/fixtures/legacy_templates override every
+fragment with text that uses each placeholder, so the golden output below is
+worked out by hand from SPEC §4-5: buffer order, service order, server order,
+the app-id ACL once per app, stripped server health-check options, ``None``
+for a port without vhost, Python's ``False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servicerouter.model import build_model
+from servicerouter.render import RenderOptions, render_config
+from servicerouter.templates import load_fragments
+
+ROOT = Path(__file__).resolve().parent.parent
+LEGACY = ROOT / "tests" / "fixtures" / "legacy_templates"
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "marathon"
+
+
+def ident(host: str) -> str | None:
+    return host if host[0].isdigit() else None
+
+
+HTTP_CHECK = {
+    "protocol": "HTTP", "portIndex": 0, "path": "/health", "timeoutSeconds": 20,
+    "intervalSeconds": 60, "gracePeriodSeconds": 300, "maxConsecutiveFailures": 3,
+    "ignoreHttp1xx": False,
+}
+TCP_CHECK = {
+    "protocol": "TCP", "portIndex": 0, "path": "/", "timeoutSeconds": 5,
+    "intervalSeconds": 10, "gracePeriodSeconds": 30, "maxConsecutiveFailures": 2,
+    "ignoreHttp1xx": False,
+}
+
+STATE = [
+    {
+        "id": "/beta/svc", "ports": [10010], "env": {},
+        "labels": {
+            "HAPROXY_0_PORT": "9000", "HAPROXY_0_BIND_ADDR": "127.0.0.1",
+            "HAPROXY_0_REDIRECT_TO_HTTPS": "yes", "HAPROXY_0_SSL_CERT": "/etc/ssl/beta.pem",
+        },
+        "healthChecks": [TCP_CHECK],
+        "tasks": [
+            {"id": "beta_svc.1", "host": "10.0.0.9", "ports": [31500]},
+            {"id": "beta_svc.2", "host": "", "ports": [31501]},
+        ],
+    },
+    {
+        "id": "/alpha", "ports": [10001, 10002],
+        "env": {"HAPROXY_0_VHOST": "Alpha.Example.com", "HAPROXY_0_STICKY": "T",
+                "HAPROXY_1_MODE": "http"},
+        "labels": {},
+        "healthChecks": [HTTP_CHECK],
+        "tasks": [
+            {"id": "alpha.1", "host": "10.0.0.2", "ports": [31001, 31002]},
+            {"id": "alpha.2", "host": "10.0.0.10", "ports": [31003, 31004]},
+            {"id": "alpha.3", "host": "10.0.0.2", "ports": [30999]},
+        ],
+    },
+    {"id": "/gamma", "ports": [10020], "env": {}, "labels": {}, "healthChecks": [], "tasks": []},
+    {
+        "id": "/delta", "ports": [10030], "env": {"HAPROXY_GROUP": "internal"}, "labels": {},
+        "healthChecks": [], "tasks": [{"id": "delta.1", "host": "10.0.0.5", "ports": [31100]}],
+    },
+]
+
+EXPECTED = (
+    "# head {not a placeholder}\n"
+    "\n# http frontend\n"
+    "  HTTP-ACL Alpha_Example_com Alpha.Example.com /alpha alpha_10001\n"
+    "\n# appid frontend\n"
+    "  APPID-ACL _alpha Alpha.Example.com /alpha alpha_10001\n"
+    "\n# https frontend { ssl }\n"
+    "  HTTPS-ACL Alpha_Example_com Alpha.Example.com /alpha alpha_10001\n"
+    "\nFE alpha_10001 *:10001 http\n"
+    "  GLUE alpha_10001\n"
+    "\nFE alpha_10002 *:10002 http\n"
+    "  GLUE alpha_10002\n"
+    "\nFE beta_svc_9000 127.0.0.1:9000 ssl crt /etc/ssl/beta.pem tcp\n"
+    "  REDIRECT 127.0.0.1 { ssl_fc }\n"
+    "  GLUE beta_svc_9000\n"
+    "\nBE alpha_10001 http\n"
+    "  HTTP-OPTIONS {literal}\n"
+    "  HTTP-HC 0 HTTP /health 20 60 False 300 3 4\n"
+    "  STICKY\n"
+    "  SRV 10_0_0_10_31003 10.0.0.10 10.0.0.10 31003 check cookie 10_0_0_10_31003 inter 60s fall 4\n"
+    "  SRV 10_0_0_2_30999 10.0.0.2 10.0.0.2 30999 check cookie 10_0_0_2_30999 inter 60s fall 4\n"
+    "  SRV 10_0_0_2_31001 10.0.0.2 10.0.0.2 31001 check cookie 10_0_0_2_31001 inter 60s fall 4\n"
+    "\nBE alpha_10002 http\n"
+    "  HTTP-OPTIONS {literal}\n"
+    "  SRV 10_0_0_10_31004 10.0.0.10 10.0.0.10 31004\n"
+    "  SRV 10_0_0_2_31002 10.0.0.2 10.0.0.2 31002\n"
+    "\nBE beta_svc_9000 tcp\n"
+    "  TCP-HC TCP 3 /\n"
+    "  SRV 10_0_0_9_31500 10.0.0.9 10.0.0.9 31500 tcpcheck 5\n"
+)
+
+
+def legacy_render(apps: list[dict], groups: tuple[str, ...] = ()) -> str:
+    model = build_model(apps, groups, ident)
+    return render_config(model.services, load_fragments([LEGACY]), RenderOptions())
+
+
+def test_legacy_assembly_is_byte_identical() -> None:
+    assert legacy_render(STATE) == EXPECTED
+
+
+def test_legacy_groups_select_apps() -> None:
+    internal = legacy_render(STATE, ("internal",))
+    assert "delta_10030" in internal and "alpha_10001" not in internal
+    everything = legacy_render(STATE, ("*",))
+    assert "delta_10030" in everything and "alpha_10001" in everything
+    # HAPROXY_GROUP is split on ',' without trimming and matched case-sensitively.
+    spaced = [dict(STATE[3], env={"HAPROXY_GROUP": "a, internal"})]
+    assert "delta" not in legacy_render(spaced, ("internal",))
+    assert "delta" in legacy_render(spaced, (" internal",))
+    assert "delta" not in legacy_render(spaced, ("Internal",))
+
+
+def test_labels_win_over_env() -> None:
+    app = dict(STATE[3], env={"HAPROXY_0_PORT": "7000"}, labels={"HAPROXY_0_PORT": "7001"})
+    out = legacy_render([app])
+    assert "FE delta_7001 *:7001" in out and "7000" not in out
+
+
+def test_legacy_cli_from_cwd_templates(tmp_path: Path) -> None:
+    """servicerouter.py read ./templates; a whole run from that cwd gives the same bytes."""
+    (tmp_path / "templates").symlink_to(LEGACY)
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text(json.dumps({"apps": STATE}))
+    cfg = tmp_path / "haproxy.cfg"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
+         "--haproxy-config", str(cfg), "--command", "true", "--syslog-socket", "/dev/null",
+         "--skip-validation"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert cfg.read_text() == EXPECTED
+    assert oct(cfg.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_multiple_vhosts_render_one_acl_each() -> None:
+    app = dict(STATE[3], env={"HAPROXY_0_VHOST": "a.example.com,b.example.com"})
+    out = legacy_render([app])
+    assert out.count("HTTP-ACL") == 2 and out.count("HTTPS-ACL") == 2
+    assert "HTTP-ACL b_example_com b.example.com /delta delta_10030" in out
+
+
+def test_port_without_vhost_renders_none_hostname() -> None:
+    app = dict(STATE[3], env={"HAPROXY_0_MODE": "HTTP"})  # upper case is repaired
+    out = legacy_render([app])
+    assert "APPID-ACL _delta None /delta delta_10030" in out
+    assert "FE delta_10030 *:10030 http" in out
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.json")))
+def test_default_templates_render_every_fixture(fixture: str, tmp_path: Path,
+                                                haproxy_bin: str) -> None:
+    """Every real payload renders with the built-in fragments into a config HAProxy accepts."""
+    document = json.loads((FIXTURES / fixture).read_text())
+    apps = document.get("apps") or ([document] if "id" in document else [])
+    model = build_model(apps, ("*",), ident)
+    pem = tmp_path / "default.pem"
+    from servicerouter.certs import generate_self_signed
+
+    pem.write_text(generate_self_signed())
+    options = RenderOptions(bind_addr="127.0.0.1", default_cert=str(pem))
+    text = render_config(model.services, load_fragments(), options)
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(text)
+    proc = subprocess.run([haproxy_bin, "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + text
+
+
+def test_render_is_deterministic() -> None:
+    assert legacy_render(STATE) == legacy_render(list(reversed(STATE)))
