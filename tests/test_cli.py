@@ -1,0 +1,191 @@
+"""cli: servicerouter.py's flags, --longhelp from the registries, one-shot exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servicerouter import cli
+from servicerouter.emulator import MarathonEmulator
+from servicerouter.labels import SETTINGS
+from servicerouter.templates import FRAGMENTS
+from tests.harness import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def common(tmp_path: Path) -> list[str]:
+    return ["--haproxy-config", str(tmp_path / "haproxy.cfg"), "--command", "true",
+            "--syslog-socket", "/dev/null", "--bind-addr", "127.0.0.1",
+            "--http-port", str(free_port()), "--https-port", str(free_port()),
+            "--appid-port", str(free_port()), "--stats-port", str(free_port())]
+
+
+def web_app(app_id: str = "/web", **labels: str) -> dict:
+    return {"id": app_id, "ports": [10000 + len(app_id)], "labels": labels, "env": {},
+            "tasks": [{"id": f"{app_id[1:]}.1", "host": "127.0.0.1", "ports": [31000]}]}
+
+
+# --- flags -------------------------------------------------------------------------
+
+def test_servicerouter_py_flags_and_defaults() -> None:
+    args = cli.parse_args(["-m", "http://a", "http://b", "--marathon", "http://c"])
+    assert args.marathon == ["http://a", "http://b", "http://c"]
+    assert args.listening is None and args.command is None
+    assert args.haproxy_config == "/etc/haproxy/haproxy.cfg"
+    assert args.log_format == "%(name)s: %(message)s"
+    assert args.syslog_socket in ("/dev/log", "/var/run/syslog")
+    assert args.group == []
+    args = cli.parse_args(["-m", "x", "--group", "a", "--group", "*", "-l", "http://lb:9000",
+                           "-c", "reload it", "--syslog-socket", "/dev/null",
+                           "--log-format", "%(message)s", "--haproxy-config", "/tmp/h.cfg"])
+    assert args.group == ["a", "*"] and args.listening == "http://lb:9000"
+    assert args.command == "reload it"
+
+
+def test_missing_marathon_is_the_argparse_error(tmp_path: Path) -> None:
+    proc = run_cli(cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "error: argument --marathon/-m is required" in proc.stderr
+
+
+def test_longhelp_comes_from_the_registries(tmp_path: Path) -> None:
+    proc = run_cli("--longhelp", cwd=tmp_path)
+    assert proc.returncode == 0
+    for setting in SETTINGS:
+        assert setting.key in proc.stdout
+    for spec in FRAGMENTS:
+        assert spec.name in proc.stdout
+        for placeholder in spec.placeholders:
+            assert placeholder in proc.stdout
+
+
+def test_yaml_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "sr.yaml"
+    path.write_text("marathon: http://m1:8080\ngroup: [external]\nhttp-port: 8080\n")
+    args = cli.parse_args(["--config", str(path)])
+    assert args.marathon == ["http://m1:8080"] and args.group == ["external"]
+    assert args.http_port == 8080
+
+
+# --- one-shot runs -------------------------------------------------------------------
+
+def test_one_shot_writes_a_valid_config(tmp_path: Path, haproxy_bin: str) -> None:
+    with MarathonEmulator([web_app(HAPROXY_0_VHOST="web.example.com")]) as marathon:
+        proc = run_cli("-m", marathon.url, *common(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "haproxy.cfg").read_text()
+    assert "backend web_10004" in text and "web.example.com" in text
+    assert "admin:admin" not in text
+    assert "sync timing:" in proc.stderr
+
+
+def test_marathon_down_exits_non_zero_and_keeps_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("previous\n")
+    dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    proc = run_cli("-m", *dead, *common(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert cfg.read_text() == "previous\n"
+    for host in dead:  # one clear line per host
+        assert sum(host in line for line in proc.stderr.splitlines()) >= 1
+    assert "connection failed" in proc.stderr
+
+
+def test_failover_to_the_next_host(tmp_path: Path) -> None:
+    with MarathonEmulator([web_app()]) as marathon:
+        proc = run_cli("-m", f"http://127.0.0.1:{free_port()}", marathon.url, *common(tmp_path),
+                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "web_10004" in (tmp_path / "haproxy.cfg").read_text()
+
+
+def test_marathon_error_status_keeps_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("previous\n")
+    with MarathonEmulator([web_app()]) as marathon:
+        marathon.set_unavailable(True, 503)
+        proc = run_cli("-m", marathon.url, *common(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 1 and "HTTP 503" in proc.stderr
+    assert cfg.read_text() == "previous\n"
+
+
+def test_bad_label_skips_only_that_app(tmp_path: Path) -> None:
+    apps = [web_app("/good"), web_app("/bad", HAPROXY_0_PORT="not-a-port")]
+    with MarathonEmulator(apps) as marathon:
+        proc = run_cli("-m", marathon.url, *common(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "haproxy.cfg").read_text()
+    assert "good_10005" in text and "backend bad_" not in text
+    (line,) = [line for line in proc.stderr.splitlines() if "/bad" in line]
+    assert "HAPROXY_0_PORT" in line and "port index 0" in line
+
+
+def test_rejected_config_keeps_the_old_file(tmp_path: Path, haproxy_bin: str) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_bytes(b"previous config\n")
+    overrides = tmp_path / "overrides"
+    overrides.mkdir()
+    (overrides / "HAPROXY_BACKEND_HEAD").write_text("\nbackend {backend}\n  no-such-keyword\n")
+    with MarathonEmulator([web_app()]) as marathon:
+        proc = run_cli("-m", marathon.url, *common(tmp_path), "--templates-dir", str(overrides),
+                       cwd=tmp_path)
+    assert proc.returncode == 1
+    assert cfg.read_bytes() == b"previous config\n"
+    assert "no-such-keyword" in proc.stderr
+
+
+def test_snapshot_source_and_dry_run(tmp_path: Path) -> None:
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text(json.dumps({"apps": [web_app()]}))
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("previous\n")
+    proc = run_cli("-m", f"file://{snapshot}", *common(tmp_path), "--dry", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "backend web_10004" in proc.stdout
+    assert "+backend web_10004" in proc.stderr  # the diff against the file on disk
+    assert cfg.read_text() == "previous\n"
+    assert not (tmp_path / "servicerouter").exists()  # --dry writes nothing at all
+
+
+def test_garbage_from_marathon_keeps_config(tmp_path: Path) -> None:
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text("{not json")
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("previous\n")
+    proc = run_cli("-m", f"file:{snapshot}", *common(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 1 and "invalid JSON" in proc.stderr
+    assert cfg.read_text() == "previous\n"
+
+
+def test_template_error_fails_at_startup_naming_file_and_line(tmp_path: Path) -> None:
+    overrides = tmp_path / "templates"
+    overrides.mkdir()
+    (overrides / "HAPROXY_FRONTEND_HEAD").write_text("\nfrontend {backend}\n  bind {bindAdr}\n")
+    proc = run_cli("-m", "file:/nonexistent", *common(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "HAPROXY_FRONTEND_HEAD" in proc.stderr and "line 3" in proc.stderr
+    assert "bindAdr" in proc.stderr
+
+
+@pytest.mark.parametrize("socket_path", ["/dev/null", "/nonexistent/log.sock"])
+def test_syslog_socket_is_optional(tmp_path: Path, socket_path: str) -> None:
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text(json.dumps({"apps": []}))
+    args = common(tmp_path)
+    args[args.index("--syslog-socket") + 1] = socket_path
+    proc = run_cli("-m", f"file:{snapshot}", *args, "--skip-validation", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
