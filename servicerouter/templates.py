@@ -23,7 +23,6 @@ import os
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -182,14 +181,11 @@ class FragmentSet:
 
 def default_templates_dir() -> Path:
     """The built-in fragments: installed package data, else the checkout's templates/."""
-    try:
-        installed = resources.files("servicerouter.default_templates")
-        path = Path(str(installed))
-        if path.is_dir() and (path / "HAPROXY_HEAD.j2").exists():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "templates"
+    here = Path(__file__).resolve().parent
+    installed = here / "default_templates"
+    if (installed / "HAPROXY_HEAD.j2").is_file():
+        return installed
+    return here.parent / "templates"
 
 
 def _jinja_env() -> jinja2.Environment:
