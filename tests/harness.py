@@ -389,6 +389,17 @@ class Backend:
         if line.strip() != b"ready":
             raise RuntimeError(f"unexpected output {line!r}")
 
+    def kill(self) -> None:
+        """Crash it: SIGKILL, and return once the process is gone (its sockets closed)."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.kill()
+        proc.wait(timeout=5.0)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        _REGISTRY.discard_pid(proc.pid)
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 3 s. Idempotent."""
         proc = self._proc
