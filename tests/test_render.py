@@ -185,3 +185,38 @@ def test_default_templates_render_every_fixture(fixture: str, tmp_path: Path,
 
 def test_render_is_deterministic() -> None:
     assert legacy_render(STATE) == legacy_render(list(reversed(STATE)))
+
+
+def test_default_templates_accept_every_servicerouter_py_setting(tmp_path: Path,
+                                                                  haproxy_bin: str) -> None:
+    """Each SPEC §3 key, alone and combined, renders a config HAProxy 2.6 accepts."""
+    from servicerouter.certs import generate_self_signed
+
+    pem = tmp_path / "site.pem"
+    pem.write_text(generate_self_signed("site.example.com"))
+    keys = {
+        "HAPROXY_0_VHOST": "site.example.com,*.wild.example.com",
+        "HAPROXY_0_STICKY": "true",
+        "HAPROXY_0_REDIRECT_TO_HTTPS": "true",
+        "HAPROXY_0_BIND_ADDR": "127.0.0.1",
+        "HAPROXY_0_PORT": "18080",
+        "HAPROXY_0_MODE": "http",
+    }
+    apps = [dict(STATE[3], id=f"/only{i}", ports=[11000 + i], env={}, labels={k: v})
+            for i, (k, v) in enumerate(keys.items())]
+    apps.append(dict(STATE[3], id="/all", ports=[12000, 12001], env={"HAPROXY_GROUP": ""},
+                     labels={**keys, "HAPROXY_0_VHOST": "all.example.com",
+                             "HAPROXY_0_PORT": "18081", "HAPROXY_1_SSL_CERT": str(pem),
+                             "HAPROXY_1_MODE": "tcp"},
+                     healthChecks=[HTTP_CHECK, dict(TCP_CHECK, portIndex=1)],
+                     tasks=[{"id": "all.1", "host": "10.0.0.1", "ports": [31000, 31001]}]))
+    model = build_model(apps, ("*",), ident)
+    assert len(model.services) == len(apps) + 1, model.problems
+    options = RenderOptions(bind_addr="127.0.0.1", default_cert=str(pem))
+    text = render_config(model.services, load_fragments(), options)
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(text)
+    proc = subprocess.run([haproxy_bin, "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + text
+    assert "admin:admin" not in text and "bind 127.0.0.1:80\n" not in text
+    assert f"ssl crt {pem}" in text and "cookie mesosphere_server_id" in text
