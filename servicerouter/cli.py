@@ -101,7 +101,112 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"],
                      help="Log level (default info)")
+
+    live = parser.add_argument_group("event streams, managed HAProxy and status")
+    live.add_argument("--sse", action="store_true",
+                      help="Follow Marathon's event stream (GET /v2/events) and keep HAProxy "
+                           "in step; reconnects across the --marathon hosts")
+    live.add_argument("--sse-stall-timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="Reconnect when the event stream sends nothing (not even a "
+                           "keep-alive) for this long")
+    live.add_argument("--backoff-initial", type=float, default=1.0, metavar="SECONDS",
+                      help="First retry delay after Marathon fails (doubles, jittered)")
+    live.add_argument("--backoff-max", type=float, default=30.0, metavar="SECONDS",
+                      help="Longest retry delay after Marathon fails")
+    live.add_argument("--manage-haproxy", action="store_true",
+                      help="Run HAProxy (--haproxy-bin) in master-worker mode and reload it "
+                           "seamlessly through its master socket; restart it if it dies")
+    live.add_argument("--haproxy-stop-on-exit", action="store_true",
+                      help="With --manage-haproxy: stop HAProxy when servicerouter exits "
+                           "(default: leave it serving; the next start adopts it)")
+    live.add_argument("--hard-stop-after", default="60s", metavar="TIME",
+                      help="With --manage-haproxy: HAProxy's hard-stop-after, the longest "
+                           "an old worker may linger after a reload (default 60s)")
+    live.add_argument("--runtime-socket", metavar="PATH",
+                      help="Runtime API socket for a HAProxy reloaded by --command: written "
+                           "as 'stats socket' in the config and used to change servers "
+                           "without reloading")
+    live.add_argument("--no-runtime-api", action="store_true",
+                      help="Always reload, never change servers through the Runtime API")
+    live.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+                      help="How long a removed server drains before it is deleted")
+    live.add_argument("--status-listen", metavar="HOST:PORT",
+                      help="Serve /healthz, /status and /metrics (a bare PORT binds "
+                           "127.0.0.1; other addresses need --status-token)")
+    live.add_argument("--status-token", default=os.environ.get("SERVICEROUTER_STATUS_TOKEN"),
+                      metavar="TOKEN",
+                      help="Bearer token for the status endpoint (default: "
+                           "$SERVICEROUTER_STATUS_TOKEN)")
+
+    routing = parser.add_argument_group("routing features and TLS")
+    routing.add_argument("--strict-mode", action="store_true",
+                         help="Only route ports whose app sets HAPROXY_{n}_ENABLED=true")
+    routing.add_argument("--health-check", "-H", action="store_true",
+                         help="Only route tasks that are running, pass all their Marathon "
+                              "health checks and readiness checks; drain tasks being killed")
+    routing.add_argument("--min-serv-port-ip-per-task", type=int, default=10050,
+                         metavar="PORT",
+                         help="Lowest service port given to IP-per-task apps Marathon gave "
+                              "none (default 10050)")
+    routing.add_argument("--max-serv-port-ip-per-task", type=int, default=10100,
+                         metavar="PORT",
+                         help="Highest service port given to IP-per-task apps (default 10100)")
+    routing.add_argument("--allow-label-templates", action="store_true",
+                         help="Let apps replace per-port fragments with HAPROXY_{n}_<FRAGMENT> "
+                              "labels (sandboxed Jinja2; a bad one quarantines only its app)")
+    routing.add_argument("--list-certs", action="store_true",
+                         help="List the certificate bundles (--ssl-certs, --certs-dir and, "
+                              "with -m, the apps' HAPROXY_{n}_SSL_CERT) with their names, "
+                              "expiry and problems; exit 1 if any is unusable")
+
+    access = parser.add_argument_group("Marathon access")
+    access.add_argument("--marathon-auth-credential-file", metavar="FILE",
+                        help="File whose first line is USER:PASSWORD for Marathon's HTTP "
+                             "basic auth (keep it mode 600)")
+    access.add_argument("--auth-credentials", metavar="USER:PASSWORD",
+                        default=os.environ.get("SERVICEROUTER_MARATHON_CREDENTIALS"),
+                        help="Marathon basic auth (default: "
+                             "$SERVICEROUTER_MARATHON_CREDENTIALS); visible to other local "
+                             "users in the process list: prefer the credential file")
+    access.add_argument("--marathon-ca-cert", metavar="FILE",
+                        help="CA bundle that signs Marathon's certificate (https is "
+                             "verified against the system CAs otherwise)")
+    access.add_argument("--marathon-insecure", action="store_true",
+                        help="Do not verify Marathon's TLS certificate (logs a warning)")
+    access.add_argument("--marathon-client-cert", metavar="FILE",
+                        help="Client certificate for mutual TLS with Marathon (PEM; may "
+                             "also hold the key)")
+    access.add_argument("--marathon-client-key", metavar="FILE",
+                        help="Private key of --marathon-client-cert, if in its own file")
     return parser
+
+
+def client_settings(args: argparse.Namespace) -> Any:
+    """ClientSettings from the flags; ValueError (never echoing a secret) if unusable."""
+    from servicerouter.marathon import ClientSettings, parse_credentials, read_credential_file
+
+    auth = None
+    if args.marathon_auth_credential_file and args.auth_credentials:
+        raise ValueError("give --auth-credentials or --marathon-auth-credential-file, not both")
+    if args.marathon_auth_credential_file:
+        auth = read_credential_file(args.marathon_auth_credential_file)
+    elif args.auth_credentials:
+        auth = parse_credentials(args.auth_credentials, "--auth-credentials")
+    if args.marathon_insecure and args.marathon_ca_cert:
+        raise ValueError("--marathon-insecure and --marathon-ca-cert contradict each other")
+    if args.marathon_client_key and not args.marathon_client_cert:
+        raise ValueError("--marathon-client-key needs --marathon-client-cert")
+    for flag in ("marathon_ca_cert", "marathon_client_cert", "marathon_client_key"):
+        path = getattr(args, flag)
+        if path and not os.access(path, os.R_OK):
+            raise ValueError(f"--{flag.replace('_', '-')} {path}: not a readable file")
+    verify: bool | str = False if args.marathon_insecure else (args.marathon_ca_cert or True)
+    cert: tuple[str, str] | str | None = args.marathon_client_cert
+    if args.marathon_client_cert and args.marathon_client_key:
+        cert = (args.marathon_client_cert, args.marathon_client_key)
+    return ClientSettings(connect_timeout=args.connect_timeout,
+                          read_timeout=args.marathon_timeout, auth=auth, verify=verify,
+                          client_cert=cert)
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -159,8 +264,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
-    if not args.longhelp and not args.marathon:
+    if not args.longhelp and not args.list_certs and not args.marathon:
         parser.error("argument --marathon/-m is required")
+    low, high = args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task
+    if not 1 <= low <= high <= 65535:
+        parser.error("--min/--max-serv-port-ip-per-task must satisfy 1 <= min <= max <= 65535")
     return args
 
 
@@ -172,13 +280,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(longhelp_text())
         return 0
     setup_logging(args.syslog_socket, args.log_format, args.log_level)
+    if args.list_certs:
+        return list_certs(args)
     return run(args)
+
+
+def list_certs(args: argparse.Namespace) -> int:
+    """--list-certs: every bundle with its names and expiry, and every problem."""
+    from servicerouter.tls import TlsManager, expiry_rows, format_rows
+
+    sources = [p for p in args.ssl_certs.split(",") if p]
+    if args.certs_dir and os.path.isdir(args.certs_dir):
+        sources.append(args.certs_dir)
+    if args.marathon:
+        from servicerouter.marathon import MarathonError, make_source, parse_apps
+        from servicerouter.model import build_model
+
+        try:
+            source = make_source(args.marathon, client_settings(args))
+            apps = parse_apps(source.fetch_apps_body())
+        except (MarathonError, ValueError) as err:
+            log.error("cannot read the apps' certificates: %s", err)
+            return 2
+        model = build_model(apps, args.group, lambda host: host)
+        sources.extend(sorted({s.settings.ssl_cert for s in model.services
+                               if s.settings.ssl_cert}))
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    bundles, errors = TlsManager().load(sources, now)
+    sys.stdout.write(format_rows(expiry_rows(bundles, errors, now)))
+    return 1 if errors else 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Wire the stages together from parsed flags."""
     from servicerouter import haproxy
-    from servicerouter.marathon import ClientSettings, MarathonClient, make_source
+    from servicerouter.fragment_check import check_fragments
+    from servicerouter.marathon import MarathonClient, make_source
     from servicerouter.render import RenderOptions
     from servicerouter.runner import (
         Router,
@@ -194,16 +333,15 @@ def run(args: argparse.Namespace) -> int:
         user_dirs.append("templates")
     try:
         fragments = load_fragments(user_dirs)
+        check_fragments(fragments)  # a fragment that raises fails now, not at a sync
     except TemplateError as err:
         log.error("template error: %s", err)
         return 2
     for name, source in fragments.sources().items():
         log.debug("fragment %s from %s", name, source)
 
-    client_settings = ClientSettings(connect_timeout=args.connect_timeout,
-                                     read_timeout=args.marathon_timeout)
     try:
-        source = make_source(args.marathon, client_settings)
+        source = make_source(args.marathon, client_settings(args))
     except ValueError as err:
         log.error("%s", err)
         return 2
@@ -222,8 +360,14 @@ def run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         ssl_certs=tuple(p for p in args.ssl_certs.split(",") if p),
         certs_dir=args.certs_dir,
+        strict_mode=args.strict_mode,
+        health_check=args.health_check,
+        ip_per_task_ports=(args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task),
+        allow_label_templates=args.allow_label_templates,
     )
     router = Router(source, fragments, settings)
+    if args.sse or args.manage_haproxy or (args.listening and not args.dry):
+        return _run_live(args, router)
     if args.listening:
         if not isinstance(source, MarathonClient):
             log.error("--listening needs a Marathon URL, not a file: snapshot")
@@ -231,6 +375,61 @@ def run(args: argparse.Namespace) -> int:
         trigger = SyncTrigger(args.min_wait, args.max_wait, args.resync_interval)
         return run_listening(router, source, args.listening, args.listening_addr, trigger)
     return run_once(router)
+
+
+def _run_live(args: argparse.Namespace, router: Any) -> int:
+    """--sse, --listening, --manage-haproxy: the long-running loop (servicerouter.live)."""
+    from dataclasses import replace
+
+    from servicerouter import haproxy
+    from servicerouter.live import LiveOptions, LiveSettings, run_live
+    from servicerouter.manager import ManagedHAProxy, ManagedSettings
+    from servicerouter.marathon import MarathonClient
+    from servicerouter.runner import default_state_dir
+    from servicerouter.status import parse_listen
+
+    if (args.sse or args.listening) and not isinstance(router.source, MarathonClient):
+        log.error("--sse and --listening need a Marathon URL, not a file: snapshot")
+        return 2
+    status_listen = None
+    if args.status_listen:
+        try:
+            status_listen = parse_listen(args.status_listen)
+        except ValueError as err:
+            log.error("--status-listen: %s", err)
+            return 2
+    settings = router.settings
+    render = settings.render_options
+    managed = None
+    runtime_socket = args.runtime_socket
+    if args.manage_haproxy:
+        state_dir = settings.state_dir or default_state_dir(settings.config_path)
+        managed = ManagedHAProxy(ManagedSettings(
+            haproxy_bin=args.haproxy_bin, config_path=os.path.abspath(settings.config_path),
+            state_dir=os.path.abspath(state_dir), stop_on_exit=args.haproxy_stop_on_exit))
+        runtime_socket = managed.settings.runtime_socket
+        render = replace(render, master_worker=True, hard_stop_after=args.hard_stop_after)
+    if runtime_socket:
+        render = replace(render, runtime_socket=runtime_socket)
+    router.settings = replace(settings, render_options=render)
+    mode = "sse" if args.sse else "listening" if args.listening else "poll"
+    options = LiveOptions(
+        mode=mode, callback_url=args.listening, listen_addr=args.listening_addr,
+        status_listen=status_listen, status_token=args.status_token,
+        stall_timeout=args.sse_stall_timeout, drain_timeout=args.drain_timeout,
+        runtime_socket=runtime_socket, managed=managed,
+        reload_command=None if managed else haproxy.reload_command(args.command),
+    )
+    live_settings = LiveSettings(
+        min_wait=args.min_wait, max_wait=args.max_wait, resync_interval=args.resync_interval,
+        backoff_base=args.backoff_initial, backoff_cap=args.backoff_max,
+        runtime_updates=not args.no_runtime_api,
+    )
+    try:
+        return run_live(router, options, live_settings)
+    except ValueError as err:  # e.g. a status endpoint off loopback without a token
+        log.error("%s", err)
+        return 2
 
 
 if __name__ == "__main__":

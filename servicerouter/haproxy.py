@@ -105,9 +105,10 @@ def write_temp(directory: str, basename: str, data: bytes, mode: int) -> str:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            # On the open file, not the name: nothing can swap the path in between.
+            # Never world-writable nor set-id, whatever the old file was.
+            os.fchmod(handle.fileno(), mode & 0o775)
             os.fsync(handle.fileno())
-        # Never world-writable, whatever the old file was.
-        os.chmod(tmp, mode & ~0o002)
     except BaseException:
         _unlink(tmp)
         raise

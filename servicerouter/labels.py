@@ -67,9 +67,20 @@ def _check_length(value: str) -> str:
     return value
 
 
+_WORD_RE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+# Characters that end or break a line in HAProxy's parser, logs or terminals.
+_LINE_BREAKING_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
 def parse_bool(value: str) -> bool:
-    """servicerouter.py semantics: true/t/yes/y in any case is true, anything else false."""
-    return _check_length(value).lower() in TRUE_WORDS
+    """servicerouter.py semantics: true/t/yes/y in any case is true, any other word false.
+
+    A value that is not even a word (blanks, quotes, control characters) is a
+    malformed label, not a quiet "false".
+    """
+    if not _WORD_RE.fullmatch(_check_length(value)):
+        raise SettingError("not a truth value (true/t/yes/y; any other word is false)")
+    return value.lower() in TRUE_WORDS
 
 
 def parse_port(value: str) -> int:
@@ -94,7 +105,7 @@ def parse_mode(value: str) -> str:
 
 def check_host(host: str) -> str:
     """One virtual host: a single safe token, kept exactly as written."""
-    if not host or len(host) > 253 or not _HOST_RE.match(host):
+    if not host or len(host) > 253 or not _HOST_RE.fullmatch(host):
         raise SettingError(
             f"{_shorten(host)!r} is not a valid host name (letters, digits, '-', '_', '.', "
             "an optional leading '*.' and ':port')"
@@ -114,8 +125,11 @@ def parse_vhosts(value: str) -> tuple[str, ...]:
         raise SettingError("no host name given")
     for host in hosts:
         check_host(host)
-    # Keep the first occurrence of each host, in the order written.
-    return tuple(dict.fromkeys(hosts))
+    # Keep the first occurrence of each host (HAProxy matches case-insensitively).
+    first: dict[str, str] = {}
+    for host in hosts:
+        first.setdefault(host.lower(), host)
+    return tuple(first.values())
 
 
 def parse_bind_addr(value: str) -> str:
@@ -128,7 +142,7 @@ def parse_bind_addr(value: str) -> str:
         return addr
     except ValueError:
         pass
-    if not _HOSTNAME_RE.match(addr):
+    if not _HOSTNAME_RE.fullmatch(addr):
         raise SettingError("bind address must be '*', an IP address or a host name")
     return addr
 
@@ -136,14 +150,228 @@ def parse_bind_addr(value: str) -> str:
 def parse_path(value: str) -> str:
     """A file path HAProxy will read: one token without blanks or comment signs."""
     path = _check_length(value)
-    if not _PATH_RE.match(path):
+    if not _PATH_RE.fullmatch(path):
         raise SettingError("path may only hold letters, digits and _ . / @ + = : , % ~ -")
     return path
 
 
 def parse_groups(value: str) -> tuple[str, ...]:
     """servicerouter.py split HAPROXY_GROUP on ',' without trimming; so do we."""
-    return tuple(_check_length(value).split(","))
+    if _LINE_BREAKING_RE.search(_check_length(value)):
+        raise SettingError("group names may not hold a control character or line break")
+    return tuple(value.split(","))
+
+
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off"})
+_SWITCH_TRUE = TRUE_WORDS | {"1", "on"}
+# URL path prefix: RFC 3986 path characters minus everything HAProxy's line
+# parser treats specially (quotes, '#', '$', '\\', braces, blanks).
+_URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,;=:@%/-]{0,1023}$")
+_COOKIE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ARG_NAME = r"[A-Za-z0-9_.-]{1,64}"
+_BALANCE_RE = re.compile(
+    r"^(?:roundrobin|static-rr|leastconn|first|source|uri|random|rdp-cookie"
+    rf"|(?:hdr|rdp-cookie)\({_ARG_NAME}\)|random\([1-9][0-9]{{0,2}}\)|url_param {_ARG_NAME})$"
+)
+_REALM_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_AUTH_USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# crypt(3) hashes HAProxy hands to the C library: traditional DES, or $id$...
+# (MD5, bcrypt, SHA-256/512, scrypt, yescrypt).
+_CRYPT_RE = re.compile(
+    r"^(?:[A-Za-z0-9./]{13}|\$(?:1|2[aby]|5|6|7|y|gy)\$[A-Za-z0-9./$=]{1,512})$"
+)
+
+
+def parse_switch(value: str) -> bool:
+    """A strict on/off for new keys: a typo must not silently mean 'off'."""
+    word = _check_length(value).strip().lower()
+    if word in _SWITCH_TRUE:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingError("expected true/false (also yes/no, t/f, y/n, 1/0, on/off)")
+
+
+def parse_port_groups(value: str) -> tuple[str, ...]:
+    """Groups of one port; split like HAPROXY_GROUP so both read the same."""
+    return parse_groups(value)
+
+
+def parse_url_path(value: str) -> str:
+    """A URL path prefix for path routing: '/' then safe path characters."""
+    path = _check_length(value).strip()
+    if not _URL_PATH_RE.fullmatch(path):
+        raise SettingError(
+            "path must start with '/' and hold only letters, digits and . _ ~ ! & ( ) * + , "
+            "; = : @ % / - (at most 1024 characters)"
+        )
+    return path
+
+
+def parse_weight(value: str) -> int:
+    """An integer ordering route rules; higher is evaluated first."""
+    _check_length(value)
+    try:
+        weight = int(value.strip(), 10)
+    except ValueError:
+        raise SettingError("not an integer") from None
+    if not -1_000_000 <= weight <= 1_000_000:
+        raise SettingError("weight out of range -1000000..1000000")
+    return weight
+
+
+def parse_cookie_name(value: str) -> str:
+    """A cookie name HAProxy can insert: letters, digits, '_', '.', '-'."""
+    name = _check_length(value).strip()
+    if not _COOKIE_RE.fullmatch(name):
+        raise SettingError("cookie name may only hold letters, digits, '_', '.' and '-' (1-64)")
+    return name
+
+
+def parse_balance(value: str) -> str:
+    """One HAProxy balance algorithm (arguments only where HAProxy takes one word)."""
+    algorithm = " ".join(_check_length(value).split())
+    if not _BALANCE_RE.fullmatch(algorithm):
+        raise SettingError(
+            "balance must be roundrobin, static-rr, leastconn, first, source, uri, random, "
+            "random(N), rdp-cookie, rdp-cookie(NAME), hdr(NAME) or 'url_param NAME'"
+        )
+    return algorithm
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """HTTP basic auth of one port: realm, user and crypt(3) password hash."""
+
+    realm: str
+    user: str
+    password_hash: str = field(repr=False)
+
+
+def parse_auth(value: str) -> BasicAuth:
+    """``realm:user:hashed-password`` (the hash as ``openssl passwd -6`` prints it)."""
+    parts = _check_length(value).strip().split(":")
+    if len(parts) != 3:
+        raise SettingError("expected realm:user:hashed-password")
+    realm, user, password_hash = parts
+    if not _REALM_RE.fullmatch(realm):
+        raise SettingError("realm may only hold letters, digits, '_', '.', '@' and '-'")
+    if not _AUTH_USER_RE.fullmatch(user):
+        raise SettingError("user may only hold letters, digits, '_', '.', '@' and '-'")
+    if not _CRYPT_RE.fullmatch(password_hash):
+        raise SettingError(
+            "password must be a crypt(3) hash ($6$..., $5$..., $1$..., $2y$..., $y$...; "
+            "e.g. from 'openssl passwd -6'), never a clear-text password"
+        )
+    return BasicAuth(realm, user, password_hash)
+
+
+# HAProxy bind keywords a label may add, with a check of their argument
+# (None: a flag). Anything else is refused: an unknown keyword or an argument
+# HAProxy cannot use would make it reject the whole config.
+def _pattern(regex: str) -> Callable[[str], bool]:
+    compiled = re.compile(regex)
+    return lambda value: compiled.fullmatch(value) is not None
+
+
+_CURVE_NAMES = frozenset({"X25519", "X448", "P-256", "P-384", "P-521", "prime256v1",
+                          "secp384r1", "secp521r1"})
+_TLS13_SUITES = frozenset({"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                           "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+                           "TLS_AES_128_CCM_8_SHA256"})
+_CIPHER_WORDS = _pattern(r"[A-Za-z0-9_+:!@=.-]{1,1024}")
+
+
+def _cipher_list(value: str) -> bool:
+    """An OpenSSL cipher list that selects at least one cipher (HAProxy's test too)."""
+    if not _CIPHER_WORDS(value):
+        return False
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(value)
+    except ssl.SSLError:
+        return False
+    return True
+
+
+def _names_from(allowed: frozenset[str]) -> Callable[[str], bool]:
+    return lambda value: bool(value) and all(part in allowed for part in value.split(":"))
+
+
+_NUMBER = _pattern(r"[1-9][0-9]{0,6}")
+_PROTOCOLS = _pattern(r"[A-Za-z0-9_./-]{1,32}(?:,[A-Za-z0-9_./-]{1,32}){0,15}")
+# Below TLS 1.2 is refused: the default head sets ssl-min-ver TLSv1.2, so an older
+# maximum would leave a bind with no protocol at all (HAProxy rejects the config).
+_TLS_VERSION = _pattern(r"TLSv1\.[23]")
+_BIND_KEYWORDS: dict[str, Callable[[str], bool] | None] = {
+    "accept-proxy": None,
+    "allow-0rtt": None,
+    "defer-accept": None,
+    "no-ca-names": None,
+    "no-sslv3": None,
+    "no-tls-tickets": None,
+    "no-tlsv10": None,
+    "no-tlsv11": None,
+    "no-tlsv12": None,
+    "no-tlsv13": None,
+    "prefer-client-ciphers": None,
+    "strict-sni": None,
+    "tfo": None,
+    "transparent": None,
+    "v4v6": None,
+    "v6only": None,
+    "alpn": _PROTOCOLS,
+    "backlog": _NUMBER,
+    "ciphers": _cipher_list,
+    "ciphersuites": _names_from(_TLS13_SUITES),
+    "curves": _names_from(_CURVE_NAMES),
+    "ecdhe": lambda value: value in _CURVE_NAMES,
+    "id": _NUMBER,
+    "interface": _pattern(r"[A-Za-z0-9_.-]{1,15}"),
+    "maxconn": _NUMBER,
+    "mss": _pattern(r"[1-9][0-9]{0,4}"),
+    "name": _pattern(r"[A-Za-z0-9_.-]{1,64}"),
+    "nice": _pattern(r"-?[0-9]{1,4}"),
+    "npn": _PROTOCOLS,
+    "ssl-max-ver": _TLS_VERSION,
+    "ssl-min-ver": _TLS_VERSION,
+    "tcp-ut": _pattern(r"[0-9]{1,9}(?:us|ms|s|m|h|d)?"),
+}
+
+
+def parse_bind_options(value: str) -> tuple[str, ...]:
+    """Extra ``bind`` options: known keywords with well-formed arguments only.
+
+    Returned as words; the renderer joins them with single spaces, so blanks in
+    the label never reach the config as written.
+    """
+    words = _check_length(value).split()
+    if not words:
+        raise SettingError("no bind option given")
+    out: list[str] = []
+    versions: dict[str, str] = {}
+    position = 0
+    while position < len(words):
+        keyword = words[position]
+        if keyword not in _BIND_KEYWORDS:
+            raise SettingError(f"unsupported bind option {_shorten(keyword, 40)!r} (supported: "
+                               f"{', '.join(sorted(_BIND_KEYWORDS))})")
+        argument_ok = _BIND_KEYWORDS[keyword]
+        out.append(keyword)
+        position += 1
+        if argument_ok is None:
+            continue
+        if position >= len(words) or not argument_ok(words[position]):
+            raise SettingError(f"bind option {keyword!r} needs a valid argument")
+        if keyword == "nice" and not -1024 <= int(words[position]) <= 1024:
+            raise SettingError("nice must be between -1024 and 1024")
+        out.append(words[position])
+        versions[keyword] = words[position]  # the last value of each keyword wins
+        position += 1
+    if versions.get("ssl-min-ver", "TLSv1.2") > versions.get("ssl-max-ver", "TLSv1.3"):
+        raise SettingError("ssl-min-ver is above ssl-max-ver: no TLS version would be left")
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +402,15 @@ class PortSettings:
     bind_addr: str | None = None
     port: int | None = None
     mode: str | None = None
+    groups: tuple[str, ...] | None = None  # None: the app's HAPROXY_GROUP applies
+    enabled: bool | None = None  # None: not said (see --strict-mode)
+    path: str | None = None
+    backend_weight: int = 0
+    use_hsts: bool = False
+    sticky_cookie: str | None = None
+    balance: str | None = None
+    auth: BasicAuth | None = None
+    bind_options: tuple[str, ...] = ()
     given: frozenset[str] = field(default_factory=frozenset)  # attrs set explicitly
 
 
@@ -228,12 +465,67 @@ SETTINGS: tuple[Setting, ...] = (
         "tcp or http. Default tcp, or http when the port's Marathon health check is HTTP.",
         "HAPROXY_0_MODE=http",
     ),
+    Setting(
+        "HAPROXY_{n}_GROUP", "groups", parse_port_groups, None,
+        "Groups of this port only, comma-separated; overrides HAPROXY_GROUP for the port "
+        "(same rules as HAPROXY_GROUP).",
+        "HAPROXY_1_GROUP=internal", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_ENABLED", "enabled", parse_switch, None,
+        "true/false. false leaves the port out. With --strict-mode only ports set to true "
+        "are routed.",
+        "HAPROXY_0_ENABLED=true", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_PATH", "path", parse_url_path, None,
+        "URL path prefix routed to the port under its virtual host(s), so several apps "
+        "can share one host. The longest matching prefix wins; a path needs a VHOST.",
+        "HAPROXY_0_PATH=/api", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_BACKEND_WEIGHT", "backend_weight", parse_weight, 0,
+        "Integer ordering the port's rules in the shared frontends among rules of equal "
+        "path length: higher goes first (default 0).",
+        "HAPROXY_0_BACKEND_WEIGHT=10", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_USE_HSTS", "use_hsts", parse_switch, False,
+        "true/false: HTTPS responses carry Strict-Transport-Security (set with "
+        "http-response, HAProxy 2.x syntax).",
+        "HAPROXY_0_USE_HSTS=true", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_STICKY_COOKIE", "sticky_cookie", parse_cookie_name, None,
+        "Name of the cookie HAPROXY_{n}_STICKY inserts (default mesosphere_server_id).",
+        "HAPROXY_0_STICKY_COOKIE=srv_id", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_BALANCE", "balance", parse_balance, None,
+        "Load-balancing algorithm of the port's backend (default roundrobin): roundrobin, "
+        "static-rr, leastconn, first, source, uri, random, random(N), rdp-cookie, "
+        "rdp-cookie(NAME), hdr(NAME) or 'url_param NAME'.",
+        "HAPROXY_0_BALANCE=leastconn", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_AUTH", "auth", parse_auth, None,
+        "HTTP basic auth: realm:user:hashed-password, the hash a crypt(3) string such as "
+        "'openssl passwd -6' prints. Requests without valid credentials get a 401.",
+        "HAPROXY_0_AUTH=admins:alice:$6$salt$hash...", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_BIND_OPTIONS", "bind_options", parse_bind_options, (),
+        "Extra options of the port's bind line: only these keywords, each with a "
+        "well-formed argument where it takes one: " + ", ".join(sorted(_BIND_KEYWORDS)) + ".",
+        "HAPROXY_0_BIND_OPTIONS=accept-proxy maxconn 2000", origin="servicerouter",
+    ),
 )
 
 PORT_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.per_port)
 APP_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if not s.per_port)
 
 _KEY_CACHE: dict[int, tuple[tuple[Setting, str], ...]] = {}
+_PORT_SETTING_BY_SUFFIX = {s.key.removeprefix("HAPROXY_{n}_"): s for s in PORT_SETTINGS}
 
 
 def _port_keys(index: int) -> tuple[tuple[Setting, str], ...]:
@@ -280,10 +572,22 @@ def read_port_settings(
     """
     if not labels and not env:
         return DEFAULT_PORT_SETTINGS, []
+    # Scan the few keys the app has rather than look up every registry key:
+    # most apps set none or one or two of them.
+    prefix = f"HAPROXY_{index}_"
+    present: dict[str, Any] = {}  # attr -> raw value
+    for source in (env, labels):  # labels last: they win over env
+        for key, raw in source.items():
+            if raw is not None and isinstance(key, str) and key.startswith(prefix):
+                setting = _PORT_SETTING_BY_SUFFIX.get(key[len(prefix):])
+                if setting is not None:
+                    present[setting.attr] = raw
+    if not present:
+        return DEFAULT_PORT_SETTINGS, []
     values: dict[str, Any] = {}
     problems: list[Problem] = []
     for setting, name in _port_keys(index):
-        raw = _lookup(name, labels, env)
+        raw = present.get(setting.attr)
         if raw is None:
             continue
         if not isinstance(raw, str):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
@@ -39,6 +40,10 @@ class MarathonError(Exception):
     """Marathon could not be reached or answered something unusable."""
 
 
+class MarathonNotFound(MarathonError):
+    """Every host answered 404: the thing asked for (an app) does not exist."""
+
+
 class Source(Protocol):
     """Where apps come from (HTTP Marathon, a snapshot file, an emulator)."""
 
@@ -61,13 +66,42 @@ def parse_apps(body: bytes) -> list[Any]:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """How to reach Marathon: timeouts, auth and TLS."""
+    """How to reach Marathon: timeouts, auth and TLS.
+
+    ``auth`` is kept out of ``repr`` so settings can be logged; ``verify`` is
+    True (system CAs), a CA bundle path (``--marathon-ca-cert``) or False
+    (``--marathon-insecure``); ``client_cert`` is a PEM path holding cert and
+    key, or a (cert, key) pair, for mutual TLS.
+    """
 
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    auth: tuple[str, str] | None = None
+    auth: tuple[str, str] | None = field(default=None, repr=False)
     verify: bool | str = True  # False, True or a CA bundle path
     client_cert: tuple[str, str] | str | None = None
+
+
+def parse_credentials(text: str, where: str) -> tuple[str, str]:
+    """``user:password`` -> (user, password); the error never repeats the text."""
+    user, sep, password = text.strip("\r\n").partition(":")
+    if not sep or not user:
+        raise ValueError(f"{where}: expected USER:PASSWORD")
+    return user, password
+
+
+def read_credential_file(path: str) -> tuple[str, str]:
+    """The first line of ``path`` as ``user:password`` (marathon-lb's credential file)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            line = handle.readline()
+        mode = os.stat(path).st_mode
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the Marathon credential file {path}: "
+                         f"{getattr(err, 'strerror', None) or err}") from None
+    if mode & 0o077:
+        log.warning("Marathon credential file %s is readable by others (mode %o); "
+                    "chmod 600 it", path, mode & 0o777)
+    return parse_credentials(line, f"credential file {path}")
 
 
 class MarathonClient:
@@ -87,37 +121,45 @@ class MarathonClient:
         if self.settings.client_cert:
             self._session.cert = self.settings.client_cert
         self._current = self.hosts[0]
+        if self.settings.verify is False and any(h.startswith("https:") for h in self.hosts):
+            warn_insecure()
 
     @property
     def current(self) -> str:
-        """The host that answered last (for status pages)."""
-        return self._current
+        """The host that answered last (for status pages), without credentials."""
+        return _redact(self._current)
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """First 2xx answer from the hosts in order; MarathonError if none."""
         failures: list[str] = []
+        not_found = 0
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         for host in self.hosts:
             url = host + path
             try:
                 response = self._session.request(method, url, timeout=timeout, **kwargs)
             except requests.exceptions.SSLError as err:
-                reason = f"TLS error: {_first_line(err)}"
+                reason = tls_reason(err)
             except requests.exceptions.Timeout:
                 reason = "timed out"
             except requests.exceptions.ConnectionError as err:
                 reason = f"connection failed: {_first_line(err)}"
             except requests.exceptions.RequestException as err:
                 reason = f"request failed: {_first_line(err)}"
+            except OSError as err:  # e.g. an unreadable CA bundle or client key
+                reason = f"request failed: {err.strerror or err}"
             else:
                 if 200 <= response.status_code < 300:
                     self._current = host
                     return response
                 reason = f"HTTP {response.status_code} {_message(response)}"
+                not_found += response.status_code == 404
                 if response.status_code == 401:
                     reason += " (check the Marathon credentials)"
             log.error("marathon %s %s: %s", method, _redact(url), reason)
             failures.append(f"{_redact(host)}: {reason}")
+        if not_found == len(self.hosts):
+            raise MarathonNotFound(f"not found: {path}")
         raise MarathonError("no Marathon host answered: " + "; ".join(failures))
 
     def fetch_apps_body(self) -> bytes:
@@ -183,6 +225,26 @@ def make_source(hosts: Sequence[str], settings: ClientSettings | None = None) ->
     if any(h.startswith("file:") for h in hosts):
         raise ValueError("a file: snapshot cannot be mixed with Marathon hosts")
     return MarathonClient(hosts, settings)
+
+
+def warn_insecure() -> None:
+    """--marathon-insecure: say it once, loudly, instead of urllib3 on every request."""
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    log.warning("--marathon-insecure: Marathon's TLS certificate is NOT verified; anyone "
+                "on the network path can impersonate Marathon and rewrite the routing")
+
+
+def tls_reason(err: BaseException) -> str:
+    """A TLS failure in one line, with what to do about an untrusted certificate."""
+    text = str(err)
+    match = re.search(r"certificate verify failed: ([^(']*)", text)
+    if match:
+        return (f"TLS error: certificate verify failed: {match.group(1).strip()} "
+                "(trust Marathon's CA with --marathon-ca-cert, or --marathon-insecure)")
+    match = re.search(r"\[SSL: ([A-Z_]+)\][^(']*", text) or re.search(r"SSLError\((.{0,160})", text)
+    return f"TLS error: {match.group(0) if match else _first_line(err)}"
 
 
 def _first_line(err: BaseException) -> str:

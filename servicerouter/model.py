@@ -14,32 +14,49 @@ only that app, port or task is left out.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servicerouter.labels import (
     AppSettings,
     PortSettings,
     Problem,
+    SettingError,
+    parse_groups,
     read_app_settings,
     read_port_settings,
 )
 
 Resolver = Callable[[str], "str | None"]
+# Why a port's settings cannot work on this host, or None (see servicerouter.preflight).
+PortCheck = Callable[[PortSettings], "str | None"]
 
 _CLEAN_RE = re.compile(r"[^a-zA-Z0-9\-]")
-_APP_ID_RE = re.compile(r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")
+_APP_ID_RE = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
+MAX_APP_ID_LENGTH = 1024  # HAProxy refuses names and lines a few kB long
+# Marathon's timestamps (ISO 8601); anything else cannot claim to be old.
+_TIMESTAMP_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9:]+)?$")
 # Task hosts: DNS names or IP literals, nothing that could split an HAProxy line.
 _TASK_HOST_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}$")
 _HC_PROTOCOL_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _HC_PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+=:,%~?&;!$()*'-]*$")
+_IPV4_RE = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")
+DEFAULT_IP_PER_TASK_PORTS = (10050, 10100)  # marathon-lb's --min/max-serv-port-ip-per-task
 
 
 def clean_name(text: str) -> str:
     """servicerouter.py's cleanup: every char outside [a-zA-Z0-9-] becomes '_'."""
     return _CLEAN_RE.sub("_", text)
+
+
+_SERVER_ORDER = operator.attrgetter("host", "port")  # servers sort by (host, port)
+# Task hosts repeat across thousands of servers: clean each one once.
+_clean_host = functools.lru_cache(maxsize=16384)(clean_name)
 
 
 def backend_name(app_id: str, bind_port: int) -> str:
@@ -79,9 +96,12 @@ class Server:
     ipv4: str
     port: int
     task_id: str = field(default="", compare=False)
+    draining: bool = False  # task is being killed: no new traffic, sessions finish
 
     @property
     def name(self) -> str:
+        if type(self.port) is int:  # digits and '-' survive cleaning: clean the host only
+            return f"{_clean_host(self.host)}_{self.port}"
         return clean_name(f"{self.host}_{self.port}")
 
 
@@ -102,10 +122,31 @@ class Service:
     groups: tuple[str, ...]
     version: str = ""
     app: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Vhosts an older app owns (see _decide_vhosts): never routed here.
+    lost_vhosts: frozenset[str] = frozenset()
+    # Vhosts an older app owns whose rules come after the owner's anyway:
+    # legacy (str.format) fragments still render them, as servicerouter.py did.
+    shadowed_vhosts: frozenset[str] = frozenset()
 
     @property
     def vhosts(self) -> tuple[str, ...]:
+        """The virtual hosts whose traffic this port receives."""
+        if self.lost_vhosts or self.shadowed_vhosts:
+            return tuple(h for h in self.settings.vhosts
+                         if h not in self.lost_vhosts and h not in self.shadowed_vhosts)
         return self.settings.vhosts
+
+    @property
+    def rule_vhosts(self) -> tuple[str, ...]:
+        """The virtual hosts with a rule in the shared frontends (shadowed ones included)."""
+        if self.lost_vhosts:
+            return tuple(h for h in self.settings.vhosts if h not in self.lost_vhosts)
+        return self.settings.vhosts
+
+    @property
+    def path(self) -> str | None:
+        """Path prefix under the vhosts, only when there is a vhost to hang it on."""
+        return self.settings.path if self.settings.vhosts else None
 
     @property
     def labels(self) -> Mapping[str, Any]:
@@ -133,6 +174,14 @@ def has_group(router_groups: frozenset[str], app_groups: Iterable[str]) -> bool:
     return bool(router_groups.intersection(app_groups))
 
 
+def _as_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _AppError(f"{what} is not a list")
+    return value
+
+
 def _as_mapping(value: Any, what: str) -> Mapping[str, Any]:
     if value is None:
         return {}
@@ -155,19 +204,18 @@ def service_ports(app: Mapping[str, Any]) -> list[Any]:
     Docker and 1.5+ container apps list them in ``portMappings``; 1.x apps in
     ``portDefinitions``; 0.x apps in ``ports``.
     """
-    container = app.get("container")
-    if isinstance(container, Mapping):
-        mappings = container.get("portMappings")
+    container = _as_mapping(app.get("container"), "'container'")
+    if container:
+        mappings = _as_list(container.get("portMappings"), "'portMappings'")
         if not mappings:
-            docker = container.get("docker")
-            if isinstance(docker, Mapping):
-                mappings = docker.get("portMappings")
-        if isinstance(mappings, list) and mappings:
+            docker = _as_mapping(container.get("docker"), "'container.docker'")
+            mappings = _as_list(docker.get("portMappings"), "'portMappings'")
+        if mappings:
             ports = [m.get("servicePort") if isinstance(m, Mapping) else None for m in mappings]
             if any(p is not None for p in ports):
                 return ports
-    definitions = app.get("portDefinitions")
-    if isinstance(definitions, list) and definitions:
+    definitions = _as_list(app.get("portDefinitions"), "'portDefinitions'")
+    if definitions:
         return [d.get("port") if isinstance(d, Mapping) else None for d in definitions]
     ports = app.get("ports")
     if ports is None:
@@ -195,10 +243,10 @@ def read_health_check(app: Mapping[str, Any], index: int) -> HealthCheck | None:
         if not isinstance(check, Mapping) or check.get("portIndex") != index:
             continue
         protocol = check.get("protocol", "HTTP")
-        if not isinstance(protocol, str) or not _HC_PROTOCOL_RE.match(protocol):
+        if not isinstance(protocol, str) or not _HC_PROTOCOL_RE.fullmatch(protocol):
             raise ValueError("health check protocol is not a word")
         path = check.get("path")
-        if path is not None and (not isinstance(path, str) or not _HC_PATH_RE.match(path)):
+        if path is not None and (not isinstance(path, str) or not _HC_PATH_RE.fullmatch(path)):
             raise ValueError(f"health check path {str(path)[:80]!r} is not a safe URL path")
         ignore = check.get("ignoreHttp1xx", False)
         return HealthCheck(
@@ -219,8 +267,9 @@ def _app_age_key(app: Mapping[str, Any]) -> tuple[str, str]:
     """Older configuration first: lastConfigChangeAt, else version, else id."""
     info = app.get("versionInfo")
     changed = info.get("lastConfigChangeAt") if isinstance(info, Mapping) else None
-    if not isinstance(changed, str):
-        changed = app.get("version") if isinstance(app.get("version"), str) else None
+    if not isinstance(changed, str) or not _TIMESTAMP_RE.fullmatch(changed):
+        version = app.get("version")
+        changed = version if isinstance(version, str) and _TIMESTAMP_RE.fullmatch(version) else None
     return (changed or "\uffff", str(app.get("id")))
 
 
@@ -230,13 +279,107 @@ class _Draft:
 
     app_id: str
     index: int
-    service_port: int
+    service_port: int | None  # None: IP-per-task port to assign from the range
     settings: PortSettings
     health_check: HealthCheck | None
     groups: tuple[str, ...]
     app: Mapping[str, Any]
     servers: dict[tuple[str, int], Server] = field(default_factory=dict)
     had_tasks: bool = False  # a task matched, even if its host did not resolve
+    container_port: int | None = None  # IP-per-task: servers are task IP + this port
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskFilter:
+    """--health-check: which tasks may take traffic (servicerouter.py took all)."""
+
+    check_count: int  # Marathon health checks every task must pass
+    not_ready: frozenset[str]  # task ids whose readiness check has not passed
+
+
+def _task_filter(app: Mapping[str, Any]) -> _TaskFilter:
+    checks = app.get("healthChecks")
+    count = sum(1 for c in checks if isinstance(c, Mapping)) if isinstance(checks, list) else 0
+    results = app.get("readinessCheckResults")
+    not_ready: set[str] = set()
+    if isinstance(results, list):
+        for result in results:
+            if isinstance(result, Mapping) and result.get("ready") is not True:
+                task_id = result.get("taskId")
+                if isinstance(task_id, str):
+                    not_ready.add(task_id)
+    return _TaskFilter(count, frozenset(not_ready))
+
+
+def _task_admission(task: Mapping[str, Any], task_id: str, rules: _TaskFilter) -> str | None:
+    """'serve', 'drain' or None (leave out) for one task under --health-check."""
+    state = task.get("state")
+    if state == "TASK_KILLING":
+        return "drain"  # keep it for the sessions it has; HAProxy sends it nothing new
+    if state is not None and state != "TASK_RUNNING":
+        return None
+    if task_id in rules.not_ready:
+        return None
+    if rules.check_count:
+        results = task.get("healthCheckResults")
+        if not isinstance(results, list) or len(results) < rules.check_count:
+            return None
+        if not all(isinstance(r, Mapping) and r.get("alive") is True for r in results):
+            return None
+    return "serve"
+
+
+def ip_per_task_ports(app: Mapping[str, Any]) -> list[Any] | None:
+    """Container ports of an IP-per-task app (None for host-networked apps).
+
+    IP-per-task apps are reached on the task's own IP: Marathon 1.5+ says so
+    with a ``container`` network, older ones with ``ipAddress`` (ports in
+    ``ipAddress.discovery.ports`` or Docker ``USER`` network port mappings).
+    """
+    container = app.get("container")
+    container = container if isinstance(container, Mapping) else {}
+    docker = container.get("docker")
+    docker = docker if isinstance(docker, Mapping) else {}
+    networks = app.get("networks")
+    container_mode = isinstance(networks, list) and any(
+        isinstance(n, Mapping) and n.get("mode") == "container" for n in networks
+    )
+    ip_address = app.get("ipAddress")
+    legacy_mode = isinstance(ip_address, Mapping) or docker.get("network") == "USER"
+    if not container_mode and not legacy_mode:
+        return None
+    mappings = container.get("portMappings") or docker.get("portMappings")
+    if isinstance(mappings, list) and mappings:
+        return [m.get("containerPort") if isinstance(m, Mapping) else None for m in mappings]
+    if isinstance(ip_address, Mapping):
+        discovery = ip_address.get("discovery")
+        ports = discovery.get("ports") if isinstance(discovery, Mapping) else None
+        if isinstance(ports, list):
+            return [p.get("number") if isinstance(p, Mapping) else None for p in ports]
+    return []
+
+
+def _task_ipv4(task: Mapping[str, Any]) -> str | None:
+    """The task's first IPv4 address (IP-per-task)."""
+    addresses = task.get("ipAddresses")
+    if not isinstance(addresses, list):
+        return None
+    for entry in addresses:
+        address = entry.get("ipAddress") if isinstance(entry, Mapping) else None
+        if isinstance(address, str) and _IPV4_RE.fullmatch(address):
+            return address
+    return None
+
+
+def _port_key(labels: Mapping[str, Any], env: Mapping[str, Any], key: str) -> Any:
+    return labels[key] if key in labels else env.get(key)
+
+
+def _has_port_groups(labels: Mapping[str, Any], env: Mapping[str, Any]) -> bool:
+    return any(
+        k != "HAPROXY_GROUP" and k.startswith("HAPROXY_") and k.endswith("_GROUP")
+        for source in (labels, env) for k in source
+    )
 
 
 def _read_app(
@@ -244,47 +387,85 @@ def _read_app(
     resolve: Resolver,
     problems: list[Problem],
     router_groups: frozenset[str],
+    strict_mode: bool = False,
+    health_check: bool = False,
 ) -> tuple[list[_Draft], int]:
     """One app's services with their servers (unfiltered by conflicts)."""
     app_id = app.get("id")
-    if not isinstance(app_id, str) or not _APP_ID_RE.match(app_id):
-        raise _AppError("app id is missing or has characters outside [A-Za-z0-9._/-]")
+    if not isinstance(app_id, str) or not _APP_ID_RE.fullmatch(app_id):
+        raise _AppError("app id is missing, has characters outside [A-Za-z0-9._/-] "
+                        "or an empty path segment")
+    if len(app_id) > MAX_APP_ID_LENGTH:
+        raise _AppError(f"app id is {len(app_id)} characters long (at most {MAX_APP_ID_LENGTH})")
     labels = _as_mapping(app.get("labels"), "labels")
     env = _as_mapping(app.get("env"), "env")
     app_settings, app_problems = read_app_settings(app_id, labels, env)
     if app_settings is None:
         problems.extend(app_problems)
         return [], 0
-    if not has_group(router_groups, app_settings.groups):
+    port_groups = _has_port_groups(labels, env)
+    if not port_groups and not has_group(router_groups, app_settings.groups):
         return [], 0
     ports = service_ports(app)
+    container_ports = ip_per_task_ports(app)
+    if container_ports is not None:
+        # IP-per-task: one service port per container port; missing ones are assigned.
+        ports = [ports[i] if i < len(ports) else None for i in range(len(container_ports))]
     drafts: dict[int, _Draft] = {}
     by_index: list[_Draft | None] = []
     for index, port in enumerate(ports):
         by_index.append(None)
-        if not _is_port(port):
+        auto_port = container_ports is not None and port in (None, 0)
+        if not auto_port and not _is_port(port):
             problems.append(Problem(app_id, f"service port {port!r} is not a port number", index))
             continue
-        if port in drafts:
+        if not auto_port and port in drafts:
             problems.append(Problem(app_id, f"service port {port} is listed twice", index))
             continue
+        groups = app_settings.groups
+        if port_groups:
+            raw_groups = _port_key(labels, env, f"HAPROXY_{index}_GROUP")
+            if isinstance(raw_groups, str):
+                try:
+                    groups = parse_groups(raw_groups)
+                except SettingError:
+                    pass  # read_port_settings reports it
+            if not has_group(router_groups, groups):
+                continue
         settings, port_problems = read_port_settings(app_id, index, labels, env)
         if settings is None:
             problems.extend(port_problems)
             continue
+        if settings.enabled is False or (strict_mode and settings.enabled is not True):
+            continue
+        if settings.path is not None and not settings.vhosts:
+            problems.append(Problem(app_id, "a path needs a virtual host; path ignored", index,
+                                    f"HAPROXY_{index}_PATH", settings.path))
         try:
             check = read_health_check(app, index)
         except ValueError as err:
             problems.append(Problem(app_id, str(err), index, "healthChecks"))
             continue
-        draft = _Draft(app_id, index, port, settings, check, app_settings.groups, app)
-        drafts[port] = draft
+        container_port = None
+        if container_ports is not None:
+            container_port = container_ports[index]
+            if not _is_port(container_port):
+                problems.append(Problem(
+                    app_id, f"IP-per-task container port {container_port!r} is not a port number",
+                    index,
+                ))
+                continue
+        draft = _Draft(app_id, index, None if auto_port else port, settings, check, groups, app,
+                       container_port=container_port)
+        if not auto_port:
+            drafts[port] = draft
         by_index[index] = draft
     tasks = app.get("tasks") or []
     if not isinstance(tasks, list):
         raise _AppError("'tasks' is not a list")
+    rules = _task_filter(app) if health_check else None
     for task in tasks:
-        _add_task(app_id, task, by_index, resolve, problems)
+        _add_task(app_id, task, by_index, resolve, problems, rules, container_ports is not None)
     return [d for d in by_index if d is not None], len(tasks)
 
 
@@ -294,6 +475,8 @@ def _add_task(
     by_index: Sequence[_Draft | None],
     resolve: Resolver,
     problems: list[Problem],
+    rules: _TaskFilter | None = None,
+    ip_per_task: bool = False,
 ) -> None:
     if not isinstance(task, Mapping):
         problems.append(Problem(app_id, "task is not a JSON object"))
@@ -304,8 +487,28 @@ def _add_task(
     if not host:
         problems.append(Problem(app_id, f"task {task_id[:120]!r} has no host (ignored)"))
         return
-    if not isinstance(host, str) or not _TASK_HOST_RE.match(host):
+    if not isinstance(host, str) or not _TASK_HOST_RE.fullmatch(host):
         problems.append(Problem(app_id, f"task {task_id[:120]!r} host {str(host)[:80]!r} is not a host name"))
+        return
+    draining = False
+    if rules is not None:
+        admission = _task_admission(task, task_id, rules)
+        if admission is None:
+            return
+        draining = admission == "drain"
+    if ip_per_task:
+        address = _task_ipv4(task)
+        if address is None:
+            problems.append(Problem(app_id, f"task {task_id[:120]!r} has no IPv4 address "
+                                            "(IP-per-task); task ignored"))
+            return
+        for draft in by_index:
+            if draft is not None and draft.container_port is not None:
+                draft.had_tasks = True
+                draft.servers.setdefault(
+                    (address, draft.container_port),
+                    Server(address, address, draft.container_port, task_id, draining),
+                )
         return
     task_ports = task.get("ports") or []
     if not isinstance(task_ports, list):
@@ -333,7 +536,7 @@ def _add_task(
                     if later is not None:
                         later.had_tasks = True
                 return
-        draft.servers.setdefault((host, port), Server(host, ipv4, port, task_id))
+        draft.servers.setdefault((host, port), Server(host, ipv4, port, task_id, draining))
 
 
 def build_model(
@@ -343,28 +546,64 @@ def build_model(
     *,
     reserved_ports: Iterable[int] = (),
     default_bind_addr: str = "*",
+    strict_mode: bool = False,
+    health_check: bool = False,
+    ip_per_task_ports: tuple[int, int] = DEFAULT_IP_PER_TASK_PORTS,
+    check_port: PortCheck | None = None,
 ) -> Model:
-    """Turn Marathon apps into the services to route (pure but for ``resolve``)."""
+    """Turn Marathon apps into the services to route (pure but for ``resolve``).
+
+    ``strict_mode``: only ports with HAPROXY_{n}_ENABLED=true are routed.
+    ``health_check``: only running tasks whose Marathon health checks all pass
+    (and whose readiness check passed) take traffic; killing tasks are drained.
+    ``ip_per_task_ports``: range for IP-per-task apps Marathon gave no service port.
+    ``check_port``: says why a port's settings cannot work on this host (a
+    missing certificate, a foreign bind address); such a port is skipped
+    before it can claim a bind port or a virtual host.
+    """
     router_groups = frozenset(groups)
     problems: list[Problem] = []
     drafts: list[tuple[tuple[str, str], _Draft]] = []
     app_count = task_count = 0
-    for app in apps:
+    for position, app in enumerate(apps):
         app_count += 1
         app_id = app.get("id") if isinstance(app, Mapping) else None
+        if not isinstance(app_id, str) or not app_id:
+            app_id = f"apps[{position}]"  # name the app by where it is in the list
         try:
             if not isinstance(app, Mapping):
                 raise _AppError("app is not a JSON object")
-            app_drafts, tasks = _read_app(app, resolve, problems, router_groups)
+            app_drafts, tasks = _read_app(app, resolve, problems, router_groups,
+                                          strict_mode, health_check)
         except (_AppError, TypeError, AttributeError, ValueError) as err:
             problems.append(Problem(str(app_id)[:200], f"app skipped: {err}"))
             continue
         task_count += tasks
         age = _app_age_key(app)
         drafts.extend((age, d) for d in app_drafts)
-    services = _decide_bind_ports(drafts, frozenset(reserved_ports), default_bind_addr, problems)
+    if check_port is not None:
+        drafts = _drop_unusable(drafts, check_port, problems)
+    drafts.sort(key=lambda item: item[0])
+    reserved = frozenset(reserved_ports)
+    _assign_ip_per_task_ports(drafts, reserved, ip_per_task_ports, problems)
+    services = _decide_bind_ports(drafts, reserved, default_bind_addr, problems)
+    services = _decide_vhosts(services, problems)
     services.sort(key=lambda s: (s.app_id, s.bind_port))
     return Model(tuple(services), tuple(problems), app_count, task_count)
+
+
+def _drop_unusable(drafts: list[tuple[tuple[str, str], _Draft]], check_port: PortCheck,
+                   problems: list[Problem]) -> list[tuple[tuple[str, str], _Draft]]:
+    """Drafts whose settings ``check_port`` accepts; a problem for each other one."""
+    kept = []
+    for item in drafts:
+        draft = item[1]
+        reason = check_port(draft.settings)
+        if reason is None:
+            kept.append(item)
+        else:
+            problems.append(Problem(draft.app_id, reason, draft.index))
+    return kept
 
 
 def _decide_bind_ports(
@@ -377,15 +616,25 @@ def _decide_bind_ports(
     services: list[Service] = []
     taken: dict[int, str] = {}
     for _age, draft in sorted(drafts, key=lambda item: item[0]):
-        if not draft.had_tasks:
+        if not draft.had_tasks or (draft.service_port is None and not draft.settings.port):
             continue
         settings = draft.settings
         bind_port = settings.port or draft.service_port
+        assert bind_port is not None
         if bind_port in reserved:
             problems.append(Problem(
                 draft.app_id, f"bind port {bind_port} is used by a shared frontend", draft.index,
                 "HAPROXY_{n}_PORT".replace("{n}", str(draft.index)) if settings.port else None,
             ))
+            continue
+        check = draft.health_check
+        mode = settings.mode or ("http" if check is not None and check.protocol == "HTTP" else "tcp")
+        if settings.vhosts:
+            mode = "http"
+        if settings.auth is not None and mode != "http":
+            # Fail closed: a port that asked for a password is not served without one.
+            problems.append(Problem(draft.app_id, "basic auth needs mode http (a VHOST or MODE=http)",
+                                    draft.index, f"HAPROXY_{draft.index}_AUTH"))
             continue
         owner = taken.get(bind_port)
         if owner is not None:
@@ -395,26 +644,142 @@ def _decide_bind_ports(
             ))
             continue
         taken[bind_port] = draft.app_id
-        check = draft.health_check
-        mode = settings.mode or ("http" if check is not None and check.protocol == "HTTP" else "tcp")
-        if settings.vhosts:
-            mode = "http"
         services.append(Service(
             app_id=draft.app_id,
             index=draft.index,
-            service_port=draft.service_port,
+            service_port=draft.service_port or bind_port,
             bind_port=bind_port,
             backend=backend_name(draft.app_id, bind_port),
             mode=mode,
             bind_addr=settings.bind_addr or default_bind_addr,
             settings=settings,
             health_check=check,
-            servers=tuple(sorted(draft.servers.values(), key=lambda s: (s.host, s.port))),
+            servers=tuple(sorted(draft.servers.values(), key=_SERVER_ORDER)),
             groups=draft.groups,
             version=str(draft.app.get("version") or ""),
             app=draft.app,
         ))
     return services
+
+
+def _assign_ip_per_task_ports(
+    drafts: list[tuple[tuple[str, str], _Draft]],
+    reserved: frozenset[int],
+    port_range: tuple[int, int],
+    problems: list[Problem],
+) -> None:
+    """Give IP-per-task ports without a service port one from ``port_range``.
+
+    Stable across runs: each port starts at a hash of (app id, port index) and
+    probes upwards past ports already taken; explicit ports are never taken
+    and older apps (``drafts`` is in age order) choose first, so a new app
+    cannot move an existing app's port.
+    """
+    pending = [d for _age, d in drafts if d.service_port is None and not d.settings.port]
+    if not pending:
+        return
+    low, high = port_range
+    size = high - low + 1
+    taken = set(reserved)
+    taken.update(d.settings.port or d.service_port for _age, d in drafts
+                 if d.settings.port or d.service_port is not None)
+    for draft in pending:
+        start = zlib.crc32(f"{draft.app_id}#{draft.index}".encode()) % size if size > 0 else 0
+        for step in range(max(size, 0)):
+            candidate = low + (start + step) % size
+            if candidate not in taken:
+                taken.add(candidate)
+                draft.service_port = candidate
+                break
+        else:
+            problems.append(Problem(draft.app_id, f"no free service port left in the IP-per-task "
+                                                  f"range {low}-{high}", draft.index))
+
+
+def route_order_key(service: Service, host: str) -> tuple[int, int, bool]:
+    """Rank of a (service, vhost) rule in the shared frontends; lower goes first.
+
+    HAProxy takes the first ``use_backend`` that matches, so: longest path
+    first, then higher HAPROXY_{n}_BACKEND_WEIGHT, then exact hosts before
+    wildcards. Equal ranks keep service order (app id, bind port), which is
+    servicerouter.py's order.
+    """
+    path = service.path
+    return (-len(path) if path else 0, -service.settings.backend_weight, host.startswith("*."))
+
+
+def _decide_vhosts(services: list[Service], problems: list[Problem]) -> list[Service]:
+    """One owner per (vhost, path): the app whose configuration is oldest.
+
+    A newer claimant never receives that traffic. When the owner's rule comes
+    first anyway (it sorts first by app id and weight), the claimant's rule is
+    only *shadowed*: legacy fragments still write it, so the output stays what
+    servicerouter.py wrote. Otherwise it is *lost* and written nowhere.
+    """
+    claims: dict[tuple[str, str], list[tuple[Service, str]]] = {}
+    for service in services:
+        path = service.path or ""
+        for host in service.settings.vhosts:
+            claims.setdefault((host.lower(), path), []).append((service, host))
+    lost: dict[int, set[str]] = {}
+    shadowed: dict[int, set[str]] = {}
+    for (_host, path), claimants in claims.items():
+        if len(claimants) < 2:
+            continue
+        owner, _ = min(claimants, key=lambda c: (_app_age_key(c[0].app), c[0].bind_port))
+        first, _ = min(claimants, key=lambda c: (-c[0].settings.backend_weight,
+                                                 c[0].app_id, c[0].bind_port))
+        for service, host in claimants:
+            if service is owner:
+                continue
+            where = f"{host}{path}" if path else host
+            problems.append(Problem(
+                service.app_id,
+                f"vhost conflict: {where} is already routed for older app {owner.app_id}",
+                service.index, f"HAPROXY_{service.index}_VHOST", host,
+            ))
+            target = shadowed if first is owner and service is not owner else lost
+            target.setdefault(id(service), set()).add(host)
+    _decide_acl_names(services, lost, shadowed, problems)
+    if not lost and not shadowed:
+        return services
+    decided = []
+    for service in services:
+        gone = lost.get(id(service))
+        hidden = shadowed.get(id(service))
+        if gone or hidden:
+            service = replace(service, lost_vhosts=frozenset(gone or ()),
+                              shadowed_vhosts=frozenset(hidden or ()))
+        decided.append(service)
+    return decided
+
+
+def _decide_acl_names(services: list[Service], lost: dict[int, set[str]],
+                      shadowed: dict[int, set[str]], problems: list[Problem]) -> None:
+    """Different host names sharing servicerouter.py's ACL name are one claim.
+
+    ``a.example.com`` and ``a_example.com`` both become ``host_a_example_com``
+    in legacy fragments (``cleanedUpHostname``), and HAProxy merges ACLs of
+    one name: whichever rule comes first would take both hosts. So the oldest
+    app keeps its host and the other is shadowed or lost, as in _decide_vhosts.
+    """
+    owners: dict[str, tuple[Service, str]] = {}
+    for service in sorted(services, key=lambda s: (_app_age_key(s.app), s.bind_port)):
+        for host in service.settings.vhosts:
+            key = clean_name(host.lower())
+            owner, owner_host = owners.setdefault(key, (service, host))
+            if owner is service or owner_host.lower() == host.lower():
+                continue
+            problems.append(Problem(
+                service.app_id,
+                f"vhost conflict: {host} shares ACL name host_{key} with {owner_host}, "
+                f"already routed for older app {owner.app_id}",
+                service.index, f"HAPROXY_{service.index}_VHOST", host,
+            ))
+            first = min((owner, service), key=lambda s: (-s.settings.backend_weight,
+                                                         s.app_id, s.bind_port))
+            target = shadowed if first is owner else lost
+            target.setdefault(id(service), set()).add(host)
 
 
 __all__ = [
@@ -428,6 +793,8 @@ __all__ = [
     "build_model",
     "clean_name",
     "has_group",
+    "ip_per_task_ports",
     "read_health_check",
+    "route_order_key",
     "service_ports",
 ]

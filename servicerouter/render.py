@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servicerouter.model import Service, clean_name
-from servicerouter.templates import FragmentSet
+from servicerouter.model import Service, clean_name, route_order_key
+from servicerouter.templates import Fragment, FragmentSet
+
+# Per-service fragment overrides (HAPROXY_{n}_<FRAGMENT> label templates), by backend name.
+Overrides = Mapping[str, Mapping[str, Fragment]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,8 @@ class RenderOptions:
     runtime_socket: str | None = None
     hard_stop_after: str | None = None
     master_worker: bool = False
+    # HAPROXY_{n}_SSL_CERT paths whose file is not in HAProxy's order -> normalised copy.
+    cert_paths: tuple[tuple[str, str], ...] = ()
 
     def reserved_ports(self) -> tuple[int, ...]:
         return (self.http_port, self.https_port, self.appid_port, self.stats_port)
@@ -58,7 +63,10 @@ def _health_check_values(service: Service) -> dict[str, Any]:
 def service_values(service: Service, options: RenderOptions,
                    services: Sequence[Service]) -> dict[str, Any]:
     """Every name a service-level fragment may use (legacy and Jinja2)."""
-    cert = service.settings.ssl_cert
+    settings = service.settings
+    cert = settings.ssl_cert
+    if cert and options.cert_paths:
+        cert = dict(options.cert_paths).get(cert, cert)
     values: dict[str, Any] = {
         "backend": service.backend,
         "bindAddr": service.bind_addr,
@@ -67,7 +75,7 @@ def service_values(service: Service, options: RenderOptions,
         "sslCertOptions": " ssl crt " + cert if cert else "",
         "appId": service.app_id,
         "cleanedUpAppId": clean_name(service.app_id),
-        "hostname": service.vhosts[0] if service.vhosts else None,
+        "hostname": service.rule_vhosts[0] if service.rule_vhosts else None,
         "service": service,
         "app": service.app,
         "labels": service.labels,
@@ -75,14 +83,34 @@ def service_values(service: Service, options: RenderOptions,
         "vhosts": service.vhosts,
         "options": options,
         "services": services,
+        "bindOptions": " " + " ".join(settings.bind_options) if settings.bind_options else "",
     }
+    if settings.auth is not None:
+        values["realm"] = settings.auth.realm
+        values["user"] = settings.auth.user
+        values["passwordHash"] = settings.auth.password_hash
     values.update(_health_check_values(service))
     return values
 
 
+def host_acl_name(host: str) -> str:
+    """An ACL name for one vhost, distinct for distinct hosts (case aside).
+
+    servicerouter.py's cleanedUpHostname maps 'a.b' and 'a_b' to the same
+    name, merging their ACLs; HAProxy ACL names accept '.', ':' and '-', so
+    the host can be kept as is (wildcards get their own prefix).
+    """
+    host = host.lower()
+    return "hostw_" + host[2:] if host.startswith("*.") else "host_" + host
+
+
 def render_config(services: Sequence[Service], fragments: FragmentSet,
-                  options: RenderOptions | None = None) -> str:
-    """The whole config for ``services`` (already filtered and sorted)."""
+                  options: RenderOptions | None = None,
+                  overrides: Overrides | None = None) -> str:
+    """The whole config for ``services`` (already filtered and sorted).
+
+    ``overrides`` replaces fragments for single services (label templates).
+    """
     options = options or RenderOptions()
     frag = fragments.fragments
     global_values: dict[str, Any] = {"options": options, "services": services}
@@ -99,6 +127,11 @@ def render_config(services: Sequence[Service], fragments: FragmentSet,
     backend_head = frag["HAPROXY_BACKEND_HEAD"]
     http_acl = frag["HAPROXY_HTTP_FRONTEND_ACL"]
     https_acl = frag["HAPROXY_HTTPS_FRONTEND_ACL"]
+    http_path_acl = frag["HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH"]
+    https_path_acl = frag["HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH"]
+    userlist = frag["HAPROXY_USERLIST_HEAD"]
+    auth_options = frag["HAPROXY_BACKEND_AUTH_OPTIONS"]
+    hsts_options = frag["HAPROXY_BACKEND_HSTS_OPTIONS"]
     appid_acl = frag["HAPROXY_HTTP_FRONTEND_APPID_ACL"]
     http_options = frag["HAPROXY_BACKEND_HTTP_OPTIONS"]
     sticky_options = frag["HAPROXY_BACKEND_STICKY_OPTIONS"]
@@ -114,41 +147,96 @@ def render_config(services: Sequence[Service], fragments: FragmentSet,
     }
 
     apps_with_appid_acl: set[str] = set()
+    # Vhost rules: (rank, sequence, http fragment, https fragment, values). HAProxy
+    # takes the first use_backend that matches, so they are written by rank
+    # (longest path first); equal ranks keep service order, as servicerouter.py.
+    routes: list[tuple[tuple[int, int, bool, bool], int, Any, Any, dict[str, Any]]] = []
     for service in services:
         values = service_values(service, options, services)
-        frontends.append(frontend_head.render(values))
-        if service.settings.redirect_to_https:
-            frontends.append(redirect.render(values))
-        backends.append(backend_head.render(values))
+        pick = _picker(overrides.get(service.backend) if overrides else None)
+        settings = service.settings
+        frontends.append(pick(frontend_head, "HAPROXY_FRONTEND_HEAD").render(values))
+        if settings.redirect_to_https:
+            frontends.append(pick(redirect, "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS").render(values))
+        if settings.auth is not None:
+            backends.append(pick(userlist, "HAPROXY_USERLIST_HEAD").render(values))
+        backends.append(pick(backend_head, "HAPROXY_BACKEND_HEAD").render(values))
 
-        for host in service.vhosts:
-            vhost_values = dict(values, hostname=host, cleanedUpHostname=clean_name(host), vhost=host)
-            http.append(http_acl.render(vhost_values))
-            https.append(https_acl.render(vhost_values))
+        path = service.path
+        if path is None:
+            route_http = pick(http_acl, "HAPROXY_HTTP_FRONTEND_ACL")
+            route_https = pick(https_acl, "HAPROXY_HTTPS_FRONTEND_ACL")
+        else:
+            route_http = pick(http_path_acl, "HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH")
+            route_https = pick(https_path_acl, "HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH")
+        shadowed = service.shadowed_vhosts
+        for host in service.rule_vhosts:
+            vhost_values = dict(values, hostname=host, cleanedUpHostname=clean_name(host),
+                                vhost=host, hostAcl=host_acl_name(host), path=path,
+                                pathAcl="path_" + service.backend)
+            rank = route_order_key(service, host) + (":" not in host,)
+            if host in shadowed:
+                # An older app owns this vhost and its rule comes first: only
+                # servicerouter.py's own (legacy) fragments still write this one.
+                routes.append((rank, len(routes), None if route_http.is_jinja else route_http,
+                               None if route_https.is_jinja else route_https, vhost_values))
+            else:
+                routes.append((rank, len(routes), route_http, route_https, vhost_values))
 
         if service.mode == "http" and service.app_id not in apps_with_appid_acl:
             apps_with_appid_acl.add(service.app_id)
-            appid.append(appid_acl.render(values))
+            appid.append(pick(appid_acl, "HAPROXY_HTTP_FRONTEND_APPID_ACL").render(values))
 
         if service.mode == "http":
-            backends.append(http_options.render(values))
+            if settings.auth is not None:
+                backends.append(pick(auth_options, "HAPROXY_BACKEND_AUTH_OPTIONS").render(values))
+            backends.append(pick(http_options, "HAPROXY_BACKEND_HTTP_OPTIONS").render(values))
 
         server_check = None
         if service.health_check is not None:
             backend_check = backend_checks.get(service.mode)
+            if backend_check is not None:
+                backend_check = pick(backend_check, backend_check.spec.name)
             if backend_check is not None and not backend_check.is_empty:
                 backends.append(backend_check.render(values))
             server_check = server_checks.get(service.mode)
+            if server_check is not None:
+                server_check = pick(server_check, server_check.spec.name)
             if server_check is not None and server_check.is_empty:
                 server_check = None
 
-        if service.settings.sticky:
-            backends.append(sticky_options.render(values))
+        if settings.sticky:
+            backends.append(pick(sticky_options, "HAPROXY_BACKEND_STICKY_OPTIONS").render(values))
+        if settings.use_hsts and service.mode == "http":
+            backends.append(pick(hsts_options, "HAPROXY_BACKEND_HSTS_OPTIONS").render(values))
 
-        frontends.append(glue.render(values))
-        _render_servers(service, values, server_line, server_check, backends)
+        frontends.append(pick(glue, "HAPROXY_FRONTEND_BACKEND_GLUE").render(values))
+        _render_servers(service, values, pick(server_line, "HAPROXY_BACKEND_SERVER_OPTIONS"),
+                        server_check, backends)
+
+    routes.sort(key=lambda route: (route[0], route[1]))
+    for _rank, _seq, route_http, route_https, vhost_values in routes:
+        if route_http is not None:
+            http.append(route_http.render(vhost_values))
+        if route_https is not None:
+            https.append(route_https.render(vhost_values))
 
     return "".join(head + http + appid + https + frontends + backends)
+
+
+def _picker(override: Mapping[str, Fragment] | None) -> Any:
+    """The fragment to use for one service: its label template, else the shared one."""
+    if not override:
+        return _shared_fragment
+
+    def pick(default: Fragment, name: str) -> Fragment:
+        return override.get(name, default)
+
+    return pick
+
+
+def _shared_fragment(default: Fragment, _name: str) -> Fragment:
+    return default
 
 
 def _render_servers(service: Service, values: dict[str, Any], server_line: Any,
@@ -170,7 +258,8 @@ def _render_servers(service: Service, values: dict[str, Any], server_line: Any,
         values["cookieOptions"] = " check cookie " + name if sticky else ""
         if per_server_check:
             check_text = server_check.render(values)
-        values["healthCheckOptions"] = check_text
+        # A task being killed keeps its sessions but gets no new ones.
+        values["healthCheckOptions"] = check_text + " weight 0" if server.draining else check_text
         out.append(render(values))
 
 

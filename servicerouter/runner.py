@@ -9,20 +9,23 @@ changes; when HAProxy rejects a config the old file stays.
 from __future__ import annotations
 
 import difflib
+import gc
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from servicerouter import haproxy
 from servicerouter.marathon import MarathonClient, MarathonError, Source, parse_apps
-from servicerouter.model import Model, build_model
+from servicerouter.model import Model, Service, build_model
+from servicerouter.preflight import PortChecks
 from servicerouter.render import RenderOptions, render_config
 from servicerouter.resolver import CachingResolver
 from servicerouter.templates import FragmentSet
@@ -62,6 +65,10 @@ class RouterSettings:
     state_dir: str | None = None
     ssl_certs: tuple[str, ...] = ()
     certs_dir: str | None = "certs"
+    strict_mode: bool = False  # only ports with HAPROXY_{n}_ENABLED=true
+    health_check: bool = False  # only healthy, ready tasks; drain killing ones
+    ip_per_task_ports: tuple[int, int] = (10050, 10100)
+    allow_label_templates: bool = False  # HAPROXY_{n}_<FRAGMENT> labels, sandboxed
 
 
 @dataclass
@@ -75,6 +82,9 @@ class SyncResult:
     timings: dict[str, float] = field(default_factory=dict)
     model: Model | None = None
     finished_at: float = 0.0
+    # Certificate bundles served: source, names, not_after, days_left, expiring
+    # (within 14 days), problem (why a bundle was left out).
+    certificates: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Router:
@@ -87,13 +97,20 @@ class Router:
         self.fragments = fragments
         self.settings = settings
         self.resolver = resolver or CachingResolver()
+        # Certificate files and bind addresses named by labels, checked on this host.
+        self.port_checks = PortChecks()
         self.out = out or sys.stdout
+        self.tls: Any = None  # servicerouter.tls.TlsManager, made on first use
+        self.label_overrides: dict[str, Any] = {}  # backend -> its label-template fragments
+        self._template_checker: Any = None
+        self._ignored_templates: set[tuple[str, str]] = set()
+        self.certificates: list[dict[str, Any]] = []  # bundles, expiry, problems
         self.last: SyncResult | None = None
         self._lock = threading.Lock()
 
     def sync(self) -> SyncResult:
         """One full pass; never raises for bad input or an unreachable Marathon."""
-        with self._lock:
+        with self._lock, gc_paused():
             result = self._sync()
             result.finished_at = time.time()
             self.last = result
@@ -118,19 +135,19 @@ class Router:
             self.resolver.new_sync()
         settings = self.settings
         options = settings.render_options
-        model = build_model(apps, settings.groups, self.resolver,
-                            reserved_ports=options.reserved_ports(),
-                            default_bind_addr=options.bind_addr)
+        self.port_checks.new_sync()
+        model = self.build_model(apps)
         timings["model"] = time.perf_counter() - mark
         for problem in model.problems:
             log.warning("skipped %s", problem)
 
         mark = time.perf_counter()
-        options = self._prepare_certificates(options)
+        options = self._prepare_certificates(options, model.services)
         timings["certs"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        text = render_config(model.services, self.fragments, options)
+        model = self._label_templates(model, options)
+        text = self.render(model.services, options)
         timings["render"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -153,13 +170,71 @@ class Router:
             model.app_count, model.task_count, len(model.services), len(model.problems),
         )
         return SyncResult(ok=applied.ok, changed=applied.written, reloaded=applied.reloaded,
-                          error=applied.error, timings=timings, model=model)
+                          error=applied.error, timings=timings, model=model,
+                          certificates=self.certificates)
 
-    def _prepare_certificates(self, options: RenderOptions) -> RenderOptions:
-        """Default certificate and crt-list for the shared HTTPS frontend."""
+    def render(self, services: Sequence[Service], options: RenderOptions) -> str:
+        """Config text for ``services``, with the apps' label templates if allowed."""
+        return render_config(services, self.fragments, options, self.label_overrides or None)
+
+    def _label_templates(self, model: Model, options: RenderOptions) -> Model:
+        """HAPROXY_{n}_<FRAGMENT> labels: compiled, checked, bad apps left out."""
+        from dataclasses import replace
+
+        from servicerouter import label_templates as lt
+
+        self.label_overrides = {}
+        if not self.settings.allow_label_templates:
+            for backend, entries in lt.find_label_templates(model.services).items():
+                for _name, key, _raw in entries:
+                    if (backend, key) not in self._ignored_templates:
+                        self._ignored_templates.add((backend, key))
+                        log.warning("label %s of backend %s ignored: label templates need "
+                                    "--allow-label-templates", key, backend)
+            return model
+        compiled = lt.compile_label_templates(model.services, self.fragments, options)
+        if compiled.overrides and self.settings.validate:
+            if self._template_checker is None:
+                self._template_checker = lt.TemplateChecker(
+                    self.settings.haproxy_bin,
+                    os.path.dirname(os.path.abspath(self.settings.config_path)))
+            compiled = self._template_checker.quarantine(model.services, self.fragments,
+                                                         options, compiled)
+        for problem in compiled.problems:
+            log.warning("skipped %s", problem)
+        self.label_overrides = dict(compiled.overrides)
+        if not compiled.bad_apps:
+            return model
+        return replace(model,
+                       services=tuple(s for s in model.services
+                                      if s.app_id not in compiled.bad_apps),
+                       problems=model.problems + compiled.problems)
+
+    def build_model(self, apps: Any) -> Model:
+        """The model of ``apps`` under this router's settings (every sync path uses it)."""
+        settings = self.settings
+        options = settings.render_options
+        return build_model(apps, settings.groups, self.resolver,
+                           reserved_ports=options.reserved_ports(),
+                           default_bind_addr=options.bind_addr,
+                           # With --skip-validation, as servicerouter.py: write it all.
+                           check_port=self.port_checks if settings.validate else None,
+                           strict_mode=settings.strict_mode,
+                           health_check=settings.health_check,
+                           ip_per_task_ports=settings.ip_per_task_ports)
+
+    def _prepare_certificates(self, options: RenderOptions,
+                              services: Sequence[Service] = ()) -> RenderOptions:
+        """Default certificate and crt-list for the shared HTTPS frontend.
+
+        With ``services``, their HAPROXY_{n}_SSL_CERT bundles are validated too,
+        join the crt-list, and out-of-order files are served from a normalised copy
+        (see servicerouter.tls); ``self.certificates`` holds the expiry report.
+        """
         from dataclasses import replace
 
         from servicerouter import certs
+        from servicerouter.tls import TlsManager
 
         settings = self.settings
         state_dir = settings.state_dir or default_state_dir(settings.config_path)
@@ -170,16 +245,18 @@ class Router:
         if settings.dry:
             return replace(options, default_cert=default_pem,
                            crt_list=os.path.join(state_dir, "crt-list"))
+        if self.tls is None:
+            self.tls = TlsManager()
+        port_certs = sorted({s.settings.ssl_cert for s in services if s.settings.ssl_cert})
         try:
             default_pem = certs.ensure_default_certificate(state_dir)
-            bundles, errors = certs.load_bundles(paths)
-            for error in errors:
-                log.error("certificate bundle skipped: %s", error)
-            crt_list = certs.materialize(bundles, state_dir, default_pem)
+            result = self.tls.prepare(state_dir, default_pem, paths, port_certs)
         except OSError as err:
             log.error("cannot prepare certificates in %s: %s", state_dir, err)
             return replace(options, default_cert=default_pem, crt_list=None)
-        return replace(options, default_cert=default_pem, crt_list=crt_list)
+        self.certificates = result.report
+        return replace(options, default_cert=default_pem, crt_list=result.crt_list,
+                       cert_paths=result.cert_paths)
 
     def _print_dry(self, text: str) -> None:
         current = haproxy.read_current(self.settings.config_path)
@@ -192,6 +269,29 @@ class Router:
             sys.stderr.write("".join(diff))
         else:
             sys.stderr.write(f"no difference with {self.settings.config_path}\n")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a sync runs.
+
+    Parsed JSON, the model and the config text hold no reference cycles, yet
+    the collector would walk the millions of new objects again every few
+    hundred allocations: at 5,000 apps that doubles parse and model time.
+    Reference counting still frees everything.  Afterwards what survived is
+    frozen (the model is kept until the next sync; one collection over it
+    would cost as much again) and thawed into the oldest generation when the
+    next sync starts, so any garbage cycle from this one is still collected.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.unfreeze()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def default_state_dir(config_path: str) -> str:
@@ -277,7 +377,7 @@ def install_signal_handlers(trigger: SyncTrigger) -> None:
 def run_listening(router: Router, client: MarathonClient, callback_url: str,
                   listen_addr: str, trigger: SyncTrigger | None = None) -> int:
     """Subscribe, serve the callback, sync on events, unsubscribe on exit."""
-    from servicerouter.server import CallbackServer, callback_port
+    from servicerouter.server import CallbackServer, callback_port, callback_token
 
     trigger = trigger or SyncTrigger()
     install_signal_handlers(trigger)
@@ -290,7 +390,8 @@ def run_listening(router: Router, client: MarathonClient, callback_url: str,
         log.info("received %s, scheduling a sync", event_type)
         trigger.fire()
 
-    server = CallbackServer((listen_addr, callback_port(callback_url)), on_event)
+    server = CallbackServer((listen_addr, callback_port(callback_url)), on_event,
+                            token=callback_token(callback_url))
     server.start()
     log.info("serving Marathon callbacks on %s:%d", listen_addr or "*", server.port)
     subscribed = False

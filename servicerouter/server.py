@@ -1,26 +1,37 @@
 """The HTTP endpoint Marathon posts events to (``--listening``).
 
 Only what a callback needs: JSON bodies of bounded size, read with a socket
-timeout so a slow client cannot hold a thread forever; anything malformed
-gets a 4xx and is otherwise ignored.  Handling an event only schedules a sync
-(see :class:`~servicerouter.runner.SyncTrigger`); the sync itself never runs on
-a request thread.
+timeout and a whole-request deadline so a slow client cannot hold a thread
+forever, at most :data:`MAX_CONNECTIONS` connections at once; anything
+malformed gets a 4xx and is otherwise ignored.  Handling an event only
+schedules a sync (see :class:`~servicerouter.runner.SyncTrigger`); the sync
+itself never runs on a request thread.
+
+A callback URL with a ``token`` query parameter (``-l
+'http://lb1:8080/?token=SECRET'``; Marathon posts to the URL as given) makes
+the token mandatory: a POST without it gets 403 and triggers nothing.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 log = logging.getLogger("servicerouter.server")
 
 MAX_BODY = 16 * 1024 * 1024  # deployment events carry whole app groups
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # longest wait for any single read
+CONNECTION_DEADLINE = 30.0  # longest life of a connection, however it trickles
+MAX_CONNECTIONS = 64
 DEFAULT_CALLBACK_PORT = 8000
 
 
@@ -31,6 +42,20 @@ def callback_port(callback_url: str) -> int:
     except ValueError:
         port = None
     return port or DEFAULT_CALLBACK_PORT
+
+
+def callback_token(callback_url: str) -> str | None:
+    """The ``token`` query parameter of the callback URL, if any."""
+    try:
+        values = parse_qs(urlparse(callback_url).query).get("token")
+    except ValueError:
+        return None
+    return values[0] if values else None
+
+
+def _token_of(target: str) -> str:
+    values = parse_qs(urlparse(target).query).get("token")
+    return values[0] if values else ""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,10 +74,49 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def setup(self) -> None:
+        super().setup()
+        # However slowly a client trickles, its connection ends at the deadline.
+        self._deadline = time.monotonic() + self.server.connection_deadline
+        self._timer = threading.Timer(self.server.connection_deadline, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def finish(self) -> None:
+        self._timer.cancel()
+        super().finish()
+
+    def _expire(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (PUT, DELETE, FOO...) is a 405, not the stdlib's 501.
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True
+        data = b"only GET and POST\n"
+        self.send_response(405)
+        self.send_header("Allow", "GET, POST")
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         self._reply(200, "servicerouter\n")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        token = self.server.token
+        if token and not hmac.compare_digest(_token_of(self.path).encode(), token.encode()):
+            self.close_connection = True
+            self._reply(403, "token required\n")
+            return
         length_header = self.headers.get("Content-Length")
         if length_header is None:
             self.close_connection = True
@@ -74,8 +138,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(415, "JSON bodies only\n")
             return
         try:
-            body = self.rfile.read(length)
-        except TimeoutError:
+            body = self._read_body(length)
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        if len(body) < length:  # the client went away or the deadline passed
             self.close_connection = True
             return
         try:
@@ -92,6 +159,19 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("error while handling %s", event.get("eventType"))
         self._reply(200, "Got it\n")
 
+    def _read_body(self, length: int) -> bytes:
+        chunks: list[bytes] = []
+        remaining = length
+        while remaining > 0:
+            if time.monotonic() > self._deadline:
+                raise TimeoutError("request deadline passed")
+            chunk = self.rfile.read1(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
 
 class CallbackServer(ThreadingHTTPServer):
     """Serves callbacks on a daemon thread; ``on_event`` gets each event dict."""
@@ -100,17 +180,45 @@ class CallbackServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int],
-                 on_event: Callable[[dict[str, Any]], None]) -> None:
+                 on_event: Callable[[dict[str, Any]], None], *, token: str | None = None,
+                 max_connections: int = MAX_CONNECTIONS,
+                 connection_deadline: float = CONNECTION_DEADLINE) -> None:
         super().__init__(address, _Handler)
         self.on_event = on_event
+        self.token = token
+        self.connection_deadline = connection_deadline
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._thread: threading.Thread | None = None
+        if not token and not _is_loopback(address[0]):
+            log.warning("callback server on %s:%d takes events from anyone who can reach it; "
+                        "add ?token=SECRET to the --listening URL to require one",
+                        address[0] or "*", self.port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, up to the cap; beyond it the connection is closed."""
+        if not self._slots.acquire(blocking=False):
+            log.warning("callback server: too many connections, dropping %s", client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="callbacks", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="callbacks", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -118,3 +226,12 @@ class CallbackServer(ThreadingHTTPServer):
         self.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

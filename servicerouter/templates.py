@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.sandbox
+from jinja2.runtime import new_context
 
 HEALTHCHECK_PLACEHOLDERS = (
     "healthCheck",
@@ -45,9 +46,9 @@ HEALTHCHECK_PLACEHOLDERS = (
 
 # Extra names every Jinja2 fragment may use, beyond its legacy placeholders.
 JINJA_GLOBAL_NAMES = ("options", "services")
-JINJA_SERVICE_NAMES = ("service", "app", "labels", "servers", "vhosts")
+JINJA_SERVICE_NAMES = ("service", "app", "labels", "servers", "vhosts", "bindOptions")
 JINJA_SERVER_NAMES = ("server",)
-JINJA_VHOST_NAMES = ("vhost",)
+JINJA_VHOST_NAMES = ("vhost", "hostAcl", "path", "pathAcl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +86,16 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  "certificate bundles (crt-list) and routes on the Host header."),
     FragmentSpec("HAPROXY_FRONTEND_HEAD", "service",
                  ("backend", "bindAddr", "servicePort", "mode", "sslCertOptions"),
-                 "Frontend of one service port: bind address, port and mode."),
+                 "Frontend of one service port: bind address, port and mode (the default "
+                 "adds HAPROXY_{n}_BIND_OPTIONS, also given to .j2 files as bindOptions)."),
     FragmentSpec("HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS", "service", ("bindAddr",),
                  "Added to the port's frontend when HAPROXY_{n}_REDIRECT_TO_HTTPS is set "
-                 "(the default redirects on the shared HTTP frontend instead, per vhost)."),
+                 "(the default is empty: HAPROXY_BACKEND_HEAD redirects in the backend instead, "
+                 "only requests that came in on the shared HTTP frontend)."),
     FragmentSpec("HAPROXY_BACKEND_HEAD", "service", ("backend", "mode"),
-                 "Backend of one service port: balance algorithm and mode."),
+                 "Backend of one service port: balance algorithm (HAPROXY_{n}_BALANCE) and "
+                 "mode; the default also 301-redirects plain HTTP that came in on the shared "
+                 "HTTP frontend for ports with HAPROXY_{n}_REDIRECT_TO_HTTPS."),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend"),
                  "ACL in the shared HTTP frontend sending one virtual host to its backend."),
@@ -100,6 +105,24 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend"),
                  "ACL in the shared HTTPS frontend sending one virtual host to its backend."),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH", "vhost",
+                 ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
+                 "ACL in the shared HTTP frontend sending one virtual host and path prefix "
+                 "(HAPROXY_{n}_PATH) to its backend; longest prefix first."),
+    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH", "vhost",
+                 ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
+                 "ACL in the shared HTTPS frontend sending one virtual host and path prefix "
+                 "(HAPROXY_{n}_PATH) to its backend; longest prefix first."),
+    FragmentSpec("HAPROXY_USERLIST_HEAD", "service",
+                 ("backend", "realm", "user", "passwordHash"),
+                 "userlist section holding the HAPROXY_{n}_AUTH user, written before the "
+                 "port's backend."),
+    FragmentSpec("HAPROXY_BACKEND_AUTH_OPTIONS", "service", ("backend", "realm"),
+                 "Backend rule answering 401 to requests without the HAPROXY_{n}_AUTH "
+                 "credentials."),
+    FragmentSpec("HAPROXY_BACKEND_HSTS_OPTIONS", "service", (),
+                 "Strict-Transport-Security on HTTPS responses of backends with "
+                 "HAPROXY_{n}_USE_HSTS."),
     FragmentSpec("HAPROXY_BACKEND_HTTP_OPTIONS", "service", (),
                  "Options of http-mode backends (X-Forwarded-* headers)."),
     FragmentSpec("HAPROXY_BACKEND_HTTP_HEALTHCHECK_OPTIONS", "service", HEALTHCHECK_PLACEHOLDERS,
@@ -107,11 +130,13 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_BACKEND_TCP_HEALTHCHECK_OPTIONS", "service", HEALTHCHECK_PLACEHOLDERS,
                  "Backend health-check options of tcp-mode ports with a Marathon health check."),
     FragmentSpec("HAPROXY_BACKEND_STICKY_OPTIONS", "service", (),
-                 "Sticky-session cookie of backends with HAPROXY_{n}_STICKY."),
+                 "Sticky-session cookie of backends with HAPROXY_{n}_STICKY (name from "
+                 "HAPROXY_{n}_STICKY_COOKIE in the default)."),
     FragmentSpec("HAPROXY_BACKEND_SERVER_OPTIONS", "server",
                  ("serverName", "host", "host_ipv4", "port", "cookieOptions",
                   "healthCheckOptions"),
-                 "One server line per task."),
+                 "One server line per task. A task being killed (with --health-check) is "
+                 "drained: ' weight 0' ends its healthCheckOptions."),
     FragmentSpec("HAPROXY_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS", "server",
                  HEALTHCHECK_PLACEHOLDERS,
                  "Per-server health-check options (http mode); stripped, then prefixed "
@@ -134,7 +159,8 @@ class TemplateError(ValueError):
 class Fragment:
     """One loaded fragment, ready to render with a dict of values."""
 
-    __slots__ = ("spec", "source", "text", "_template", "is_empty", "_format")
+    __slots__ = ("spec", "source", "text", "_template", "is_empty", "_format", "_globals",
+                 "_constant")
 
     def __init__(self, spec: FragmentSpec, text: str, source: str,
                  template: jinja2.Template | None) -> None:
@@ -148,6 +174,12 @@ class Fragment:
         self.is_empty = template is None and text == ""
         # Fragments without placeholders are used as is (single braces are literal).
         self._format = template is None and bool(spec.placeholders)
+        # Jinja2 per render: the template's globals once (not a ChainMap walk),
+        # and no render at all for text without a single expression or statement.
+        self._globals = dict(template.globals) if template is not None else {}
+        self._constant: str | None = None
+        if template is not None and "{{" not in text and "{%" not in text:
+            self._constant = template.render()
 
     @property
     def is_jinja(self) -> bool:
@@ -156,7 +188,15 @@ class Fragment:
     def render(self, values: Mapping[str, Any]) -> str:
         template = self._template
         if template is not None:
-            out = template.render(values)
+            out = self._constant
+            if out is None:
+                # Template.render(values) without its two dict copies.
+                context = new_context(template.environment, template.name, template.blocks,
+                                      {**self._globals, **values}, True, self._globals)
+                try:
+                    out = template.environment.concat(template.root_render_func(context))
+                except Exception:
+                    template.environment.handle_exception()
             if self.spec.strip_prefix:
                 out = out.strip()
                 return " " + out if out else ""
@@ -188,8 +228,41 @@ def default_templates_dir() -> Path:
     return here.parent / "templates"
 
 
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with a shortcut for servicerouter's own values.
+
+    Attribute reads such as ``service.settings.sticky`` are a large part of a
+    default config's render time.  On instances of our frozen dataclasses
+    the sandbox's checks (no leading underscore, not a function or frame
+    internal, not a mutable container's method) always pass for a name
+    without a leading underscore, so the shortcut returns the same value
+    without running them; everything else takes the sandbox's own path.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._plain_types: dict[type, bool] = {}
+
+    def _is_plain(self, cls: type) -> bool:
+        plain = self._plain_types.get(cls)
+        if plain is None:
+            params = getattr(cls, "__dataclass_params__", None)
+            plain = (cls.__module__.startswith("servicerouter.") and params is not None
+                     and params.frozen)
+            self._plain_types[cls] = plain
+        return plain
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if attribute[:1] != "_" and self._is_plain(type(obj)):
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _jinja_env() -> jinja2.Environment:
-    return jinja2.sandbox.ImmutableSandboxedEnvironment(
+    return _Sandbox(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -1,0 +1,218 @@
+"""Per-app template overrides from labels (``--allow-label-templates``).
+
+marathon-lb let an app replace any per-service fragment with a label named
+``HAPROXY_{n}_<FRAGMENT>`` (``HAPROXY_0_BACKEND_HEAD`` for ``HAPROXY_BACKEND_HEAD``).
+That hands the config to whoever can set labels, so here it is off unless the operator
+passes ``--allow-label-templates``, and even then:
+
+* a label template is Jinja2 in the same immutable sandbox as the fragment files, with
+  the same variables (no attribute tricks, no file or module access);
+* it is compiled and trial-rendered per app: a syntax error, an unknown variable or a
+  render error quarantines that app (all its ports) with a problem naming the label;
+* the config part of each app with label templates is checked with ``haproxy -c`` on its
+  own (results cached by template text and routing), so a template HAProxy rejects
+  quarantines only its app, never the whole config;
+* global fragments (``HAPROXY_HEAD`` and the shared frontend heads) cannot be overridden.
+
+Compilation and trial rendering are pure; :class:`TemplateChecker` is the edge that runs
+``haproxy -c``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from servicerouter.labels import MAX_VALUE_LENGTH, Problem
+from servicerouter.model import Service
+from servicerouter.render import RenderOptions, render_config
+from servicerouter.templates import (
+    FRAGMENTS,
+    Fragment,
+    FragmentSet,
+    TemplateError,
+    compile_fragment,
+)
+
+log = logging.getLogger("servicerouter.label_templates")
+
+# Fragments an app may replace: everything rendered per service, vhost or server.
+OVERRIDABLE = tuple(spec for spec in FRAGMENTS if spec.scope != "global")
+_BY_SUFFIX = {spec.name.removeprefix("HAPROXY_"): spec.name for spec in OVERRIDABLE}
+
+
+def label_key(index: int, fragment_name: str) -> str:
+    """``HAPROXY_BACKEND_HEAD`` of port 0 -> ``HAPROXY_0_BACKEND_HEAD``."""
+    return f"HAPROXY_{index}_{fragment_name.removeprefix('HAPROXY_')}"
+
+
+@dataclass(frozen=True)
+class LabelTemplates:
+    """Compiled overrides by backend name, and the apps left out because of theirs."""
+
+    overrides: Mapping[str, Mapping[str, Fragment]] = field(default_factory=dict)
+    texts: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+    bad_apps: frozenset[str] = frozenset()
+
+
+def find_label_templates(services: Sequence[Service]) -> dict[str, list[tuple[str, str, Any]]]:
+    """Backend -> [(fragment name, label key, raw value)] for every template label present."""
+    found: dict[str, list[tuple[str, str, Any]]] = {}
+    for service in services:
+        labels = service.labels
+        if not labels:
+            continue
+        prefix = f"HAPROXY_{service.index}_"
+        for key in labels:  # apps have a few labels; scan them, not the fragment list
+            if isinstance(key, str) and key.startswith(prefix):
+                name = _BY_SUFFIX.get(key[len(prefix):])
+                if name is not None:
+                    found.setdefault(service.backend, []).append((name, key, labels[key]))
+    for entries in found.values():
+        entries.sort()
+    return found
+
+
+def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
+                            options: RenderOptions) -> LabelTemplates:
+    """Compile and trial-render every label template; quarantine apps whose fail."""
+    found = find_label_templates(services)
+    if not found:
+        return LabelTemplates()
+    specs = {spec.name: spec for spec in OVERRIDABLE}
+    env = _sandbox()
+    overrides: dict[str, dict[str, Fragment]] = {}
+    texts: dict[str, tuple[tuple[str, str], ...]] = {}
+    problems: list[Problem] = []
+    bad: set[str] = set()
+    by_backend = {s.backend: s for s in services}
+    for backend, entries in found.items():
+        service = by_backend[backend]
+        compiled: dict[str, Fragment] = {}
+        for name, key, raw in entries:
+            reason = None
+            if not isinstance(raw, str):
+                reason = "label template is not a string"
+            elif len(raw) > MAX_VALUE_LENGTH:
+                reason = f"label template is longer than {MAX_VALUE_LENGTH} characters"
+            else:
+                try:
+                    compiled[name] = compile_fragment(
+                        specs[name], raw, f"label {key} of app {service.app_id}",
+                        jinja=True, env=env)
+                except TemplateError as err:
+                    reason = f"label template rejected: {err}"
+            if reason is not None:
+                problems.append(Problem(service.app_id, f"{reason}; app quarantined",
+                                        service.index, key))
+                bad.add(service.app_id)
+        if compiled:
+            overrides[backend] = compiled
+            texts[backend] = tuple(sorted((n, str(r)) for n, _k, r in entries))
+    # Trial render, one service at a time: a template that raises names its app.
+    for backend, compiled in overrides.items():
+        service = by_backend[backend]
+        if service.app_id in bad:
+            continue
+        try:
+            render_config([service], fragments, options, {backend: compiled})
+        except Exception as err:  # untrusted template: any failure quarantines its app
+            problems.append(Problem(service.app_id, f"label template failed to render: "
+                                                    f"{type(err).__name__}: {err}; app quarantined",
+                                    service.index))
+            bad.add(service.app_id)
+    return LabelTemplates(
+        {b: o for b, o in overrides.items() if by_backend[b].app_id not in bad},
+        {b: t for b, t in texts.items() if by_backend[b].app_id not in bad},
+        tuple(problems), frozenset(bad),
+    )
+
+
+def _sandbox() -> jinja2.Environment:
+    from servicerouter.templates import _jinja_env
+
+    return _jinja_env()
+
+
+# --------------------------------------------------------------------------- the edge
+
+
+Checker = Callable[[str], "tuple[bool, str]"]
+
+
+class TemplateChecker:
+    """``haproxy -c`` on each templated app's own config part, with a cache.
+
+    The cache key is the app's routing plus its template texts, so an app is
+    checked again only when either changes.
+    """
+
+    def __init__(self, haproxy_bin: str = "haproxy", workdir: str | None = None,
+                 check: Checker | None = None) -> None:
+        self.haproxy_bin = haproxy_bin
+        self.workdir = workdir
+        self._check = check or self._haproxy_check
+        self._verdicts: dict[str, tuple[bool, str]] = {}
+
+    def quarantine(self, services: Sequence[Service], fragments: FragmentSet,
+                   options: RenderOptions, compiled: LabelTemplates) -> LabelTemplates:
+        """``compiled`` minus the apps whose templated config HAProxy rejects."""
+        if not compiled.overrides:
+            return compiled
+        by_app: dict[str, list[Service]] = {}
+        for service in services:
+            by_app.setdefault(service.app_id, []).append(service)
+        templated = sorted({s.app_id for s in services if s.backend in compiled.overrides})
+        problems = list(compiled.problems)
+        bad = set(compiled.bad_apps)
+        verdicts: dict[str, tuple[bool, str]] = {}
+        for app_id in templated:
+            app_services = by_app[app_id]
+            text = render_config(app_services, fragments, options, compiled.overrides)
+            key = hashlib.sha256(text.encode()).hexdigest()
+            verdict = self._verdicts.get(key) or self._check(text)
+            verdicts[key] = verdict
+            ok, message = verdict
+            if not ok:
+                problems.append(Problem(app_id, "HAProxy rejects its label templates; app "
+                                                f"quarantined: {_last_alert(message)}"))
+                bad.add(app_id)
+        self._verdicts = verdicts  # keep only what is current
+        if bad == set(compiled.bad_apps):
+            return compiled
+        keep_backends = {s.backend for s in services if s.app_id not in bad}
+        return LabelTemplates(
+            {b: o for b, o in compiled.overrides.items() if b in keep_backends},
+            {b: t for b, t in compiled.texts.items() if b in keep_backends},
+            tuple(problems), frozenset(bad),
+        )
+
+    def _haproxy_check(self, text: str) -> tuple[bool, str]:
+        from servicerouter import haproxy
+
+        if not haproxy.haproxy_available(self.haproxy_bin):
+            return True, ""
+        fd, path = tempfile.mkstemp(prefix=".sr-label-", suffix=".cfg", dir=self.workdir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            ok, message = haproxy.check_config(path, self.haproxy_bin)
+        finally:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        return ok, message.replace(path, "<app config>")
+
+
+def _last_alert(message: str) -> str:
+    lines = [line for line in message.splitlines() if "ALERT" in line] or message.splitlines()
+    return lines[0].strip()[:300] if lines else "rejected"

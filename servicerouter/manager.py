@@ -1,0 +1,589 @@
+"""A managed HAProxy (``--manage-haproxy``) and HAProxy's Runtime API.
+
+Managed mode: servicerouter starts HAProxy itself in master-worker mode
+(``-W -db -S MASTER_SOCKET``), with a Runtime API socket exposing its
+listeners (``expose-fd listeners``) so each new worker takes the listening
+sockets over from the old one and no connection is refused during a reload,
+and ``hard-stop-after`` so old workers holding long connections cannot pile
+up.  A reload is the master CLI's ``reload`` command, *confirmed* by reading
+``show proc`` until the master's reload counter moves: a failed reload shows
+in its ``failed`` counter, and the old worker keeps serving.  A watchdog
+restarts HAProxy if it dies.  A master left running by an earlier
+servicerouter (found by pidfile and master socket) is adopted, not duplicated.
+
+Runtime API: when only servers of existing backends change
+(:mod:`servicerouter.confdiff`), :class:`RuntimeApplier` adds servers
+(``add server``, then ``enable health``/``enable server``), re-addresses
+them (``set server addr``) and removes them gently: ``drain`` first, then,
+once their connections are gone (or after ``drain_timeout``), ``maint`` and
+``del server``.  Any refusal raises :class:`RuntimeUpdateError` and the
+caller reloads instead, which always converges.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from servicerouter.confdiff import RuntimePlan, ServerLine, has_check
+
+log = logging.getLogger("servicerouter.manager")
+haproxy_log = logging.getLogger("servicerouter.haproxy.process")
+
+_MASTER_LINE = re.compile(r"^(\d+)\s+master\s+(\d+)(?:\s*\[failed:\s*(\d+)\])?")
+_PROC_LINE = re.compile(r"^(\d+)\s+(\S+)\s+(\d+)")
+
+
+class ManagerError(Exception):
+    """HAProxy could not be started, reloaded or reached."""
+
+
+class RuntimeUpdateError(Exception):
+    """A Runtime API command was refused; the caller reloads instead."""
+
+
+# --------------------------------------------------------------------------- sockets
+
+
+def unix_command(path: str, command: str, timeout: float = 5.0,
+                 settle: float | None = 0.05) -> str:
+    """Send one command on a UNIX socket and return the answer.
+
+    The Runtime API closes the connection after answering (``settle=None``:
+    read to the end).  The master CLI of HAProxy 2.6 sometimes keeps it open,
+    so there reading also stops once the answer ends with a blank line and
+    nothing more comes for ``settle`` seconds.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(command.encode() + b"\n")
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            data = b"".join(chunks)
+            if settle is not None and data.endswith(b"\n\n"):
+                sock.settimeout(settle)
+            else:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                if settle is not None and data.endswith(b"\n\n"):
+                    break
+                raise
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """The master's ``show proc``: its reload counters and the workers."""
+
+    master_pid: int
+    reloads: int
+    failed: int
+    workers: tuple[int, ...]
+    old_workers: tuple[int, ...]
+
+
+def parse_show_proc(text: str) -> ProcInfo | None:
+    """Read ``show proc`` output; None if it is not one."""
+    master: tuple[int, int, int] | None = None
+    workers: list[int] = []
+    old: list[int] = []
+    section = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            section = stripped.lstrip("#").strip().lower()
+            continue
+        found = _MASTER_LINE.match(stripped)
+        if found:
+            master = (int(found[1]), int(found[2]), int(found[3] or 0))
+            continue
+        proc = _PROC_LINE.match(stripped)
+        if proc and proc[2] == "worker":
+            (old if section.startswith("old") else workers).append(int(proc[1]))
+    if master is None:
+        return None
+    return ProcInfo(master[0], master[1], master[2], tuple(workers), tuple(old))
+
+
+class RuntimeAPI:
+    """HAProxy's Runtime API on its stats socket: one connection per command."""
+
+    def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def command(self, command: str) -> str:
+        try:
+            for attempt in range(20):
+                try:
+                    return unix_command(self.socket_path, command, self.timeout, settle=None)
+                except (BlockingIOError, ConnectionRefusedError):
+                    if attempt == 19:  # the CLI's accept queue stayed full
+                        raise
+                    time.sleep(0.01 * (attempt + 1))
+            raise OSError("no attempt left")
+        except OSError as err:
+            raise RuntimeUpdateError(f"runtime socket {self.socket_path}: {err}") from None
+
+    def available(self) -> bool:
+        try:
+            return "Name:" in self.command("show info")
+        except RuntimeUpdateError:
+            return False
+
+    def server_connections(self, backend: str) -> dict[str, int]:
+        """Connections in use per server of ``backend`` (``show servers conn``)."""
+        counts: dict[str, int] = {}
+        for line in self.command(f"show servers conn {backend}").splitlines():
+            words = line.split()
+            if len(words) > 7 and not line.startswith("#") and "/" in words[0]:
+                name = words[0].split("/", 1)[1]
+                with contextlib.suppress(ValueError):
+                    counts[name] = int(words[6]) + int(words[12] if len(words) > 12 else 0)
+        return counts
+
+
+def _expect_empty(output: str, what: str) -> None:
+    text = output.strip()
+    if text:
+        raise RuntimeUpdateError(f"{what}: {text.splitlines()[0][:200]}")
+
+
+@dataclass
+class _Draining:
+    backend: str
+    line: ServerLine
+    deadline: float
+    give_up: float
+
+
+@dataclass
+class RuntimeStats:
+    added: int = 0
+    removed: int = 0
+    readdressed: int = 0
+    draining: int = 0
+
+
+class RuntimeApplier:
+    """Applies :class:`RuntimePlan`s and finishes draining servers in the background."""
+
+    def __init__(self, api: RuntimeAPI, drain_timeout: float = 10.0,
+                 tick: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        self.api = api
+        self.drain_timeout = drain_timeout
+        self.tick = tick
+        self.clock = clock
+        self.stats = RuntimeStats()
+        self._draining: dict[tuple[str, str], _Draining] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._drain_loop, name="runtime-drain",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def forget(self) -> None:
+        """After a reload the new worker has none of the draining servers."""
+        with self._lock:
+            self._draining.clear()
+            self.stats.draining = 0
+
+    def apply(self, plan: RuntimePlan) -> None:
+        """Make the running HAProxy match the plan; RuntimeUpdateError if refused."""
+        with self._lock:
+            api = self.api
+            for backend, line in plan.readdress:
+                target = f"{backend}/{line.name}"
+                out = api.command(f"set server {target} addr {line.host} port {line.port}")
+                if "changed" not in out and "no need" not in out:
+                    raise RuntimeUpdateError(f"set server {target} addr: {out.strip()[:200]}")
+                self.stats.readdressed += 1
+            for backend, line in plan.add:
+                target = f"{backend}/{line.name}"
+                waiting = self._draining.pop((backend, line.name), None)
+                if waiting is not None and waiting.line == line:
+                    _expect_empty(api.command(f"set server {target} state ready"),
+                                  f"ready {target}")
+                    self.stats.added += 1
+                    continue
+                if waiting is not None:  # same name, other settings: finish removal first
+                    self._remove_now(waiting)
+                args = " ".join(line.args)
+                out = api.command(f"add server {target} {line.address} {args}".rstrip())
+                if "New server registered" not in out:
+                    raise RuntimeUpdateError(f"add server {target}: {out.strip()[:200]}")
+                if has_check(line):
+                    _expect_empty(api.command(f"enable health {target}"), f"health {target}")
+                if "disabled" not in line.args:
+                    _expect_empty(api.command(f"enable server {target}"), f"enable {target}")
+                self.stats.added += 1
+            # removals last: a backend never goes without a server in between
+            for backend, line in plan.remove:
+                target = f"{backend}/{line.name}"
+                _expect_empty(api.command(f"set server {target} state drain"),
+                              f"drain {target}")
+                now = self.clock()
+                self._draining[(backend, line.name)] = _Draining(
+                    backend, line, now + self.drain_timeout, now + self.drain_timeout + 60)
+            self.stats.draining = len(self._draining)
+
+    def _remove_now(self, item: _Draining) -> bool:
+        target = f"{item.backend}/{item.line.name}"
+        self.api.command(f"set server {target} state maint")
+        out = self.api.command(f"del server {target}")
+        if "deleted" in out.lower() or "no such server" in out.lower():
+            self.stats.removed += 1
+            return True
+        log.debug("del server %s deferred: %s", target, out.strip()[:200])
+        return False
+
+    def drain_step(self) -> None:
+        """Delete drained servers whose connections are gone or whose time is up."""
+        with self._lock:
+            if not self._draining:
+                return
+            now = self.clock()
+            by_backend: dict[str, list[_Draining]] = collections.defaultdict(list)
+            for item in self._draining.values():
+                by_backend[item.backend].append(item)
+            for backend, items in by_backend.items():
+                try:
+                    counts = self.api.server_connections(backend)
+                except RuntimeUpdateError as err:
+                    log.debug("draining: %s", err)
+                    return
+                for item in items:
+                    busy = counts.get(item.line.name, 0) > 0
+                    if busy and now < item.deadline:
+                        continue
+                    try:
+                        done = self._remove_now(item)
+                    except RuntimeUpdateError as err:
+                        log.debug("draining: %s", err)
+                        done = False
+                    if done or now >= item.give_up:
+                        if not done:
+                            log.warning("server %s/%s stays in maintenance: HAProxy did not "
+                                        "let it be deleted", backend, item.line.name)
+                        self._draining.pop((backend, item.line.name), None)
+            self.stats.draining = len(self._draining)
+
+    def _drain_loop(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self.drain_step()
+            except Exception:  # never let the drainer die
+                log.exception("draining servers failed")
+
+
+# --------------------------------------------------------------------------- managed HAProxy
+
+
+@dataclass(frozen=True)
+class ManagedSettings:
+    """Where a managed HAProxy keeps its sockets and pidfile, and how it is run."""
+
+    haproxy_bin: str
+    config_path: str
+    state_dir: str
+    stop_on_exit: bool = False
+    reload_timeout: float = 30.0
+    start_timeout: float = 30.0
+    watch_interval: float = 1.0
+
+    @property
+    def master_socket(self) -> str:
+        return os.path.join(self.state_dir, "master.sock")
+
+    @property
+    def runtime_socket(self) -> str:
+        return os.path.join(self.state_dir, "haproxy.sock")
+
+    @property
+    def pidfile(self) -> str:
+        return os.path.join(self.state_dir, "haproxy.pid")
+
+
+@dataclass
+class ReloadResult:
+    ok: bool
+    message: str = ""
+    worker: int | None = None
+
+
+@dataclass
+class ManagerStats:
+    reloads: int = 0
+    failed_reloads: int = 0
+    restarts: int = 0
+    last_error: str | None = None
+    output: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=50))
+
+
+class ManagedHAProxy:
+    """Starts, reloads (confirmed), watches and restarts one master-worker HAProxy."""
+
+    def __init__(self, settings: ManagedSettings,
+                 on_restart: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.on_restart = on_restart or (lambda: None)
+        self.stats = ManagerStats()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._master_pid: int | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def master_pid(self) -> int | None:
+        return self._master_pid
+
+    @property
+    def adopted(self) -> bool:
+        """Running, but started by an earlier servicerouter (not our child)."""
+        return self._proc is None and self._master_pid is not None
+
+    def alive(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self._master_pid is not None and _pid_alive(self._master_pid)
+
+    def show_proc(self, timeout: float = 2.0) -> ProcInfo | None:
+        try:
+            text = unix_command(self.settings.master_socket, "show proc", timeout)
+        except OSError:
+            return None
+        return parse_show_proc(text)
+
+    def command_line(self) -> list[str]:
+        s = self.settings
+        return [s.haproxy_bin, "-W", "-db", "-S", f"{s.master_socket},mode,600",
+                "-f", s.config_path, "-p", s.pidfile]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Adopt a running master of ours, or start a new one; ManagerError on failure."""
+        with self._lock:
+            os.makedirs(self.settings.state_dir, mode=0o700, exist_ok=True)
+            if self._adopt():
+                log.info("adopted running HAProxy master %d", self._master_pid)
+            else:
+                self._spawn()
+            if self._watch is None:
+                self._watch = threading.Thread(target=self._watch_loop, name="haproxy-watch",
+                                               daemon=True)
+                self._watch.start()
+
+    def _adopt(self) -> bool:
+        try:
+            with open(self.settings.pidfile, encoding="ascii") as handle:
+                pid = int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        if not _pid_alive(pid):
+            return False
+        info = self.show_proc()
+        if info is None or info.master_pid != pid:
+            return False
+        self._master_pid = pid
+        self._proc = None
+        return True
+
+    def _spawn(self) -> None:
+        s = self.settings
+        for stale in (s.master_socket,):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+        argv = self.command_line()
+        log.info("starting HAProxy: %s", " ".join(argv))
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as err:
+            raise ManagerError(f"cannot run {s.haproxy_bin}: {err}") from None
+        self._proc = proc
+        self._master_pid = proc.pid
+        threading.Thread(target=self._pump_output, args=(proc,), name="haproxy-output",
+                         daemon=True).start()
+        deadline = time.monotonic() + s.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._proc = None
+                self._master_pid = None
+                raise ManagerError(f"HAProxy exited at start (status {proc.returncode}): "
+                                   + self._output_tail())
+            info = self.show_proc(timeout=1.0)
+            if info is not None and info.workers:
+                log.info("HAProxy master %d running, worker %s", proc.pid,
+                         ",".join(map(str, info.workers)))
+                return
+            time.sleep(0.05)
+        raise ManagerError(f"HAProxy did not come up within {s.start_timeout:.0f}s: "
+                           + self._output_tail())
+
+    def _pump_output(self, proc: subprocess.Popen[bytes]) -> None:
+        """HAProxy's own messages into our log (and a tail for error reports)."""
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self.stats.output.append(line)
+            level = logging.WARNING if ("[ALERT]" in line or "[WARNING]" in line) else logging.INFO
+            if "[WARNING]" in line and ("is DOWN" in line or "is UP" in line or "stopped" in line):
+                level = logging.INFO
+            haproxy_log.log(level, "%s", line)
+
+    def _output_tail(self, lines: int = 8) -> str:
+        return " | ".join(list(self.stats.output)[-lines:]) or "(no output)"
+
+    def reload(self) -> ReloadResult:
+        """Reload through the master CLI and wait for its verdict."""
+        with self._lock:
+            if not self.alive():
+                try:
+                    self._spawn()
+                except ManagerError as err:
+                    return self._failed(str(err))
+                self.stats.restarts += 1
+                return ReloadResult(True, "HAProxy was not running: started", None)
+            before = self.show_proc()
+            if before is None:
+                return self._failed("master CLI does not answer")
+            try:
+                unix_command(self.settings.master_socket, "reload", timeout=2.0)
+            except OSError:
+                pass  # the master re-executes itself and may drop the connection
+            deadline = time.monotonic() + self.settings.reload_timeout
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                info = self.show_proc(timeout=1.0)
+                if info is None or info.reloads <= before.reloads:
+                    if not self.alive():
+                        return self._failed("HAProxy master died during reload: "
+                                            + self._output_tail())
+                    continue
+                if info.failed > before.failed:
+                    return self._failed("HAProxy refused the new config: "
+                                        + self._output_tail())
+                fresh = [w for w in info.workers if w not in before.workers]
+                if fresh:
+                    self.stats.reloads += 1
+                    return ReloadResult(True, "reloaded", fresh[-1])
+            return self._failed(f"no new worker within {self.settings.reload_timeout:.0f}s")
+
+    def _failed(self, message: str) -> ReloadResult:
+        self.stats.failed_reloads += 1
+        self.stats.last_error = message
+        log.error("HAProxy reload failed: %s", message)
+        return ReloadResult(False, message)
+
+    def _watch_loop(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.settings.watch_interval):
+            with self._lock:
+                if self._stopping or self.alive():
+                    failures = 0
+                    continue
+                log.error("HAProxy (master %s) is gone; restarting it", self._master_pid)
+                self._reap()
+                try:
+                    self._spawn()
+                except ManagerError as err:
+                    failures += 1
+                    self.stats.last_error = str(err)
+                    log.error("restarting HAProxy failed: %s", err)
+                    self._stop.wait(min(30.0, 0.5 * 2 ** failures))
+                    continue
+                self.stats.restarts += 1
+                failures = 0
+            self.on_restart()
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=0.1)
+
+    def stop(self, kill_haproxy: bool | None = None, grace: float = 5.0) -> None:
+        """Stop watching; stop HAProxy too if asked (default: the settings say)."""
+        self._stopping = True
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout=5)
+        if kill_haproxy is None:
+            kill_haproxy = self.settings.stop_on_exit
+        pid = self._master_pid
+        if not kill_haproxy or pid is None:
+            if pid is not None:
+                log.info("leaving HAProxy master %d running", pid)
+            return
+        log.info("stopping HAProxy master %d", pid)
+        for sig, wait in ((signal.SIGUSR1, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and self.alive():
+                self._reap()
+                time.sleep(0.02)
+            if not self.alive():
+                break
+        self._reap()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+__all__ = [
+    "ManagedHAProxy",
+    "ManagedSettings",
+    "ManagerError",
+    "ProcInfo",
+    "ReloadResult",
+    "RuntimeAPI",
+    "RuntimeApplier",
+    "RuntimeUpdateError",
+    "parse_show_proc",
+    "unix_command",
+]

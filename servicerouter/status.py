@@ -1,0 +1,330 @@
+"""Observability: metrics and the ``--status-listen`` HTTP endpoint.
+
+``/healthz`` answers 200 while the router loop is alive (503 once it is
+stuck or a managed HAProxy is down), ``/status`` is a JSON snapshot (last
+sync, Marathon host and outage, services, quarantined apps, reload and
+runtime-update counts, certificate expiry) and ``/metrics`` is Prometheus
+text exposition.  The metrics are a few dozen lines of our own rather than a
+client library: counters, gauges and histograms with labels are all we need.
+
+The endpoint binds to loopback unless told otherwise; on any other address
+a token is mandatory (``Authorization: Bearer TOKEN``), because /status
+names every app and backend address.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import socket
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("servicerouter.status")
+
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def _label_key(labels: dict[str, str] | None) -> LabelKey:
+    return tuple(sorted((labels or {}).items()))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels_text(key: LabelKey, extra: Iterable[tuple[str, str]] = ()) -> str:
+    pairs = list(key) + list(extra)
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class _Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name = name
+        self.help = help_text
+        self._lock = threading.Lock()
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def lines(self) -> list[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Counter(_Metric):
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str) -> None:
+        super().__init__(name, help_text)
+        self._values: dict[LabelKey, float] = {}
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = _label_key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def value(self, **labels: str) -> float:
+        return self._values.get(_label_key(labels), 0.0)
+
+    def total(self) -> float:
+        return sum(self._values.values())
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items()) or [((), 0.0)]
+        return [f"{self.name}{_labels_text(k)} {_number(v)}" for k, v in items]
+
+
+class Gauge(Counter):
+    kind = "gauge"
+
+    def set(self, value: float, **labels: str) -> None:
+        with self._lock:
+            self._values[_label_key(labels)] = float(value)
+
+
+class Histogram(_Metric):
+    kind = "histogram"
+
+    def __init__(self, name: str, help_text: str,
+                 buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+        super().__init__(name, help_text)
+        self.buckets = tuple(sorted(buckets))
+        self._counts = [0] * len(self.buckets)
+        self._sum = 0.0
+        self._count = 0
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self._sum += value
+            self._count += 1
+            for index, bound in enumerate(self.buckets):
+                if value <= bound:
+                    self._counts[index] += 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            out = [f'{self.name}_bucket{{le="{_number(b)}"}} {c}'
+                   for b, c in zip(self.buckets, self._counts, strict=True)]
+            out.append(f'{self.name}_bucket{{le="+Inf"}} {self._count}')
+            out.append(f"{self.name}_sum {_number(self._sum)}")
+            out.append(f"{self.name}_count {self._count}")
+        return out
+
+
+class Metrics:
+    """Every metric servicerouter exports (one instance per router)."""
+
+    def __init__(self) -> None:
+        self.syncs = Counter("servicerouter_syncs_total",
+                             "Syncs by kind (full, incremental) and result (ok, error).")
+        self.sync_duration = Histogram("servicerouter_sync_duration_seconds",
+                                       "Duration of a sync, from fetch to applied.")
+        self.reloads = Counter("servicerouter_reloads_total",
+                               "HAProxy reloads by result (ok, failed).")
+        self.runtime_updates = Counter(
+            "servicerouter_runtime_updates_total",
+            "Server changes applied through the Runtime API without a reload.")
+        self.runtime_servers = Counter(
+            "servicerouter_runtime_servers_total",
+            "Servers changed through the Runtime API by action (add, remove, readdress).")
+        self.events = Counter("servicerouter_events_total", "Marathon events received by type.")
+        self.marathon_errors = Counter("servicerouter_marathon_errors_total",
+                                       "Failed Marathon requests and event stream drops.")
+        self.quarantined = Gauge("servicerouter_quarantined_apps",
+                                 "Apps left out because HAProxy rejected their config.")
+        self.event_to_apply = Histogram(
+            "servicerouter_event_to_apply_seconds",
+            "From the first event of a burst to its change being live in HAProxy.")
+        self.validations = Counter("servicerouter_validations_total",
+                                   "haproxy -c runs by result (ok, failed).")
+        self.resync_drift = Counter(
+            "servicerouter_resync_drift_total",
+            "Full resyncs that found routing different from what events had built.")
+        self.haproxy_restarts = Counter("servicerouter_haproxy_restarts_total",
+                                        "Managed HAProxy restarted after it died.")
+        self.marathon_up = Gauge("servicerouter_marathon_up",
+                                 "1 when the last Marathon request succeeded.")
+        self.services = Gauge("servicerouter_services", "Routed service ports.")
+        self.last_sync = Gauge("servicerouter_last_sync_timestamp_seconds",
+                               "Unix time of the last successful sync.")
+
+    def all(self) -> list[_Metric]:
+        return [m for m in vars(self).values() if isinstance(m, _Metric)]
+
+    def exposition(self) -> str:
+        lines: list[str] = []
+        for metric in self.all():
+            lines.extend(metric.header())
+            lines.extend(metric.lines())
+        return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (loopback) -> (host, port)."""
+    text = value.strip()
+    host = "127.0.0.1"
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1:end + 2] != ":":
+            raise ValueError(f"bad address {value!r}: expected [HOST]:PORT")
+        host, port_text = text[1:end], text[end + 2:]
+    elif ":" in text:
+        host, port_text = text.rsplit(":", 1)
+        host = host or "127.0.0.1"
+    else:
+        port_text = text
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"bad port in {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"bad port in {value!r}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: StatusServer
+    protocol_version = "HTTP/1.1"
+    timeout = 10.0
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        log.debug("status %s: " + format, self.client_address[0], *args)
+
+    def _send(self, status: int, body: str, content_type: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        token = self.server.token
+        if not token:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode())
+
+    def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+        self.do_GET()
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (POST, PUT, FOO...) is a 405, not the stdlib's 501.
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True
+        self._send(405, "read-only: GET or HEAD\n", "text/plain; charset=utf-8")
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        path = self.path.split("?", 1)[0]
+        if not self._authorized():
+            self.close_connection = True
+            self._send(401, "token required\n", "text/plain; charset=utf-8")
+            return
+        try:
+            if path == "/healthz":
+                healthy, reason = self.server.health()
+                self._send(200 if healthy else 503, reason + "\n", "text/plain; charset=utf-8")
+            elif path == "/status":
+                body = json.dumps(self.server.snapshot(), indent=2, sort_keys=True, default=str)
+                self._send(200, body + "\n", "application/json")
+            elif path == "/metrics":
+                self._send(200, self.server.metrics.exposition(),
+                           "text/plain; version=0.0.4; charset=utf-8")
+            else:
+                self._send(404, "not found: try /healthz, /status or /metrics\n",
+                           "text/plain; charset=utf-8")
+        except Exception:  # a status bug must never take the router down
+            log.exception("status endpoint failed on %s", path)
+            self._send(500, "internal error\n", "text/plain; charset=utf-8")
+
+
+class StatusServer(ThreadingHTTPServer):
+    """Serves /healthz, /status and /metrics on a daemon thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], metrics: Metrics,
+                 snapshot: Callable[[], dict[str, Any]],
+                 health: Callable[[], tuple[bool, str]],
+                 token: str | None = None) -> None:
+        host = address[0]
+        if not is_loopback(host) and not token:
+            raise ValueError(f"--status-listen on {host} (not loopback) needs --status-token")
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+        self.metrics = metrics
+        self.snapshot = snapshot
+        self.health = health
+        self.token = token
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.serve_forever, name="status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+__all__ = [
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "Metrics",
+    "StatusServer",
+    "is_loopback",
+    "parse_listen",
+]

@@ -1,0 +1,228 @@
+"""TLS bundles for the config: which certificates HAProxy serves, and from which files.
+
+:mod:`servicerouter.certs` validates one bundle and writes files; this module decides,
+each sync, what the shared HTTPS frontend and the per-port frontends use:
+
+* every bundle from ``--ssl-certs``, the ``certs/`` directory and the ports'
+  ``HAPROXY_{n}_SSL_CERT`` goes into the shared frontend's crt-list (SNI picks the
+  certificate by its SAN names; the default certificate comes first);
+* a port's own ``ssl crt`` keeps the operator's file when it is already in the order
+  HAProxy needs (leaf, intermediates, key), and otherwise points at the normalised copy
+  under the state directory, so a chain pasted out of order still serves;
+* a bad bundle is logged with its file and reason and left out; the rest still serve;
+* a bundle expiring within :data:`EXPIRY_WARNING_DAYS` gets a warning (once a day) and
+  ``expiring: true`` in the status report.
+
+Parsing a PEM bundle costs milliseconds (RSA keys are checked), so a source whose files
+did not change since the last sync is not parsed again.
+
+Certificate changes are applied by a validated reload: the crt-list and bundle files are
+named by content, so a new certificate changes the config. (HAProxy's Runtime API could
+swap a certificate in place with ``set ssl cert``/``commit ssl cert``; that needs stable
+file names and is not done yet.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from servicerouter import certs
+from servicerouter.certs import Bundle, BundleError
+
+log = logging.getLogger("servicerouter.tls")
+
+EXPIRY_WARNING_DAYS = 14
+_WARN_EVERY_SECONDS = 24 * 3600
+_CERT_BLOCK = re.compile(r"-----BEGIN (?:X509 )?CERTIFICATE-----.*?-----END (?:X509 )?CERTIFICATE-----",
+                         re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TlsResult:
+    """What one sync serves: the crt-list, per-port file substitutions, and a report."""
+
+    default_cert: str
+    crt_list: str | None
+    cert_paths: tuple[tuple[str, str], ...] = ()  # operator's path -> HAProxy-ready copy
+    bundles: tuple[Bundle, ...] = ()
+    errors: tuple[BundleError, ...] = ()
+    report: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Cached:
+    signature: tuple[Any, ...]
+    bundles: list[Bundle]
+
+
+class TlsManager:
+    """Per-router memory: parsed bundles by file identity, and when each expiry warned."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._cache: dict[str, _Cached] = {}
+        self._warned: dict[str, float] = {}
+        self._clock = clock
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, paths: Iterable[str], now: datetime) -> tuple[list[Bundle], list[BundleError]]:
+        """Bundles (and errors) of files and directories; unchanged sources come from cache."""
+        bundles: list[Bundle] = []
+        errors: list[BundleError] = []
+        for path in dict.fromkeys(paths):
+            signature = _signature(path)
+            cached = self._cache.get(path)
+            if cached is not None and cached.signature == signature and all(
+                b.not_after > now for b in cached.bundles
+            ):
+                bundles.extend(cached.bundles)
+                continue
+            found, problems = certs.load_bundles([path], now)
+            bundles.extend(found)
+            errors.extend(problems)
+            if problems:
+                self._cache.pop(path, None)  # time may cure some (not yet valid): look again
+            else:
+                self._cache[path] = _Cached(signature, found)
+        return bundles, errors
+
+    # ------------------------------------------------------------------ one sync
+
+    def prepare(self, state_dir: str, default_pem: str, sources: Sequence[str],
+                port_certs: Sequence[str], now: datetime | None = None) -> TlsResult:
+        """Validate every bundle, write the crt-list, decide per-port certificate files.
+
+        ``sources`` are --ssl-certs entries and the certs directory; ``port_certs`` the
+        distinct HAPROXY_{n}_SSL_CERT paths of the routed ports.
+        """
+        now = now or datetime.now(UTC)
+        shared, errors = self.load(sources, now)
+        port_bundles: list[Bundle] = []
+        substitutes: dict[str, str] = {}
+        for path in dict.fromkeys(port_certs):
+            found, problems = self.load([path], now)
+            errors.extend(problems)
+            port_bundles.extend(found)
+        for error in errors:
+            log.error("certificate bundle skipped: %s", error)
+        everything = shared + port_bundles
+        crt_list = certs.materialize(everything, state_dir, default_pem)
+        bundle_dir = os.path.join(os.path.abspath(state_dir), "bundles")
+        for bundle in port_bundles:
+            if not os.path.isdir(bundle.source) and not haproxy_ready(bundle):
+                substitutes[bundle.source] = os.path.join(bundle_dir, f"{bundle.fingerprint}.pem")
+                log.info("certificate %s is not in leaf, chain, key order: serving the "
+                         "normalised copy %s", bundle.source, substitutes[bundle.source])
+        self._warn_expiring(everything, now)
+        report = expiry_rows(everything, errors, now)
+        return TlsResult(default_pem, crt_list, tuple(sorted(substitutes.items())),
+                         tuple(everything), tuple(errors), report)
+
+    def _warn_expiring(self, bundles: Iterable[Bundle], now: datetime) -> None:
+        moment = self._clock()
+        for bundle in bundles:
+            if not bundle.expires_within(now, EXPIRY_WARNING_DAYS):
+                continue
+            last = self._warned.get(bundle.fingerprint)
+            if last is not None and moment - last < _WARN_EVERY_SECONDS:
+                continue
+            self._warned[bundle.fingerprint] = moment
+            days = (bundle.not_after - now).days
+            log.warning("certificate %s (%s) expires in %d day%s, on %s: renew it",
+                        bundle.source, ", ".join(bundle.names), days, "" if days == 1 else "s",
+                        bundle.not_after.isoformat(timespec="seconds"))
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def haproxy_ready(bundle: Bundle) -> bool:
+    """True if the operator's file already lists leaf then chain in order.
+
+    HAProxy takes the first certificate of a file as the leaf and sends the
+    others in file order; only a file in that order can be served as is.
+    """
+    try:
+        with open(bundle.source, encoding="utf-8", errors="replace") as handle:
+            text = handle.read(1 << 20)
+    except OSError:
+        return False
+    return _fingerprints(text) == _fingerprints(bundle.pem)
+
+
+def _fingerprints(text: str) -> list[str]:
+    out = []
+    for block in _CERT_BLOCK.findall(text):
+        try:
+            cert = x509.load_pem_x509_certificate(block.encode("ascii", "replace"))
+        except ValueError:
+            return []
+        out.append(cert.fingerprint(hashes.SHA256()).hex())
+    return out
+
+
+def expiry_rows(bundles: Iterable[Bundle], errors: Iterable[BundleError],
+                now: datetime) -> list[dict[str, Any]]:
+    """Status rows: every usable bundle (soonest expiry first), then every problem."""
+    rows = certs.expiry_report(_unique(bundles), now, EXPIRY_WARNING_DAYS)
+    for row in rows:
+        row["problem"] = None
+    rows.extend({"source": e.source, "names": [], "not_after": None, "days_left": None,
+                 "expiring": False, "problem": e.reason} for e in errors)
+    return rows
+
+
+def _unique(bundles: Iterable[Bundle]) -> list[Bundle]:
+    seen: dict[tuple[str, str], Bundle] = {}
+    for bundle in bundles:
+        seen.setdefault((bundle.source, bundle.fingerprint), bundle)
+    return list(seen.values())
+
+
+def format_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """The ``--list-certs`` table: one line per bundle or problem."""
+    if not rows:
+        return "no certificate bundles configured (a self-signed default will be served)\n"
+    lines = []
+    for row in rows:
+        if row.get("problem"):
+            lines.append(f"BAD       {row['source']}: {row['problem']}")
+            continue
+        state = "EXPIRING" if row["expiring"] else "ok"
+        lines.append(f"{state:<9} {row['source']}  names={','.join(row['names'])}  "
+                     f"not_after={row['not_after']}  days_left={row['days_left']}")
+    return "\n".join(lines) + "\n"
+
+
+def _signature(path: str) -> tuple[Any, ...]:
+    """What must stay equal for a cached parse of ``path`` to stay valid."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        return ("error", err.errno)
+    if not stat.S_ISDIR(info.st_mode):
+        return ("file", info.st_ino, info.st_size, info.st_mtime_ns)
+    entries = []
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as err:
+        return ("error", err.errno)
+    for name in names:
+        try:
+            child = os.stat(os.path.join(path, name))
+        except OSError:
+            entries.append((name, None))
+            continue
+        entries.append((name, child.st_ino, child.st_size, child.st_mtime_ns))
+    return ("dir", info.st_ino, info.st_mtime_ns, tuple(entries))
