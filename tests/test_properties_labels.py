@@ -1,0 +1,272 @@
+"""Property: no label value, however hostile, breaks the config or adds a directive.
+
+Hypothesis draws apps whose per-port keys (every key of the registry) hold
+arbitrary Unicode, known-good values, and good values with hostile characters
+spliced in (newline, CR, NUL, '#', quotes, braces, blanks, backslash, '$').
+For every draw, model + render (with the same host checks the runner uses)
+must not raise, and every line of the config must be one the default
+fragments can write, with label text only in single-token slots. The
+configs are then checked with ``haproxy -c`` in batches (the union of 25
+draws per run, each draw's apps renamed apart); a failing batch is split to
+name the draw that breaks it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from servicerouter import labels as registry
+from servicerouter.certs import ensure_default_certificate, generate_self_signed
+from servicerouter.model import build_model
+from servicerouter.preflight import PortChecks
+from servicerouter.render import RenderOptions, render_config
+from servicerouter.templates import load_fragments
+
+EXAMPLES = int(os.environ.get("SR_PROPERTY_EXAMPLES", "200"))  # raise it for a deep run
+BATCH = 25
+FRAGMENTS = load_fragments([])
+SHA512 = "$6$abc$IdWKNKTJEb8LxY7CGg8YBXlvtfZzFw7Mp/r6niK9YB2mdvgY..TKjv1T..8RadRt2qvUHYRLr/TsVArtr91iR1"
+HOSTILE = ["\n", "\r", "\x00", "#", " ", "\t", "{", "}", '"', "'", "\\", "$", ";", "%",
+           "\u2028", "\x85", ":", ",", "/", "*", "\n  server evil 1.2.3.4:1\n"]
+CERT = "@CERT@"  # replaced by a real bundle path at run time
+
+GOOD: dict[str, list[str]] = {
+    "HAPROXY_GROUP": ["", "external", "a,b"],
+    "HAPROXY_{n}_VHOST": ["a.example.com", "A.Example.COM,b.example.com", "*.example.com",
+                          "host:8080", "under_score.example.com"],
+    "HAPROXY_{n}_STICKY": ["true", "no", "T"],
+    "HAPROXY_{n}_REDIRECT_TO_HTTPS": ["true", "yes", "false"],
+    "HAPROXY_{n}_SSL_CERT": [CERT, "/nonexistent/site.pem"],
+    "HAPROXY_{n}_BIND_ADDR": ["127.0.0.1", "*", "localhost", "127.0.0.2"],
+    "HAPROXY_{n}_PORT": ["18080", "80", "65535", "0"],
+    "HAPROXY_{n}_MODE": ["http", "tcp", "HTTP"],
+    "HAPROXY_{n}_GROUP": ["external", "", "x,y"],
+    "HAPROXY_{n}_ENABLED": ["true", "false", "1"],
+    "HAPROXY_{n}_PATH": ["/", "/api", "/a/b-c_d.e~f", "/x%20y"],
+    "HAPROXY_{n}_BACKEND_WEIGHT": ["0", "10", "-3"],
+    "HAPROXY_{n}_USE_HSTS": ["true", "off"],
+    "HAPROXY_{n}_STICKY_COOKIE": ["SRV", "srv_id", "a.b-c"],
+    "HAPROXY_{n}_BALANCE": ["leastconn", "url_param id", "hdr(X-Tenant)", "random(3)",
+                            "rdp-cookie(mstshash)", "source", "uri"],
+    "HAPROXY_{n}_AUTH": [f"admins:alice:{SHA512}", "r:u:$1$abc$iCQ2D3nhptRYi27fDYv2s1",
+                         "r:u:abcdefghijklm"],
+    "HAPROXY_{n}_BIND_OPTIONS": ["accept-proxy", "maxconn 100 backlog 10", "v4v6 defer-accept",
+                                 "alpn h2,http/1.1 ssl-min-ver TLSv1.2",
+                                 "ciphers ECDHE-RSA-AES128-GCM-SHA256 strict-sni",
+                                 "curves X25519:P-256", "ciphers BOGUS", "name front tcp-ut 5s",
+                                 "ssl-min-ver SSLv3", "ssl-max-ver TLSv1.0 no-tlsv13",
+                                 "ciphersuites TLS_AES_128_CCM_8_SHA256", "ecdhe X448",
+                                 "curves BOGUS", "ciphers DEFAULT:!aNULL", "ciphers !aNULL",
+                                 "npn http/1.1 prefer-client-ciphers allow-0rtt"],
+}
+assert set(GOOD) == {s.key for s in registry.SETTINGS}
+
+
+def mutated(values: list[str]) -> st.SearchStrategy[str]:
+    """A good value with a hostile piece spliced in somewhere."""
+    return st.builds(
+        lambda value, bad, at: value[: at % (len(value) + 1)] + bad + value[at % (len(value) + 1):],
+        st.sampled_from(values), st.sampled_from(HOSTILE), st.integers(0, 64))
+
+
+def value_for(key: str) -> st.SearchStrategy[str]:
+    good = GOOD[key]
+    return st.one_of(st.sampled_from(good), mutated(good),
+                     st.text(st.characters(), max_size=40),
+                     st.lists(st.sampled_from(good), min_size=2, max_size=3).map(",".join))
+
+
+@st.composite
+def app_strategy(draw: st.DrawFn, index: int) -> dict:
+    port_count = draw(st.integers(1, 2))
+    base = 11000 + index * 10
+    chosen = draw(st.lists(st.sampled_from(sorted(GOOD)), min_size=1, max_size=6, unique=True))
+    labels: dict[str, str] = {}
+    for key in chosen:
+        slots = [key] if "{n}" not in key else [key.replace("{n}", str(i)) for i in
+                                                 range(port_count)]
+        for name in slots:
+            labels[name] = draw(value_for(key))
+    if draw(st.booleans()):  # a TLS port: its bind options now reach OpenSSL
+        labels["HAPROXY_0_SSL_CERT"] = CERT
+        labels["HAPROXY_0_BIND_OPTIONS"] = draw(value_for("HAPROXY_{n}_BIND_OPTIONS"))
+    check = draw(st.sampled_from([None, "HTTP", "TCP"]))
+    return {
+        "id": f"/p{index}",
+        "ports": [base + i for i in range(port_count)],
+        "labels": labels,
+        "env": {},
+        "version": draw(st.sampled_from(["2015-01-01T00:00:00.000Z", "2020-01-01T00:00:00.000Z"])),
+        "healthChecks": [] if check is None else [{"protocol": check, "portIndex": 0,
+                                                   "path": "/health"}],
+        "tasks": [{"id": f"p{index}.{t}", "host": "127.0.0.1",
+                   "ports": [20000 + index * 10 + t * 3 + i for i in range(port_count)],
+                   "state": "TASK_RUNNING"} for t in range(draw(st.integers(1, 2)))],
+    }
+
+
+draws = st.lists(st.integers(0, 2), min_size=1, max_size=3).flatmap(
+    lambda seeds: st.tuples(*[app_strategy(i) for i in range(len(seeds))]))
+
+# --------------------------------------------------------------------------- line grammar
+
+T = r"[A-Za-z0-9_.:/*@%+=,()~!&;$-]+"  # one token, as label values may fill it
+LINE_PATTERNS = [re.compile(p) for p in (
+    rf"frontend {T}", rf"backend {T}", rf"userlist users_{T}",
+    rf"  bind {T}:[0-9]+(?: ssl crt {T})?(?: {T})*",
+    r"  mode (?:tcp|http)",
+    rf"  acl host_{T} hdr\(host\) -i {T}",
+    rf"  acl host_{T} req\.hdr\(host\),field\(1,:\) -i {T}",
+    rf"  acl hostw_{T} req\.hdr\(host\),field\(1,:\) -m end -i \.{T}",
+    rf"  acl path_{T} path_beg /(?:{T})?",
+    rf"  acl app_{T} hdr\(x-marathon-app-id\) -i /{T}",
+    rf"  use_backend {T}(?: if (?:host|hostw|app)_{T}(?: path_{T})?)?",
+    r"  balance (?:roundrobin|static-rr|leastconn|first|source|uri|random|rdp-cookie"
+    r"|(?:hdr|rdp-cookie)\([A-Za-z0-9_.-]+\)|random\([0-9]+\)|url_param [A-Za-z0-9_.-]+)",
+    r"  http-request redirect scheme https code 301 if !\{ ssl_fc \} \{ dst_port [0-9]+ \}",
+    rf"  http-request auth realm {T} unless \{{ http_auth\(users_{T}\) \}}",
+    rf"  user {T} password {T}",
+    rf"  cookie {T} insert indirect nocache",
+    r'  http-response set-header Strict-Transport-Security "max-age=15768000" if \{ ssl_fc \}',
+    rf"  option httpchk GET /(?:{T})?", r"  timeout check [0-9]+s",
+    rf"  server {T} [0-9.]+:[0-9]+ check(?: check cookie {T})?"
+    r"(?: inter [0-9]+s fastinter 1s fall [0-9]+)?(?: weight 0)?",
+)]
+
+
+def check_lines(text: str, fixed: set[str]) -> None:
+    assert "#" not in text and "\r" not in text and "\x00" not in text
+    for line in text.splitlines():
+        if not line or line in fixed:
+            continue
+        assert any(p.fullmatch(line) for p in LINE_PATTERNS), f"unexpected line {line!r}"
+        if line.startswith("  bind "):
+            words = line.split()[2:]
+            if words[:2] == ["ssl", "crt"]:
+                words = words[3:]
+            registry.parse_bind_options(" ".join(words)) if words else None
+            assert not words or tuple(words) == registry.parse_bind_options(" ".join(words))
+
+
+# --------------------------------------------------------------------------- the property
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("props")
+    cert = root / "site.pem"
+    cert.write_text(generate_self_signed("site.example.com"))
+    default = ensure_default_certificate(str(root / "state"))
+    crt_list = root / "crt-list"
+    crt_list.write_text(default + "\n")
+    options = RenderOptions(bind_addr="127.0.0.1", crt_list=str(crt_list))
+    empty = render_config([], FRAGMENTS, options)
+    # Lines written as they are: the head, and fragments without any placeholder.
+    fixed = set(empty.splitlines())
+    fixed.update(FRAGMENTS["HAPROXY_BACKEND_HTTP_OPTIONS"].text.splitlines())
+    return {"root": root, "cert": str(cert), "options": options, "fixed": fixed,
+            "checks": PortChecks(getaddrinfo=loopback_only)}
+
+
+def loopback_only(host: str, port: int, **kw):
+    """The runner's bind check, kept on loopback: no DNS, no other address bound."""
+    if host in ("localhost", "127.0.0.1"):
+        return socket.getaddrinfo("127.0.0.1", port, **kw)
+    raise OSError(f"{host} is not resolved in tests")
+
+
+def model_of(apps: list[dict], env: dict):
+    options = env["options"]
+    return build_model(apps, ("*",), lambda h: h, reserved_ports=options.reserved_ports(),
+                       default_bind_addr=options.bind_addr, check_port=env["checks"])
+
+
+def with_cert(apps: tuple[dict, ...], cert: str) -> list[dict]:
+    return json.loads(json.dumps(list(apps)).replace(CERT, cert))
+
+
+def haproxy_check(haproxy_bin: str, path: Path, text: str) -> tuple[bool, str]:
+    path.write_text(text)
+    proc = subprocess.run([haproxy_bin, "-c", "-f", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def renamed(draw_no: int, apps: list[dict]) -> list[dict]:
+    """One draw's apps, moved to their own ids and ports so draws can share a config."""
+    out = []
+    for app in apps:
+        app = json.loads(json.dumps(app))
+        app["id"] = f"/d{draw_no}{app['id']}"
+        app["ports"] = [p + draw_no * 100 for p in app["ports"]]
+        for name in [k for k in app["labels"] if k.endswith("_PORT")]:
+            value = app["labels"][name]
+            if value.isascii() and value.isdigit() and 1024 < int(value) < 60000:
+                app["labels"][name] = str(int(value) + draw_no * 100 + 1)
+        out.append(app)
+    return out
+
+
+@pytest.mark.e2e
+def test_arbitrary_label_values_never_break_the_config(env: dict, haproxy_bin: str) -> None:
+    drawn: list[list[dict]] = []
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(apps=draws)
+    def one_draw(apps: tuple[dict, ...]) -> None:
+        concrete = with_cert(apps, env["cert"])
+        model = model_of(concrete, env)
+        text = render_config(model.services, FRAGMENTS, env["options"])
+        check_lines(text, env["fixed"])
+        drawn.append(concrete)
+
+    one_draw()
+    assert len(drawn) >= EXAMPLES // 2
+    batches = [drawn[i:i + BATCH] for i in range(0, len(drawn), BATCH)]
+
+    def check_batch(number: int) -> str | None:
+        batch = batches[number]
+        apps = [app for k, draw_apps in enumerate(batch) for app in renamed(k, draw_apps)]
+        text = render_config(model_of(apps, env).services, FRAGMENTS, env["options"])
+        ok, output = haproxy_check(haproxy_bin, env["root"] / f"batch{number}.cfg", text)
+        if ok:
+            return None
+        for draw_apps in batch:  # name the draw that breaks it
+            single = render_config(model_of(draw_apps, env).services, FRAGMENTS, env["options"])
+            ok, output = haproxy_check(haproxy_bin, env["root"] / f"single{number}.cfg", single)
+            if not ok:
+                return f"apps {json.dumps(draw_apps)[:2000]}\nhaproxy -c:\n{output[-2000:]}"
+        return f"batch {number} fails only combined:\n{output[-2000:]}"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f for f in pool.map(check_batch, range(len(batches))) if f]
+    assert not failures, failures[0]
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None)
+@given(key=st.sampled_from([s for s in registry.SETTINGS if s.per_port]),
+       value=st.text(st.characters(), max_size=60))
+def test_a_value_is_either_refused_or_one_safe_token_per_word(key, value: str) -> None:
+    try:
+        parsed = key.parse(value)
+    except registry.SettingError:
+        return
+    parts = parsed if isinstance(parsed, tuple) else (parsed,)
+    for part in parts:
+        text = str(part) if not isinstance(part, registry.BasicAuth) else \
+            f"{part.realm} {part.user} {part.password_hash}"
+        for word in text.split(" "):
+            if key.key == "HAPROXY_{n}_GROUP" or isinstance(part, bool):
+                continue  # groups only select apps; they are never written
+            assert re.fullmatch(T, word) or word == "", (key.key, value, parsed)
