@@ -1,0 +1,321 @@
+"""End to end: servicerouter --sse --manage-haproxy under churn, an outage and a bad app.
+
+A real servicerouter process follows the emulator's event stream and runs a
+real HAProxy; real backend processes answer; a bounded load generator (fixed
+request budget *and* deadline, 127.0.0.1 only) sends HTTP through HAProxy the
+whole time and every failed request is counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servicerouter.emulator import MarathonEmulator
+from tests.harness import Backend, free_port, http_get, wait_until
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTAGE_SECONDS = float(os.environ.get("SR_E2E_OUTAGE_SECONDS", "30"))
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadGenerator:
+    """Threads sending GETs through HAProxy until stopped, the budget or the deadline."""
+
+    targets: list[tuple[int, str | None]]  # (port, Host header)
+    max_requests: int = 200_000
+    max_seconds: float = 240.0
+    threads: int = 2
+    sent: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> LoadGenerator:
+        deadline = time.monotonic() + self.max_seconds
+        for index in range(self.threads):
+            worker = threading.Thread(target=self._run, args=(index, deadline), daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        return self
+
+    def _run(self, index: int, deadline: float) -> None:
+        turn = index
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.sent >= self.max_requests:
+                    return
+                self.sent += 1
+            port, host = self.targets[turn % len(self.targets)]
+            turn += 1
+            error = self._one(port, host)
+            if error:
+                with self._lock:
+                    self.failures.append(error)
+
+    @staticmethod
+    def _one(port: int, host: str | None) -> str | None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/", headers={"Host": host} if host else {})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                return f"{port} {host}: HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as err:
+            return f"{port} {host}: {type(err).__name__}: {err}"
+        finally:
+            conn.close()
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- router process
+
+
+@dataclass
+class RouterProcess:
+    proc: subprocess.Popen[bytes]
+    status_port: int
+    workdir: Path
+    log_path: Path
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(http_get(f"http://127.0.0.1:{self.status_port}/status").text)
+
+    def metrics(self) -> str:
+        return http_get(f"http://127.0.0.1:{self.status_port}/metrics").text
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def servers_of(status: dict[str, Any], app_id: str) -> set[str]:
+    return {s for svc in status["services"] if svc["app"] == app_id for s in svc["servers"]}
+
+
+@pytest.fixture
+def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., RouterProcess]]:
+    started: list[RouterProcess] = []
+
+    def start(emulator: MarathonEmulator, *extra: str) -> RouterProcess:
+        workdir = tmp_path / f"router{len(started)}"
+        workdir.mkdir()
+        status_port = free_port()
+        argv = [
+            sys.executable, "-m", "servicerouter", "-m", emulator.url, "--sse",
+            "--manage-haproxy", "--haproxy-stop-on-exit", "--haproxy-bin", haproxy_bin,
+            "--haproxy-config", str(workdir / "haproxy.cfg"), "--group", "*",
+            "--syslog-socket", "/dev/null", "--bind-addr", "127.0.0.1",
+            "--http-port", str(free_port()), "--https-port", str(free_port()),
+            "--appid-port", str(free_port()), "--stats-port", str(free_port()),
+            "--status-listen", str(status_port), "--min-wait", "0.05", "--max-wait", "0.5",
+            "--backoff-initial", "0.2", "--backoff-max", "1", "--drain-timeout", "2",
+            "--hard-stop-after", "10s", "--log-level", "debug", *extra,
+        ]
+        log_path = workdir / "servicerouter.log"
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(argv, cwd=workdir, stdout=log_file, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        router = RouterProcess(proc, status_port, workdir, log_path)
+        started.append(router)
+        wait_until(lambda: router.status()["last_apply"] in ("reload", "runtime", "unchanged")
+                   and router.status()["haproxy"]["running"], 30,
+                   message="servicerouter did not come up")
+        return router
+
+    yield start
+    for router in started:
+        if router.proc.poll() is None:
+            router.proc.send_signal(signal.SIGTERM)
+            try:
+                router.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                router.proc.kill()
+                router.proc.wait(5)
+        _kill_left_haproxy(router.workdir)
+
+
+def _kill_left_haproxy(workdir: Path) -> None:
+    """Belt and braces: the managed HAProxy is ours, by pidfile and command line."""
+    pidfile = workdir / "servicerouter" / "haproxy.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pidfile.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if str(workdir).encode() in cmdline:
+            os.kill(pid, signal.SIGKILL)
+
+
+def web_app(port: int, **labels: str) -> dict[str, Any]:
+    return {"id": "/web", "portDefinitions": [{"port": port}],
+            "labels": {"HAPROXY_0_VHOST": "web.test", **labels}}
+
+
+def http_port(router: RouterProcess) -> int:
+    text = (router.workdir / "haproxy.cfg").read_text()
+    block = text.split("frontend marathon_http_in", 1)[1]
+    return int(block.split("bind ", 1)[1].split()[0].rsplit(":", 1)[1])
+
+
+def answer(port: int, host: str | None = None) -> str:
+    return http_get(f"http://127.0.0.1:{port}/", host_header=host).text.strip()
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_churn_scale_without_reloads_and_no_failed_request(
+    start_router: Callable[..., RouterProcess], backend_factory: Callable[..., Backend],
+) -> None:
+    pool = [backend_factory(f"w{i}") for i in range(4)]
+    other = backend_factory("o0")
+    web_port, other_port = free_port(), free_port()
+    with MarathonEmulator(keepalive_interval=1.0) as emu:
+        emu.put_app(web_app(web_port))
+        emu.put_app({"id": "/other", "portDefinitions": [{"port": other_port}],
+                     "labels": {"HAPROXY_0_VHOST": "other-0.test"}})
+        tasks = {0: emu.add_task("/web", "127.0.0.1", [pool[0].port])["id"]}
+        emu.add_task("/other", "127.0.0.1", [other.port])
+        router = start_router(emu)
+        front = http_port(router)
+        wait_until(lambda: answer(web_port) == "w0" and answer(front, "web.test") == "w0", 15)
+
+        load = LoadGenerator([(web_port, None), (front, "web.test")]).start()
+        try:
+            before = router.status()
+            rng = random.Random(7)
+            for _step in range(100):
+                up = len(tasks) == 1 or (len(tasks) < len(pool) and rng.random() < 0.5)
+                if up:
+                    index = rng.choice([i for i in range(len(pool)) if i not in tasks])
+                    tasks[index] = emu.add_task("/web", "127.0.0.1", [pool[index].port])["id"]
+                else:
+                    index = rng.choice(sorted(tasks))
+                    emu.kill_task("/web", tasks.pop(index))
+                time.sleep(0.05)
+            expected = {f"127.0.0.1:{pool[i].port}" for i in tasks}
+            wait_until(lambda: servers_of(router.status(), "/web") == expected, 15,
+                       message="scale changes did not converge")
+            after_scale = router.status()
+            assert after_scale["reloads"] == before["reloads"], "scale-only changes reloaded"
+            assert after_scale["runtime_updates"] > before["runtime_updates"]
+            wait_until(lambda: {answer(web_port) for _ in range(12)}
+                       == {f"w{i}" for i in tasks}, 15)
+
+            for change in range(1, 21):
+                host = f"other-{change}.test"
+                emu.put_app({"id": "/other", "portDefinitions": [{"port": other_port}],
+                             "labels": {"HAPROXY_0_VHOST": host}})
+                wait_until(lambda host=host: answer(front, host) == "o0", 15,
+                           message=f"vhost {host} not routed")
+            # the worker serves before the master confirms: the count follows shortly
+            wait_until(lambda: router.status()["reloads"] - after_scale["reloads"] >= 20, 10)
+            final = router.status()
+        finally:
+            load.stop()
+        assert final["reloads"] - after_scale["reloads"] == 20
+        assert load.sent > 200
+        assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:5]}"
+        metrics = router.metrics()
+        assert "servicerouter_runtime_updates_total" in metrics
+        assert 'servicerouter_events_total{type="status_update_event"}' in metrics
+
+
+BAD_TEMPLATE = """backend {{ backend }}
+  balance roundrobin
+  mode {{ mode }}
+{% if labels.get('EXTRA') %}
+  {{ labels.get('EXTRA') }}
+{% endif %}
+"""
+
+
+def test_outage_and_bad_app(
+    tmp_path: Path, start_router: Callable[..., RouterProcess],
+    backend_factory: Callable[..., Backend],
+) -> None:
+    templates = tmp_path / "tpl"
+    templates.mkdir()
+    (templates / "HAPROXY_BACKEND_HEAD.j2").write_text(BAD_TEMPLATE)
+    w0, w1, w2 = (backend_factory(f"w{i}") for i in range(3))
+    bad = backend_factory("bad")
+    web_port, bad_port = free_port(), free_port()
+    emu = MarathonEmulator(keepalive_interval=1.0).start()
+    try:
+        emu.put_app(web_app(web_port))
+        emu.add_task("/web", "127.0.0.1", [w0.port])
+        router = start_router(emu, "--templates-dir", str(templates))
+        wait_until(lambda: answer(web_port) == "w0", 15)
+        load = LoadGenerator([(web_port, None)]).start()
+        try:
+            # a bad app arrives; a good change in the same moment must still apply
+            emu.put_app({"id": "/bad", "portDefinitions": [{"port": bad_port}],
+                         "labels": {"EXTRA": "no-such-directive at-all"}})
+            emu.add_task("/bad", "127.0.0.1", [bad.port])
+            emu.add_task("/web", "127.0.0.1", [w1.port])
+            wait_until(lambda: [q["app"] for q in router.status()["quarantined"]] == ["/bad"], 15)
+            wait_until(lambda: {answer(web_port) for _ in range(6)} == {"w0", "w1"}, 15)
+            assert "servicerouter_quarantined_apps 1" in router.metrics()
+            assert "quarantined" in router.log()
+
+            # Marathon goes away for a while; its state changes meanwhile
+            emu.stop()
+            wait_until(lambda: not router.status()["marathon"]["available"], 15)
+            emu.add_task("/web", "127.0.0.1", [w2.port])
+            outage_end = time.monotonic() + OUTAGE_SECONDS
+            while time.monotonic() < outage_end:
+                status = router.status()
+                assert status["marathon"]["available"] is False
+                assert status["haproxy"]["running"]
+                assert {answer(web_port) for _ in range(4)} <= {"w0", "w1"}
+                time.sleep(min(2.0, max(0.0, outage_end - time.monotonic())))
+            fetches_before = len(emu.request_log)
+            emu.start()
+            wait_until(lambda: router.status()["marathon"]["available"], 15,
+                       message="outage not over after Marathon came back")
+            wait_until(lambda: {answer(web_port) for _ in range(9)} == {"w0", "w1", "w2"}, 15)
+            resyncs = [t for _m, t in emu.request_log[fetches_before:]
+                       if t == "/v2/apps?embed=apps.tasks"]
+            assert len(resyncs) == 1, resyncs
+            assert [q["app"] for q in router.status()["quarantined"]] == ["/bad"]
+        finally:
+            load.stop()
+        assert load.sent > 100
+        assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:5]}"
+    finally:
+        emu.stop()
+
+
+def test_event_latency_benchmark_quick() -> None:
+    """The benchmark stays runnable alone; its task replacements never reload."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "event_latency.py"),
+                           "--quick", "--json"], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["trials"] == 10 and result["reloads"] == 0
+    assert result["runtime_updates"] >= 1 and result["p50_ms"] > 0

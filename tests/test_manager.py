@@ -1,0 +1,187 @@
+"""Managed HAProxy and the Runtime API (servicerouter.manager), with a real HAProxy."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from servicerouter.confdiff import RuntimePlan, ServerLine
+from servicerouter.manager import (
+    ManagedHAProxy,
+    ManagedSettings,
+    RuntimeAPI,
+    RuntimeApplier,
+    RuntimeUpdateError,
+    parse_show_proc,
+)
+from tests.harness import Backend, free_port, http_get, wait_until
+
+SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>
+20582           master          2 [failed: 1]   0d00h00m25s     2.6.12
+# workers
+20692           worker          1               0d00h00m21s     2.6.12
+# old workers
+20585           worker          2               0d00h00m30s     2.6.12
+# programs
+
+"""
+
+
+def test_parse_show_proc() -> None:
+    info = parse_show_proc(SHOW_PROC)
+    assert info is not None
+    assert (info.master_pid, info.reloads, info.failed) == (20582, 2, 1)
+    assert info.workers == (20692,) and info.old_workers == (20585,)
+    assert parse_show_proc("Unknown command\n") is None
+    plain = parse_show_proc(SHOW_PROC.replace(" [failed: 1]", ""))
+    assert plain is not None and plain.failed == 0
+
+
+def write_config(path: Path, sock: str, port: int, servers: list[tuple[str, int]],
+                 extra: str = "") -> None:
+    lines = "".join(f"  server {name} 127.0.0.1:{p} check inter 500\n" for name, p in servers)
+    path.write_text(
+        "global\n  daemon\n  master-worker\n  hard-stop-after 5s\n"
+        f"  stats socket {sock} mode 600 level admin expose-fd listeners\n"
+        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n"
+        "  timeout server 10s\n"
+        f"frontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n"
+        f"backend b\n  balance roundrobin\n{lines}{extra}")
+
+
+@pytest.fixture
+def managed(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., ManagedHAProxy]]:
+    started: list[ManagedHAProxy] = []
+
+    def make(**kw) -> ManagedHAProxy:
+        settings = ManagedSettings(haproxy_bin=haproxy_bin, config_path=str(tmp_path / "h.cfg"),
+                                   state_dir=str(tmp_path / "state"), watch_interval=0.2,
+                                   reload_timeout=10.0, **kw)
+        manager = ManagedHAProxy(settings)
+        started.append(manager)
+        return manager
+
+    yield make
+    for manager in started:
+        manager.stop(kill_haproxy=True)
+
+
+def names(port: int, count: int = 6) -> set[str]:
+    return {http_get(f"http://127.0.0.1:{port}/").text.strip() for _ in range(count)}
+
+
+@pytest.mark.e2e
+def test_start_reload_confirm_restart_adopt(
+    tmp_path: Path, managed: Callable[..., ManagedHAProxy],
+    backend_factory: Callable[..., Backend],
+) -> None:
+    b1, b2 = backend_factory("b1"), backend_factory("b2")
+    port = free_port()
+    manager = managed()
+    cfg = tmp_path / "h.cfg"
+    write_config(cfg, manager.settings.runtime_socket, port, [("s1", b1.port)])
+    restarts: list[int] = []
+    manager.on_restart = lambda: restarts.append(1)
+    manager.start()
+    assert manager.alive() and not manager.adopted
+    wait_until(lambda: names(port) == {"b1"}, 10)
+    first = manager.show_proc()
+    assert first is not None and len(first.workers) == 1
+
+    write_config(cfg, manager.settings.runtime_socket, port, [("s2", b2.port)])
+    result = manager.reload()
+    assert result.ok and result.worker not in first.workers
+    assert names(port) == {"b2"}
+
+    cfg.write_text(cfg.read_text() + "  this is not haproxy\n")
+    result = manager.reload()
+    assert not result.ok and "refused" in result.message
+    assert names(port) == {"b2"}  # the old worker keeps serving
+
+    write_config(cfg, manager.settings.runtime_socket, port, [("s1", b1.port)])
+    assert manager.reload().ok
+    assert names(port) == {"b1"}
+    assert manager.stats.reloads == 2 and manager.stats.failed_reloads == 1
+
+    pid = manager.master_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: restarts, 10, message="watchdog did not restart HAProxy")
+    assert manager.master_pid != pid and manager.stats.restarts == 1
+    wait_until(lambda: names(port) == {"b1"}, 10)
+
+    other = ManagedHAProxy(manager.settings)
+    other.start()
+    try:
+        assert other.adopted and other.master_pid == manager.master_pid
+        assert other.reload().ok
+    finally:
+        other.stop(kill_haproxy=False)
+    assert manager.alive()
+
+
+@pytest.mark.e2e
+def test_failed_start_reports_haproxy_output(
+    tmp_path: Path, managed: Callable[..., ManagedHAProxy]) -> None:
+    from servicerouter.manager import ManagerError
+
+    manager = managed()
+    (tmp_path / "h.cfg").write_text("global\n  nonsense-keyword\n")
+    with pytest.raises(ManagerError, match="exited at start"):
+        manager.start()
+
+
+def server_states(api: RuntimeAPI) -> dict[str, tuple[str, str]]:
+    """name -> (address, admin state) from 'show servers state b'."""
+    states = {}
+    for line in api.command("show servers state b").splitlines()[2:]:
+        words = line.split()
+        if len(words) > 6:
+            states[words[3]] = (words[4], words[6])
+    return states
+
+
+@pytest.mark.e2e
+def test_runtime_applier_adds_drains_deletes_and_readdresses(
+    tmp_path: Path, managed: Callable[..., ManagedHAProxy],
+    backend_factory: Callable[..., Backend],
+) -> None:
+    b1, b2 = backend_factory("b1"), backend_factory("b2")
+    port = free_port()
+    manager = managed()
+    write_config(tmp_path / "h.cfg", manager.settings.runtime_socket, port, [("s1", b1.port)])
+    manager.start()
+    api = RuntimeAPI(manager.settings.runtime_socket)
+    assert api.available()
+    applier = RuntimeApplier(api, drain_timeout=2.0, tick=0.05)
+    applier.start()
+    try:
+        s1 = ServerLine("s1", f"127.0.0.1:{b1.port}", ("check", "inter", "500"))
+        s2 = ServerLine("s2", f"127.0.0.1:{b2.port}", ("check", "inter", "500"))
+        applier.apply(RuntimePlan(add=(("b", s2),)))
+        wait_until(lambda: names(port, 8) == {"b1", "b2"}, 10)
+
+        applier.apply(RuntimePlan(remove=(("b", s1),)))
+        assert names(port, 8) == {"b2"}  # drained at once: no new traffic
+        wait_until(lambda: "s1" not in server_states(api), 10, message="s1 not deleted")
+        assert applier.stats.removed == 1 and applier.stats.draining == 0
+
+        # removed then back before deletion: simply made ready again
+        applier.tick = 60.0
+        applier.apply(RuntimePlan(remove=(("b", s2),), add=(("b", s1),)))
+        applier.apply(RuntimePlan(add=(("b", s2),)))
+        assert server_states(api)["s2"][1] == "0"  # admin state: ready
+        wait_until(lambda: names(port, 8) == {"b1", "b2"}, 10)
+
+        moved = ServerLine("s2", f"127.0.0.2:{b2.port}", s2.args)
+        applier.apply(RuntimePlan(readdress=(("b", moved),)))
+        assert server_states(api)["s2"][0] == "127.0.0.2"
+
+        with pytest.raises(RuntimeUpdateError, match="cookie"):
+            applier.apply(RuntimePlan(add=(("b", ServerLine("s9", "127.0.0.1:9", ("cookie", "x"))),)))
+    finally:
+        applier.stop()
