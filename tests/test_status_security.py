@@ -1,0 +1,109 @@
+"""The admin endpoint (--status-listen: /healthz, /status, /metrics) against hostile clients.
+
+Off loopback it refuses to start without a token; with a token every endpoint wants
+``Authorization: Bearer TOKEN`` (not a query string, not another scheme); slow clients
+are cut off; anything but GET/HEAD and anything malformed gets a 4xx; and what it shows
+never holds Marathon credentials.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from servicerouter import status as status_module
+from servicerouter.marathon import MarathonClient
+from servicerouter.status import Metrics, StatusServer
+
+TOKEN = "t0ken-Secret"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[StatusServer]:
+    """One token-protected server for the module, with a short read timeout."""
+    timeout = status_module._Handler.timeout
+    status_module._Handler.timeout = 0.5
+    srv = StatusServer(("127.0.0.1", 0), Metrics(), lambda: {"ok": True},
+                       lambda: (True, "ok"), token=TOKEN)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        status_module._Handler.timeout = timeout
+
+
+def _request(port: int, raw: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    if data.startswith(b"HTTP/"):
+        return int(data.split(b" ", 2)[1]), data
+    # A request line too broken to have a version gets an HTTP/0.9 answer: body only.
+    match = re.search(rb"Error code: (\d{3})", data)
+    return (int(match.group(1)) if match else 0), data
+
+
+def _get(port: int, path: str, *headers: str, method: str = "GET") -> int:
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", "Connection: close", *headers]
+    return _request(port, ("\r\n".join(lines) + "\r\n\r\n").encode())[0]
+
+
+def test_off_loopback_without_token_is_refused_before_binding() -> None:
+    for host in ("0.0.0.0", "::", "10.1.2.3", "example.com"):
+        with pytest.raises(ValueError, match="needs --status-token"):
+            StatusServer((host, 0), Metrics(), dict, lambda: (True, "ok"))
+
+
+@pytest.mark.parametrize("path", ["/status", "/metrics", "/healthz", "/nope"])
+def test_every_endpoint_needs_the_token(secured: StatusServer, path: str) -> None:
+    port = secured.port
+    assert _get(port, path) == 401
+    assert _get(port, path, "Authorization: Bearer wrong") == 401
+    assert _get(port, path, f"Authorization: Basic {TOKEN}") == 401
+    assert _get(port, path, f"Authorization: Bearer {TOKEN}x") == 401
+    assert _get(port, f"{path}?token={TOKEN}") == 401
+    assert _get(port, path, f"Authorization: Bearer {TOKEN}") in (200, 404)
+
+
+def test_401_says_nothing(secured: StatusServer) -> None:
+    status, data = _request(secured.port, b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 401 and b'"ok"' not in data
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "FOO"])
+def test_only_reads_are_allowed(secured: StatusServer, method: str) -> None:
+    assert _get(secured.port, "/status", f"Authorization: Bearer {TOKEN}",
+                "Content-Length: 0", method=method) == 405
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET /status HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /status HTTP/9.9\r\n\r\n", 505),
+    (b"GET /status HTTP/1.1 extra\r\n\r\n", 400),
+])
+def test_malformed_requests(secured: StatusServer, raw: bytes, expected: int) -> None:
+    status, data = _request(secured.port, raw)
+    assert status == expected, data[:200]
+
+
+def test_slow_client_is_cut_off(secured: StatusServer) -> None:
+    with socket.create_connection(("127.0.0.1", secured.port), timeout=10) as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        assert sock.recv(1024) == b""  # the server hangs up after its read timeout
+    assert _get(secured.port, "/healthz", f"Authorization: Bearer {TOKEN}") == 200
+
+
+def test_marathon_host_shown_on_status_has_no_credentials() -> None:
+    client = MarathonClient(["http://router:pa55word@127.0.0.1:1"])
+    try:
+        assert client.current == "http://***@127.0.0.1:1"
+    finally:
+        client.close()
