@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import shlex
 import shutil
 import signal
 import socket
@@ -107,12 +105,6 @@ def running(cmd: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]
                 proc.wait()
 
 
-def stop_haproxy(pidfile: Path) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        for line in pidfile.read_text().split():
-            os.kill(int(line), signal.SIGTERM)
-
-
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -170,32 +162,32 @@ def main(argv: list[str] | None = None) -> int:
     service_ports = {"web": free_port(), "api": free_port(), "tcp": free_port()}
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="servicerouter-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg, pidfile = workdir / "haproxy.cfg", workdir / "haproxy.pid"
+    cfg = workdir / "haproxy.cfg"
+    ports["status"] = free_port() if args.free_ports else 9091
 
     names = ["web-1", "web-2", "api-1", "tcp-1"]
     backends = {name: start_backend(name) for name in names}
-    callback_port = free_port()
-    reload_cmd = (f"sh -c '{shlex.quote(haproxy)} -D -f {shlex.quote(str(cfg))} "
-                  f"-p {shlex.quote(str(pidfile))} -sf $(cat {shlex.quote(str(pidfile))} "
-                  f"2>/dev/null)'")
-    emulator = MarathonEmulator(demo_apps({}, service_ports)).start()
+    spare = start_backend("web-3")  # not in Marathon yet: the scale-up example uses it
+    emulator = MarathonEmulator(demo_apps({}, service_ports), keepalive_interval=1.0).start()
     try:
         for name, server in backends.items():
             app_id = "/demo/" + name.split("-")[0]
             emulator.add_task(app_id, LOCALHOST, [server.server_address[1]])
+        # The production shape: Marathon's event stream, a managed master-worker HAProxy
+        # (seamless reloads, Runtime API for server changes) and the status endpoint.
         router_cmd = [
-            sys.executable, "-m", "servicerouter", "-m", emulator.url,
-            "--listening", f"http://{LOCALHOST}:{callback_port}", "--listening-addr", LOCALHOST,
-            "--haproxy-config", str(cfg), "--command", reload_cmd, "--syslog-socket", "/dev/null",
+            sys.executable, "-m", "servicerouter", "-m", emulator.url, "--sse",
+            "--manage-haproxy", "--haproxy-bin", haproxy, "--haproxy-stop-on-exit",
+            "--status-listen", f"{LOCALHOST}:{ports['status']}",
+            "--haproxy-config", str(cfg), "--syslog-socket", "/dev/null",
             "--bind-addr", LOCALHOST, "--http-port", str(ports["http"]),
             "--https-port", str(ports["https"]), "--appid-port", str(ports["appid"]),
             "--stats-port", str(ports["stats"]), "--state-dir", str(workdir / "state"),
             "--min-wait", "0.1", "--max-wait", "0.5",
         ]
         with running(router_cmd, workdir / "servicerouter.log") as router:
-            wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30,
-                     f"HAProxy to start (see {workdir}/servicerouter.log)")
-            wait_for(lambda: emulator.subscriptions, 10, "the event subscription")
+            wait_for(lambda: emulator.sse_clients, 30,
+                     f"servicerouter to follow the event stream (see {workdir}/servicerouter.log)")
             wait_for(lambda: check_routes(ports, service_ports), 30, "routes to answer")
             print(f"servicerouter demo is up (config, logs: {workdir})\n")
             for line in check_routes(ports, service_ports):
@@ -207,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  curl http://{LOCALHOST}:{service_ports['tcp']}/")
             print(f"  curl 'http://{LOCALHOST}:{ports['stats']}/haproxy?stats;csv'")
             print(f"  curl {emulator.url}/v2/apps?embed=apps.tasks   # the emulated Marathon")
-            print("\nScale the web app (servicerouter reloads HAProxy on the event):")
+            print(f"  curl http://{LOCALHOST}:{ports['status']}/status   # servicerouter's state")
+            print(f"  curl http://{LOCALHOST}:{ports['status']}/metrics")
+            print("\nScale the web app (a Runtime API update, no reload):")
             print(f"  curl -X POST {emulator.url}/_emulator/apps/demo/web/tasks "
-                  f"-d '{json.dumps({'host': LOCALHOST, 'ports': [backends['web-1'].server_address[1]]})}'")
+                  f"-d '{json.dumps({'host': LOCALHOST, 'ports': [spare.server_address[1]]})}'")
             print("\nCtrl-C stops everything.", flush=True)
             deadline = None if args.duration is None else time.monotonic() + args.duration
             while router.poll() is None and (deadline is None or time.monotonic() < deadline):
@@ -221,9 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stop_haproxy(pidfile)
         emulator.stop()
-        for server in backends.values():
+        for server in [*backends.values(), spare]:
             server.shutdown()
     return 0
 
