@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
+from servicerouter.files import fsync_dir
+
 log = logging.getLogger("servicerouter.haproxy")
 
 DEFAULT_MODE = 0o644
@@ -115,19 +117,6 @@ def write_temp(directory: str, basename: str, data: bytes, mode: int) -> str:
     return tmp
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -192,7 +181,7 @@ def apply_config(
                 log.warning("%s not found: writing the config without validating it", haproxy_bin)
         os.replace(tmp, path)
         tmp = ""
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as err:
         log.error("cannot replace %s: %s", path, err)
         return ApplyResult(changed=True, error=f"cannot replace {path}: {err}")

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicerouter import haproxy
+from servicerouter.incremental import IGNORED as IGNORED_EVENTS
 from servicerouter.marathon import MarathonClient, MarathonError, Source, parse_apps
 from servicerouter.model import Model, Service, build_model
 from servicerouter.preflight import PortChecks
@@ -32,23 +33,6 @@ from servicerouter.templates import FragmentSet
 
 log = logging.getLogger("servicerouter")
 
-# Events that cannot change routing; every other event triggers a sync.
-IGNORED_EVENTS = frozenset({
-    "event_stream_attached",
-    "event_stream_detached",
-    "subscribe_event",
-    "unsubscribe_event",
-    "framework_message_event",
-    "add_health_check_event",
-    "remove_health_check_event",
-    "failed_health_check_event",
-    "scheduler_registered_event",
-    "scheduler_reregistered_event",
-    "scheduler_disconnected_event",
-    "pod_created_event",
-    "pod_updated_event",
-    "pod_deleted_event",
-})
 
 
 @dataclass(frozen=True)
@@ -384,7 +368,7 @@ def run_listening(router: Router, client: MarathonClient, callback_url: str,
 
     def on_event(event: dict[str, Any]) -> None:
         event_type = event.get("eventType")
-        if event_type in IGNORED_EVENTS:
+        if event_type in IGNORED_EVENTS:  # cannot change routing
             log.debug("ignoring %s", event_type)
             return
         log.info("received %s, scheduling a sync", event_type)
