@@ -366,6 +366,12 @@ def run(args: argparse.Namespace) -> int:
         allow_label_templates=args.allow_label_templates,
     )
     router = Router(source, fragments, settings)
+    if not args.dry:  # temp files a crash left beside the config or certificates
+        from servicerouter.runner import default_state_dir
+        from servicerouter.tempfiles import clean_startup
+
+        state_dir = settings.state_dir or default_state_dir(settings.config_path)
+        clean_startup(settings.config_path, [state_dir, os.path.join(state_dir, "bundles")])
     if args.sse or args.manage_haproxy or (args.listening and not args.dry):
         return _run_live(args, router)
     if args.listening:
