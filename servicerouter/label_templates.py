@@ -9,6 +9,10 @@ passes ``--allow-label-templates``, and even then:
   the same variables (no attribute tricks, no file or module access);
 * it is compiled and trial-rendered per app: a syntax error, an unknown variable or a
   render error quarantines that app (all its ports) with a problem naming the label;
+* every render runs on a budget (:mod:`servicerouter.template_budget`): a template that
+  loops too long or builds huge strings or numbers fails at once, quarantining its app,
+  instead of stalling the sync; it sees the sync's whole model as ``services`` in every
+  render, so the trial's verdict holds for the real config too;
 * the config part of each app with label templates is checked with ``haproxy -c`` on its
   own (results cached by template text and routing), so a template HAProxy rejects
   quarantines only its app, never the whole config;
@@ -28,11 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jinja2
-
 from servicerouter.labels import MAX_VALUE_LENGTH, Problem
 from servicerouter.model import Service
 from servicerouter.render import RenderOptions, render_config
+from servicerouter.template_budget import BudgetedFragment, budget_env
 from servicerouter.templates import (
     FRAGMENTS,
     Fragment,
@@ -88,7 +91,8 @@ def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
     if not found:
         return LabelTemplates()
     specs = {spec.name: spec for spec in OVERRIDABLE}
-    env = _sandbox()
+    env = budget_env()
+    every_service = tuple(services)
     overrides: dict[str, dict[str, Fragment]] = {}
     texts: dict[str, tuple[tuple[str, str], ...]] = {}
     problems: list[Problem] = []
@@ -105,9 +109,9 @@ def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
                 reason = f"label template is longer than {MAX_VALUE_LENGTH} characters"
             else:
                 try:
-                    compiled[name] = compile_fragment(
+                    compiled[name] = BudgetedFragment(compile_fragment(
                         specs[name], raw, f"label {key} of app {service.app_id}",
-                        jinja=True, env=env)
+                        jinja=True, env=env), every_service)
                 except TemplateError as err:
                     reason = f"label template rejected: {err}"
             if reason is not None:
@@ -123,7 +127,8 @@ def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
         if service.app_id in bad:
             continue
         try:
-            render_config([service], fragments, options, {backend: compiled})
+            with env.total(service.app_id):  # and all of the app's ports together
+                render_config([service], fragments, options, {backend: compiled})
         except Exception as err:  # untrusted template: any failure quarantines its app
             problems.append(Problem(service.app_id, f"label template failed to render: "
                                                     f"{type(err).__name__}: {err}; app quarantined",
@@ -134,12 +139,6 @@ def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
         {b: t for b, t in texts.items() if by_backend[b].app_id not in bad},
         tuple(problems), frozenset(bad),
     )
-
-
-def _sandbox() -> jinja2.Environment:
-    from servicerouter.templates import _jinja_env
-
-    return _jinja_env()
 
 
 # --------------------------------------------------------------------------- the edge
