@@ -46,6 +46,12 @@ class Problem:
     port_index: int | None = None
     key: str | None = None
     value: str | None = None
+    # Structured facts for reports (/status, metrics), so nothing parses ``reason``:
+    # kind "conflict" = another app already owns ``route`` (a vhost[+path] or "port N"),
+    # and ``owner`` is that app (the one whose configuration is oldest).
+    kind: str | None = None
+    route: str | None = None
+    owner: str | None = None
 
     def __str__(self) -> str:
         where = f"app {self.app_id!r}"

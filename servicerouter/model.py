@@ -640,7 +640,7 @@ def _decide_bind_ports(
         if owner is not None:
             problems.append(Problem(
                 draft.app_id, f"bind port {bind_port} is already routed for older app {owner}",
-                draft.index,
+                draft.index, kind="conflict", route=f":{bind_port}", owner=owner,
             ))
             continue
         taken[bind_port] = draft.app_id
@@ -723,7 +723,7 @@ def _decide_vhosts(services: list[Service], problems: list[Problem]) -> list[Ser
             claims.setdefault((host.lower(), path), []).append((service, host))
     lost: dict[int, set[str]] = {}
     shadowed: dict[int, set[str]] = {}
-    for (_host, path), claimants in claims.items():
+    for (claimed, path), claimants in claims.items():
         if len(claimants) < 2:
             continue
         owner, _ = min(claimants, key=lambda c: (_app_age_key(c[0].app), c[0].bind_port))
@@ -737,6 +737,7 @@ def _decide_vhosts(services: list[Service], problems: list[Problem]) -> list[Ser
                 service.app_id,
                 f"vhost conflict: {where} is already routed for older app {owner.app_id}",
                 service.index, f"HAPROXY_{service.index}_VHOST", host,
+                kind="conflict", route=claimed + path, owner=owner.app_id,
             ))
             target = shadowed if first is owner and service is not owner else lost
             target.setdefault(id(service), set()).add(host)
@@ -775,6 +776,7 @@ def _decide_acl_names(services: list[Service], lost: dict[int, set[str]],
                 f"vhost conflict: {host} shares ACL name host_{key} with {owner_host}, "
                 f"already routed for older app {owner.app_id}",
                 service.index, f"HAPROXY_{service.index}_VHOST", host,
+                kind="conflict", route=host.lower(), owner=owner.app_id,
             ))
             first = min((owner, service), key=lambda s: (-s.settings.backend_weight,
                                                          s.app_id, s.bind_port))

@@ -2,14 +2,17 @@
 
 ``/healthz`` answers 200 while the router loop is alive (503 once it is
 stuck or a managed HAProxy is down), ``/status`` is a JSON snapshot (last
-sync, Marathon host and outage, services, quarantined apps, reload and
+sync, Marathon host and outage, services, quarantined apps, route
+conflicts (which app owns a contested vhost or port, which lost), reload and
 runtime-update counts, certificate expiry) and ``/metrics`` is Prometheus
 text exposition.  The metrics are a few dozen lines of our own rather than a
 client library: counters, gauges and histograms with labels are all we need.
 
 The endpoint binds to loopback unless told otherwise; on any other address
-a token is mandatory (``Authorization: Bearer TOKEN``), because /status
-names every app and backend address.
+a token is mandatory (``Authorization: Bearer TOKEN``) for /status and
+/metrics, because /status names every app and backend address.  /healthz
+never needs it (liveness probes cannot send one): without the token it says
+only ``ok`` or ``unhealthy``, with it the reason too.
 """
 
 from __future__ import annotations
@@ -151,11 +154,18 @@ class Metrics:
         self.runtime_servers = Counter(
             "servicerouter_runtime_servers_total",
             "Servers changed through the Runtime API by action (add, remove, readdress).")
+        self.cert_updates = Counter(
+            "servicerouter_cert_updates_total",
+            "Certificates swapped through the Runtime API without a reload, by result "
+            "(ok, failed: a reload applied it instead).")
         self.events = Counter("servicerouter_events_total", "Marathon events received by type.")
         self.marathon_errors = Counter("servicerouter_marathon_errors_total",
                                        "Failed Marathon requests and event stream drops.")
         self.quarantined = Gauge("servicerouter_quarantined_apps",
                                  "Apps left out because HAProxy rejected their config.")
+        self.route_conflicts = Gauge(
+            "servicerouter_route_conflicts",
+            "Losing claims on a vhost(+path) or bind port another (older) app owns.")
         self.event_to_apply = Histogram(
             "servicerouter_event_to_apply_seconds",
             "From the first event of a burst to its change being live in HAProxy.")
@@ -181,6 +191,25 @@ class Metrics:
             lines.extend(metric.header())
             lines.extend(metric.lines())
         return "\n".join(lines) + "\n"
+
+
+def route_conflicts(problems: Iterable[Any]) -> list[dict[str, Any]]:
+    """/status's conflict list: per route, the app that owns it and the apps that lost.
+
+    Built from the structured fields of conflict problems (``kind == "conflict"``),
+    never from their text.  A route is ``host[/path]`` or ``:PORT`` (a bind port).
+    """
+    by_route: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for problem in problems:
+        if getattr(problem, "kind", None) != "conflict":
+            continue
+        key = (str(problem.route), str(problem.owner))
+        loser = {"app": problem.app_id, "port_index": problem.port_index}
+        if loser not in by_route.setdefault(key, []):
+            by_route[key].append(loser)
+    return [{"route": route, "owner": owner,
+             "losers": sorted(losers, key=lambda x: (x["app"], x["port_index"] or 0))}
+            for (route, owner), losers in sorted(by_route.items())]
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -260,15 +289,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0]
-        if not self._authorized():
+        authorized = self._authorized()
+        if path == "/healthz":
+            # Liveness probes cannot send tokens: /healthz needs none, and without
+            # one it says only "ok" or "unhealthy" (the reason is for token holders).
+            self._healthz(authorized)
+            return
+        if not authorized:
             self.close_connection = True
             self._send(401, "token required\n", "text/plain; charset=utf-8")
             return
         try:
-            if path == "/healthz":
-                healthy, reason = self.server.health()
-                self._send(200 if healthy else 503, reason + "\n", "text/plain; charset=utf-8")
-            elif path == "/status":
+            if path == "/status":
                 body = json.dumps(self.server.snapshot(), indent=2, sort_keys=True, default=str)
                 self._send(200, body + "\n", "application/json")
             elif path == "/metrics":
@@ -280,6 +312,16 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a status bug must never take the router down
             log.exception("status endpoint failed on %s", path)
             self._send(500, "internal error\n", "text/plain; charset=utf-8")
+
+    def _healthz(self, authorized: bool) -> None:
+        try:
+            healthy, reason = self.server.health()
+        except Exception:  # a health-check bug reads as unhealthy, never as a crash
+            log.exception("status endpoint failed on /healthz")
+            healthy, reason = False, "health check failed"
+        if not authorized:
+            reason = "ok" if healthy else "unhealthy"
+        self._send(200 if healthy else 503, reason + "\n", "text/plain; charset=utf-8")
 
 
 class StatusServer(ThreadingHTTPServer):
@@ -327,4 +369,5 @@ __all__ = [
     "StatusServer",
     "is_loopback",
     "parse_listen",
+    "route_conflicts",
 ]

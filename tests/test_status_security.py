@@ -1,9 +1,10 @@
 """The admin endpoint (--status-listen: /healthz, /status, /metrics) against hostile clients.
 
-Off loopback it refuses to start without a token; with a token every endpoint wants
-``Authorization: Bearer TOKEN`` (not a query string, not another scheme); slow clients
-are cut off; anything but GET/HEAD and anything malformed gets a 4xx; and what it shows
-never holds Marathon credentials.
+Off loopback it refuses to start without a token; with a token /status, /metrics (and any
+other path) want ``Authorization: Bearer TOKEN`` (not a query string, not another scheme),
+while /healthz answers liveness probes without it but says only "ok" or "unhealthy"; slow
+clients are cut off; anything but GET/HEAD and anything malformed gets a 4xx; and what it
+shows never holds Marathon credentials.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def test_off_loopback_without_token_is_refused_before_binding() -> None:
             StatusServer((host, 0), Metrics(), dict, lambda: (True, "ok"))
 
 
-@pytest.mark.parametrize("path", ["/status", "/metrics", "/healthz", "/nope"])
-def test_every_endpoint_needs_the_token(secured: StatusServer, path: str) -> None:
+@pytest.mark.parametrize("path", ["/status", "/metrics", "/nope", "/healthz/../status"])
+def test_every_endpoint_but_healthz_needs_the_token(secured: StatusServer, path: str) -> None:
     port = secured.port
     assert _get(port, path) == 401
     assert _get(port, path, "Authorization: Bearer wrong") == 401
@@ -70,6 +71,46 @@ def test_every_endpoint_needs_the_token(secured: StatusServer, path: str) -> Non
     assert _get(port, path, f"Authorization: Bearer {TOKEN}x") == 401
     assert _get(port, f"{path}?token={TOKEN}") == 401
     assert _get(port, path, f"Authorization: Bearer {TOKEN}") in (200, 404)
+
+
+def _body(port: int, path: str, *headers: str) -> tuple[int, bytes]:
+    lines = [f"GET {path} HTTP/1.1", "Host: x", "Connection: close", *headers]
+    status, data = _request(port, ("\r\n".join(lines) + "\r\n\r\n").encode())
+    return status, data.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize("healthy, reason, status, anonymous", [
+    (True, "starting", 200, b"ok\n"),
+    (False, "managed HAProxy is not running", 503, b"unhealthy\n"),
+])
+def test_healthz_needs_no_token_and_says_only_ok_or_unhealthy(
+        healthy: bool, reason: str, status: int, anonymous: bytes) -> None:
+    srv = StatusServer(("127.0.0.1", 0), Metrics(), lambda: {"apps": ["/secret"]},
+                       lambda: (healthy, reason), token=TOKEN)
+    srv.start()
+    try:
+        for headers in ((), ("Authorization: Bearer wrong",), (f"Authorization: Basic {TOKEN}",)):
+            assert _body(srv.port, "/healthz", *headers) == (status, anonymous)
+        assert _body(srv.port, f"/healthz?token={TOKEN}") == (status, anonymous)
+        # A token holder gets the reason; /status stays closed to everyone else.
+        assert _body(srv.port, "/healthz", f"Authorization: Bearer {TOKEN}") == \
+            (status, reason.encode() + b"\n")
+        assert _get(srv.port, "/healthz", method="HEAD") == status
+        assert _get(srv.port, "/status") == 401
+    finally:
+        srv.stop()
+
+
+def test_a_failing_health_check_is_unhealthy_not_a_crash() -> None:
+    def broken() -> tuple[bool, str]:
+        raise RuntimeError("bug with /secret/details")
+
+    srv = StatusServer(("127.0.0.1", 0), Metrics(), dict, broken, token=TOKEN)
+    srv.start()
+    try:
+        assert _body(srv.port, "/healthz") == (503, b"unhealthy\n")
+    finally:
+        srv.stop()
 
 
 def test_401_says_nothing(secured: StatusServer) -> None:

@@ -1,0 +1,113 @@
+"""Route conflicts: structured problems, the /status list and the metric.
+
+A vhost(+path) or bind port claimed by several apps goes to the app whose
+configuration is oldest; the others are reported as conflicts naming the route,
+the owner and every losing claim, in /status and as servicerouter_route_conflicts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from servicerouter.live import LiveRouter
+from servicerouter.marathon import SnapshotSource
+from servicerouter.model import build_model
+from servicerouter.render import RenderOptions
+from servicerouter.runner import Router, RouterSettings
+from servicerouter.status import Metrics, StatusServer, route_conflicts
+from servicerouter.templates import load_fragments
+from tests.harness import http_get
+
+OLD, MID, NEW = "2015-01-01T00:00:00.000Z", "2018-01-01T00:00:00.000Z", "2020-01-01T00:00:00.000Z"
+
+
+def app(app_id: str, port: int, changed: str, **labels: str) -> dict:
+    return {"id": app_id, "ports": [port], "labels": labels, "env": {},
+            "versionInfo": {"lastConfigChangeAt": changed},
+            "tasks": [{"id": f"{app_id[1:]}.1", "host": "10.0.0.1", "ports": [31000 + port % 1000]}]}
+
+
+def model(apps: list[dict]):
+    return build_model(apps, (), lambda host: host, reserved_ports=(80, 443, 81, 9090))
+
+
+CONTESTED = [
+    app("/web-old", 10001, OLD, HAPROXY_0_VHOST="www.example.com", HAPROXY_0_PATH="/api"),
+    app("/web-mid", 10002, MID, HAPROXY_0_VHOST="WWW.example.com", HAPROXY_0_PATH="/api"),
+    app("/web-new", 10003, NEW, HAPROXY_0_VHOST="www.example.com", HAPROXY_0_PATH="/api"),
+    app("/tcp-old", 10010, OLD),
+    app("/tcp-new", 20000, NEW, HAPROXY_0_PORT="10010"),
+    app("/acl-old", 10020, OLD, HAPROXY_0_VHOST="a.example.com"),
+    app("/acl-new", 10021, NEW, HAPROXY_0_VHOST="a_example.com"),
+    app("/alone", 10030, NEW, HAPROXY_0_VHOST="alone.example.com"),
+]
+
+EXPECTED = [
+    {"route": ":10010", "owner": "/tcp-old",
+     "losers": [{"app": "/tcp-new", "port_index": 0}]},
+    {"route": "a_example.com", "owner": "/acl-old",
+     "losers": [{"app": "/acl-new", "port_index": 0}]},
+    {"route": "www.example.com/api", "owner": "/web-old",
+     "losers": [{"app": "/web-mid", "port_index": 0}, {"app": "/web-new", "port_index": 0}]},
+]
+
+
+def test_conflict_problems_carry_route_and_owner() -> None:
+    problems = [p for p in model(CONTESTED).problems if p.kind == "conflict"]
+    by_app = {p.app_id: p for p in problems}
+    assert set(by_app) == {"/web-mid", "/web-new", "/tcp-new", "/acl-new"}
+    assert (by_app["/web-new"].route, by_app["/web-new"].owner) == ("www.example.com/api",
+                                                                    "/web-old")
+    assert (by_app["/tcp-new"].route, by_app["/tcp-new"].owner) == (":10010", "/tcp-old")
+    assert (by_app["/acl-new"].route, by_app["/acl-new"].owner) == ("a_example.com", "/acl-old")
+    # The log line is what it was: the structured fields add to it, never replace it.
+    assert str(by_app["/tcp-new"]) == \
+        "app '/tcp-new' port index 0: bind port 10010 is already routed for older app /tcp-old"
+
+
+def test_other_problems_are_not_conflicts() -> None:
+    apps = [app("/bad", 10001, OLD, HAPROXY_0_PORT="nope"),
+            app("/shared", 10002, OLD, HAPROXY_0_PORT="80")]
+    problems = model(apps).problems
+    assert problems and all(p.kind is None for p in problems)
+    assert route_conflicts(problems) == []
+
+
+def test_route_conflicts_groups_losing_claims_by_route() -> None:
+    assert route_conflicts(model(CONTESTED).problems) == EXPECTED
+    assert route_conflicts(model(list(reversed(CONTESTED))).problems) == EXPECTED
+
+
+def _live(tmp_path: Path, apps: list[dict]) -> tuple[LiveRouter, Path]:
+    state = tmp_path / "apps.json"
+    state.write_text(json.dumps({"apps": apps}))
+    settings = RouterSettings(config_path=str(tmp_path / "haproxy.cfg"), groups=("*",),
+                              validate=False, reload=None, state_dir=str(tmp_path / "state"),
+                              certs_dir=None, render_options=RenderOptions(bind_addr="127.0.0.1"))
+    router = Router(SnapshotSource(f"file:{state}"), load_fragments([]), settings)
+    return LiveRouter(router, reloader=None, metrics=Metrics()), state
+
+
+def test_status_and_metrics_list_conflicts_and_clear_them(tmp_path: Path) -> None:
+    live, state = _live(tmp_path, CONTESTED)
+    live.request_resync("test")
+    assert live.step()
+    server = StatusServer(("127.0.0.1", 0), live.metrics, live.snapshot, live.health)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert json.loads(http_get(base + "/status").text)["conflicts"] == EXPECTED
+        metrics = http_get(base + "/metrics").text
+        assert "# TYPE servicerouter_route_conflicts gauge" in metrics
+        assert "\nservicerouter_route_conflicts 4\n" in metrics
+
+        # The newer claimants go away: the conflicts and the gauge go with them.
+        state.write_text(json.dumps({"apps": [a for a in CONTESTED
+                                              if a["id"] in ("/web-old", "/tcp-old")]}))
+        live.request_resync("test")
+        assert live.step()
+        assert json.loads(http_get(base + "/status").text)["conflicts"] == []
+        assert "\nservicerouter_route_conflicts 0\n" in http_get(base + "/metrics").text
+    finally:
+        server.stop()
