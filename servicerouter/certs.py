@@ -54,6 +54,7 @@ _DNS_NAME = re.compile(
     r"^(\*\.)?[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$"
 )
 _BUNDLE_FILE = re.compile(r"^[0-9a-f]{64}\.pem$")
+_STABLE_BUNDLE_FILE = re.compile(r"^[a-z0-9_.-]+--[0-9a-f]{16}\.pem$")
 _TEMP_PREFIX = ".tmp-"
 _MAX_FILE_BYTES = 1 << 20
 _BUNDLE_SUFFIXES = (".pem", ".crt")
@@ -349,12 +350,43 @@ def ensure_default_certificate(state_dir: str, now: datetime | None = None) -> s
     return path
 
 
-def materialize(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str) -> str:
-    """Write bundles to ``<state_dir>/bundles/<fingerprint>.pem`` and ``<state_dir>/crt-list``.
+@dataclass(frozen=True)
+class Materialized:
+    """Where :func:`materialize_bundles` put things, and which bundle files it rewrote."""
 
-    Unchanged files are not rewritten. Bundles sharing a leaf fingerprint collapse to the
-    first. Stale bundle files are removed after the new crt-list is in place, so the
-    crt-list on disk never names a missing file. Returns the crt-list path (absolute).
+    crt_list: str
+    paths: dict[str, str]  # leaf fingerprint -> the file HAProxy reads
+    written: frozenset[str] = frozenset()  # bundle files whose content changed this time
+
+
+def materialize(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str) -> str:
+    """Content-addressed :func:`materialize_bundles`; returns the crt-list path."""
+    return materialize_bundles(bundles, state_dir, default_pem_path).crt_list
+
+
+def stable_bundle_name(bundle: Bundle) -> str:
+    """``<first name>--<hash of the source path>.pem``: the same file for the same source.
+
+    A renewed certificate written over the same source file keeps its path, so
+    neither haproxy.cfg nor the crt-list changes and the Runtime API can swap it
+    in place; the first name is there for the operator reading the directory.
+    """
+    slug = bundle.names[0].replace("*", "wildcard") if bundle.names else "bundle"
+    source = hashlib.sha256(os.path.abspath(bundle.source).encode()).hexdigest()[:16]
+    return f"{slug}--{source}.pem"
+
+
+def materialize_bundles(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str,
+                        stable: bool = False) -> Materialized:
+    """Write bundles under ``<state_dir>/bundles/`` and a crt-list ``<state_dir>/crt-list-*``.
+
+    Bundle files are named by leaf fingerprint (``stable=False``: any certificate
+    change changes the config, so a plain reload applies it) or by source
+    (``stable=True``, :func:`stable_bundle_name`: a renewal keeps the path, and
+    the caller applies the new content through the Runtime API or a reload).
+    Unchanged files are not rewritten. Bundles sharing a leaf fingerprint collapse
+    to the first. Stale bundle files are removed after the new crt-list is in
+    place, so the crt-list on disk never names a missing file.
     """
     state_dir = os.path.abspath(state_dir)
     _make_private_dir(state_dir)
@@ -362,17 +394,24 @@ def materialize(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str
     _make_private_dir(bundle_dir)
 
     written: dict[str, tuple[str, Bundle]] = {}
+    taken: set[str] = set()
+    changed: set[str] = set()
     for bundle in bundles:
         if bundle.fingerprint in written:
             continue
-        path = os.path.join(bundle_dir, f"{bundle.fingerprint}.pem")
+        name = stable_bundle_name(bundle) if stable else f"{bundle.fingerprint}.pem"
+        path = os.path.join(bundle_dir, name)
+        if path in taken:
+            continue  # one source read twice (same file, two spellings): first wins
+        taken.add(path)
         if _current_text(path) != bundle.pem:
             write_private_file(path, bundle.pem)
+            changed.add(path)
         written[bundle.fingerprint] = (path, bundle)
 
-    # The crt-list is named by its content: a certificate change changes the
-    # path in haproxy.cfg, so the config differs and HAProxy is reloaded, and
-    # the file the running config names is never rewritten under it.
+    # The crt-list is named by its content: a change of the files or names it
+    # lists changes the path in haproxy.cfg, so the config differs and HAProxy
+    # is reloaded, and the file the running config names is never rewritten under it.
     text = build_crt_list(os.path.abspath(default_pem_path), list(written.values()))
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     crt_list = os.path.join(state_dir, f"crt-list-{digest}")
@@ -382,11 +421,12 @@ def materialize(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str
 
     keep = {os.path.basename(path) for path, _ in written.values()}
     for entry in os.listdir(bundle_dir):
-        stale = _BUNDLE_FILE.match(entry) and entry not in keep
-        if stale or entry.startswith(_TEMP_PREFIX):
+        ours = _BUNDLE_FILE.match(entry) or _STABLE_BUNDLE_FILE.match(entry)
+        if (ours and entry not in keep) or entry.startswith(_TEMP_PREFIX):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(bundle_dir, entry))
-    return crt_list
+    return Materialized(crt_list, {fp: path for fp, (path, _) in written.items()},
+                        frozenset(changed))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -13,6 +13,11 @@ way:
    offending apps by bisection (O(log N) validations per bad app), quarantine
    them and apply the rest; then write and reload (confirmed, when managed).
 
+Certificates follow the same rule: bundle files have stable paths here, so a
+renewed certificate for the same names changes only a file's content, and
+(:mod:`servicerouter.certupdate`) it is swapped in with ``set ssl cert`` /
+``commit ssl cert``; anything else about certificates takes a validated reload.
+
 Marathon trouble never touches HAProxy: a failed fetch keeps the last good
 state, marks an outage (status, metric) and retries with jittered backoff;
 the first successful full fetch ends it.  Syncs run on one thread only.
@@ -30,6 +35,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from servicerouter import haproxy
+from servicerouter.certupdate import (
+    CertPlan,
+    CertUpdater,
+    ServedCert,
+    plan_cert_updates,
+    startup_baseline,
+)
 from servicerouter.confdiff import ParsedConfig, parse_config, plan_runtime_update
 from servicerouter.events import Backoff, EventStream
 from servicerouter.incremental import (
@@ -48,7 +60,7 @@ from servicerouter.model import Model, Service
 from servicerouter.render import RenderOptions, describe_services
 from servicerouter.resolver import CachingResolver
 from servicerouter.runner import Router, SyncTrigger, gc_paused, utc_iso
-from servicerouter.status import Metrics
+from servicerouter.status import Metrics, route_conflicts
 
 log = logging.getLogger("servicerouter.live")
 
@@ -115,9 +127,11 @@ class LiveState:
     last_apply: str | None = None  # unchanged, runtime, reload, failed
     last_reload: float | None = None
     last_runtime_update: float | None = None
+    last_cert_update: float | None = None
     syncs: int = 0
     services: list[Mapping[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)  # route, owner, losers
     apps: int = 0
     tasks: int = 0
 
@@ -148,6 +162,7 @@ class LiveRouter:
         trigger: SyncTrigger | None = None,
         manager: ManagedHAProxy | None = None,
         rng_seed: int | None = None,
+        cert_updater: CertUpdater | None = None,
     ) -> None:
         import random
 
@@ -155,6 +170,7 @@ class LiveRouter:
         self.source = router.source
         self.reloader = reloader
         self.runtime = runtime
+        self.cert_updater = cert_updater
         self.manager = manager
         self.metrics = metrics or Metrics()
         self.settings = settings or LiveSettings()
@@ -174,6 +190,9 @@ class LiveRouter:
         self._applied_parsed: ParsedConfig | None = None
         self._good_by_app: dict[str, tuple[Service, ...]] = {}
         self._failed_text: str | None = None
+        self._failed_certs: tuple[tuple[str, str], ...] | None = None
+        # The certificate files HAProxy was last given (None: not known yet).
+        self._applied_certs: dict[str, ServedCert] | None = None
         self._runtime_trusted = False
         self._retry: threading.Timer | None = None
         self._logged_problems: set[str] = set()
@@ -364,7 +383,7 @@ class LiveRouter:
         assert self._apps is not None
         router.port_checks.new_sync()
         model = router.build_model(self._apps.values())
-        options = router._prepare_certificates(options, model.services)
+        options = router._prepare_certificates(options, model.services, stable_paths=True)
         model = router._label_templates(model, options)
         self._log_problems(model)
         only_resync = pending.events <= 1 and not pending.task_events and not pending.refetch
@@ -389,23 +408,29 @@ class LiveRouter:
     # ------------------------------------------------------------------ apply
 
     def _apply(self, text: str, services: tuple[Service, ...], options: RenderOptions) -> bool:
+        certs = self._cert_plan()
         if text == self._applied_text:
-            self.state.last_apply = "unchanged"
+            if certs.empty:
+                self.state.last_apply = "unchanged"
+                self._set_services(services)
+                return True
+            if self._try_cert_runtime(certs):  # only certificate contents changed
+                self.state.last_apply = "runtime"
+                self._set_services(services)
+                return True
+        elif self._try_runtime(text, parse_config(text), certs):
             self._set_services(services)
             return True
-        parsed = parse_config(text)
-        if self._try_runtime(text, parsed):
-            self._set_services(services)
-            return True
-        if text == self._failed_text:
+        certs_key = self._certs_key()
+        if text == self._failed_text and certs_key == self._failed_certs:
             self.state.last_apply = "failed"
             return False
         validated, services, text = self._validate_or_quarantine(text, services, options)
         if not validated:
-            self._failed_text = text
+            self._failed_text, self._failed_certs = text, certs_key
             self.state.last_apply = "failed"
             return False
-        if text == self._applied_text:
+        if text == self._applied_text and self._cert_plan().empty:
             self.state.last_apply = "unchanged"
             self._set_services(services)
             return True
@@ -417,18 +442,20 @@ class LiveRouter:
             return False
         result = self._reload()
         if not result.ok:
-            self._failed_text = text
+            self._failed_text, self._failed_certs = text, certs_key
             self.state.last_apply = "failed"
             return False
         self._failed_text = None
         self._applied_text = text
         self._applied_parsed = parse_config(text)
+        self._applied_certs = dict(self.router.served_certs)  # a reload reads them all
         self._good_by_app = _by_app(services)
         self.state.last_apply = "reload"
         self._set_services(services)
         return True
 
-    def _try_runtime(self, text: str, parsed: ParsedConfig) -> bool:
+    def _try_runtime(self, text: str, parsed: ParsedConfig,
+                     certs: CertPlan | None = None) -> bool:
         if not (self.settings.runtime_updates and self.runtime is not None
                 and self._runtime_trusted and self._applied_parsed is not None):
             return False
@@ -439,6 +466,8 @@ class LiveRouter:
             log.debug("reload needed: %s", verdict.reason)
             return False
         plan = verdict.plan
+        if certs is not None and not certs.empty and not self._try_cert_runtime(certs):
+            return False
         try:
             self.runtime.apply(plan)
         except RuntimeUpdateError as err:
@@ -458,6 +487,48 @@ class LiveRouter:
         self.state.last_runtime_update = time.time()
         log.info("applied through the Runtime API without reload: +%d -%d ~%d servers",
                  len(plan.add), len(plan.remove), len(plan.readdress))
+        return True
+
+    # ------------------------------------------------------------------ certificates
+
+    def _cert_plan(self) -> CertPlan:
+        """Certificate files whose content HAProxy does not have yet (pure decision)."""
+        served = self.router.served_certs
+        if self._applied_certs is None:  # HAProxy ran before us: it has what was on disk
+            self._applied_certs = startup_baseline(served, self.router.written_certs)
+        return plan_cert_updates(self._applied_certs, served)
+
+    def _certs_key(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((path, c.digest) for path, c in self.router.served_certs.items()))
+
+    def _try_cert_runtime(self, plan: CertPlan) -> bool:
+        """Swap changed certificates through the Runtime API; False: reload instead."""
+        if plan.reload_reason:
+            log.info("certificate change needs a reload: %s", plan.reload_reason)
+            return False
+        if not plan.update:
+            return True
+        if not (self.settings.runtime_updates and self.cert_updater is not None):
+            log.info("certificate %s changed; no Runtime API: reloading", plan.update[0])
+            return False
+        if self.manager is not None and not self.manager.alive():
+            return False
+        assert self._applied_certs is not None
+        served = self.router.served_certs
+        for path in plan.update:
+            try:
+                self.cert_updater.update(path, served[path].pem, ours=served.keys())
+            except RuntimeUpdateError as err:
+                self.metrics.cert_updates.inc(result="failed")
+                log.warning("Runtime API refused certificate %s (%s); reloading instead",
+                            path, err)
+                return False
+            # live now: the fallback reload reads the same file from disk
+            self._applied_certs[path] = served[path]
+            self.metrics.cert_updates.inc(result="ok")
+            log.info("certificate %s (%s) swapped through the Runtime API without reload",
+                     path, ", ".join(served[path].names) or "default")
+        self.state.last_cert_update = time.time()
         return True
 
     def _write(self, text: str) -> None:
@@ -494,6 +565,8 @@ class LiveRouter:
         self._applied_text = text
         self._applied_parsed = parse_config(text) if text is not None else None
         self._runtime_trusted = text is not None
+        # HAProxy (re)started from the files on disk: those of the last sync
+        self._applied_certs = dict(self.router.served_certs) if text is not None else None
         if self.runtime is not None:
             self.runtime.forget()
 
@@ -635,6 +708,9 @@ class LiveRouter:
             log.warning("skipped %s", text)
         self._logged_problems = current
         self.state.problems = sorted(current)[:200]
+        conflicts = route_conflicts(model.problems)
+        self.state.conflicts = conflicts
+        self.metrics.route_conflicts.set(sum(len(c["losers"]) for c in conflicts))
 
     def _set_services(self, services: Sequence[Service]) -> None:
         self.state.services = list(describe_services(services))
@@ -688,6 +764,7 @@ class LiveRouter:
             "tasks": state.tasks,
             "services": state.services,
             "problems": state.problems,
+            "conflicts": state.conflicts,
             "quarantined": [
                 {"app": q.app_id, "reason": q.reason, "since": utc_iso(q.since),
                  "frozen_services": len(q.frozen)}
@@ -696,6 +773,9 @@ class LiveRouter:
             "reloads": int(metrics.reloads.value(result="ok")),
             "failed_reloads": int(metrics.reloads.value(result="failed")),
             "runtime_updates": int(metrics.runtime_updates.total()),
+            "certificate_updates": int(metrics.cert_updates.value(result="ok")),
+            "last_certificate_update": (utc_iso(state.last_cert_update)
+                                        if state.last_cert_update else None),
             "certificates": self._certificates(),
         }
         if self.manager is not None:
@@ -753,13 +833,15 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
     socket_path = options.runtime_socket
     if options.managed is not None:
         socket_path = options.managed.settings.runtime_socket
+    cert_updater: CertUpdater | None = None
     if socket_path and settings.runtime_updates:
         runtime = RuntimeApplier(RuntimeAPI(socket_path), drain_timeout=options.drain_timeout)
+        cert_updater = CertUpdater(runtime.api)
     reloader: Reloader | None = options.managed
     if reloader is None and options.reload_command:
         reloader = CommandReloader(options.reload_command)
     live = LiveRouter(router, reloader=reloader, runtime=runtime, metrics=metrics,
-                      settings=settings, manager=options.managed)
+                      settings=settings, manager=options.managed, cert_updater=cert_updater)
     trigger = live.trigger
     install_signal_handlers(trigger)
     # SIGHUP: a full resync, not merely "a sync"

@@ -89,6 +89,10 @@ class Router:
         self._template_checker: Any = None
         self._ignored_templates: set[tuple[str, str]] = set()
         self.certificates: list[dict[str, Any]] = []  # bundles, expiry, problems
+        # Certificate files the last config makes HAProxy read (path -> ServedCert),
+        # and the bundle files that sync rewrote (servicerouter.certupdate uses both).
+        self.served_certs: dict[str, Any] = {}
+        self.written_certs: frozenset[str] = frozenset()
         self.last: SyncResult | None = None
         self._lock = threading.Lock()
 
@@ -208,12 +212,16 @@ class Router:
                            ip_per_task_ports=settings.ip_per_task_ports)
 
     def _prepare_certificates(self, options: RenderOptions,
-                              services: Sequence[Service] = ()) -> RenderOptions:
+                              services: Sequence[Service] = (),
+                              stable_paths: bool = False) -> RenderOptions:
         """Default certificate and crt-list for the shared HTTPS frontend.
 
         With ``services``, their HAPROXY_{n}_SSL_CERT bundles are validated too,
         join the crt-list, and out-of-order files are served from a normalised copy
         (see servicerouter.tls); ``self.certificates`` holds the expiry report.
+        One-shot syncs name bundle files by content (a new certificate changes the
+        config, so the reload runs); the live engine asks for ``stable_paths`` and
+        swaps renewed certificates through the Runtime API.
         """
         from dataclasses import replace
 
@@ -234,11 +242,15 @@ class Router:
         port_certs = sorted({s.settings.ssl_cert for s in services if s.settings.ssl_cert})
         try:
             default_pem = certs.ensure_default_certificate(state_dir)
-            result = self.tls.prepare(state_dir, default_pem, paths, port_certs)
+            result = self.tls.prepare(state_dir, default_pem, paths, port_certs,
+                                      stable=stable_paths)
         except OSError as err:
             log.error("cannot prepare certificates in %s: %s", state_dir, err)
+            self.served_certs, self.written_certs = {}, frozenset()
             return replace(options, default_cert=default_pem, crt_list=None)
         self.certificates = result.report
+        self.served_certs = {cert.path: cert for cert in result.served}
+        self.written_certs = result.written
         return replace(options, default_cert=default_pem, crt_list=result.crt_list,
                        cert_paths=result.cert_paths)
 

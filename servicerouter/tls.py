@@ -16,10 +16,12 @@ each sync, what the shared HTTPS frontend and the per-port frontends use:
 Parsing a PEM bundle costs milliseconds (RSA keys are checked), so a source whose files
 did not change since the last sync is not parsed again.
 
-Certificate changes are applied by a validated reload: the crt-list and bundle files are
-named by content, so a new certificate changes the config. (HAProxy's Runtime API could
-swap a certificate in place with ``set ssl cert``/``commit ssl cert``; that needs stable
-file names and is not done yet.)
+How a certificate change reaches HAProxy depends on the mode. One-shot syncs name bundle
+files by content, so a new certificate changes the config and the usual validated reload
+applies it. The long-running modes (``stable=True``) name them by source file, so a
+renewal for the same names changes only a file's content; :attr:`TlsResult.served` lists
+every file HAProxy reads with a digest of what it holds, and :mod:`servicerouter.certupdate`
+swaps changed ones in place through the Runtime API (or falls back to a reload).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 
 from servicerouter import certs
 from servicerouter.certs import Bundle, BundleError
+from servicerouter.certupdate import ServedCert, has_companions, served_cert
 
 log = logging.getLogger("servicerouter.tls")
 
@@ -58,6 +61,9 @@ class TlsResult:
     bundles: tuple[Bundle, ...] = ()
     errors: tuple[BundleError, ...] = ()
     report: list[dict[str, Any]] = field(default_factory=list)
+    # Every certificate file the config makes HAProxy read, with what it holds now.
+    served: tuple[ServedCert, ...] = ()
+    written: frozenset[str] = frozenset()  # bundle files rewritten by this sync
 
 
 @dataclass
@@ -100,11 +106,13 @@ class TlsManager:
     # ------------------------------------------------------------------ one sync
 
     def prepare(self, state_dir: str, default_pem: str, sources: Sequence[str],
-                port_certs: Sequence[str], now: datetime | None = None) -> TlsResult:
+                port_certs: Sequence[str], now: datetime | None = None,
+                stable: bool = False) -> TlsResult:
         """Validate every bundle, write the crt-list, decide per-port certificate files.
 
         ``sources`` are --ssl-certs entries and the certs directory; ``port_certs`` the
-        distinct HAPROXY_{n}_SSL_CERT paths of the routed ports.
+        distinct HAPROXY_{n}_SSL_CERT paths of the routed ports; ``stable`` names bundle
+        files by source rather than content (see the module docstring).
         """
         now = now or datetime.now(UTC)
         shared, errors = self.load(sources, now)
@@ -117,17 +125,31 @@ class TlsManager:
         for error in errors:
             log.error("certificate bundle skipped: %s", error)
         everything = shared + port_bundles
-        crt_list = certs.materialize(everything, state_dir, default_pem)
-        bundle_dir = os.path.join(os.path.abspath(state_dir), "bundles")
+        files = certs.materialize_bundles(everything, state_dir, default_pem, stable)
+        by_fingerprint: dict[str, Bundle] = {}
+        for bundle in everything:  # the first of a fingerprint is the one written
+            by_fingerprint.setdefault(bundle.fingerprint, bundle)
+        served = {path: served_cert(path, by_fingerprint[fp].pem, by_fingerprint[fp].names)
+                  for fp, path in files.paths.items()}
+        default_abs = os.path.abspath(default_pem)
+        served[default_abs] = served_cert(default_abs, _read_default(default_pem))
         for bundle in port_bundles:
-            if not os.path.isdir(bundle.source) and not haproxy_ready(bundle):
-                substitutes[bundle.source] = os.path.join(bundle_dir, f"{bundle.fingerprint}.pem")
-                log.info("certificate %s is not in leaf, chain, key order: serving the "
-                         "normalised copy %s", bundle.source, substitutes[bundle.source])
+            if os.path.isdir(bundle.source):
+                continue
+            if not haproxy_ready(bundle):
+                copy = files.paths.get(bundle.fingerprint)
+                if copy is not None:  # None: the same source read twice, changed between
+                    substitutes[bundle.source] = copy
+                    log.info("certificate %s is not in leaf, chain, key order: serving the "
+                             "normalised copy %s", bundle.source, copy)
+            elif bundle.source not in served:  # the bind line reads the operator's file
+                served[bundle.source] = served_cert(bundle.source, bundle.pem, bundle.names,
+                                                    not has_companions(bundle.source))
         self._warn_expiring(everything, now)
         report = expiry_rows(everything, errors, now)
-        return TlsResult(default_pem, crt_list, tuple(sorted(substitutes.items())),
-                         tuple(everything), tuple(errors), report)
+        return TlsResult(default_pem, files.crt_list, tuple(sorted(substitutes.items())),
+                         tuple(everything), tuple(errors), report,
+                         tuple(served[path] for path in sorted(served)), files.written)
 
     def _warn_expiring(self, bundles: Iterable[Bundle], now: datetime) -> None:
         moment = self._clock()
@@ -145,6 +167,15 @@ class TlsManager:
 
 
 # --------------------------------------------------------------------------- pure helpers
+
+
+def _read_default(path: str) -> str:
+    """The default certificate's PEM (generated by us, so small and ours)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(1 << 20)
+    except OSError:
+        return ""
 
 
 def haproxy_ready(bundle: Bundle) -> bool:
