@@ -317,12 +317,16 @@ def test_cli_run_with_auth_and_ca(https_marathon: MarathonEmulator, pki: Pki, tm
             "--certs-dir", str(tmp_path / "none"), "--skip-validation", "--group", "*"]
     assert cli.main([*base, "--auth-credentials", f"{USER}:{PASSWORD}"]) == 0
     assert config.exists()
+    seen = capfd.readouterr()
     assert cli.main([*base, "--auth-credentials", f"{USER}:bad{PASSWORD}"]) == 1
+    wrong_password = capfd.readouterr()
+    assert "HTTP 401" in wrong_password.err, wrong_password.err
     assert cli.main([*base, "--auth-credentials", f"{USER}:{PASSWORD}",
                      "--marathon-ca-cert", str(pki.client_ca)]) == 1
-    out, err = capfd.readouterr()
-    assert "401" in err and "certificate verify failed" in err
-    assert PASSWORD not in out + err
+    untrusted = capfd.readouterr()
+    assert "certificate verify failed" in untrusted.err, untrusted.err
+    for captured in (seen, wrong_password, untrusted):
+        assert PASSWORD not in captured.out + captured.err
 
 
 def test_credentials_in_url_are_redacted(https_marathon: MarathonEmulator, pki: Pki,
