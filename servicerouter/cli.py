@@ -259,9 +259,37 @@ def setup_logging(syslog_socket: str, log_format: str, level: str = "info") -> N
     root.propagate = False
 
 
+# servicerouter.py's long flags: argparse let its users shorten them to any unique prefix.
+LEGACY_LONG_FLAGS = ("--help", "--longhelp", "--marathon", "--listening", "--syslog-socket",
+                     "--log-format", "--haproxy-config", "--group", "--command")
+
+
+def expand_legacy_abbreviations(parser: argparse.ArgumentParser,
+                                argv: Sequence[str]) -> list[str]:
+    """Spell out abbreviations that named one of servicerouter.py's flags.
+
+    ``--haproxy x.cfg`` meant ``--haproxy-config`` there; our new flags would make
+    it ambiguous, and a drop-in must not break an operator's command line. An
+    argument that is a full flag of ours, or not a prefix of exactly one legacy
+    flag, is left to argparse.
+    """
+    known = set(parser._option_string_actions)
+    expanded = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return expanded + list(argv[index:])
+        name, sep, value = arg.partition("=")
+        if name.startswith("--") and name not in known:
+            matches = [flag for flag in LEGACY_LONG_FLAGS if flag.startswith(name)]
+            if len(matches) == 1:
+                arg = matches[0] + sep + value
+        expanded.append(arg)
+    return expanded
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    argv = expand_legacy_abbreviations(parser, sys.argv[1:] if argv is None else argv)
     _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
     if not args.longhelp and not args.list_certs and not args.marathon:

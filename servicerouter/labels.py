@@ -81,10 +81,12 @@ _LINE_BREAKING_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 def parse_bool(value: str) -> bool:
     """servicerouter.py semantics: true/t/yes/y in any case is true, any other word false.
 
-    A value that is not even a word (blanks, quotes, control characters) is a
-    malformed label, not a quiet "false".
+    Surrounding spaces are tolerated and, as in servicerouter.py, make the word
+    false (``'true '`` is not ``'true'``): an app that routed before still routes.
+    A value that is not a word at all (quotes, control characters, inner blanks)
+    is a malformed label, not a quiet "false".
     """
-    if not _WORD_RE.fullmatch(_check_length(value)):
+    if not _WORD_RE.fullmatch(_check_length(value).strip(" ")):
         raise SettingError("not a truth value (true/t/yes/y; any other word is false)")
     return value.lower() in TRUE_WORDS
 
@@ -124,8 +126,14 @@ def check_host(host: str) -> str:
 
 
 def parse_vhosts(value: str) -> tuple[str, ...]:
-    """Comma-separated virtual hosts; each must be a safe host token."""
+    """Comma-separated virtual hosts; each must be a safe host token.
+
+    A blank value means no virtual host, as in servicerouter.py (its ``if vhost``):
+    the port is routed on its own frontend only.
+    """
     _check_length(value)
+    if not value.strip(" "):
+        return ()
     hosts = tuple(part.strip() for part in value.split(","))
     if not any(hosts):
         raise SettingError("no host name given")

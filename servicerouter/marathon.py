@@ -143,7 +143,7 @@ class MarathonClient:
             except requests.exceptions.Timeout:
                 reason = "timed out"
             except requests.exceptions.ConnectionError as err:
-                reason = f"connection failed: {_first_line(err)}"
+                reason = f"connection failed: {_connection_cause(err)}"
             except requests.exceptions.RequestException as err:
                 reason = f"request failed: {_first_line(err)}"
             except OSError as err:  # e.g. an unreadable CA bundle or client key
@@ -245,6 +245,19 @@ def tls_reason(err: BaseException) -> str:
                 "(trust Marathon's CA with --marathon-ca-cert, or --marathon-insecure)")
     match = re.search(r"\[SSL: ([A-Z_]+)\][^(']*", text) or re.search(r"SSLError\((.{0,160})", text)
     return f"TLS error: {match.group(0) if match else _first_line(err)}"
+
+
+def _connection_cause(err: BaseException) -> str:
+    """The OS's word for a failed connection ("Connection refused", "Name or service
+    not known"), not urllib3's wrapper around it, which names a Python object first."""
+    cause = getattr(err.args[0], "reason", None) if err.args else None
+    text = str(cause or err)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if match:
+        return match.group(1).strip()
+    match = re.search(r"(Failed to resolve|timed out|Connection (?:refused|reset|aborted))[^'\")]*",
+                      text)
+    return match.group(0).strip() if match else _first_line(err)
 
 
 def _first_line(err: BaseException) -> str:

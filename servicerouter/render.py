@@ -38,8 +38,20 @@ class RenderOptions:
     # HAPROXY_{n}_SSL_CERT paths whose file is not in HAProxy's order -> normalised copy.
     cert_paths: tuple[tuple[str, str], ...] = ()
 
-    def reserved_ports(self) -> tuple[int, ...]:
-        return (self.http_port, self.https_port, self.appid_port, self.stats_port)
+    def reserved_ports(self, fragments: FragmentSet | None = None) -> tuple[int, ...]:
+        """Ports the shared frontends bind, which no service may bind too.
+
+        With ``fragments``, only the heads that bind from these options (Jinja2,
+        like the defaults) count: a legacy head file binds whatever its author
+        wrote, and servicerouter.py wrote a service's frontend on such a port as
+        asked, so we do too.
+        """
+        ports = ((self.http_port, "HAPROXY_HTTP_FRONTEND_HEAD"),
+                 (self.https_port, "HAPROXY_HTTPS_FRONTEND_HEAD"),
+                 (self.appid_port, "HAPROXY_HTTP_FRONTEND_APPID_HEAD"),
+                 (self.stats_port, "HAPROXY_HEAD"))
+        return tuple(port for port, head in ports
+                     if fragments is None or fragments[head].is_jinja)
 
 
 def _health_check_values(service: Service) -> dict[str, Any]:
@@ -175,6 +187,10 @@ def render_config(services: Sequence[Service], fragments: FragmentSet,
                                 vhost=host, hostAcl=host_acl_name(host), path=path,
                                 pathAcl="path_" + service.backend)
             rank = route_order_key(service, host) + (":" not in host,)
+            if not route_http.is_jinja:
+                # servicerouter.py's own ACL fragments match the Host header exactly,
+                # so wildcards and ports need no precedence: keep its order.
+                rank = rank[:2] + (False, True)
             if host in shadowed:
                 # An older app owns this vhost and its rule comes first: only
                 # servicerouter.py's own (legacy) fragments still write this one.

@@ -203,7 +203,7 @@ class Router:
         settings = self.settings
         options = settings.render_options
         return build_model(apps, settings.groups, self.resolver,
-                           reserved_ports=options.reserved_ports(),
+                           reserved_ports=options.reserved_ports(self.fragments),
                            default_bind_addr=options.bind_addr,
                            # With --skip-validation, as servicerouter.py: write it all.
                            check_port=self.port_checks if settings.validate else None,

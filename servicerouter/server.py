@@ -135,7 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0]
         if content_type.strip().lower() not in ("application/json", "text/json"):
             self.close_connection = True
-            self._reply(415, "JSON bodies only\n")
+            # 400 like any other bad callback body (Marathon always sends JSON)
+            self._reply(400, "JSON bodies only (Content-Type: application/json)\n")
             return
         try:
             body = self._read_body(length)

@@ -321,7 +321,7 @@ def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
 
 def _read(path: Path) -> str | None:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:  # verbatim, CRLF kept
             return handle.read()
     except FileNotFoundError:
         return None

@@ -227,17 +227,21 @@ def _label_cases(b: _Builder) -> None:
             key = f"HAPROXY_0_{setting}"
             for value_name, value in HOSTILE_VALUES.items():
                 name = f"{where}-{setting.lower()}-{value_name}"
-                if value_name == "leading-space" and setting == "VHOST":
-                    # Blanks around a host name are trimmed; "evil" is a fine host name.
-                    b.add(name, "label:vhost", [app(**{where: {key: value}})], both_ports())
+                if value_name == "leading-space" and setting in ("VHOST", "STICKY",
+                                                                 "REDIRECT_TO_HTTPS"):
+                    # Blanks around a host name are trimmed ("evil" is a fine host name);
+                    # a padded word is a false truth value, as in servicerouter.py.
+                    b.add(name, f"label:{setting.lower()}", [app(**{where: {key: value}})],
+                          both_ports())
                     continue
                 if value_name == "leading-space" and setting == "BIND_ADDR":
                     reason = r"bind address evil does not resolve"
                 b.add(name, f"label:{setting.lower()}", [app(**{where: {key: value}})],
                       second_port(), Skip(HOSTILE_ID, reason, 0), markers=(MARKER,))
                 reason = _STRICT_REASONS[setting]
-            # An empty value: a truth value reads as false, anything else is unusable.
-            if setting in ("STICKY", "REDIRECT_TO_HTTPS"):
+            # An empty value: a truth value reads as false and a VHOST as none (both as
+            # servicerouter.py did); anything else is unusable.
+            if setting in ("STICKY", "REDIRECT_TO_HTTPS", "VHOST"):
                 b.add(f"{where}-{setting.lower()}-empty", f"label:{setting.lower()}",
                       [app(**{where: {key: ""}})], both_ports())
             else:

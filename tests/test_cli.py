@@ -189,3 +189,32 @@ def test_syslog_socket_is_optional(tmp_path: Path, socket_path: str) -> None:
     args[args.index("--syslog-socket") + 1] = socket_path
     proc = run_cli("-m", f"file:{snapshot}", *args, "--skip-validation", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("argv, attr, value", [
+    (["--haproxy", "x.cfg"], "haproxy_config", "x.cfg"),
+    (["--haproxy=y.cfg"], "haproxy_config", "y.cfg"),
+    (["--log", "%(message)s"], "log_format", "%(message)s"),
+    (["--listen", "http://lb:8000"], "listening", "http://lb:8000"),
+    (["--com", "true"], "command", "true"),
+    (["--sys", "/dev/null"], "syslog_socket", "/dev/null"),
+])
+def test_servicerouter_py_abbreviations_still_work(argv: list[str], attr: str, value: str) -> None:
+    """argparse let servicerouter.py's users shorten flags; new flags must not break that."""
+    assert getattr(cli.parse_args(["-m", "file:x", *argv]), attr) == value
+
+
+def test_a_new_bad_label_leaves_the_config_byte_identical(tmp_path: Path) -> None:
+    """A bad app appearing changes nothing: same bytes, same mtime, no reload."""
+    cfg = tmp_path / "haproxy.cfg"
+    reloads = tmp_path / "reloads"
+    argv = [*common(tmp_path), "--command", f"sh -c 'echo x >> {reloads}'"]
+    with MarathonEmulator([web_app("/good")]) as marathon:
+        assert run_cli("-m", marathon.url, *argv, cwd=tmp_path).returncode == 0
+        before, stamp = cfg.read_bytes(), cfg.stat().st_mtime_ns
+        marathon.put_app(web_app("/bad", HAPROXY_0_MODE="udp"))
+        proc = run_cli("-m", marathon.url, *argv, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert cfg.read_bytes() == before and cfg.stat().st_mtime_ns == stamp
+    assert reloads.read_text() == "x\n"  # the first run's reload only
+    assert any("/bad" in line and "HAPROXY_0_MODE" in line for line in proc.stderr.splitlines())

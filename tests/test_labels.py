@@ -69,13 +69,15 @@ def test_every_example_parses() -> None:
     ("under_score.example.com", ("under_score.example.com",)),
     ("a.com,A.COM,a.com", ("a.com",)),  # duplicates (case-insensitive) collapse
     ("localhost", ("localhost",)),
+    ("", ()),  # blank: no vhost, as servicerouter.py's `if vhost`
+    ("  ", ()),
 ])
 def test_vhosts_accepted(value: str, hosts: tuple[str, ...]) -> None:
     assert parse_vhosts(value) == hosts
 
 
 @pytest.mark.parametrize("value", [
-    "", ",", "a..b", "-a.com", "a.*.com", "**.a.com", "a.com:0", "a.com:70000", "a.com:",
+    ",", "a..b", "-a.com", "a.*.com", "**.a.com", "a.com:0", "a.com:70000", "a.com:",
     "a.com/path", "a.com b.com", "*", "a" * 64 + ".com", "é.com",
     *UNSAFE,
 ])

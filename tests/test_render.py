@@ -150,6 +150,66 @@ def test_legacy_cli_from_cwd_templates(tmp_path: Path) -> None:
     assert oct(cfg.stat().st_mode & 0o777) == oct(0o644)
 
 
+def _legacy_cli(tmp_path: Path, apps: list[dict], templates: Path = LEGACY) -> str:
+    """A whole one-shot run from a cwd whose ./templates holds legacy fragments."""
+    (tmp_path / "templates").symlink_to(templates)
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text(json.dumps({"apps": apps}))
+    cfg = tmp_path / "haproxy.cfg"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
+         "--haproxy-config", str(cfg), "--command", "true", "--syslog-socket", "/dev/null",
+         "--skip-validation", "--group", "*"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return cfg.read_bytes().decode()
+
+
+def test_legacy_heads_reserve_no_ports(tmp_path: Path) -> None:
+    """Legacy head files bind what their author wrote: a service on :80, :81, :443 or
+    :9090 is written as servicerouter.py wrote it; only our own heads reserve ports."""
+    assert RenderOptions().reserved_ports(load_fragments([LEGACY])) == ()
+    assert RenderOptions().reserved_ports(load_fragments()) == (80, 443, 81, 9090)
+    apps = [dict(STATE[3], id=f"/p{port}", env={"HAPROXY_0_PORT": str(port)})
+            for port in (80, 81, 443, 9090)]
+    out = _legacy_cli(tmp_path, apps)
+    for port in (80, 81, 443, 9090):
+        assert f"FE p{port}_{port} *:{port} tcp" in out
+
+
+def test_legacy_vhost_rules_keep_app_id_order(tmp_path: Path) -> None:
+    """Ports and wildcards rank rules only for our Jinja2 ACLs; legacy ACLs keep id order."""
+    apps = [dict(STATE[3], id="/a", env={"HAPROXY_0_VHOST": "a.com"}),
+            dict(STATE[3], id="/b", ports=[10031], env={"HAPROXY_0_VHOST": "b.com:8080"}),
+            dict(STATE[3], id="/c", ports=[10032], env={"HAPROXY_0_VHOST": "*.c.com"})]
+    out = legacy_render(apps)
+    http = [line.split()[2] for line in out.splitlines() if line.startswith("  HTTP-ACL")]
+    assert http == ["a.com", "b.com:8080", "*.c.com"]
+
+
+def test_legacy_fragment_files_are_read_verbatim(tmp_path: Path) -> None:
+    """CRLF line ends in a fragment file reach the config unchanged, as in Python 2."""
+    crlf = tmp_path / "crlf"
+    crlf.mkdir()
+    for fragment in LEGACY.iterdir():
+        (crlf / fragment.name).write_bytes(fragment.read_bytes())
+    (crlf / "HAPROXY_HEAD").write_bytes(b"global\r\n  daemon\r\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert _legacy_cli(run, STATE[:1], crlf).startswith("global\r\n  daemon\r\n")
+
+
+def test_legacy_values_servicerouter_py_accepted_still_route() -> None:
+    """A blank VHOST is no vhost, and 'true ' is not 'true': both as servicerouter.py."""
+    blank = legacy_render([dict(STATE[3], env={"HAPROXY_0_VHOST": " "})])
+    assert "FE delta_10030 *:10030 tcp" in blank and "HTTP-ACL" not in blank
+    spaced = legacy_render([dict(STATE[1], env={"HAPROXY_0_STICKY": "true "})])
+    assert "STICKY" not in spaced and "backend alpha_10001" not in spaced
+    assert "BE alpha_10001 http" in spaced
+
+
 def test_multiple_vhosts_render_one_acl_each() -> None:
     app = dict(STATE[3], env={"HAPROXY_0_VHOST": "a.example.com,b.example.com"})
     out = legacy_render([app])
