@@ -72,6 +72,9 @@ class Bundle:
     not_after: datetime
     fingerprint: str
     pem: str = field(repr=False)  # holds the private key: keep it out of logs
+    # "rsa", "ec", "ed25519", "ed448": HAProxy may serve one certificate of each
+    # type for the same names (it picks by what the client supports).
+    key_type: str = ""
 
     def expires_within(self, now: datetime, days: int) -> bool:
         """True if the leaf expires at or before ``now + days``."""
@@ -168,6 +171,7 @@ def parse_bundle(text: str, source: str, now: datetime) -> Bundle:
         not_after=not_after,
         fingerprint=leaf.fingerprint(hashes.SHA256()).hex(),
         pem="".join(parts),
+        key_type=_key_type(key),
     )
 
 
@@ -199,8 +203,12 @@ def generate_self_signed(
 def build_crt_list(default_pem_path: str, bundles: Sequence[tuple[str, Bundle]]) -> str:
     """Return crt-list text: the default certificate first, then one SNI-filtered line per bundle.
 
-    Lines are sorted by path (identical entries collapse); a path or name that would not
-    survive HAProxy's whitespace-separated syntax raises ``ValueError``.
+    HAProxy serves the first line's certificate to clients whose SNI matches no
+    filter (or who send none). When ``default_pem_path`` is one of the bundles'
+    paths, that bundle's line (with its filters) comes first; otherwise the bare
+    path does. The other lines are sorted by path (identical entries collapse); a
+    path or name that would not survive HAProxy's whitespace-separated syntax
+    raises ``ValueError``.
     """
     _check_crt_path(default_pem_path)
     entries = set()
@@ -210,9 +218,39 @@ def build_crt_list(default_pem_path: str, bundles: Sequence[tuple[str, Bundle]])
             if not _DNS_NAME.match(name):
                 raise ValueError(f"invalid SNI filter {name!r} for {path}")
         entries.add((path, bundle.names))
-    lines = [default_pem_path]
-    lines.extend(" ".join((path, *names)) for path, names in sorted(entries))
+    first = [entry for entry in sorted(entries) if entry[0] == default_pem_path][:1]
+    lines = [" ".join((first[0][0], *first[0][1]))] if first else [default_pem_path]
+    lines.extend(" ".join((path, *names)) for path, names in sorted(entries)
+                 if (path, names) not in first)
     return "\n".join(lines) + "\n"
+
+
+def supersede(bundles: Sequence[Bundle]) -> tuple[list[Bundle], list[tuple[Bundle, Bundle]]]:
+    """Leave out bundles a renewed one replaces: ``(kept, [(superseded, by), ...])``.
+
+    Bundles for the same set of names and the same key type (an old and a renewed
+    certificate side by side) would tie in HAProxy's SNI lookup, and the first
+    crt-list line would win whatever its expiry. The one that expires last is
+    kept (the first of equals on a tie); RSA and ECDSA certificates for the same
+    names are both kept, since HAProxy picks between them by client support.
+    Bundles with one leaf fingerprint are the same certificate and all stay.
+    Order is kept.  Pure.
+    """
+    best: dict[tuple[frozenset[str], str], Bundle] = {}
+    for bundle in bundles:
+        group = (frozenset(bundle.names), bundle.key_type)
+        current = best.get(group)
+        if current is None or bundle.not_after > current.not_after:
+            best[group] = bundle
+    kept: list[Bundle] = []
+    dropped: list[tuple[Bundle, Bundle]] = []
+    for bundle in bundles:
+        winner = best[(frozenset(bundle.names), bundle.key_type)]
+        if winner.fingerprint == bundle.fingerprint:
+            kept.append(bundle)
+        else:
+            dropped.append((bundle, winner))
+    return kept, dropped
 
 
 def expiry_report(bundles: Iterable[Bundle], now: datetime, days: int = 14) -> list[dict]:
@@ -254,7 +292,7 @@ def load_bundles(
             return
         seen.add(real)
         try:
-            text = _read_text(path)
+            text = read_bundle_text(path)
         except BundleError as exc:
             errors.append(exc)
             return
@@ -288,6 +326,23 @@ def load_bundles(
         else:
             take(path, optional=False)
     return bundles, errors
+
+
+def read_bundle_text(path: str) -> str:
+    """The PEM text HAProxy reads for ``path``: the file, plus ``PATH.key`` if it holds no key.
+
+    HAProxy 2.6 (``ssl-load-extra-files`` defaults to all) loads the private key
+    from the companion file when the certificate file has none; so do we, so the
+    pair is validated (and normalised copies are whole) like any other bundle.
+    """
+    return with_companion_key(path, _read_text(path))
+
+
+def with_companion_key(path: str, text: str) -> str:
+    """``text`` (read from ``path``) plus ``PATH.key`` when ``text`` holds no private key."""
+    if "PRIVATE KEY-----" not in text and os.path.isfile(path + ".key"):
+        text = text.rstrip("\n") + "\n" + _read_text(path + ".key")
+    return text
 
 
 def write_private_file(path: str, text: str) -> None:
@@ -357,6 +412,18 @@ class Materialized:
     crt_list: str
     paths: dict[str, str]  # leaf fingerprint -> the file HAProxy reads
     written: frozenset[str] = frozenset()  # bundle files whose content changed this time
+    default_cert: str = ""  # the crt-list's first line: the certificate for no/unknown SNI
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where :func:`materialize_bundles` puts each file, computed without touching the disk."""
+
+    crt_list: str
+    crt_list_text: str
+    default_cert: str
+    files: tuple[tuple[str, Bundle], ...]  # (bundle file, what it holds), first of each path
+    paths: dict[str, str]  # leaf fingerprint -> bundle file
 
 
 def materialize(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str) -> str:
@@ -376,57 +443,79 @@ def stable_bundle_name(bundle: Bundle) -> str:
     return f"{slug}--{source}.pem"
 
 
-def materialize_bundles(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str,
-                        stable: bool = False) -> Materialized:
-    """Write bundles under ``<state_dir>/bundles/`` and a crt-list ``<state_dir>/crt-list-*``.
+def plan_layout(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str,
+                stable: bool = False, default: Bundle | None = None,
+                extra: Sequence[Bundle] = ()) -> Layout:
+    """The paths and crt-list :func:`materialize_bundles` writes, without writing.  Pure.
 
-    Bundle files are named by leaf fingerprint (``stable=False``: any certificate
-    change changes the config, so a plain reload applies it) or by source
-    (``stable=True``, :func:`stable_bundle_name`: a renewal keeps the path, and
-    the caller applies the new content through the Runtime API or a reload).
-    Unchanged files are not rewritten. Bundles sharing a leaf fingerprint collapse
-    to the first. Stale bundle files are removed after the new crt-list is in
-    place, so the crt-list on disk never names a missing file.
+    ``--dry`` uses it to print the config a real run would write, so it names the
+    same (content-addressed) crt-list a real run leaves on disk.
     """
     state_dir = os.path.abspath(state_dir)
-    _make_private_dir(state_dir)
     bundle_dir = os.path.join(state_dir, "bundles")
-    _make_private_dir(bundle_dir)
-
-    written: dict[str, tuple[str, Bundle]] = {}
+    chosen: dict[str, tuple[str, Bundle]] = {}
     taken: set[str] = set()
-    changed: set[str] = set()
-    for bundle in bundles:
-        if bundle.fingerprint in written:
+    for bundle in [*bundles, *extra]:
+        if bundle.fingerprint in chosen:
             continue
         name = stable_bundle_name(bundle) if stable else f"{bundle.fingerprint}.pem"
         path = os.path.join(bundle_dir, name)
         if path in taken:
             continue  # one source read twice (same file, two spellings): first wins
         taken.add(path)
-        if _current_text(path) != bundle.pem:
-            write_private_file(path, bundle.pem)
-            changed.add(path)
-        written[bundle.fingerprint] = (path, bundle)
-
+        chosen[bundle.fingerprint] = (path, bundle)
+    listed = [chosen[b.fingerprint] for b in bundles if b.fingerprint in chosen]
+    default_cert = os.path.abspath(default_pem_path)
+    if default is not None and default.fingerprint in chosen:
+        default_cert = chosen[default.fingerprint][0]
     # The crt-list is named by its content: a change of the files or names it
     # lists changes the path in haproxy.cfg, so the config differs and HAProxy
     # is reloaded, and the file the running config names is never rewritten under it.
-    text = build_crt_list(os.path.abspath(default_pem_path), list(written.values()))
+    text = build_crt_list(default_cert, listed)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    crt_list = os.path.join(state_dir, f"crt-list-{digest}")
-    if _current_text(crt_list) != text:
-        write_private_file(crt_list, text)
-    _prune_crt_lists(state_dir, keep=crt_list)
+    return Layout(os.path.join(state_dir, f"crt-list-{digest}"), text, default_cert,
+                  tuple(chosen.values()), {fp: path for fp, (path, _) in chosen.items()})
 
-    keep = {os.path.basename(path) for path, _ in written.values()}
+
+def materialize_bundles(bundles: Sequence[Bundle], state_dir: str, default_pem_path: str,
+                        stable: bool = False, default: Bundle | None = None,
+                        extra: Sequence[Bundle] = ()) -> Materialized:
+    """Write bundles under ``<state_dir>/bundles/`` and a crt-list ``<state_dir>/crt-list-*``.
+
+    Bundle files are named by leaf fingerprint (``stable=False``: any certificate
+    change changes the config, so a plain reload applies it) or by source
+    (``stable=True``, :func:`stable_bundle_name`: a renewal keeps the path, and
+    the caller applies the new content through the Runtime API or a reload).
+    The crt-list's first line is ``default``'s file when given, else
+    ``default_pem_path``. ``extra`` bundles are written but not listed (a port's
+    normalised copy whose names another bundle serves). Unchanged files are not
+    rewritten. Bundles sharing a leaf fingerprint collapse to the first. Stale
+    bundle files are removed after the new crt-list is in place, so the crt-list
+    on disk never names a missing file.
+    """
+    layout = plan_layout(bundles, state_dir, default_pem_path, stable, default, extra)
+    state_dir = os.path.dirname(layout.crt_list)
+    _make_private_dir(state_dir)
+    bundle_dir = os.path.join(state_dir, "bundles")
+    _make_private_dir(bundle_dir)
+
+    changed: set[str] = set()
+    for path, bundle in layout.files:
+        if _current_text(path) != bundle.pem:
+            write_private_file(path, bundle.pem)
+            changed.add(path)
+    if _current_text(layout.crt_list) != layout.crt_list_text:
+        write_private_file(layout.crt_list, layout.crt_list_text)
+    _prune_crt_lists(state_dir, keep=layout.crt_list)
+
+    keep = {os.path.basename(path) for path, _ in layout.files}
     for entry in os.listdir(bundle_dir):
         ours = _BUNDLE_FILE.match(entry) or _STABLE_BUNDLE_FILE.match(entry)
         if (ours and entry not in keep) or entry.startswith(_TEMP_PREFIX):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(bundle_dir, entry))
-    return Materialized(crt_list, {fp: path for fp, (path, _) in written.items()},
-                        frozenset(changed))
+    return Materialized(layout.crt_list, dict(layout.paths), frozenset(changed),
+                        layout.default_cert)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -486,6 +575,14 @@ def _load_key(label: str, block: str, fail):
     if not isinstance(key, _SUPPORTED_KEYS):
         raise fail(f"unsupported private key type {type(key).__name__}")
     return key
+
+
+def _key_type(key) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "ec"
+    return "ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "ed448"
 
 
 def _order_chain(certs: list[x509.Certificate], leaf_index: int, fail) -> list[x509.Certificate]:

@@ -5,7 +5,11 @@ each sync, what the shared HTTPS frontend and the per-port frontends use:
 
 * every bundle from ``--ssl-certs``, the ``certs/`` directory and the ports'
   ``HAPROXY_{n}_SSL_CERT`` goes into the shared frontend's crt-list (SNI picks the
-  certificate by its SAN names; the default certificate comes first);
+  certificate by its SAN names). The default certificate comes first: the first
+  usable bundle of ``--ssl-certs`` (in order), else of ``certs/`` (by file name),
+  else the self-signed one;
+* of bundles for the same names and key type (an old and a renewed certificate),
+  only the one that expires last is listed; the others are logged once;
 * a port's own ``ssl crt`` keeps the operator's file when it is already in the order
   HAProxy needs (leaf, intermediates, key), and otherwise points at the normalised copy
   under the state directory, so a chain pasted out of order still serves;
@@ -78,6 +82,7 @@ class TlsManager:
     def __init__(self, clock: Any = time.monotonic) -> None:
         self._cache: dict[str, _Cached] = {}
         self._warned: dict[str, float] = {}
+        self._superseded: set[tuple[str, str]] = set()  # (old, new) fingerprints logged
         self._clock = clock
 
     # ------------------------------------------------------------------ loading
@@ -107,12 +112,16 @@ class TlsManager:
 
     def prepare(self, state_dir: str, default_pem: str, sources: Sequence[str],
                 port_certs: Sequence[str], now: datetime | None = None,
-                stable: bool = False) -> TlsResult:
+                stable: bool = False, write: bool = True) -> TlsResult:
         """Validate every bundle, write the crt-list, decide per-port certificate files.
 
-        ``sources`` are --ssl-certs entries and the certs directory; ``port_certs`` the
-        distinct HAPROXY_{n}_SSL_CERT paths of the routed ports; ``stable`` names bundle
-        files by source rather than content (see the module docstring).
+        ``sources`` are --ssl-certs entries and the certs directory, in that order;
+        ``port_certs`` the distinct HAPROXY_{n}_SSL_CERT paths of the routed ports;
+        ``default_pem`` the self-signed certificate, served to clients whose SNI
+        matches nothing only when no source holds a usable bundle (otherwise the
+        first one is); ``stable`` names bundle files by source rather than content
+        (see the module docstring); ``write=False`` (``--dry``) computes the same
+        paths and writes nothing.
         """
         now = now or datetime.now(UTC)
         shared, errors = self.load(sources, now)
@@ -125,18 +134,33 @@ class TlsManager:
         for error in errors:
             log.error("certificate bundle skipped: %s", error)
         everything = shared + port_bundles
-        files = certs.materialize_bundles(everything, state_dir, default_pem, stable)
+        listed, superseded = certs.supersede(everything)
+        self._log_superseded(superseded)
+        winners = {old.fingerprint: new for old, new in superseded}
+        default = winners.get(shared[0].fingerprint, shared[0]) if shared else None
+        ready = {b.source: haproxy_ready(b) for b in port_bundles}
+        listed_fps = {b.fingerprint for b in listed}
+        # A port's file whose names a renewed bundle serves on :443 is left out of
+        # the crt-list, but its port still needs the normalised copy.
+        extra = [b for b in port_bundles if b.fingerprint not in listed_fps and not ready[b.source]]
+        if write:
+            files = certs.materialize_bundles(listed, state_dir, default_pem, stable,
+                                              default=default, extra=extra)
+        else:
+            layout = certs.plan_layout(listed, state_dir, default_pem, stable,
+                                       default=default, extra=extra)
+            files = certs.Materialized(layout.crt_list, layout.paths, frozenset(),
+                                       layout.default_cert)
         by_fingerprint: dict[str, Bundle] = {}
-        for bundle in everything:  # the first of a fingerprint is the one written
+        for bundle in [*listed, *extra]:  # the first of a fingerprint is the one written
             by_fingerprint.setdefault(bundle.fingerprint, bundle)
         served = {path: served_cert(path, by_fingerprint[fp].pem, by_fingerprint[fp].names)
                   for fp, path in files.paths.items()}
         default_abs = os.path.abspath(default_pem)
-        served[default_abs] = served_cert(default_abs, _read_default(default_pem))
+        if files.default_cert == default_abs:  # the self-signed one: no usable bundle
+            served[default_abs] = served_cert(default_abs, _read_default(default_pem))
         for bundle in port_bundles:
-            if os.path.isdir(bundle.source):
-                continue
-            if not haproxy_ready(bundle):
+            if not ready[bundle.source]:
                 copy = files.paths.get(bundle.fingerprint)
                 if copy is not None:  # None: the same source read twice, changed between
                     substitutes[bundle.source] = copy
@@ -147,9 +171,19 @@ class TlsManager:
                                                     not has_companions(bundle.source))
         self._warn_expiring(everything, now)
         report = expiry_rows(everything, errors, now)
-        return TlsResult(default_pem, files.crt_list, tuple(sorted(substitutes.items())),
+        return TlsResult(files.default_cert, files.crt_list, tuple(sorted(substitutes.items())),
                          tuple(everything), tuple(errors), report,
                          tuple(served[path] for path in sorted(served)), files.written)
+
+    def _log_superseded(self, superseded: Iterable[tuple[Bundle, Bundle]]) -> None:
+        for old, new in superseded:
+            if (old.fingerprint, new.fingerprint) in self._superseded:
+                continue
+            self._superseded.add((old.fingerprint, new.fingerprint))
+            log.warning("certificate %s (%s, expires %s) is superseded by %s (expires %s): "
+                        "left out of the crt-list; remove the old file", old.source,
+                        ", ".join(old.names), old.not_after.isoformat(timespec="seconds"),
+                        new.source, new.not_after.isoformat(timespec="seconds"))
 
     def _warn_expiring(self, bundles: Iterable[Bundle], now: datetime) -> None:
         moment = self._clock()

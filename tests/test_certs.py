@@ -671,3 +671,80 @@ def test_haproxy_serves_certificate_by_sni(tmp_path, pki: Pki) -> None:
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+# --------------------------------------------------------------------------- default, renewals, --dry
+
+
+def _dated(source: str, names: tuple[str, ...], days: int, fingerprint: str,
+           key_type: str = "ec") -> Bundle:
+    return Bundle(source, names, NOW + timedelta(days=days), fingerprint, "PEM", key_type)
+
+
+def test_build_crt_list_puts_the_default_bundle_first_with_its_filters() -> None:
+    a = _bundle("a", ("a.example.com",))
+    z = _bundle("z", ("z.example.com", "www.z.example.com"))
+    text = certs.build_crt_list("/s/z.pem", [("/s/a.pem", a), ("/s/z.pem", z)])
+    assert text == "/s/z.pem z.example.com www.z.example.com\n/s/a.pem a.example.com\n"
+
+
+def test_parse_bundle_records_the_key_type(pki: Pki) -> None:
+    assert certs.parse_bundle(pki.bundle_text(), "x.pem", NOW).key_type == "ec"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    text = cert_pem(make_cert("r.test", key, sans=["r.test"])) + key_pem(key)
+    assert certs.parse_bundle(text, "r.pem", NOW).key_type == "rsa"
+
+
+def test_supersede_keeps_the_bundle_that_expires_last_per_name_set_and_key_type() -> None:
+    old = _dated("old.pem", ("a.test", "www.a.test"), 5, "01" * 32)
+    new = _dated("new.pem", ("www.a.test", "a.test"), 92, "02" * 32)
+    tie = _dated("tie.pem", ("a.test", "www.a.test"), 92, "03" * 32)
+    rsa_old = _dated("rsa.pem", ("a.test", "www.a.test"), 5, "04" * 32, "rsa")
+    subset = _dated("sub.pem", ("a.test",), 1, "05" * 32)
+    same = _dated("copy.pem", ("a.test", "www.a.test"), 92, "02" * 32)  # new.pem, twice
+    kept, dropped = certs.supersede([old, new, tie, rsa_old, subset, same])
+    assert kept == [new, rsa_old, subset, same]  # order kept; the first of equals wins
+    assert dropped == [(old, new), (tie, new)]
+    assert certs.supersede([]) == ([], [])
+
+
+def test_plan_layout_is_what_materialize_writes_without_touching_the_disk(
+        tmp_path, pki: Pki) -> None:
+    one = certs.parse_bundle(pki.bundle_text(), "one.pem", NOW)
+    two_text = cert_pem(pki.other) + cert_pem(pki.inter) + key_pem(pki.other_key)
+    two = certs.parse_bundle(two_text, "two.pem", NOW)
+    state = tmp_path / "state"
+    certs.plan_layout([one, two], str(state), str(state / "default.pem"), default=two)
+    assert not state.exists()
+    for stable in (False, True):
+        for default in (None, two):
+            plan = certs.plan_layout([one, two], str(state), str(state / "default.pem"),
+                                     stable, default=default)
+            done = certs.materialize_bundles([one, two], str(state),
+                                             str(state / "default.pem"), stable, default=default)
+            assert (done.crt_list, done.paths, done.default_cert) == (
+                plan.crt_list, plan.paths, plan.default_cert)
+            assert open(done.crt_list).read() == plan.crt_list_text
+            expected = str(state / "default.pem") if default is None else done.paths[two.fingerprint]
+            assert open(done.crt_list).read().split()[0] == expected
+
+
+def test_materialize_writes_extra_bundles_without_listing_them(tmp_path, pki: Pki) -> None:
+    one = certs.parse_bundle(pki.bundle_text(), "one.pem", NOW)
+    two_text = cert_pem(pki.other) + cert_pem(pki.inter) + key_pem(pki.other_key)
+    two = certs.parse_bundle(two_text, "two.pem", NOW)
+    done = certs.materialize_bundles([one], str(tmp_path), str(tmp_path / "d.pem"), extra=[two])
+    assert os.path.isfile(done.paths[two.fingerprint])
+    assert done.paths[two.fingerprint] not in open(done.crt_list).read()
+
+
+def test_load_bundles_reads_a_companion_key_file(tmp_path, pki: Pki) -> None:
+    (tmp_path / "site.pem").write_text(cert_pem(pki.leaf) + cert_pem(pki.inter))
+    (tmp_path / "site.pem.key").write_text(key_pem(pki.leaf_key))
+    (tmp_path / "wrong.pem").write_text(cert_pem(pki.other))
+    (tmp_path / "wrong.pem.key").write_text(key_pem(pki.leaf_key))
+    bundles, errors = certs.load_bundles([str(tmp_path)], NOW)
+    assert [b.fingerprint for b in bundles] == [fp(pki.leaf)]
+    assert "PRIVATE KEY" in bundles[0].pem
+    assert [(os.path.basename(e.source), e.reason) for e in errors] == [
+        ("wrong.pem", "private key does not match the certificate")]

@@ -230,7 +230,9 @@ def test_stable_names_keep_paths_and_crt_list_across_a_renewal(tmp_path: Path) -
     paths = {c.path: c for c in first.served}
     names = sorted(os.path.basename(p) for p in paths if "/bundles/" in p)
     assert names[0].startswith("a.example.com--") and names[1].startswith("wildcard.b.example")
-    assert os.path.abspath(default) in paths and len(first.written) == 2
+    # a.pem, the first bundle, is the default: the self-signed file is not served.
+    assert os.path.abspath(default) not in paths and len(first.written) == 2
+    assert first.default_cert in paths and "a.example.com--" in first.default_cert
 
     (src / "a.pem").write_text(pem_for("a.example.com"))  # renewed: new key and serial
     second = manager.prepare(str(state), default, [str(src)], [], stable=True)

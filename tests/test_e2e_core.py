@@ -193,9 +193,9 @@ def test_https_with_sni_and_host_reaches_the_right_app(tmp_path, backend_factory
         # Routing follows the Host header; SNI only picks the certificate.
         body, sans = https_request(edge.https, "a.example.com", "b.example.com")
         assert (body, sans) == ("b1", ["a.example.com"])
-        # An unknown name gets the generated default certificate.
+        # An unknown name gets the default: the certs directory's first bundle by name.
         _body, sans = https_request(edge.https, "other.example.net", "a.example.com")
-        assert sans == ["servicerouter.invalid"]
+        assert sans == ["a.example.com"]
     finally:
         marathon.stop()
 

@@ -87,6 +87,9 @@ def write_pki(workdir: Path) -> dict[str, Path]:
 
     a, a_key = leaf(["a.test", "www.a.test"])
     (certs_dir / "a.pem").write_text(_pem(a, ca, a_key))
+    # The certificate a.pem renewed: same names, expires first; sorts before a.pem.
+    a_old, a_old_key = leaf(["www.a.test", "a.test"], days=5)
+    (certs_dir / "a-old.pem").write_text(_pem(a_old, ca, a_old_key))
     b, b_key = leaf(["b.test"])
     (workdir / "b.pem").write_text(_pem(b_key, b))  # given with --ssl-certs, key first
     old, old_key = leaf(["expired.test"], start=-30, days=-1)
@@ -101,15 +104,20 @@ def write_pki(workdir: Path) -> dict[str, Path]:
             "ca": ca_file}
 
 
-def presented_names(port: int, sni: str | None) -> list[str]:
-    """DNS names of the certificate HAProxy presents for ``sni`` (client-side view)."""
+def presented_cert(port: int, sni: str | None) -> x509.Certificate:
+    """The certificate HAProxy presents for ``sni`` (client-side view)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
             context.wrap_socket(raw, server_hostname=sni) as conn:
         der = conn.getpeercert(binary_form=True)
-    cert = x509.load_der_x509_certificate(der)
+    return x509.load_der_x509_certificate(der)
+
+
+def presented_names(port: int, sni: str | None) -> list[str]:
+    """DNS names of the certificate HAProxy presents for ``sni`` (client-side view)."""
+    cert = presented_cert(port, sni)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         return san.get_values_for_type(x509.DNSName)
@@ -305,6 +313,11 @@ def test_sticky_with_custom_cookie(edge: Edge) -> None:
 
 def test_sni_picks_the_matching_certificate(edge: Edge) -> None:
     assert presented_names(edge.https, "a.test") == ["a.test", "www.a.test"]
+    # a-old.pem (same names, 5 days left) is superseded by the renewed a.pem.
+    for sni in ("a.test", "www.a.test"):
+        assert presented_cert(edge.https, sni).not_valid_after_utc > NOW + timedelta(days=20)
+    assert "a-old.pem (www.a.test, a.test, expires" in edge.stderr
+    assert "is superseded by" in edge.stderr and "a-old.pem" not in edge.config
     assert presented_names(edge.https, "www.a.test") == ["a.test", "www.a.test"]
     assert presented_names(edge.https, "b.test") == ["b.test"]
     # SNI only picks the certificate; routing still follows the Host header.
@@ -313,18 +326,21 @@ def test_sni_picks_the_matching_certificate(edge: Edge) -> None:
 
 
 def test_fallback_certificate_when_sni_matches_nothing(edge: Edge) -> None:
+    # The default is the first bundle of --ssl-certs (b.pem), not the self-signed one.
     fallback = presented_names(edge.https, "nothing.test")
-    assert fallback == ["servicerouter.invalid"]
+    assert fallback == ["b.test"]
     assert presented_names(edge.https, None) == fallback
-    key = Path(edge.config.split("crt-list ")[1].split()[0]).parent / "default.pem"
-    assert os.stat(key).st_mode & 0o777 == 0o600
+    crt_list = Path(edge.config.split("crt-list ")[1].split()[0])
+    first = crt_list.read_text().splitlines()[0].split()
+    assert first[1:] == ["b.test"] and first[0].startswith(str(crt_list.parent / "bundles"))
+    assert "default.pem" not in crt_list.read_text()
 
 
 def test_expired_and_mismatched_bundles_are_skipped_and_named(edge: Edge) -> None:
     assert "expired.pem: certificate expired on" in edge.stderr
     assert "mismatch.pem: private key does not match the certificate" in edge.stderr
-    assert presented_names(edge.https, "expired.test") == ["servicerouter.invalid"]
-    assert presented_names(edge.https, "mismatch.test") == ["servicerouter.invalid"]
+    assert presented_names(edge.https, "expired.test") == ["b.test"]  # the default
+    assert presented_names(edge.https, "mismatch.test") == ["b.test"]
     assert presented_names(edge.https, "a.test") == ["a.test", "www.a.test"]
 
 
@@ -333,6 +349,110 @@ def test_port_certificate_out_of_order_is_served_normalised(edge: Edge) -> None:
     response = http_get(f"https://127.0.0.1:{edge.ports['tlsport']}/", verify=False)
     assert body(response) == "multi"
     assert "c-shuffled.pem" not in edge.config.split("frontend tlsport")[1].split("\n")[1]
+
+
+def _bundle_file(path: Path, sans: list[str], days: float = 30.0, start: float = -1.0,
+                 wrong_key: bool = False) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert(sans[0], key, sans=sans, start=start, days=days)
+    path.write_text(_pem(cert, ec.generate_private_key(ec.SECP256R1()) if wrong_key else key))
+    return path
+
+
+def _one_shot_edge(workdir: Path, haproxy_bin: str, args: list[str],
+                   apps: list[dict]) -> tuple[int, str, str, HAProxy]:
+    """servicerouter (one sync from a snapshot) then a started HAProxy: (https, stderr, cfg)."""
+    import json
+
+    snapshot = workdir / "apps.json"
+    snapshot.write_text(json.dumps({"apps": apps}))
+    cfg, https = workdir / "haproxy.cfg", free_port()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
+         "--command", "true", "--haproxy-config", str(cfg), "--syslog-socket", "/dev/null",
+         "--bind-addr", "127.0.0.1", "--http-port", str(free_port()), "--https-port", str(https),
+         "--appid-port", str(free_port()), "--stats-port", str(free_port()),
+         "--state-dir", str(workdir / "state"), "--certs-dir", str(workdir / "certs"), *args],
+        capture_output=True, text=True, timeout=60, cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    proxy = HAProxy(cfg, haproxy_bin=haproxy_bin)
+    proxy.start()
+    wait_for_port(https)
+    return https, proc.stderr, cfg.read_text(), proxy
+
+
+def test_default_certificate_is_the_first_ssl_certs_bundle_in_the_order_given(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    (tmp_path / "certs").mkdir()
+    _bundle_file(tmp_path / "certs" / "aaa.pem", ["dir.test"])
+    _bundle_file(tmp_path / "bad.pem", ["bad.test"], wrong_key=True)
+    second = _bundle_file(tmp_path / "x.pem", ["x.test"])
+    first = _bundle_file(tmp_path / "y.pem", ["y.test"])
+    https, _err, _cfg, proxy = _one_shot_edge(
+        tmp_path, haproxy_bin, ["--ssl-certs", f"{tmp_path / 'bad.pem'},{first},{second}"], [])
+    try:
+        assert presented_names(https, None) == ["y.test"]  # bad.pem is skipped, not default
+        assert presented_names(https, "nothing.test") == ["y.test"]
+        assert presented_names(https, "x.test") == ["x.test"]
+        assert presented_names(https, "dir.test") == ["dir.test"]
+    finally:
+        proxy.stop()
+
+
+def test_default_certificate_is_the_certs_directory_first_bundle_by_name(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    (tmp_path / "certs").mkdir()
+    _bundle_file(tmp_path / "certs" / "m.pem", ["m.test"])
+    _bundle_file(tmp_path / "certs" / "k.pem", ["k.test"])
+    _bundle_file(tmp_path / "certs" / "a-expired.pem", ["a.test"], start=-30, days=-1)
+    https, _err, _cfg, proxy = _one_shot_edge(tmp_path, haproxy_bin, [], [])
+    try:
+        assert presented_names(https, "nothing.test") == ["k.test"]
+        assert presented_names(https, None) == ["k.test"]
+        assert presented_names(https, "m.test") == ["m.test"]
+    finally:
+        proxy.stop()
+
+
+def test_self_signed_default_only_without_a_usable_bundle_and_expired_port_cert_skips_port(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    (tmp_path / "certs").mkdir()
+    _bundle_file(tmp_path / "certs" / "expired.pem", ["expired.test"], start=-30, days=-1)
+    _bundle_file(tmp_path / "certs" / "mismatch.pem", ["mismatch.test"], wrong_key=True)
+    port_expired = _bundle_file(tmp_path / "port-expired.pem", ["pe.test"], start=-30, days=-1)
+    port_bad = _bundle_file(tmp_path / "port-bad.pem", ["pb.test"], wrong_key=True)
+    ports = {name: free_port() for name in ("expired", "bad", "plain")}
+
+    def app(name: str, labels: dict[str, str]) -> dict:
+        return {"id": f"/{name}", "portDefinitions": [{"port": ports[name]}],
+                "labels": {"HAPROXY_0_MODE": "http", **labels},
+                "tasks": [{"id": f"{name}.1", "host": "127.0.0.1", "ports": [free_port()],
+                           "state": "TASK_RUNNING"}]}
+
+    https, err, cfg, proxy = _one_shot_edge(tmp_path, haproxy_bin, [], [
+        app("expired", {"HAPROXY_0_SSL_CERT": str(port_expired)}),
+        app("bad", {"HAPROXY_0_SSL_CERT": str(port_bad)}),
+        app("plain", {})])
+    try:
+        for sni in (None, "nothing.test", "expired.test", "mismatch.test"):
+            assert presented_names(https, sni) == ["servicerouter.invalid"], sni
+        crt_list = Path(cfg.split("crt-list ")[1].split()[0])
+        default = crt_list.read_text().splitlines()[0]
+        assert default == str(crt_list.parent / "default.pem")
+        assert os.stat(default).st_mode & 0o777 == 0o600
+        # The expired and the mismatched port certificates skip their ports, one line each.
+        expired_lines = [line for line in err.splitlines() if "port-expired.pem" in line]
+        assert len(expired_lines) == 1, err
+        assert "skipped app '/expired' port index 0: certificate " in expired_lines[0]
+        assert "port-expired.pem: certificate expired on" in expired_lines[0]
+        bad_lines = [line for line in err.splitlines() if "port-bad.pem" in line]
+        assert len(bad_lines) == 1 and "skipped app '/bad' port index 0" in bad_lines[0], err
+        assert "served anyway" not in err
+        assert f":{ports['expired']}" not in cfg and f":{ports['bad']}" not in cfg
+        wait_for_port(ports["plain"])  # the rest still routes
+    finally:
+        proxy.stop()
 
 
 # --------------------------------------------------------------------------- tasks

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from servicerouter import certs, tls
@@ -104,11 +104,15 @@ def test_crt_list_has_default_first_then_every_good_bundle_with_its_names(
         tmp_path: Path, pki: dict[str, Path]) -> None:
     result = prepare(TlsManager(), tmp_path, pki)
     lines = Path(result.crt_list).read_text().splitlines()
-    assert lines[0] == result.default_cert
-    filters = sorted(" ".join(line.split()[1:]) for line in lines[1:])
+    # The default is the certs directory's first usable bundle (a.pem), with its names.
+    assert lines[0] == f"{result.default_cert} a.example.com www.a.example.com"
+    assert Path(result.default_cert).parent.name == "bundles"
+    filters = sorted(" ".join(line.split()[1:]) for line in lines)
     assert filters == ["a.example.com www.a.example.com", "b.example.com", "c.example.com",
                        "soon.example.com"]
-    for line in lines[1:]:
+    served = {cert.path for cert in result.served}
+    assert not any(path.endswith("default.pem") for path in served)  # self-signed unused
+    for line in lines:
         path = line.split()[0]
         assert os.stat(path).st_mode & 0o777 == 0o600
 
@@ -238,3 +242,218 @@ def test_router_sync_reports_certificates_and_adds_port_bundles(
         "expired.pem", "mismatch.pem"}
     bind = next(line for line in cfg.read_text().splitlines() if "bind *:10001" in line)
     assert "/state/bundles/" in bind and str(pki["shuffled"]) not in bind
+
+
+def _router(tmp_path: Path, pki: dict[str, Path], dry: bool, stable: bool = False):
+    import io
+    import json
+
+    from servicerouter.marathon import SnapshotSource
+    from servicerouter.runner import Router, RouterSettings
+    from servicerouter.templates import load_fragments
+
+    apps = [{"id": "/c", "ports": [10001],
+             "labels": {"HAPROXY_0_VHOST": "c.example.com",
+                        "HAPROXY_0_SSL_CERT": str(pki["shuffled"])},
+             "tasks": [{"id": "c.1", "host": "10.0.0.1", "ports": [31001]}]}]
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text(json.dumps({"apps": apps}))
+    out = io.StringIO()
+    router = Router(SnapshotSource(f"file:{snapshot}"), load_fragments([]),
+                    RouterSettings(config_path=str(tmp_path / "haproxy.cfg"), validate=False,
+                                   reload=None, dry=dry, state_dir=str(tmp_path / "state"),
+                                   certs_dir=str(pki["dir"]), ssl_certs=(str(pki["ordered"]),)),
+                    out=out)
+    return router, out
+
+
+def _tree(root: Path) -> dict[str, tuple[int, str]]:
+    return {str(p): (p.stat().st_mtime_ns, p.read_text()) for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_dry_names_the_files_a_real_run_writes_and_writes_nothing(
+        tmp_path: Path, pki: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    router, out = _router(tmp_path, pki, dry=True)
+    assert router.sync().ok
+    first_dry = out.getvalue()
+    assert not state.exists()  # --dry creates no state directory, no certificate
+    assert "crt-list " in first_dry
+    capsys.readouterr()
+
+    real, _ = _router(tmp_path, pki, dry=False)
+    assert real.sync().ok
+    written = (tmp_path / "haproxy.cfg").read_text()
+    assert written == first_dry  # the same paths, computed without writing
+    crt_list = Path(written.split("crt-list ")[1].split()[0])
+    assert crt_list.is_file()
+    before = _tree(state)
+
+    router, out = _router(tmp_path, pki, dry=True)
+    capsys.readouterr()
+    assert router.sync().ok
+    assert out.getvalue() == written
+    assert "no difference with" in capsys.readouterr().err
+    assert _tree(state) == before
+
+
+def test_dry_in_the_live_mode_uses_the_stable_names(tmp_path: Path, pki: dict[str, Path]) -> None:
+    from servicerouter.render import RenderOptions
+
+    real, _ = _router(tmp_path, pki, dry=False)
+    live = real._prepare_certificates(RenderOptions(), stable_paths=True)
+    assert Path(live.crt_list).is_file()
+    dry, _ = _router(tmp_path, pki, dry=True)
+    before = _tree(tmp_path / "state")
+    assert dry._prepare_certificates(RenderOptions(), stable_paths=True) == live
+    assert _tree(tmp_path / "state") == before
+
+
+def test_dry_output_passes_haproxy_check_after_a_real_run(
+        tmp_path: Path, pki: dict[str, Path], haproxy_bin: str) -> None:
+    import subprocess
+
+    real, _ = _router(tmp_path, pki, dry=False)
+    assert real.sync().ok
+    router, out = _router(tmp_path, pki, dry=True)
+    assert router.sync().ok
+    dry_cfg = tmp_path / "dry.cfg"
+    dry_cfg.write_text(out.getvalue())
+    proc = subprocess.run([haproxy_bin, "-c", "-f", str(dry_cfg)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_renewed_bundle_supersedes_the_old_one_for_the_same_names(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "certs"
+    src.mkdir()
+
+    def write(name: str, sans: list[str], days: float, k=None) -> Path:
+        k = k or key()
+        path = src / name
+        path.write_text(pem(make_cert(sans[0], k, sans=sans, days=days), k))
+        return path
+
+    # Names by fingerprint order would pick either; the later expiry must win.
+    write("a-new.pem", ["a.test", "www.a.test"], days=92)
+    write("a-old.pem", ["www.a.test", "a.test"], days=5)
+    write("a-subset.pem", ["a.test"], days=3)  # other names: kept
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write("a-rsa.pem", ["a.test", "www.a.test"], days=10, k=rsa_key)  # other key type: kept
+    state = tmp_path / "state"
+    default = certs.ensure_default_certificate(str(state))
+    manager = TlsManager()
+    with caplog.at_level(logging.WARNING, logger="servicerouter.tls"):
+        result = manager.prepare(str(state), default, [str(src)], [], NOW)
+        manager.prepare(str(state), default, [str(src)], [], NOW)
+    lines = Path(result.crt_list).read_text().splitlines()
+    listed = [line.split()[1:] for line in lines]
+    assert sorted(map(tuple, listed)) == [("a.test",), ("a.test", "www.a.test"),
+                                          ("a.test", "www.a.test")]
+    served = {x509.load_pem_x509_certificate(Path(line.split()[0]).read_bytes())
+              .not_valid_after_utc for line in lines}
+    assert served == {NOW + timedelta(days=d) for d in (92, 3, 10)}  # not a-old's 5 days
+    # The default (first bundle by name) is a-new.pem, not the superseded a-old.pem.
+    assert lines[0].split()[1:] == ["a.test", "www.a.test"]
+    assert x509.load_pem_x509_certificate(Path(result.default_cert).read_bytes()) \
+        .not_valid_after_utc == NOW + timedelta(days=92)
+    notes = [r.getMessage() for r in caplog.records if "superseded" in r.getMessage()]
+    assert len(notes) == 1 and "a-old.pem" in notes[0] and "a-new.pem" in notes[0]
+
+
+# --------------------------------------------------------------------------- per-port preflight
+
+
+def _port_cert(path: Path, cn: str, days: float = 90, start: float = -1,
+               wrong_key: bool = False) -> Path:
+    k = key()
+    path.write_text(pem(make_cert(cn, k, sans=[cn], days=days, start=start),
+                        key() if wrong_key else k))
+    return path
+
+
+def test_port_certificate_expired_or_not_yet_valid_skips_the_port(tmp_path: Path) -> None:
+    from servicerouter.labels import PortSettings
+    from servicerouter.preflight import PortChecks
+
+    clock = [NOW]
+    checks = PortChecks(now=lambda: clock[0])
+    good = _port_cert(tmp_path / "good.pem", "good.test", days=10)
+    expired = _port_cert(tmp_path / "expired.pem", "old.test", days=-1, start=-30)
+    future = _port_cert(tmp_path / "future.pem", "new.test", start=2)
+    mismatch = _port_cert(tmp_path / "mismatch.pem", "bad.test", wrong_key=True)
+    assert checks(PortSettings(ssl_cert=str(good))) is None
+    assert checks(PortSettings(ssl_cert=str(expired))) == (
+        f"certificate {expired}: certificate expired on "
+        f"{(NOW - timedelta(days=1)).isoformat(timespec='seconds')}")
+    assert "not valid before" in checks(PortSettings(ssl_cert=str(future)))
+    assert "private key does not match" in checks(PortSettings(ssl_cert=str(mismatch)))
+    # Time passes, files unchanged: the verdicts follow the clock, not the cache.
+    clock[0] = NOW + timedelta(days=3)
+    assert checks(PortSettings(ssl_cert=str(future))) is None
+    clock[0] = NOW + timedelta(days=11)
+    assert "certificate expired on" in checks(PortSettings(ssl_cert=str(good)))
+
+
+def test_port_certificate_directory_is_judged_as_haproxy_loads_it(tmp_path: Path) -> None:
+    from servicerouter.preflight import PortChecks
+
+    checks = PortChecks(now=lambda: NOW)
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    assert checks.certificate_problem(str(directory)) == (
+        f"certificate directory {directory} holds no certificate")
+    _port_cert(directory / "a.pem", "a.test")
+    (directory / ".hidden").write_text("ignored by HAProxy")
+    (directory / "a.pem.ocsp").write_text("companion")
+    assert checks.certificate_problem(str(directory)) is None
+    bad = _port_cert(directory / "b.pem", "b.test", wrong_key=True)
+    assert checks.certificate_problem(str(directory)) == (
+        f"certificate {bad}: private key does not match the certificate")
+    bad.unlink()
+    (directory / "notes.txt").write_text("HAProxy would try to load this")
+    assert "notes.txt: no certificate found" in checks.certificate_problem(str(directory))
+
+
+def test_port_certificate_with_a_companion_key_is_checked_as_a_pair(tmp_path: Path) -> None:
+    from servicerouter.preflight import PortChecks
+
+    checks = PortChecks(now=lambda: NOW)
+    k = key()
+    cert = make_cert("pair.test", k, sans=["pair.test"])
+    split = tmp_path / "split.pem"
+    split.write_text(pem(cert))
+    assert "no private key found" in checks.certificate_problem(str(split))
+    (tmp_path / "split.pem.key").write_text(pem(key()))  # the wrong key
+    assert "private key does not match" in checks.certificate_problem(str(split))
+    (tmp_path / "split.pem.key").write_text(pem(k) + "\n")
+    assert checks.certificate_problem(str(split)) is None
+    # tls agrees: the pair joins the crt-list, no "bundle skipped" for a served port.
+    state = tmp_path / "state"
+    result = TlsManager().prepare(str(state), certs.ensure_default_certificate(str(state)),
+                                  [], [str(split)], NOW)
+    assert not result.errors and "pair.test" in Path(result.crt_list).read_text()
+    assert str(split) not in dict(result.cert_paths)  # in order: HAProxy reads the pair
+
+
+def test_port_bundle_superseded_on_443_still_serves_its_port(tmp_path: Path) -> None:
+    src = tmp_path / "certs"
+    src.mkdir()
+    new_key, old_key = key(), key()
+    (src / "a.pem").write_text(pem(make_cert("a.test", new_key, sans=["a.test"], days=90),
+                                   new_key))
+    ca_key = key()
+    ca = make_cert("CA", ca_key, ca=True)
+    port = tmp_path / "port.pem"  # older, and chain first: the port needs the normalised copy
+    port.write_text(pem(ca, make_cert("a.test", old_key, issuer=(ca, ca_key), sans=["a.test"],
+                                      days=30), old_key))
+    state = tmp_path / "state"
+    result = TlsManager().prepare(str(state), certs.ensure_default_certificate(str(state)),
+                                  [str(src)], [str(port)], NOW)
+    lines = Path(result.crt_list).read_text().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(" a.test")  # only the renewed one
+    copy = dict(result.cert_paths)[str(port)]
+    assert Path(copy).is_file() and copy not in lines[0]
+    assert copy in {c.path for c in result.served}  # the port's bind line reads it
