@@ -67,15 +67,28 @@ def _shorten(value: str, limit: int = 80) -> str:
     return value if len(value) <= limit else value[:limit] + "..."
 
 
+# Characters that end or break a line in HAProxy's parser, logs or terminals:
+# C0 and C1 controls (tab, CR and LF included), DEL and Unicode line separators.
+_LINE_BREAKING_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _check_length(value: str) -> str:
+    """The checks every raw value gets first: its length, and no control character.
+
+    A control character or line separator is refused anywhere in the value,
+    even where surrounding blanks are stripped: ``'www.example.com\\r'`` is a
+    value something mangled, not a host to route.
+    """
     if len(value) > MAX_VALUE_LENGTH:
         raise SettingError(f"value is {len(value)} characters long (at most {MAX_VALUE_LENGTH})")
+    bad = _LINE_BREAKING_RE.search(value)
+    if bad is not None:
+        raise SettingError(f"value holds the control character {bad.group()!r} "
+                           "(control characters and line breaks are never accepted)")
     return value
 
 
 _WORD_RE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
-# Characters that end or break a line in HAProxy's parser, logs or terminals.
-_LINE_BREAKING_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 def parse_bool(value: str) -> bool:
@@ -119,6 +132,11 @@ def check_host(host: str) -> str:
             "an optional leading '*.' and ':port')"
         )
     if ":" in host:
+        if host.startswith("*."):
+            # The wildcard rule matches the Host header's name with its port cut off,
+            # so a wildcard with a port could never match a request.
+            raise SettingError(f"{host!r}: a wildcard host cannot have a :port (it would "
+                               "never match; use the wildcard without the port)")
         port = int(host.rsplit(":", 1)[1])
         if not 1 <= port <= 65535:
             raise SettingError(f"{host!r}: port out of range 1-65535")
@@ -171,9 +189,7 @@ def parse_path(value: str) -> str:
 
 def parse_groups(value: str) -> tuple[str, ...]:
     """servicerouter.py split HAPROXY_GROUP on ',' without trimming; so do we."""
-    if _LINE_BREAKING_RE.search(_check_length(value)):
-        raise SettingError("group names may not hold a control character or line break")
-    return tuple(value.split(","))
+    return tuple(_check_length(value).split(","))
 
 
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off"})
@@ -288,8 +304,12 @@ def _pattern(regex: str) -> Callable[[str], bool]:
     return lambda value: compiled.fullmatch(value) is not None
 
 
-_CURVE_NAMES = frozenset({"X25519", "X448", "P-256", "P-384", "P-521", "prime256v1",
-                          "secp384r1", "secp521r1"})
+# Curve names OpenSSL takes, each with the group it names (aliases name the same
+# group, and OpenSSL refuses a list naming one group twice).
+_CURVE_GROUPS = {"X25519": "X25519", "X448": "X448", "P-256": "P-256", "P-384": "P-384",
+                 "P-521": "P-521", "prime256v1": "P-256", "secp384r1": "P-384",
+                 "secp521r1": "P-521"}
+_CURVE_NAMES = frozenset(_CURVE_GROUPS)
 _TLS13_SUITES = frozenset({"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                            "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
                            "TLS_AES_128_CCM_8_SHA256"})
@@ -313,7 +333,43 @@ def _names_from(allowed: frozenset[str]) -> Callable[[str], bool]:
     return lambda value: bool(value) and all(part in allowed for part in value.split(":"))
 
 
-_NUMBER = _pattern(r"[1-9][0-9]{0,6}")
+def _curve_list(value: str) -> bool:
+    """Known curve names, ':'-separated, no group twice (OpenSSL refuses the list)."""
+    parts = value.split(":")
+    if not all(part in _CURVE_GROUPS for part in parts):
+        return False
+    return len({_CURVE_GROUPS[part] for part in parts}) == len(parts)
+
+
+_INTEGER_RE = re.compile(r"0|-?[1-9][0-9]{0,9}")  # no leading zeros, no '-0'
+
+
+def _integer(low: int, high: int, *, zero: bool = True) -> Callable[[str], bool]:
+    """A decimal integer in ``low..high`` (0 only if ``zero``)."""
+    def check(value: str) -> bool:
+        if _INTEGER_RE.fullmatch(value) is None:
+            return False
+        number = int(value)
+        return low <= number <= high and (zero or number != 0)
+    return check
+
+
+# HAProxy's timer units, in milliseconds; a timer may not exceed 2^31-1 ms (~24.8 days).
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000,
+                  "d": 86_400_000, "": 1}
+_TIME_RE = re.compile(r"(0|[1-9][0-9]{0,9})(us|ms|s|m|h|d)?")
+MAX_TIMER_MS = 2**31 - 1
+
+
+def _timer(value: str) -> bool:
+    """A time HAProxy's parser accepts for a millisecond timer (tcp-ut)."""
+    match = _TIME_RE.fullmatch(value)
+    if match is None:
+        return False
+    return int(match.group(1)) * _TIME_UNITS_MS[match.group(2) or ""] <= MAX_TIMER_MS
+
+
+_NUMBER = _integer(1, 9_999_999, zero=False)
 _PROTOCOLS = _pattern(r"[A-Za-z0-9_./-]{1,32}(?:,[A-Za-z0-9_./-]{1,32}){0,15}")
 # Below TLS 1.2 is refused: the default head sets ssl-min-ver TLSv1.2, so an older
 # maximum would leave a bind with no protocol at all (HAProxy rejects the config).
@@ -339,18 +395,30 @@ _BIND_KEYWORDS: dict[str, Callable[[str], bool] | None] = {
     "backlog": _NUMBER,
     "ciphers": _cipher_list,
     "ciphersuites": _names_from(_TLS13_SUITES),
-    "curves": _names_from(_CURVE_NAMES),
+    "curves": _curve_list,
     "ecdhe": lambda value: value in _CURVE_NAMES,
     "id": _NUMBER,
     "interface": _pattern(r"[A-Za-z0-9_.-]{1,15}"),
     "maxconn": _NUMBER,
-    "mss": _pattern(r"[1-9][0-9]{0,4}"),
+    # HAProxy: an absolute value 1..65535 (a negative one is a maximum, not a fixed MSS).
+    "mss": _integer(-65535, 65535, zero=False),
     "name": _pattern(r"[A-Za-z0-9_.-]{1,64}"),
-    "nice": _pattern(r"-?[0-9]{1,4}"),
+    "nice": _integer(-1024, 1024),
     "npn": _PROTOCOLS,
     "ssl-max-ver": _TLS_VERSION,
     "ssl-min-ver": _TLS_VERSION,
-    "tcp-ut": _pattern(r"[0-9]{1,9}(?:us|ms|s|m|h|d)?"),
+    "tcp-ut": _timer,
+}
+# What a keyword's argument must be, where "well-formed" would not say enough.
+_BIND_ARGUMENTS = {
+    "backlog": "an integer 1-9999999",
+    "curves": "curve names joined by ':', each group once (prime256v1 is P-256, ...)",
+    "id": "an integer 1-9999999",
+    "maxconn": "an integer 1-9999999",
+    "mss": "a non-zero integer -65535..65535",
+    "nice": "an integer -1024..1024",
+    "tcp-ut": f"a time of at most {MAX_TIMER_MS} ms (~24.8 days): a number with an optional "
+              "unit us, ms, s, m, h or d",
 }
 
 
@@ -364,26 +432,32 @@ def parse_bind_options(value: str) -> tuple[str, ...]:
     if not words:
         raise SettingError("no bind option given")
     out: list[str] = []
-    versions: dict[str, str] = {}
+    arguments: dict[str, str | None] = {}
     position = 0
     while position < len(words):
         keyword = words[position]
         if keyword not in _BIND_KEYWORDS:
             raise SettingError(f"unsupported bind option {_shorten(keyword, 40)!r} (supported: "
                                f"{', '.join(sorted(_BIND_KEYWORDS))})")
+        if keyword in arguments:
+            # HAProxy refuses some repeats (a second 'id') and silently overrides others.
+            raise SettingError(f"bind option {keyword!r} is given more than once")
         argument_ok = _BIND_KEYWORDS[keyword]
         out.append(keyword)
         position += 1
+        arguments[keyword] = None
         if argument_ok is None:
             continue
         if position >= len(words) or not argument_ok(words[position]):
-            raise SettingError(f"bind option {keyword!r} needs a valid argument")
-        if keyword == "nice" and not -1024 <= int(words[position]) <= 1024:
-            raise SettingError("nice must be between -1024 and 1024")
+            wanted = _BIND_ARGUMENTS.get(keyword)
+            raise SettingError(f"bind option {keyword!r} needs a valid argument"
+                               + (f" ({wanted})" if wanted else ""))
         out.append(words[position])
-        versions[keyword] = words[position]  # the last value of each keyword wins
+        arguments[keyword] = words[position]
         position += 1
-    if versions.get("ssl-min-ver", "TLSv1.2") > versions.get("ssl-max-ver", "TLSv1.3"):
+    if "v4v6" in arguments and "v6only" in arguments:
+        raise SettingError("bind options 'v4v6' and 'v6only' contradict each other")
+    if (arguments.get("ssl-min-ver") or "TLSv1.2") > (arguments.get("ssl-max-ver") or "TLSv1.3"):
         raise SettingError("ssl-min-ver is above ssl-max-ver: no TLS version would be left")
     return tuple(out)
 
@@ -446,7 +520,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "HAPROXY_{n}_VHOST", "vhosts", parse_vhosts, (),
         "Virtual host(s) of the port, comma-separated. Adds the port to the shared HTTP "
-        "and HTTPS frontends (routed on the Host header) and forces mode http.",
+        "and HTTPS frontends (routed on the Host header) and forces mode http. Exact hosts "
+        "match before '*.example.com' wildcards; a wildcard takes no :port.",
         "HAPROXY_0_VHOST=www.example.com",
     ),
     Setting(
@@ -494,13 +569,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "HAPROXY_{n}_PATH", "path", parse_url_path, None,
         "URL path prefix routed to the port under its virtual host(s), so several apps "
-        "can share one host. The longest matching prefix wins; a path needs a VHOST.",
+        "can share one host. The longest matching prefix wins; '/' is the same route as no "
+        "path (one owner: the oldest app); a path needs a VHOST.",
         "HAPROXY_0_PATH=/api", origin="servicerouter",
     ),
     Setting(
         "HAPROXY_{n}_BACKEND_WEIGHT", "backend_weight", parse_weight, 0,
-        "Integer ordering the port's rules in the shared frontends among rules of equal "
-        "path length: higher goes first (default 0).",
+        "Integer ordering the port's rules in the shared frontends among equally specific "
+        "rules (exact hosts before wildcards, then longer paths first): higher goes first "
+        "(default 0).",
         "HAPROXY_0_BACKEND_WEIGHT=10", origin="servicerouter",
     ),
     Setting(
@@ -529,8 +606,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "HAPROXY_{n}_BIND_OPTIONS", "bind_options", parse_bind_options, (),
-        "Extra options of the port's bind line: only these keywords, each with a "
-        "well-formed argument where it takes one: " + ", ".join(sorted(_BIND_KEYWORDS)) + ".",
+        "Extra options of the port's bind line: only these keywords, each at most once and "
+        "with an argument HAProxy accepts where it takes one (numbers in HAProxy's ranges): "
+        + ", ".join(sorted(_BIND_KEYWORDS)) + ".",
         "HAPROXY_0_BIND_OPTIONS=accept-proxy maxconn 2000", origin="servicerouter",
     ),
 )

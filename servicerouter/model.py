@@ -44,7 +44,12 @@ _TIMESTAMP_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9:]
 # Task hosts: DNS names or IP literals, nothing that could split an HAProxy line.
 _TASK_HOST_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}$")
 _HC_PROTOCOL_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
-_HC_PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+=:,%~?&;!$()*'-]*$")
+# Health-check paths go unquoted into ``option httpchk GET <path>``: no quote (HAProxy
+# would see an unmatched quote and reject the whole config), no backslash (an escape
+# that changes the path), no '#', blank, brace or control character. '$' and ';' are
+# literal there in HAProxy 2.6 (variables expand only inside double quotes).
+_HC_PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+=:,%~?&;!$()*-]*$")
+MAX_HC_PATH_LENGTH = 1024
 _IPV4_RE = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")
 DEFAULT_IP_PER_TASK_PORTS = (10050, 10100)  # marathon-lb's --min/max-serv-port-ip-per-task
 
@@ -145,8 +150,13 @@ class Service:
 
     @property
     def path(self) -> str | None:
-        """Path prefix under the vhosts, only when there is a vhost to hang it on."""
-        return self.settings.path if self.settings.vhosts else None
+        """Path prefix under the vhosts, only when there is a vhost to hang it on.
+
+        ``/`` matches every request, so it is the same route as no path: None,
+        and one owner decides it like any other vhost claim.
+        """
+        path = self.settings.path
+        return path if path != "/" and self.settings.vhosts else None
 
     @property
     def labels(self) -> Mapping[str, Any]:
@@ -162,6 +172,10 @@ class Model:
     problems: tuple[Problem, ...] = ()
     app_count: int = 0
     task_count: int = 0
+    # Auto-assigned IP-per-task service ports, ("app id#port index", port): ports of
+    # apps that are gone first (oldest release first), then the current ones. The
+    # next build takes it back as ``port_assignments`` so ports stay put.
+    port_assignments: tuple[tuple[str, int], ...] = ()
 
 
 def has_group(router_groups: frozenset[str], app_groups: Iterable[str]) -> bool:
@@ -246,8 +260,17 @@ def read_health_check(app: Mapping[str, Any], index: int) -> HealthCheck | None:
         if not isinstance(protocol, str) or not _HC_PROTOCOL_RE.fullmatch(protocol):
             raise ValueError("health check protocol is not a word")
         path = check.get("path")
-        if path is not None and (not isinstance(path, str) or not _HC_PATH_RE.fullmatch(path)):
-            raise ValueError(f"health check path {str(path)[:80]!r} is not a safe URL path")
+        if path is not None:
+            if not isinstance(path, str):
+                raise ValueError(f"health check path {str(path)[:80]!r} is not a string")
+            if len(path) > MAX_HC_PATH_LENGTH:
+                raise ValueError(f"health check path is {len(path)} characters long "
+                                 f"(at most {MAX_HC_PATH_LENGTH})")
+            if not _HC_PATH_RE.fullmatch(path):
+                raise ValueError(
+                    f"health check path {path[:80]!r} is not a safe URL path ('/' then letters, "
+                    "digits and _ . / @ + = : , % ~ ? & ; ! $ ( ) * -; no quote, backslash, "
+                    "'#' or blank)")
         ignore = check.get("ignoreHttp1xx", False)
         return HealthCheck(
             protocol=protocol,
@@ -549,6 +572,7 @@ def build_model(
     strict_mode: bool = False,
     health_check: bool = False,
     ip_per_task_ports: tuple[int, int] = DEFAULT_IP_PER_TASK_PORTS,
+    port_assignments: Iterable[tuple[str, int]] = (),
     check_port: PortCheck | None = None,
 ) -> Model:
     """Turn Marathon apps into the services to route (pure but for ``resolve``).
@@ -557,6 +581,9 @@ def build_model(
     ``health_check``: only running tasks whose Marathon health checks all pass
     (and whose readiness check passed) take traffic; killing tasks are drained.
     ``ip_per_task_ports``: range for IP-per-task apps Marathon gave no service port.
+    ``port_assignments``: the previous build's ``Model.port_assignments``, so an
+    app keeps its assigned port while it exists (and a port freed by a deleted
+    app goes to another only when the range has no never-used port left).
     ``check_port``: says why a port's settings cannot work on this host (a
     missing certificate, a foreign bind address); such a port is skipped
     before it can claim a bind port or a virtual host.
@@ -585,11 +612,12 @@ def build_model(
         drafts = _drop_unusable(drafts, check_port, problems)
     drafts.sort(key=lambda item: item[0])
     reserved = frozenset(reserved_ports)
-    _assign_ip_per_task_ports(drafts, reserved, ip_per_task_ports, problems)
+    assignments = _assign_ip_per_task_ports(drafts, reserved, ip_per_task_ports, problems,
+                                            port_assignments)
     services = _decide_bind_ports(drafts, reserved, default_bind_addr, problems)
     services = _decide_vhosts(services, problems)
     services.sort(key=lambda s: (s.app_id, s.bind_port))
-    return Model(tuple(services), tuple(problems), app_count, task_count)
+    return Model(tuple(services), tuple(problems), app_count, task_count, assignments)
 
 
 def _drop_unusable(drafts: list[tuple[tuple[str, str], _Draft]], check_port: PortCheck,
@@ -662,50 +690,88 @@ def _decide_bind_ports(
     return services
 
 
+def ip_per_task_key(app_id: str, index: int) -> str:
+    """The name of an auto-assigned port in ``Model.port_assignments``."""
+    return f"{app_id}#{index}"
+
+
 def _assign_ip_per_task_ports(
     drafts: list[tuple[tuple[str, str], _Draft]],
     reserved: frozenset[int],
     port_range: tuple[int, int],
     problems: list[Problem],
-) -> None:
+    previous: Iterable[tuple[str, int]] = (),
+) -> tuple[tuple[str, int], ...]:
     """Give IP-per-task ports without a service port one from ``port_range``.
 
-    Stable across runs: each port starts at a hash of (app id, port index) and
-    probes upwards past ports already taken; explicit ports are never taken
-    and older apps (``drafts`` is in age order) choose first, so a new app
-    cannot move an existing app's port.
+    Stable across runs: an app keeps the port ``previous`` gave it while it
+    exists and the port is still free (no explicit port took it). Others start
+    at a hash of (app id, port index) and probe upwards past taken ports and
+    past ports ``previous`` remembers for apps that are gone: a freed port goes
+    to another app only when no never-used port is left, the one freed longest
+    ago first, so clients of a deleted app are not sent to a new one. Explicit
+    ports are never taken; older apps (``drafts`` is in age order) choose first.
+    Returns the assignments to pass as ``previous`` next time.
     """
-    pending = [d for _age, d in drafts if d.service_port is None and not d.settings.port]
-    if not pending:
-        return
     low, high = port_range
-    size = high - low + 1
+    memory: dict[str, int] = {}
+    remembered: set[int] = set()
+    for item in previous:  # first entry wins for a key and for a port
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            continue
+        key, port = item
+        if (isinstance(key, str) and type(port) is int and low <= port <= high
+                and key not in memory and port not in remembered):
+            memory[key] = port
+            remembered.add(port)
+    pending = [d for _age, d in drafts if d.service_port is None and not d.settings.port]
     taken = set(reserved)
     taken.update(d.settings.port or d.service_port for _age, d in drafts
                  if d.settings.port or d.service_port is not None)
+    assigned: dict[str, int] = {}
+    later: list[_Draft] = []
     for draft in pending:
-        start = zlib.crc32(f"{draft.app_id}#{draft.index}".encode()) % size if size > 0 else 0
-        for step in range(max(size, 0)):
-            candidate = low + (start + step) % size
-            if candidate not in taken:
-                taken.add(candidate)
-                draft.service_port = candidate
-                break
+        key = ip_per_task_key(draft.app_id, draft.index)
+        port = memory.get(key)
+        if port is not None and port not in taken:
+            taken.add(port)
+            draft.service_port = assigned[key] = port
         else:
+            later.append(draft)
+    # Ports of apps that are gone, oldest release first (``previous`` keeps that order).
+    released = [(k, p) for k, p in memory.items() if k not in assigned and p not in taken]
+    blocked = taken | {p for _k, p in released}
+    size = high - low + 1
+    for draft in later:
+        key = ip_per_task_key(draft.app_id, draft.index)
+        start = zlib.crc32(key.encode()) % size if size > 0 else 0
+        candidates = (low + (start + step) % size for step in range(max(size, 0)))
+        port = next((c for c in candidates if c not in blocked), None)
+        if port is None:
+            port = next((p for _k, p in released if p not in taken), None)
+        if port is None:
             problems.append(Problem(draft.app_id, f"no free service port left in the IP-per-task "
                                                   f"range {low}-{high}", draft.index))
+            continue
+        taken.add(port)
+        blocked.add(port)
+        draft.service_port = assigned[key] = port
+    reused = set(assigned.values())
+    return tuple((k, p) for k, p in released if p not in reused) + tuple(assigned.items())
 
 
-def route_order_key(service: Service, host: str) -> tuple[int, int, bool]:
+def route_order_key(service: Service, host: str) -> tuple[bool, int, int]:
     """Rank of a (service, vhost) rule in the shared frontends; lower goes first.
 
-    HAProxy takes the first ``use_backend`` that matches, so: longest path
-    first, then higher HAPROXY_{n}_BACKEND_WEIGHT, then exact hosts before
-    wildcards. Equal ranks keep service order (app id, bind port), which is
-    servicerouter.py's order.
+    HAProxy takes the first ``use_backend`` that matches, so the most specific
+    rule goes first: exact hosts before wildcards, then the longest path.
+    HAPROXY_{n}_BACKEND_WEIGHT only orders rules equally specific (higher
+    first): a weight never lets a wildcard or a shorter path take traffic from
+    a more specific rule. Equal ranks keep service order (app id, bind port),
+    which is servicerouter.py's order.
     """
     path = service.path
-    return (-len(path) if path else 0, -service.settings.backend_weight, host.startswith("*."))
+    return (host.startswith("*."), -len(path) if path else 0, -service.settings.backend_weight)
 
 
 def _decide_vhosts(services: list[Service], problems: list[Problem]) -> list[Service]:
@@ -795,6 +861,7 @@ __all__ = [
     "build_model",
     "clean_name",
     "has_group",
+    "ip_per_task_key",
     "ip_per_task_ports",
     "read_health_check",
     "route_order_key",

@@ -208,13 +208,21 @@ HOSTILE_VALUES: dict[str, str] = {
 
 # Settings whose every hostile value is unusable, and the reason they are rejected for.
 _STRICT_REASONS = {
-    "VHOST": r"not a valid host name|characters long|no host name",
-    "SSL_CERT": r"path may only hold|characters long",
-    "BIND_ADDR": r"bind address must be|characters long",
-    "PORT": r"not an integer port|characters long",
-    "MODE": r"mode must be|characters long",
-    "STICKY": r"not a truth value|characters long",
-    "REDIRECT_TO_HTTPS": r"not a truth value|characters long",
+    "VHOST": r"not a valid host name|characters long|no host name|control character",
+    "SSL_CERT": r"path may only hold|characters long|control character",
+    "BIND_ADDR": r"bind address must be|characters long|control character",
+    "PORT": r"not an integer port|characters long|control character",
+    "MODE": r"mode must be|characters long|control character",
+    "STICKY": r"not a truth value|characters long|control character",
+    "REDIRECT_TO_HTTPS": r"not a truth value|characters long|control character",
+}
+# A good value of each key, to splice a control character into.
+_TRAILING_GOOD = {
+    "VHOST": "t.example.com", "AUTH": "r:u:$1$abc$iCQ2D3nhptRYi27fDYv2s1", "ENABLED": "true",
+    "MODE": "http", "PORT": "12000", "BIND_ADDR": "127.0.0.1", "STICKY": "true",
+    "REDIRECT_TO_HTTPS": "true", "PATH": "/x", "BACKEND_WEIGHT": "1", "USE_HSTS": "true",
+    "STICKY_COOKIE": "c", "BALANCE": "leastconn", "BIND_OPTIONS": "accept-proxy",
+    "GROUP": "g",
 }
 # Group names never reach the config; only what could split a line is refused.
 _GROUP_REFUSED = {"newline-directive", "cr-directive", "crlf", "nul", "line-separator",
@@ -287,6 +295,41 @@ def _label_cases(b: _Builder) -> None:
                             (HOSTILE_ID, HOSTILE_PORTS[1])})
         b.add(f"label-wins-over-hostile-env-{setting.lower()}", "label:precedence",
               [app(labels={key: good}, env={key: "evil\nbind :1"})], routed, markers=(MARKER,))
+    # A good value with a control character or line separator at its end (or start):
+    # refused, though surrounding plain blanks are trimmed where they were before.
+    for setting, good in _TRAILING_GOOD.items():
+        key = f"HAPROXY_0_{setting}"
+        for char_name, char in (("cr", "\r"), ("lf", "\n"), ("crlf", "\r\n"), ("tab", "\t"),
+                                ("vt", "\x0b"), ("del", "\x7f"), ("nel", "\x85"),
+                                ("ls", "\u2028")):
+            labels = {key: good + char} if char_name != "tab" else {key: char + good}
+            if setting == "PATH":
+                labels["HAPROXY_0_VHOST"] = "path.example.com"
+            b.add(f"labels-{setting.lower()}-control-{char_name}", "label:control-character",
+                  [app(labels=labels)], second_port(),
+                  Skip(HOSTILE_ID, re.escape(key) + r".*control character", 0))
+    # Bind options HAProxy's own limits refuse (each made haproxy -c reject everything).
+    for name, value in (("mss-99999", "mss 99999"), ("mss-zero", "mss 0"),
+                        ("mss-negative-over", "mss -65536"), ("tcp-ut-25d", "tcp-ut 25d"),
+                        ("tcp-ut-600h", "tcp-ut 600h"), ("tcp-ut-ms-over", "tcp-ut 2147483648"),
+                        ("nice-over", "nice 1025"), ("id-zero", "id 0"),
+                        ("id-repeated", "id 1 id 2"), ("maxconn-repeated", "maxconn 1 maxconn 2"),
+                        ("flag-repeated", "accept-proxy accept-proxy"),
+                        ("curves-alias-twice", "curves prime256v1:P-256"),
+                        ("v4v6-and-v6only", "v4v6 v6only")):
+        b.add(f"labels-bind_options-limit-{name}", "label:bind_options",
+              [app(labels={"HAPROXY_0_BIND_OPTIONS": value})], second_port(),
+              Skip(HOSTILE_ID, r"HAPROXY_0_BIND_OPTIONS=.*(needs a valid argument|more than once"
+                               r"|contradict)", 0))
+    for name, labels in (
+        ("numbers-at-haproxy-limits", {"HAPROXY_0_BIND_OPTIONS":
+                                       "mss 65535 tcp-ut 24d nice -1024 id 9999999 "
+                                       "backlog 9999999 maxconn 9999999"}),
+        ("tls-at-limits", {"HAPROXY_0_SSL_CERT": f"{CERTS}/good.pem",
+                           "HAPROXY_0_BIND_OPTIONS": "curves X25519:P-256:P-384:P-521:X448 "
+                                                     "mss -65535 tcp-ut 2147483647"}),
+    ):
+        b.add(f"valid-bind-options-{name}", "label:valid", [app(labels=labels)], both_ports())
     # Hostile values in keys nobody reads, and hostile key names: ignored.
     b.add("unread-label-values", "label:unread",
           [app(labels={f"X_{n}": v for n, v in HOSTILE_VALUES.items()},
@@ -344,6 +387,8 @@ def _label_cases(b: _Builder) -> None:
         ("cert-relative-glob", "certs/*.pem", r"path may only hold"),
         ("mode-health", "health", r"mode must be"),
         ("mode-tcp-http", "tcp http", r"mode must be"),
+        # The wildcard rule matches the host without its port: it could never match.
+        ("vhost-wildcard-port", "*.wild.test:18080", r"wildcard host cannot have a :port"),
     ):
         setting = "VHOST" if name.startswith("vhost") else (
             "BIND_ADDR" if name.startswith("bind") else
@@ -357,7 +402,7 @@ def _label_cases(b: _Builder) -> None:
 
 def _host_cases(b: _Builder) -> None:
     """Labels naming things on the router's host: certificate files, bind addresses."""
-    for name, path in (("good", f"{CERTS}/good.pem"), ("expired", f"{CERTS}/expired.pem"),
+    for name, path in (("good", f"{CERTS}/good.pem"),
                        ("key-beside", f"{CERTS}/split.pem"), ("directory", f"{CERTS}/dir")):
         b.add(f"ssl-cert-{name}", "host:certificate",
               [app(labels={"HAPROXY_0_SSL_CERT": path})], both_ports())
@@ -365,6 +410,7 @@ def _host_cases(b: _Builder) -> None:
         ("missing", f"{CERTS}/missing.pem", r"missing\.pem: No such file"),
         ("garbage", f"{CERTS}/garbage.pem", r"garbage\.pem: no certificate found"),
         ("key-mismatch", f"{CERTS}/mismatch.pem", r"mismatch\.pem: private key does not match"),
+        ("expired", f"{CERTS}/expired.pem", r"expired\.pem: certificate expired on"),
         ("passwd", "/etc/passwd", r"passwd: no certificate found"),
         ("dev-null", "/dev/null", r"null: no certificate found"),
         ("missing-dir", f"{CERTS}/nodir/", r"nodir/: No such file"),
@@ -523,6 +569,19 @@ def _conflict_cases(b: _Builder) -> None:
                                          else set()),
               Skip(newcomer_id, rf"{re.escape(stolen)}.*{conflict}", 0),
               no_vhost=((newcomer_id, owner_host), (newcomer_id, stolen)))
+    # PATH=/ is the same route as no path: a conflict decided by age, never a takeover.
+    for name, newcomer_id in (("root-path", HOSTILE_ID), ("root-path-sorts-first", newcomer)):
+        b.add(f"vhost-steals-bystander-{name}", "conflict:vhost",
+              [app(newcomer_id, changed=NEW, labels={"HAPROXY_0_VHOST": "bystander.example.com",
+                                                     "HAPROXY_0_PATH": "/"})],
+              both_ports(newcomer_id),
+              Skip(newcomer_id, rf"bystander\.example\.com.*{conflict}", 0),
+              no_vhost=((newcomer_id, "bystander.example.com"),))
+    # A heavy wildcard is no conflict, and still ranks after the exact host it covers.
+    b.add("vhost-wildcard-heavier-than-exact", "conflict:vhost",
+          [app(changed=NEW, labels={"HAPROXY_0_VHOST": "*.example.com",
+                                    "HAPROXY_0_BACKEND_WEIGHT": "1000000"})],
+          both_ports(), no_vhost=((HOSTILE_ID, "bystander.example.com"),))
     b.add("vhost-same-app-two-ports", "conflict:vhost",
           [app(labels={"HAPROXY_0_VHOST": "twice.example.com",
                        "HAPROXY_1_VHOST": "twice.example.com"})],
@@ -591,6 +650,30 @@ def _app_cases(b: _Builder) -> None:
         ("path-hash", {"portIndex": 0, "protocol": "HTTP", "path": "/evil#x"}, r"path"),
         ("path-relative", {"portIndex": 0, "protocol": "HTTP", "path": "evil"}, r"path"),
         ("path-number", {"portIndex": 0, "protocol": "HTTP", "path": 5}, r"path"),
+        # Quotes: HAProxy sees an unmatched quote and refuses the whole config.
+        ("path-single-quote", {"portIndex": 0, "protocol": "HTTP", "path": "/evil'x"},
+         r"health check path .*not a safe URL path"),
+        ("path-double-quote", {"portIndex": 0, "protocol": "HTTP", "path": '/evil"x'},
+         r"health check path .*not a safe URL path"),
+        ("path-quoted-directive", {"portIndex": 0, "protocol": "HTTP",
+                                   "path": "/evil' 'x\n  bind :1"}, r"health check path"),
+        # A backslash is an escape: '\x23' would reach the check as '#'.
+        ("path-backslash", {"portIndex": 0, "protocol": "HTTP", "path": "/evil\\x23"},
+         r"health check path .*not a safe URL path"),
+        ("path-brace", {"portIndex": 0, "protocol": "HTTP", "path": "/evil{x}"},
+         r"health check path .*not a safe URL path"),
+        ("path-cr", {"portIndex": 0, "protocol": "HTTP", "path": "/evil\r"},
+         r"health check path .*not a safe URL path"),
+        ("path-nul", {"portIndex": 0, "protocol": "HTTP", "path": "/evil\x00"},
+         r"health check path .*not a safe URL path"),
+        ("path-tab", {"portIndex": 0, "protocol": "HTTP", "path": "/evil\tx"},
+         r"health check path .*not a safe URL path"),
+        ("path-non-ascii", {"portIndex": 0, "protocol": "HTTP", "path": "/évil"},
+         r"health check path .*not a safe URL path"),
+        ("path-120kB", {"portIndex": 0, "protocol": "HTTP", "path": "/" + MARKER * 30_000},
+         r"health check path is 120001 characters long"),
+        ("path-too-long", {"portIndex": 0, "protocol": "HTTP", "path": "/" + "e" * 1024},
+         r"health check path is 1025 characters long"),
         ("timeout-string", {"portIndex": 0, "timeoutSeconds": "20"}, r"timeoutSeconds"),
         ("timeout-negative", {"portIndex": 0, "timeoutSeconds": -1}, r"timeoutSeconds"),
         ("interval-float", {"portIndex": 0, "intervalSeconds": 1.5}, r"intervalSeconds"),
@@ -601,6 +684,12 @@ def _app_cases(b: _Builder) -> None:
         b.add(f"health-check-{name}", "app:health-check",
               [app(healthChecks=[check])], second_port(),
               Skip(HOSTILE_ID, reason, 0), markers=(MARKER,))
+    # Unusual but safe paths: written as they are ('$' and ';' are literal in HAProxy 2.6).
+    for name, path in (("dollar", "/health$x"), ("env-like", "/h/$HOME"), ("semicolon", "/h;v=1"),
+                       ("query", "/h?a=1&b=(2)*!"), ("longest", "/" + "e" * 1023)):
+        b.add(f"health-check-path-valid-{name}", "app:health-check-valid",
+              [app(healthChecks=[{"portIndex": 0, "protocol": "HTTP", "path": path}])],
+              both_ports())
     for name, checks in (("entry-not-object", ["HTTP"]),
                          ("port-index-string", [{"portIndex": "0", "protocol": "HTTP"}]),
                          ("port-index-out-of-range", [{"portIndex": 7, "protocol": "HTTP"}]),

@@ -111,3 +111,106 @@ def test_status_and_metrics_list_conflicts_and_clear_them(tmp_path: Path) -> Non
         assert "\nservicerouter_route_conflicts 0\n" in http_get(base + "/metrics").text
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- takeovers
+# Who really gets a request: the first use_backend of the shared HTTP frontend whose
+# ACLs all match, as HAProxy evaluates them (the default fragments' ACL forms).
+
+
+def first_backend(config: str, host: str, path: str = "/") -> str | None:
+    lines = config.split("frontend marathon_http_in\n", 1)[1].split("\nfrontend ", 1)[0]
+    name_only = host.rsplit(":", 1)[0] if ":" in host else host
+    acls: dict[str, bool] = {}
+    for line in lines.splitlines():
+        words = line.split()
+        if words[:1] == ["acl"]:
+            name, fetch, value = words[1], words[2], words[-1].lower()
+            if fetch == "hdr(host)":
+                hit = host.lower() == value
+            elif fetch == "req.hdr(host),field(1,:)" and "-m" in words:
+                hit = name_only.lower().endswith(value)
+            elif fetch == "req.hdr(host),field(1,:)":
+                hit = name_only.lower() == value
+            elif fetch == "path_beg":
+                hit = path.startswith(words[-1])
+            else:
+                raise AssertionError(f"unknown ACL form {line!r}")
+            acls[name] = acls.get(name, False) or hit
+        elif words[:1] == ["use_backend"]:
+            if all(acls.get(name, False) for name in words[3:]):
+                return words[1]
+    return None
+
+
+def _render(apps: list[dict]) -> tuple[str, list]:
+    result = model(apps)
+    options = RenderOptions(crt_list="/state/crt-list")
+    from servicerouter.render import render_config
+
+    return render_config(result.services, load_fragments([]), options), list(result.problems)
+
+
+def _steal_apps(newcomer_id: str, **labels: str) -> list[dict]:
+    return [app("/owner", 10000, OLD, HAPROXY_0_VHOST="shop.example.com"),
+            app(newcomer_id, 10001, NEW, **labels)]
+
+
+def test_root_path_is_the_same_route_as_no_path() -> None:
+    """PATH=/ matches everything: a newer app with it is a conflict, not a takeover."""
+    for newcomer in ("/zzz-newcomer", "/aaa-newcomer"):  # sorting after and before the owner
+        config, problems = _render(_steal_apps(newcomer, HAPROXY_0_VHOST="shop.example.com",
+                                               HAPROXY_0_PATH="/"))
+        for path in ("/", "/cart", "/api/v1"):
+            assert first_backend(config, "shop.example.com", path) == "owner_10000", newcomer
+        (conflict,) = [p for p in problems if p.kind == "conflict"]
+        assert (conflict.app_id, conflict.route, conflict.owner) == (newcomer, "shop.example.com",
+                                                                      "/owner")
+        assert "newcomer" not in config.split("frontend marathon_https_in")[1].split(
+            "\nfrontend ")[0]  # nor on :443
+
+
+def test_root_path_of_the_oldest_app_keeps_the_host() -> None:
+    apps = [app("/owner", 10000, OLD, HAPROXY_0_VHOST="shop.example.com", HAPROXY_0_PATH="/"),
+            app("/aaa-newcomer", 10001, NEW, HAPROXY_0_VHOST="shop.example.com")]
+    config, problems = _render(apps)
+    assert first_backend(config, "shop.example.com", "/x") == "owner_10000"
+    assert [p.app_id for p in problems if p.kind == "conflict"] == ["/aaa-newcomer"]
+
+
+def test_a_longer_path_still_shares_the_host() -> None:
+    """Path routing is the feature, not a takeover: /api goes to the app that asked."""
+    config, problems = _render(_steal_apps("/zzz-api", HAPROXY_0_VHOST="shop.example.com",
+                                           HAPROXY_0_PATH="/api"))
+    assert first_backend(config, "shop.example.com", "/api/x") == "zzz-api_10001"
+    assert first_backend(config, "shop.example.com", "/cart") == "owner_10000"
+    assert not [p for p in problems if p.kind == "conflict"]
+
+
+def test_exact_host_ranks_before_a_heavier_wildcard() -> None:
+    """A weight orders equally specific rules only; it never lets a wildcard go first."""
+    for newcomer in ("/zzz-newcomer", "/aaa-newcomer"):
+        config, problems = _render(_steal_apps(newcomer, HAPROXY_0_VHOST="*.example.com",
+                                               HAPROXY_0_BACKEND_WEIGHT="100"))
+        wild = newcomer[1:] + "_10001"
+        assert first_backend(config, "shop.example.com") == "owner_10000"
+        assert first_backend(config, "shop.example.com:80") == "owner_10000"
+        assert first_backend(config, "other.example.com") == wild  # the rest is its own
+        assert not problems
+        # ...nor with a path: the exact host's owner keeps all of its paths.
+        config, _ = _render(_steal_apps(newcomer, HAPROXY_0_VHOST="*.example.com",
+                                        HAPROXY_0_PATH="/api", HAPROXY_0_BACKEND_WEIGHT="100"))
+        assert first_backend(config, "shop.example.com", "/api") == "owner_10000"
+        assert first_backend(config, "other.example.com", "/api") == wild
+
+
+def test_weight_orders_equally_specific_rules() -> None:
+    """Two wildcards covering one host: the heavier goes first, whatever the ids."""
+    apps = [app("/a-narrow", 10000, OLD, HAPROXY_0_VHOST="*.b.example.com"),
+            app("/z-broad", 10001, NEW, HAPROXY_0_VHOST="*.example.com",
+                HAPROXY_0_BACKEND_WEIGHT="10")]
+    config, _ = _render(apps)
+    assert first_backend(config, "x.b.example.com") == "z-broad_10001"
+    apps[1]["labels"]["HAPROXY_0_BACKEND_WEIGHT"] = "0"
+    config, _ = _render(apps)
+    assert first_backend(config, "x.b.example.com") == "a-narrow_10000"  # id order on a tie

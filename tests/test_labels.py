@@ -19,6 +19,8 @@ from servicerouter.labels import (
     parse_bind_options,
     parse_bool,
     parse_cookie_name,
+    parse_mode,
+    parse_port,
     parse_switch,
     parse_url_path,
     parse_vhosts,
@@ -185,13 +187,23 @@ def test_auth_rejected(value: str) -> None:
 
 @pytest.mark.parametrize("value, words", [
     ("accept-proxy", ("accept-proxy",)),
-    ("accept-proxy  maxconn 10\tbacklog 5", ("accept-proxy", "maxconn", "10", "backlog", "5")),
+    ("accept-proxy  maxconn 10 backlog 5", ("accept-proxy", "maxconn", "10", "backlog", "5")),
     ("alpn h2,http/1.1 ssl-min-ver TLSv1.2", ("alpn", "h2,http/1.1", "ssl-min-ver", "TLSv1.2")),
     ("ciphers AES128+EECDH:AES128+EDH no-sslv3",
      ("ciphers", "AES128+EECDH:AES128+EDH", "no-sslv3")),
     ("nice -10 tcp-ut 5s name front", ("nice", "-10", "tcp-ut", "5s", "name", "front")),
-    ("ssl-max-ver TLSv1.2 ssl-max-ver TLSv1.3 ssl-min-ver TLSv1.3",
-     ("ssl-max-ver", "TLSv1.2", "ssl-max-ver", "TLSv1.3", "ssl-min-ver", "TLSv1.3")),
+    ("ssl-max-ver TLSv1.3 ssl-min-ver TLSv1.3",
+     ("ssl-max-ver", "TLSv1.3", "ssl-min-ver", "TLSv1.3")),
+    # HAProxy's own limits, at the edges (each checked with haproxy -c):
+    ("mss 65535", ("mss", "65535")), ("mss -65535", ("mss", "-65535")), ("mss 1", ("mss", "1")),
+    ("tcp-ut 2147483647", ("tcp-ut", "2147483647")), ("tcp-ut 24d", ("tcp-ut", "24d")),
+    ("tcp-ut 596h", ("tcp-ut", "596h")), ("tcp-ut 35791m", ("tcp-ut", "35791m")),
+    ("tcp-ut 2147483s", ("tcp-ut", "2147483s")), ("tcp-ut 0", ("tcp-ut", "0")),
+    ("tcp-ut 9999999999us", ("tcp-ut", "9999999999us")),
+    ("nice 1024", ("nice", "1024")), ("nice -1024", ("nice", "-1024")), ("nice 0", ("nice", "0")),
+    ("id 9999999 maxconn 9999999 backlog 1", ("id", "9999999", "maxconn", "9999999",
+                                             "backlog", "1")),
+    ("curves X25519:P-256:P-384:P-521:X448", ("curves", "X25519:P-256:P-384:P-521:X448")),
     ("curves X25519:P-256 ecdhe secp384r1 ciphersuites TLS_AES_128_GCM_SHA256",
      ("curves", "X25519:P-256", "ecdhe", "secp384r1", "ciphersuites", "TLS_AES_128_GCM_SHA256")),
 ])
@@ -208,6 +220,18 @@ def test_bind_options(value: str, words: tuple[str, ...]) -> None:
     "ciphersuites TLS_FAKE",
     # No TLS version left under the default head's ssl-min-ver TLSv1.2:
     "ssl-max-ver TLSv1.0", "ssl-min-ver SSLv3", "ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.2",
+    # Beyond HAProxy's limits (each one made haproxy -c reject the whole config):
+    "mss 99999", "mss 65536", "mss -65536", "mss 0", "mss -0", "mss 01",
+    "tcp-ut 25d", "tcp-ut 600h", "tcp-ut 2147483648", "tcp-ut 2147484s", "tcp-ut 35792m",
+    "tcp-ut 597h", "tcp-ut 99999999999us", "tcp-ut -1", "tcp-ut 5sec", "tcp-ut 05s",
+    "nice 1025", "nice -1025", "nice -0", "id 0", "id 10000000", "maxconn 10000000",
+    "backlog -1", "maxconn +5",
+    "curves prime256v1:P-256", "curves X25519:X25519", "curves secp384r1:P-384",
+    # Each keyword at most once ('id 1 id 2': HAProxy refuses the second id):
+    "id 1 id 2", "id 1 id 1", "maxconn 1 maxconn 2", "name a name b", "accept-proxy accept-proxy",
+    "ssl-max-ver TLSv1.2 ssl-max-ver TLSv1.3", "v4v6 v6only",
+    # Control characters, even as separators:
+    "accept-proxy\tmaxconn 10", "accept-proxy\n", "accept-proxy\r", "\u2028accept-proxy",
 ])
 def test_bind_options_rejected(value: str) -> None:
     with pytest.raises(SettingError):
@@ -252,3 +276,56 @@ def test_unset_keys_give_defaults() -> None:
     settings, problems = read_port_settings("/app", 0, {"unrelated": "x"}, {})
     assert settings == DEFAULT_PORT_SETTINGS and problems == []
     assert settings.backend_weight == 0 and settings.bind_options == () and settings.auth is None
+
+
+# --------------------------------------------------------------------------- control characters
+
+CONTROL = ["\r", "\n", "\r\n", "\t", "\x00", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\x9f",
+           "\u2028", "\u2029"]
+
+
+def _good_value(setting) -> str:
+    value = setting.example.split("=", 1)[1]
+    return f"admins:alice:{SHA512}" if setting.key == "HAPROXY_{n}_AUTH" else value
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=[s.key for s in SETTINGS])
+@pytest.mark.parametrize("char", CONTROL, ids=[repr(c) for c in CONTROL])
+def test_every_parser_refuses_control_characters_anywhere(setting, char: str) -> None:
+    """Trailing CR/LF used to be stripped away; a control character is never a value."""
+    good = _good_value(setting)
+    setting.parse(good)  # the value itself is fine...
+    for bad in (good + char, char + good, good[:1] + char + good[1:]):
+        with pytest.raises(SettingError, match="control character"):
+            setting.parse(bad)
+
+
+def test_blank_tolerance_kept_where_it_was() -> None:
+    """Plain spaces around a value are still read as before (servicerouter.py compat)."""
+    assert parse_vhosts("  ") == () and parse_vhosts("") == ()
+    assert parse_vhosts(" a.example.com , b.example.com ") == ("a.example.com", "b.example.com")
+    assert parse_bool("true ") is False and parse_bool(" yes") is False  # padded: false
+    assert parse_bool("true") is True
+    assert parse_port(" 8080 ") == 8080 and parse_mode(" HTTP ") == "http"
+    assert parse_switch(" on ") is True and parse_weight(" 3 ") == 3
+
+
+@pytest.mark.parametrize("value", ["*.wild.test:18080", "*.example.com:443",
+                                   "a.example.com,*.b.example.com:80"])
+def test_wildcard_with_port_is_refused(value: str) -> None:
+    """The wildcard rule matches the host without its port: it could never match."""
+    with pytest.raises(SettingError, match="wildcard host cannot have a :port"):
+        parse_vhosts(value)
+
+
+def test_wildcard_and_host_port_still_accepted() -> None:
+    assert parse_vhosts("*.wild.test,wild.test:18080") == ("*.wild.test", "wild.test:18080")
+
+
+def test_bind_option_errors_say_what_haproxy_takes() -> None:
+    with pytest.raises(SettingError, match=r"mss.*-65535\.\.65535"):
+        parse_bind_options("mss 99999")
+    with pytest.raises(SettingError, match=r"tcp-ut.*2147483647 ms"):
+        parse_bind_options("tcp-ut 25d")
+    with pytest.raises(SettingError, match=r"'id' is given more than once"):
+        parse_bind_options("id 1 id 2")

@@ -74,7 +74,7 @@ def test_multiple_vhosts_one_rule_each_and_distinct_acl_names() -> None:
     assert section(text, "frontend marathon_https_in")[1:] == http[1:]  # same rules on :443
 
 
-def test_path_routing_longest_prefix_first_then_weight_then_exact_host() -> None:
+def test_path_routing_exact_hosts_first_then_longest_prefix_then_weight() -> None:
     apps = [
         app("/root", 10001, {"HAPROXY_0_VHOST": "shop.example.com"}),
         app("/api", 10002, {"HAPROXY_0_VHOST": "shop.example.com", "HAPROXY_0_PATH": "/api"}),
@@ -86,8 +86,9 @@ def test_path_routing_longest_prefix_first_then_weight_then_exact_host() -> None
                             "HAPROXY_0_BACKEND_WEIGHT": "-1"}),
     ]
     text = render(apps)
+    # A wildcard goes after every exact host, whatever the weights (zzz's is -1).
     assert use_backends(text) == ["apiv2_10003", "cart_10004", "api_10002", "root_10001",
-                                  "wild_10005", "zzz_10006"]
+                                  "zzz_10006", "wild_10005"]
     http = section(text, "frontend marathon_http_in")
     assert "  acl path_api_10002 path_beg /api" in http
     assert "  use_backend api_10002 if host_shop.example.com path_api_10002" in http
@@ -371,3 +372,52 @@ def test_new_labels_never_touch_legacy_fragment_output() -> None:
     text = render([app("/a", 10001, labels)], LEGACY_SET)
     assert "leastconn" not in text and "accept-proxy" not in text
     assert re.search(r"^  HTTP-ACL a_example_com a.example.com /a a_10001$", text, re.M)
+
+
+def test_sticky_server_line_says_check_once() -> None:
+    """cookieOptions keeps servicerouter.py's ' check cookie NAME'; the default line
+    writes 'check' itself only when there is no cookie, so never 'check check'."""
+    check = {"protocol": "HTTP", "portIndex": 0, "path": "/health", "intervalSeconds": 5,
+             "maxConsecutiveFailures": 2}
+    text = render([app("/sticky", 10001, {"HAPROXY_0_STICKY": "true"}, healthChecks=[check]),
+                   app("/plain", 10002, healthChecks=[check]), app("/bare", 10003)])
+    assert section(text, "backend sticky_10001")[-1] == \
+        "  server 10_0_0_1_31001 10.0.0.1:31001 check cookie 10_0_0_1_31001 " \
+        "inter 5s fastinter 1s fall 3"
+    assert section(text, "backend plain_10002")[-1] == \
+        "  server 10_0_0_1_31002 10.0.0.1:31002 check inter 5s fastinter 1s fall 3"
+    assert section(text, "backend bare_10003")[-1] == "  server 10_0_0_1_31003 10.0.0.1:31003 check"
+    assert "check check" not in text
+    # servicerouter.py's own server fragment still gets cookieOptions as it was.
+    legacy = render([app("/sticky", 10001, {"HAPROXY_0_STICKY": "true"})], LEGACY_SET)
+    assert " check cookie 10_0_0_1_31001" in legacy
+
+
+# --------------------------------------------------------------------------- health-check paths
+
+
+def test_health_check_path_with_a_quote_or_escape_skips_only_that_port() -> None:
+    apps = [app(f"/hc{number}", 10001 + number, healthChecks=[
+                {"protocol": "HTTP", "portIndex": 0, "path": path}])
+            for number, path in enumerate(["/x'y", '/x"y', "/x\\x23", "/x\ny", "/" + "e" * 120_000,
+                                           "/ok$;x?a=1&b=(2)"])]
+    result = model(apps)
+    assert [s.app_id for s in result.services] == ["/hc5"]  # '$' and ';' are literal
+    reasons = {p.app_id: p.reason for p in result.problems}
+    assert set(reasons) == {"/hc0", "/hc1", "/hc2", "/hc3", "/hc4"}
+    assert "not a safe URL path" in reasons["/hc0"] and "'/x\\'y'" not in reasons["/hc0"]
+    assert "health check path is 120001 characters long (at most 1024)" == reasons["/hc4"]
+    assert all(p.port_index == 0 and p.key == "healthChecks" for p in result.problems)
+
+
+def test_legacy_vhost_rules_keep_app_id_order_with_wildcards_and_weights() -> None:
+    """servicerouter.py's ACL fragments match Host exactly: a wildcard gets no precedence
+    there (id order, as servicerouter.py wrote it); paths and weights still rank."""
+    apps = [app("/a", 10001, {"HAPROXY_0_VHOST": "*.c.example.com"}),
+            app("/b", 10002, {"HAPROXY_0_VHOST": "b.example.com"}),
+            app("/c", 10003, {"HAPROXY_0_VHOST": "c.example.com", "HAPROXY_0_BACKEND_WEIGHT": "5"})]
+    text = render(apps, LEGACY_SET)
+    assert [line.split()[2] for line in text.splitlines() if line.startswith("  HTTP-ACL")] == [
+        "c.example.com", "*.c.example.com", "b.example.com"]
+    # Our own fragments: exact hosts first, the weight only among them.
+    assert use_backends(render(apps)) == ["c_10003", "b_10002", "a_10001"]

@@ -79,11 +79,56 @@ def mutated(values: list[str]) -> st.SearchStrategy[str]:
         st.sampled_from(values), st.sampled_from(HOSTILE), st.integers(0, 64))
 
 
+# Bind options taking a number: HAProxy checks each against its own range, and one
+# value out of range makes it reject the whole config. Drawn from wide ranges and
+# from the edges, in any unit, sometimes repeated.
+UNIT_MS = {"": 1, "us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000,
+           "d": 86_400_000}
+TIMER_MAX_MS = 2**31 - 1
+# Per keyword: the numbers around HAProxy's limits (and beyond ours).
+EDGES = {
+    "backlog": [0, 1, 9_999_999, 10_000_000, 2**31 - 1, 2**31, 2**32],
+    "id": [0, 1, 9_999_999, 10_000_000, 2**31 - 1, 2**31, 2**32],
+    "maxconn": [0, 1, 9_999_999, 10_000_000, 2**31 - 1, 2**31, 2**32],
+    "mss": [0, 1, -1, 65535, -65535, 65536, -65536, 99999, -99999],
+    "nice": [0, 1024, -1024, 1025, -1025, 99999],
+}
+
+
+def _edges(keyword: str, unit: str) -> list[int]:
+    if keyword != "tcp-ut":
+        return EDGES[keyword]
+    limit = int(TIMER_MAX_MS / UNIT_MS[unit])
+    return [0, 1, limit, limit + 1, limit * 2]
+
+
+@st.composite
+def numeric_bind_option(draw: st.DrawFn) -> str:
+    keyword = draw(st.sampled_from(sorted(EDGES) + ["tcp-ut"]))
+    unit = draw(st.sampled_from(sorted(UNIT_MS))) if keyword == "tcp-ut" else ""
+    number = draw(st.one_of(
+        st.sampled_from(_edges(keyword, unit)).flatmap(
+            lambda edge: st.integers(edge - 2, edge + 2)),
+        st.integers(-70_000, 70_000), st.integers(-2**34, 2**34)))
+    return f"{keyword} {number}{unit}"
+
+
+numeric_bind_options = st.one_of(
+    # mostly one keyword each (a repeat is refused whatever its numbers)...
+    st.lists(numeric_bind_option(), min_size=1, max_size=3,
+             unique_by=lambda option: option.split()[0]),
+    # ...sometimes a keyword twice.
+    numeric_bind_option().map(lambda option: [option, option]),
+).map(" ".join)
+
+
 def value_for(key: str) -> st.SearchStrategy[str]:
     good = GOOD[key]
+    extra = [numeric_bind_options] if key == "HAPROXY_{n}_BIND_OPTIONS" else []
     return st.one_of(st.sampled_from(good), mutated(good),
                      st.text(st.characters(), max_size=40),
-                     st.lists(st.sampled_from(good), min_size=2, max_size=3).map(",".join))
+                     st.lists(st.sampled_from(good), min_size=2, max_size=3).map(",".join),
+                     *extra)
 
 
 @st.composite
@@ -133,13 +178,14 @@ LINE_PATTERNS = [re.compile(p) for p in (
     rf"  use_backend {T}(?: if (?:host|hostw|app)_{T}(?: path_{T})?)?",
     r"  balance (?:roundrobin|static-rr|leastconn|first|source|uri|random|rdp-cookie"
     r"|(?:hdr|rdp-cookie)\([A-Za-z0-9_.-]+\)|random\([0-9]+\)|url_param [A-Za-z0-9_.-]+)",
+    r"  hash-type consistent",  # hash balances: add server through the Runtime API
     r"  http-request redirect scheme https code 301 if !\{ ssl_fc \} \{ dst_port [0-9]+ \}",
     rf"  http-request auth realm {T} unless \{{ http_auth\(users_{T}\) \}}",
     rf"  user {T} password {T}",
     rf"  cookie {T} insert indirect nocache",
     r'  http-response set-header Strict-Transport-Security "max-age=15768000" if \{ ssl_fc \}',
     rf"  option httpchk GET /(?:{T})?", r"  timeout check [0-9]+s",
-    rf"  server {T} [0-9.]+:[0-9]+ check(?: check cookie {T})?"
+    rf"  server {T} [0-9.]+:[0-9]+ check(?: cookie {T})?"
     r"(?: inter [0-9]+s fastinter 1s fall [0-9]+)?(?: weight 0)?",
 )]
 
@@ -270,3 +316,46 @@ def test_a_value_is_either_refused_or_one_safe_token_per_word(key, value: str) -
             if key.key == "HAPROXY_{n}_GROUP" or isinstance(part, bool):
                 continue  # groups only select apps; they are never written
             assert re.fullmatch(T, word) or word == "", (key.key, value, parsed)
+
+
+@pytest.mark.e2e
+def test_numeric_bind_options_pass_haproxy_when_accepted(env: dict, haproxy_bin: str) -> None:
+    """Every number the registry lets through a bind option is one HAProxy 2.6 takes.
+
+    Hypothesis draws numeric options (backlog, id, maxconn, mss, nice, tcp-ut) from
+    wide ranges and the edges of HAProxy's limits; each accepted draw becomes one app
+    (half of them on a TLS bind), and all of them are checked in one ``haproxy -c``.
+    """
+    accepted: list[str] = []
+    refused: list[str] = []
+
+    @settings(max_examples=max(EXAMPLES, 500), deadline=None, database=None)
+    @given(value=numeric_bind_options)
+    def one_draw(value: str) -> None:
+        try:
+            words = registry.parse_bind_options(value)
+        except registry.SettingError:
+            refused.append(value)
+            return
+        assert " ".join(words) == " ".join(value.split())
+        accepted.append(value)
+
+    one_draw()
+    assert accepted and refused  # both sides of the limits were drawn
+    apps = []
+    for number, value in enumerate(accepted):
+        labels = {"HAPROXY_0_BIND_OPTIONS": value}
+        if number % 2:
+            labels["HAPROXY_0_SSL_CERT"] = env["cert"]
+        apps.append({"id": f"/n{number}", "ports": [30000 + number], "labels": labels,
+                     "tasks": [{"id": f"n{number}.1", "host": "127.0.0.1", "ports": [40000]}]})
+    model = model_of(apps, env)
+    assert len(model.services) == len(accepted), model.problems[:3]
+    text = render_config(model.services, FRAGMENTS, env["options"])
+    ok, output = haproxy_check(haproxy_bin, env["root"] / "numeric.cfg", text)
+    if not ok:  # name the first value HAProxy refuses
+        for app in apps:
+            single = render_config(model_of([app], env).services, FRAGMENTS, env["options"])
+            single_ok, single_output = haproxy_check(haproxy_bin, env["root"] / "one.cfg", single)
+            assert single_ok, (app["labels"], single_output[-1000:])
+    assert ok, output[-2000:]
