@@ -141,12 +141,14 @@ class _AppRecord:
 
     app: dict[str, Any]
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _plain: bytes | None = None
-    _embed: bytes | None = None
+    # readinessCheckResults: state, not definition; served only when asked for.
+    readiness: list[dict[str, Any]] = field(default_factory=list)
+    _fragments: dict[tuple[bool, bool], bytes] = field(default_factory=dict)
     _tasks_json: bytes | None = None
 
     def invalidate(self) -> None:
-        self._plain = self._embed = self._tasks_json = None
+        self._fragments.clear()
+        self._tasks_json = None
 
     def _with_counts(self) -> dict[str, Any]:
         staged = running = healthy = unhealthy = 0
@@ -166,22 +168,26 @@ class _AppRecord:
         out.setdefault("deployments", [])
         return out
 
-    def document(self, embed_tasks: bool) -> dict[str, Any]:
-        """The app as Marathon shows it (shares nested objects: copy before mutating)."""
+    def document(self, embed_tasks: bool, embed_readiness: bool = False) -> dict[str, Any]:
+        """The app as Marathon shows it (shares nested objects: copy before mutating).
+
+        ``readinessCheckResults`` only with ``embed_readiness`` (Marathon's
+        ``embed=apps.readiness`` / ``app.readiness``), then always, ``[]`` when none.
+        """
         out = self._with_counts()
         if embed_tasks:
             out["tasks"] = list(self.tasks.values())
+        if embed_readiness:
+            out["readinessCheckResults"] = list(self.readiness)
         return out
 
-    def fragment(self, embed_tasks: bool) -> bytes:
+    def fragment(self, embed_tasks: bool, embed_readiness: bool = False) -> bytes:
         """The app's JSON, cached until the record changes."""
-        if embed_tasks:
-            if self._embed is None:
-                self._embed = _dumps(self.document(True))
-            return self._embed
-        if self._plain is None:
-            self._plain = _dumps(self.document(False))
-        return self._plain
+        key = (embed_tasks, embed_readiness)
+        body = self._fragments.get(key)
+        if body is None:
+            body = self._fragments[key] = _dumps(self.document(embed_tasks, embed_readiness))
+        return body
 
     def task_entries(self) -> list[dict[str, Any]]:
         """Tasks as ``/v2/tasks`` lists them: with ``appId`` and the app's ``servicePorts``."""
@@ -678,6 +684,20 @@ class MarathonEmulator:
             self._replace_tasks(record, tasks, quiet=quiet)
             self._changed(record)
 
+    def set_readiness(self, app_id: str, results: list[dict[str, Any]]) -> None:
+        """Set an app's ``readinessCheckResults`` (``[]``: none pending), quietly.
+
+        As Marathon, they are served only to ``embed=apps.readiness`` (list) or
+        ``embed=app.readiness`` (one app). Marathon reports them for the tasks of a
+        running deployment and announces progress with deployment events; emit
+        those with :meth:`emit` if a test needs them.
+        """
+        results = _readiness_list(results)
+        with self._lock:
+            record = self._record(app_id)
+            record.readiness = results
+            self._changed(record)
+
     def emit(self, event: dict[str, Any]) -> None:
         """Send a raw event to SSE clients and callbacks (``timestamp`` added if missing)."""
         if not isinstance(event, dict) or not event.get("eventType"):
@@ -704,7 +724,8 @@ class MarathonEmulator:
             tasks = app.pop("tasks", None) or []
             if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
                 raise ValueError(f"tasks of {app['id']} must be a list of objects")
-            record = _AppRecord(app)
+            readiness = _readiness_list(app.pop("readinessCheckResults", None) or [])
+            record = _AppRecord(app, readiness=readiness)
             for task in tasks:
                 task.setdefault("appId", app["id"])
                 if not task.get("id"):
@@ -785,6 +806,7 @@ class MarathonEmulator:
                                 ) from None
         new = copy.deepcopy(app)
         new["id"] = app_id
+        new.pop("readinessCheckResults", None)  # AppInfo state, never part of a definition
         explicit_tasks = new.pop("tasks", None)
         if explicit_tasks is not None:
             self._check_tasks(explicit_tasks)
@@ -960,12 +982,13 @@ class MarathonEmulator:
 
     # ------------------------------------------------------------------ internals: bodies
 
-    def _apps_body(self, embed_tasks: bool) -> bytes:
-        key = "apps+tasks" if embed_tasks else "apps"
+    def _apps_body(self, embed_tasks: bool, embed_readiness: bool = False) -> bytes:
+        key = "apps" + ("+tasks" if embed_tasks else "") + ("+readiness" if embed_readiness else "")
         with self._lock:
             body = self._body_cache.get(key)
             if body is None:
-                parts = [self._apps[i].fragment(embed_tasks) for i in self._ids()]
+                parts = [self._apps[i].fragment(embed_tasks, embed_readiness)
+                         for i in self._ids()]
                 body = b'{"apps":[' + b",".join(parts) + b"]}"
                 self._body_cache[key] = body
             return body
@@ -1105,15 +1128,16 @@ class MarathonEmulator:
 
     def _route_apps(self, handler: _Handler, method: str, params: dict[str, list[str]]) -> None:
         if method in ("GET", "HEAD"):
-            embed = {e.strip() for v in params.get("embed", []) for e in v.split(",")}
-            embed_tasks = "apps.tasks" in embed
+            embed = _embeds(params)
+            embed_tasks = bool(embed & {"tasks", "failures"})
+            embed_readiness = "readiness" in embed
             id_filter = (params.get("id") or [""])[0]
             if not id_filter:
-                handler.send_body(200, self._apps_body(embed_tasks))
+                handler.send_body(200, self._apps_body(embed_tasks, embed_readiness))
                 return
             with self._lock:
-                parts = [self._apps[i].fragment(embed_tasks) for i in self._ids()
-                         if id_filter in i]
+                parts = [self._apps[i].fragment(embed_tasks, embed_readiness)
+                         for i in self._ids() if id_filter in i]
             handler.send_body(200, b'{"apps":[' + b",".join(parts) + b"]}")
         elif method == "POST":
             app = self._json_body(handler)
@@ -1159,9 +1183,12 @@ class MarathonEmulator:
                 return
         app_id = normalize_app_id(rest)
         if method in ("GET", "HEAD"):
+            # Marathon always embeds one app's tasks (for compatibility); readiness
+            # only when asked for.
+            readiness = "readiness" in _embeds(params)
             with self._lock:
                 record = self._apps.get(app_id)
-                body = _dumps({"app": record.document(True)}) if record else None
+                body = _dumps({"app": record.document(True, readiness)}) if record else None
             if body is None:
                 raise EmulatorError(404, f"App '{app_id}' does not exist")
             handler.send_body(200, body)
@@ -1293,6 +1320,15 @@ class MarathonEmulator:
         return body
 
     def _control_app(self, handler: _Handler, method: str, rest: str) -> None:
+        if rest.endswith("/readiness") and method == "PUT":
+            body = self._json_body(handler)
+            results = body.get("readinessCheckResults") if isinstance(body, dict) else body
+            try:
+                self.set_readiness(rest[: -len("/readiness")], results)
+            except ValueError as exc:
+                raise EmulatorError(422, str(exc)) from None
+            handler.send_json(200, {})
+            return
         match = _CONTROL_TASKS.match(rest)
         if match is None:
             if method == "DELETE":
@@ -1337,6 +1373,28 @@ class MarathonEmulator:
             self._allow(method, "DELETE")
             self.kill_task(app_id, task_id)
             handler.send_json(200, {})
+
+
+def _readiness_list(results: Any) -> list[dict[str, Any]]:
+    """A copy of ``readinessCheckResults``; ValueError unless a list of objects."""
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise ValueError("readinessCheckResults must be a list of objects")
+    return copy.deepcopy(results)
+
+
+_EMBED_PREFIXES = ("group.apps.", "apps.", "app.")
+
+
+def _embeds(params: dict[str, list[str]]) -> set[str]:
+    """``embed`` values without their prefix, as Marathon's InfoEmbedResolver reads them
+    (``apps.tasks``, ``app.tasks`` and ``tasks`` are the same)."""
+    found = set()
+    for value in params.get("embed", []):
+        for item in value.split(","):
+            item = item.strip()
+            prefix = next((p for p in _EMBED_PREFIXES if item.startswith(p)), "")
+            found.add(item[len(prefix):])
+    return found
 
 
 def _is_ip(value: str) -> bool:

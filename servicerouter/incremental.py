@@ -13,10 +13,15 @@ or misread event is corrected within one resync interval.
 
 Folding a task event is idempotent and the last event for a task wins, so
 events that race with a fetch are simply applied again afterwards.
+
+All of that trusts the event.  Events from a source nobody authenticated (a
+callback without a token) go through :func:`as_hint` instead: they only
+name apps to refetch, so a forged event cannot add or remove a server.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,6 +168,33 @@ def classify(event: Mapping[str, Any]) -> Change:
     return Change("full", reason=f"unhandled event {event_type}")
 
 
+# What an app id from an untrusted event must look like before we ask Marathon
+# about it: absolute, path segments of letters, digits, '.', '_' and '-', never
+# '.' or '..' (so it cannot walk out of /v2/apps/ in the request path).
+_SAFE_APP_ID = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._-]+)+")
+HINT_RESYNC_REASON = "unauthenticated callback event"
+
+
+def as_hint(event: Mapping[str, Any]) -> Change:
+    """What an event nobody vouches for may ask: refetch the apps it names, or resync.
+
+    A callback without a token can be posted by anyone who reaches the port,
+    so nothing it says (hosts, ports, health, app definitions, "terminated")
+    is believed: the apps it names are fetched from Marathon instead, and
+    an event naming none, or an app id that is not a plain Marathon path,
+    asks for a full resync.  The worst a forger can do is make us ask
+    Marathon for the truth.
+    """
+    change = classify(event)
+    if change.kind == "ignore":
+        return change
+    if change.kind == "full":  # its reason is the sender's text: not worth logging
+        return Change("full", reason=HINT_RESYNC_REASON)
+    if change.app_ids and all(_SAFE_APP_ID.fullmatch(a) for a in change.app_ids):
+        return Change("apps", change.app_ids)
+    return Change("full", reason=HINT_RESYNC_REASON)
+
+
 def _task_matches(task: Any, task_id: str) -> bool:
     return isinstance(task, Mapping) and task.get("id") == task_id
 
@@ -260,6 +292,7 @@ def index_apps(apps: Iterable[Any]) -> dict[str, Any]:
 
 __all__ = [
     "APP_EVENTS",
+    "HINT_RESYNC_REASON",
     "IGNORED",
     "RESYNC_EVENT",
     "TASK_EVENTS",
@@ -268,6 +301,7 @@ __all__ = [
     "Pending",
     "apply_task_event",
     "apply_task_events",
+    "as_hint",
     "classify",
     "deployment_app_ids",
     "index_apps",

@@ -14,9 +14,9 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import requests
 
@@ -34,6 +34,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 APPS_PATH = "/v2/apps?embed=apps.tasks"
+# --health-check also needs each app's readinessCheckResults, which Marathon
+# includes only when asked for (AppInfo.Embed.Readiness).
+APPS_READINESS_PATH = APPS_PATH + "&embed=apps.readiness"
 
 
 class MarathonError(Exception):
@@ -110,8 +113,14 @@ class MarathonClient:
     def __init__(self, hosts: Sequence[str], settings: ClientSettings | None = None) -> None:
         if not hosts:
             raise ValueError("at least one Marathon host is needed")
-        self.hosts = [h.rstrip("/") for h in hosts]
-        self.settings = settings or ClientSettings()
+        settings = settings or ClientSettings()
+        self.hosts, auth = split_credentials(hosts, settings.auth)
+        if auth != settings.auth:  # the event stream reads the same settings
+            settings = replace(settings, auth=auth)
+        self.settings = settings
+        # Known secrets, scrubbed from any error text on top of redact()'s patterns.
+        self._secrets = tuple(sorted({v for v in (auth[1], quote(auth[1], safe=""))
+                                      if len(v) >= 3}, key=len, reverse=True)) if auth else ()
         self._session = requests.Session()
         self._session.trust_env = False
         self._session.headers.update({"Accept": "application/json"})
@@ -128,6 +137,12 @@ class MarathonClient:
     def current(self) -> str:
         """The host that answered last (for status pages), without credentials."""
         return _redact(self._current)
+
+    def _scrub(self, text: str) -> str:
+        text = redact(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """First 2xx answer from the hosts in order; MarathonError if none."""
@@ -156,18 +171,27 @@ class MarathonClient:
                 not_found += response.status_code == 404
                 if response.status_code == 401:
                     reason += " (check the Marathon credentials)"
+            reason = self._scrub(reason)
             log.error("marathon %s %s: %s", method, _redact(url), reason)
             failures.append(f"{_redact(host)}: {reason}")
         if not_found == len(self.hosts):
             raise MarathonNotFound(f"not found: {path}")
         raise MarathonError("no Marathon host answered: " + "; ".join(failures))
 
+    # Ask for readinessCheckResults too (--health-check); without it the request is
+    # exactly servicerouter.py's.
+    embed_readiness = False
+
     def fetch_apps_body(self) -> bytes:
-        return self.request("GET", APPS_PATH).content
+        return self.request("GET", APPS_READINESS_PATH if self.embed_readiness
+                            else APPS_PATH).content
 
     def fetch_app(self, app_id: str) -> dict[str, Any]:
-        """One app with its tasks (``/v2/apps/{id}?embed=app.tasks``)."""
-        body = self.request("GET", f"/v2/apps{app_id}?embed=app.tasks").content
+        """One app with its tasks (``/v2/apps/{id}?embed=app.tasks``, and
+        ``&embed=app.readiness`` with ``embed_readiness``)."""
+        query = "?embed=app.tasks&embed=app.readiness" if self.embed_readiness \
+            else "?embed=app.tasks"
+        body = self.request("GET", f"/v2/apps{quote(app_id)}{query}").content
         try:
             document = _loads(body)
         except ValueError as err:
@@ -218,13 +242,20 @@ def snapshot_path(location: str) -> str:
     return os.path.expanduser(path)
 
 
-def make_source(hosts: Sequence[str], settings: ClientSettings | None = None) -> MarathonClient | SnapshotSource:
-    """A snapshot for a single ``file:`` location, else an HTTP client."""
+def make_source(hosts: Sequence[str], settings: ClientSettings | None = None, *,
+                embed_readiness: bool = False) -> MarathonClient | SnapshotSource:
+    """A snapshot for a single ``file:`` location, else an HTTP client.
+
+    ``embed_readiness`` (--health-check): the client also asks Marathon for the
+    apps' readiness check results.
+    """
     if len(hosts) == 1 and hosts[0].startswith("file:"):
         return SnapshotSource(hosts[0])
     if any(h.startswith("file:") for h in hosts):
         raise ValueError("a file: snapshot cannot be mixed with Marathon hosts")
-    return MarathonClient(hosts, settings)
+    client = MarathonClient(hosts, settings)
+    client.embed_readiness = embed_readiness
+    return client
 
 
 def warn_insecure() -> None:
@@ -275,12 +306,101 @@ def _message(response: requests.Response) -> str:
     return response.reason or ""
 
 
+# Credentials before an '@' (with or without a scheme, whatever characters the
+# password holds), and a ``token`` query parameter, plain or percent-encoded
+# (a callback URL inside ``?callbackUrl=``).
+_USERINFO = re.compile(r"""(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)?[^\s'"<>@]*@""")
+_TOKEN = re.compile(r"(?i)(?P<key>(?:[?&;]|%3F|%26)token(?:=|%3D))[^&#\s'\"<>]*")
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, or an error message quoting one) without credentials or tokens.
+
+    Works on the raw text rather than a parsed URL: the URLs that leak are
+    exactly the ones a parser misreads (a '/' or '#' in a password, no
+    scheme, a bad port).  Over-redacting an odd '@' elsewhere is the cheap side.
+    """
+    text = _USERINFO.sub(lambda m: (m.group("scheme") or "") + "***@", text)
+    return _TOKEN.sub(lambda m: m.group("key") + "***", text)
+
+
 def _redact(url: str) -> str:
-    """Never log credentials embedded in a URL."""
-    parsed = urlparse(url)
-    if parsed.password is None and parsed.username is None:
-        return url
-    netloc = parsed.hostname or ""
-    if parsed.port:
-        netloc += f":{parsed.port}"
-    return parsed._replace(netloc="***@" + netloc).geturl()
+    """Never log credentials embedded in a URL (see :func:`redact`)."""
+    return redact(url)
+
+
+def parse_marathon_url(text: str) -> tuple[str, tuple[str, str] | None]:
+    """One ``--marathon`` value -> (URL without credentials, (user, password) or None).
+
+    ``file:`` snapshots pass as they are.  Anything else must be an
+    ``http(s)://HOST[:PORT][/PATH]`` URL; the ValueError says what is wrong
+    without repeating the password (the URL is shown redacted).
+    """
+    if text.startswith("file:"):
+        return text, None
+    shown = _shown(text)
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if match is None:
+        raise ValueError(f"--marathon {shown}: expected http://HOST:PORT, https://HOST:PORT "
+                         "or file:PATH")
+    scheme = match.group(1).lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"--marathon {shown}: scheme {scheme!r} is not supported "
+                         "(http, https or file:)")
+    rest = text[match.end():]
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in tail:
+        raise ValueError(f"--marathon {shown}: '@' after the host; percent-encode '/', '?' "
+                         "and '#' in a password (%2F, %3F, %23) or use --auth-credentials")
+    if "?" in tail or "#" in tail:
+        raise ValueError(f"--marathon {shown}: a Marathon URL takes no query or fragment")
+    auth: tuple[str, str] | None = None
+    if "@" in authority:
+        userinfo, _, authority = authority.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        if not user:
+            raise ValueError(f"--marathon {shown}: credentials without a user name")
+        auth = (unquote(user), unquote(password))
+    try:
+        parsed = urlparse(f"{scheme}://{authority}")
+        port = parsed.port
+    except ValueError:
+        raise ValueError(f"--marathon {shown}: bad host or port") from None
+    if not parsed.hostname or port == 0:
+        raise ValueError(f"--marathon {shown}: bad host or port")
+    return f"{scheme}://{authority}{tail}".rstrip("/"), auth
+
+
+def _shown(text: str) -> str:
+    """``text`` fit for an error message: nothing before its last '@' is shown."""
+    if "@" not in text:
+        return redact(text)
+    match = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)
+    return (match.group(0) if match else "") + "***@" + redact(text.rpartition("@")[2])
+
+
+def split_credentials(hosts: Sequence[str], auth: tuple[str, str] | None = None
+                      ) -> tuple[list[str], tuple[str, str] | None]:
+    """Validated hosts without credentials, and the basic auth to send them.
+
+    Credentials move out of the URLs (where every error message would repeat
+    them) into the session; ``auth`` (--auth-credentials or the credential
+    file) wins over them.  Hosts asking for different credentials are an
+    error: one session sends one.
+    """
+    clean: list[str] = []
+    found: set[tuple[str, str]] = set()
+    for host in hosts:
+        url, url_auth = parse_marathon_url(host)
+        clean.append(url)
+        if url_auth is not None:
+            found.add(url_auth)
+    if found and auth is not None:
+        log.warning("credentials in the --marathon URLs are ignored: the Marathon "
+                    "credentials flag wins")
+        return clean, auth
+    if len(found) > 1:
+        raise ValueError("the --marathon URLs carry different credentials; give one "
+                         "--auth-credentials instead")
+    return clean, auth or (found.pop() if found else None)

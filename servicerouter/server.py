@@ -10,6 +10,10 @@ itself never runs on a request thread.
 A callback URL with a ``token`` query parameter (``-l
 'http://lb1:8080/?token=SECRET'``; Marathon posts to the URL as given) makes
 the token mandatory: a POST without it gets 403 and triggers nothing.
+Without a token anyone who reaches the port can post, so the live router
+takes such events only as hints of what to ask Marathon, never their content
+(see :meth:`servicerouter.live.LiveRouter.submit`).  The connection limits
+are :mod:`servicerouter.httpd`'s, shared with the status endpoint.
 """
 
 from __future__ import annotations
@@ -18,20 +22,23 @@ import hmac
 import ipaddress
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from servicerouter.httpd import (
+    CONNECTION_DEADLINE,
+    MAX_CONNECTIONS,
+    GuardedHandler,
+    GuardedHTTPServer,
+)
 
 log = logging.getLogger("servicerouter.server")
 
 MAX_BODY = 16 * 1024 * 1024  # deployment events carry whole app groups
 REQUEST_TIMEOUT = 10.0  # longest wait for any single read
-CONNECTION_DEADLINE = 30.0  # longest life of a connection, however it trickles
-MAX_CONNECTIONS = 64
 DEFAULT_CALLBACK_PORT = 8000
 
 
@@ -58,9 +65,8 @@ def _token_of(target: str) -> str:
     return values[0] if values else ""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: CallbackServer
-    protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
@@ -73,24 +79,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def setup(self) -> None:
-        super().setup()
-        # However slowly a client trickles, its connection ends at the deadline.
-        self._deadline = time.monotonic() + self.server.connection_deadline
-        self._timer = threading.Timer(self.server.connection_deadline, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def finish(self) -> None:
-        self._timer.cancel()
-        super().finish()
-
-    def _expire(self) -> None:
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def __getattr__(self, name: str) -> Any:
         # Any other method (PUT, DELETE, FOO...) is a 405, not the stdlib's 501.
@@ -151,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             self._reply(400, "body is not JSON\n")
             return
+        except RecursionError:  # e.g. 200,000 nested arrays: hostile, not an event
+            self._reply(400, "JSON nested too deeply\n")
+            return
         if not isinstance(event, dict) or not isinstance(event.get("eventType"), str):
             self._reply(400, "not a Marathon event (no eventType)\n")
             return
@@ -164,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         chunks: list[bytes] = []
         remaining = length
         while remaining > 0:
-            if time.monotonic() > self._deadline:
+            if time.monotonic() > self.deadline:
                 raise TimeoutError("request deadline passed")
             chunk = self.rfile.read1(min(remaining, 1 << 16))
             if not chunk:
@@ -174,44 +165,25 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
 
-class CallbackServer(ThreadingHTTPServer):
+class CallbackServer(GuardedHTTPServer):
     """Serves callbacks on a daemon thread; ``on_event`` gets each event dict."""
 
-    daemon_threads = True
-    allow_reuse_address = True
+    label = "callback server"
+    logger = log
 
     def __init__(self, address: tuple[str, int],
                  on_event: Callable[[dict[str, Any]], None], *, token: str | None = None,
                  max_connections: int = MAX_CONNECTIONS,
                  connection_deadline: float = CONNECTION_DEADLINE) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, max_connections=max_connections,
+                         connection_deadline=connection_deadline)
         self.on_event = on_event
         self.token = token
-        self.connection_deadline = connection_deadline
-        self._slots = threading.BoundedSemaphore(max_connections)
         self._thread: threading.Thread | None = None
         if not token and not _is_loopback(address[0]):
-            log.warning("callback server on %s:%d takes events from anyone who can reach it; "
-                        "add ?token=SECRET to the --listening URL to require one",
-                        address[0] or "*", self.port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """A thread per connection, up to the cap; beyond it the connection is closed."""
-        if not self._slots.acquire(blocking=False):
-            log.warning("callback server: too many connections, dropping %s", client_address[0])
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+            log.warning("callback server on %s:%d takes events from anyone who can reach it "
+                        "(so they only make servicerouter ask Marathon); add ?token=SECRET "
+                        "to the --listening URL to require one", address[0] or "*", self.port)
 
     @property
     def port(self) -> int:

@@ -25,8 +25,14 @@ import math
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from servicerouter.httpd import (
+    CONNECTION_DEADLINE,
+    MAX_CONNECTIONS,
+    GuardedHandler,
+    GuardedHTTPServer,
+)
 
 log = logging.getLogger("servicerouter.status")
 
@@ -247,9 +253,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: StatusServer
-    protocol_version = "HTTP/1.1"
     timeout = 10.0
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
@@ -324,22 +329,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200 if healthy else 503, reason + "\n", "text/plain; charset=utf-8")
 
 
-class StatusServer(ThreadingHTTPServer):
-    """Serves /healthz, /status and /metrics on a daemon thread."""
+class StatusServer(GuardedHTTPServer):
+    """Serves /healthz, /status and /metrics on a daemon thread.
 
-    daemon_threads = True
-    allow_reuse_address = True
+    Slow or numerous clients are bounded as on the callback server
+    (:mod:`servicerouter.httpd`): a deadline per connection and a connection cap.
+    """
+
+    label = "status server"
+    logger = log
 
     def __init__(self, address: tuple[str, int], metrics: Metrics,
                  snapshot: Callable[[], dict[str, Any]],
                  health: Callable[[], tuple[bool, str]],
-                 token: str | None = None) -> None:
+                 token: str | None = None, *, max_connections: int = MAX_CONNECTIONS,
+                 connection_deadline: float = CONNECTION_DEADLINE) -> None:
         host = address[0]
         if not is_loopback(host) and not token:
             raise ValueError(f"--status-listen on {host} (not loopback) needs --status-token")
         if ":" in host:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, max_connections=max_connections,
+                         connection_deadline=connection_deadline)
         self.metrics = metrics
         self.snapshot = snapshot
         self.health = health

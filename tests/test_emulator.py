@@ -723,3 +723,56 @@ def test_cli_serves_state_and_stops_on_sigterm(tmp_path: Path) -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+READY = [{"name": "ready", "taskId": "web.1", "ready": True, "lastResponse": None},
+         {"name": "ready", "taskId": "web.2", "ready": False, "lastResponse": None}]
+
+
+def test_readiness_results_only_with_embed_readiness(
+    emulator: MarathonEmulator, session: requests.Session
+) -> None:
+    """As Marathon (AppInfo.Embed.Readiness): absent unless asked for, then [] if none."""
+    emulator.load_state({"apps": [{**make_app("/web"), "readinessCheckResults": READY,
+                                   "tasks": [{"id": "web.1", "host": "h", "ports": [1]}]},
+                                  make_app("/other", 10101)]})
+    plain = session.get(emulator.url + "/v2/apps?embed=apps.tasks").json()["apps"]
+    assert all("readinessCheckResults" not in a for a in plain)
+    assert [len(a["tasks"]) for a in plain] == [0, 1]
+    both = session.get(emulator.url + "/v2/apps?embed=apps.tasks&embed=apps.readiness")
+    assert [a.get("readinessCheckResults") for a in both.json()["apps"]] == [[], READY]
+    assert [len(a["tasks"]) for a in both.json()["apps"]] == [0, 1]
+    # Marathon accepts the embed with any prefix, or none; readiness alone has no tasks
+    only = session.get(emulator.url + "/v2/apps?embed=readiness").json()["apps"]
+    assert only[1]["readinessCheckResults"] == READY and "tasks" not in only[1]
+    # the served body is cached per embed: asking without readiness again still hides it
+    again = session.get(emulator.url + "/v2/apps?embed=apps.tasks").json()["apps"]
+    assert all("readinessCheckResults" not in a for a in again)
+
+    one = session.get(emulator.url + "/v2/apps/web").json()["app"]
+    assert "readinessCheckResults" not in one and len(one["tasks"]) == 1  # tasks always
+    one = session.get(emulator.url + "/v2/apps/web?embed=app.tasks&embed=app.readiness")
+    assert one.json()["app"]["readinessCheckResults"] == READY
+
+
+def test_set_readiness_python_and_control_api(
+    emulator: MarathonEmulator, session: requests.Session
+) -> None:
+    emulator.put_app({**make_app("/web"), "readinessCheckResults": READY})  # not a definition
+    url = emulator.url + "/v2/apps?embed=apps.readiness"
+    assert session.get(url).json()["apps"][0]["readinessCheckResults"] == []
+    emulator.set_readiness("/web", READY)
+    assert session.get(url).json()["apps"][0]["readinessCheckResults"] == READY
+    r = session.put(emulator.url + "/_emulator/apps/web/readiness",
+                    json={"readinessCheckResults": READY[:1]})
+    assert r.status_code == 200
+    assert session.get(url).json()["apps"][0]["readinessCheckResults"] == READY[:1]
+    r = session.put(emulator.url + "/_emulator/apps/web/readiness", json={"x": 1})
+    assert r.status_code == 422
+    emulator.put_app(make_app("/web", 10102))  # a new definition keeps the results
+    assert session.get(url).json()["apps"][0]["readinessCheckResults"] == READY[:1]
+    with pytest.raises(KeyError):
+        emulator.set_readiness("/missing", [])

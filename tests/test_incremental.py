@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from servicerouter.incremental import (
+    HINT_RESYNC_REASON,
     RESYNC_EVENT,
     Change,
     Pending,
     apply_task_event,
     apply_task_events,
+    as_hint,
     classify,
     deployment_app_ids,
     index_apps,
@@ -142,3 +144,47 @@ def test_apply_task_events_reports_unknown_apps() -> None:
 def test_index_apps_keeps_unreadable_apps_for_the_model_to_report() -> None:
     indexed = index_apps([{"id": "/a"}, "junk", {"id": 5}])
     assert list(indexed)[0] == "/a" and len(indexed) == 3
+
+
+# --- events nobody vouches for (a callback without a token) ---------------------------
+
+FORGED = [
+    status("x", "TASK_RUNNING", host="6.6.6.6", ports=[4444]),  # adds a server
+    status("web.1", "TASK_KILLED"),  # removes one
+    {"eventType": "health_status_changed_event", "appId": "/web", "taskId": "web.2",
+     "alive": False},
+    {"eventType": "app_terminated_event", "appId": "/web"},  # removes the app
+    {"eventType": "api_post_event", "appDefinition": {"id": "/web", "labels": {"X": "y"}}},
+]
+
+
+@pytest.mark.parametrize("event", FORGED)
+def test_a_hint_only_names_the_app_to_refetch(event: dict) -> None:
+    """Whatever a forged event claims, all it yields is 'ask Marathon about /web'."""
+    assert as_hint(event) == Change("apps", ("/web",))
+    pending = Pending()
+    pending.add(as_hint(event), event, 1.0)
+    assert pending.refetch == {"/web"}
+    assert not pending.task_events and not pending.removed  # nothing of it is kept
+
+
+@pytest.mark.parametrize("event", [
+    status("x", "TASK_RUNNING", app_id="/../v2/eventSubscriptions"),
+    status("x", "TASK_RUNNING", app_id="/web?embed=x"),
+    status("x", "TASK_RUNNING", app_id="web"),
+    {"eventType": "app_terminated_event", "appId": "/a/./b"},
+    {"eventType": "deployment_success", "plan": {"steps": [{"actions": [{"app": "/a b"}]}]}},
+    {"eventType": RESYNC_EVENT, "reason": "forged\nreason"},
+    {"eventType": "something_new_event"},
+])
+def test_a_hint_with_an_odd_app_id_or_none_asks_for_a_resync(event: dict) -> None:
+    """Never a request path built from a sender's text; never its text in a log reason."""
+    assert as_hint(event) == Change("full", reason=HINT_RESYNC_REASON)
+
+
+def test_ignored_events_stay_ignored_as_hints() -> None:
+    assert as_hint({"eventType": "event_stream_attached"}) == Change("ignore")
+    ids = ("/a", "/b.c/d-e_f")
+    event = {"eventType": "deployment_info",
+             "plan": {"steps": [{"actions": [{"app": i} for i in ids]}]}}
+    assert as_hint(event) == Change("apps", ids)

@@ -35,6 +35,7 @@ from servicerouter.marathon import (
     MarathonError,
     parse_credentials,
     read_credential_file,
+    redact,
 )
 
 USER, PASSWORD = "router", "s3cret-Pa55:with-colon"
@@ -336,7 +337,7 @@ def test_credentials_in_url_are_redacted(https_marathon: MarathonEmulator, pki: 
     with pytest.raises(MarathonError) as err:
         _fetch(client)
     assert "401" in str(err.value)
-    assert PASSWORD not in client.current and "***@" in client.current
+    assert PASSWORD not in client.current and "@" not in client.current
     _no_secret(caplog, str(err.value))
 
 
@@ -346,3 +347,82 @@ def test_credential_file_is_not_world_readable_in_examples(tmp_path: Path) -> No
     secret.write_text(f"{USER}:{PASSWORD}")
     os.chmod(secret, 0o640)
     assert read_credential_file(str(secret)) == (USER, PASSWORD)
+
+
+# --------------------------------------------------------------------------- -m URLs
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://alice:pa/S3cret@127.0.0.1:1", "percent-encode"),  # '/' in the password
+    ("http://alice:pa?S3cret@127.0.0.1:1", "percent-encode"),
+    ("http://alice:pa#S3cret@127.0.0.1:1", "percent-encode"),
+    ("alice:S3cret@h:1", "expected http://HOST:PORT"),  # no scheme
+    ("ftp://alice:S3cret@h:1", "scheme 'ftp' is not supported"),
+    ("http://alice:S3cret@h:99999", "bad host or port"),
+    ("http://alice:S3cret@[::1", "bad host or port"),
+    ("http://alice:S3cret@:8080", "bad host or port"),
+    ("http://:S3cret@h:1", "without a user name"),
+    ("http://h:8080/v2?x=1", "no query or fragment"),
+])
+def test_bad_marathon_urls_exit_2_without_the_password(
+        url: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse_args(["-m", "http://ok:8080", "-m", url])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "error: --marathon" in err
+    assert "S3cret" not in err and "alice" not in err
+
+
+def test_different_credentials_per_host_need_one_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["-m", "http://a:S3cret1@h1:1", "-m", "http://b:S3cret2@h2:1"]
+    with pytest.raises(SystemExit):
+        cli.parse_args(argv)
+    assert "different credentials" in capsys.readouterr().err
+    cli.parse_args([*argv, "--auth-credentials", "c:d"])  # the flag wins: fine
+    with pytest.raises(ValueError, match="different credentials"):
+        MarathonClient(argv[1::2])
+
+
+def test_credentials_move_from_the_url_into_the_session(caplog: pytest.LogCaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # an earlier in-process cli.main() may have stopped servicerouter's logs propagating
+    monkeypatch.setattr(logging.getLogger("servicerouter"), "propagate", True)
+    caplog.set_level(logging.DEBUG, logger="servicerouter")
+    client = MarathonClient(["http://alice:pa%2FS3cret%3F@127.0.0.1:1/", "http://127.0.0.1:2"],
+                            ClientSettings(connect_timeout=2))
+    assert client.hosts == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert client.settings.auth == ("alice", "pa/S3cret?")  # the event stream uses these
+    with pytest.raises(MarathonError) as err:
+        _fetch(client)
+    assert any("127.0.0.1:1" in r.getMessage() for r in caplog.records)
+    for text in (str(err.value), client.current, repr(client.settings),
+                 *(r.getMessage() for r in caplog.records)):
+        assert "S3cret" not in text
+    with caplog.at_level(logging.WARNING, logger="servicerouter"):
+        flagged = MarathonClient(["http://alice:S3cret@h:1"], ClientSettings(auth=("bob", "x")))
+    assert flagged.settings.auth == ("bob", "x") and flagged.hosts == ["http://h:1"]
+    assert any("ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_credentials_in_the_url_authenticate(https_marathon: MarathonEmulator, pki: Pki) -> None:
+    from urllib.parse import quote
+
+    url = https_marathon.url.replace("https://", f"https://{USER}:{quote(PASSWORD, safe='')}@")
+    client = MarathonClient([url], ClientSettings(verify=str(pki.ca)))
+    assert b'"/web"' in _fetch(client)
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("http://alice:pa/S3cret@127.0.0.1:1/v2/apps", "http://***@127.0.0.1:1/v2/apps"),
+    ("Invalid URL 'alice:S3cret@h:1/v2/apps': No scheme supplied",
+     "Invalid URL '***@h:1/v2/apps': No scheme supplied"),
+    ("ftp://alice:S3cret@h:1", "ftp://***@h:1"),
+    ("Failed to parse: http://u:S3cret@h:99999", "Failed to parse: http://***@h:99999"),
+    ("http://lb1:8000/cb?token=S3cret&x=1", "http://lb1:8000/cb?token=***&x=1"),
+    ("/v2/eventSubscriptions?callbackUrl=http%3A%2F%2Flb%3A8000%2F%3Ftoken%3DS3cret",
+     "/v2/eventSubscriptions?callbackUrl=http%3A%2F%2Flb%3A8000%2F%3Ftoken%3D***"),
+    ("http://marathon:8080", "http://marathon:8080"),
+])
+def test_redact_works_on_raw_text(text: str, kept: str) -> None:
+    assert redact(text) == kept

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -245,3 +246,51 @@ def test_helpers(caplog: pytest.LogCaptureFixture) -> None:
         srv = CallbackServer(("127.0.0.1", 0), lambda _e: None)
         srv.server_close()
     assert not any("anyone" in r.getMessage() for r in caplog.records)
+
+
+def _isolate_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo what an earlier in-process cli.main() did to the servicerouter logger
+    (its own stderr handler, no propagation), so stderr and caplog see only this test."""
+    logger = logging.getLogger("servicerouter")
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "handlers", [])
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 200_000 + b"]" * 200_000,
+    b'{"eventType": "x", "plan": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+])
+def test_deeply_nested_json_is_a_400_not_a_traceback(port: int, events: list[dict[str, object]],
+                                                     body: bytes,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    _isolate_logging(monkeypatch)
+    assert exchange(port, post(body)) == 400
+    assert events == []
+    assert exchange(port, post(EVENT)) == 200  # still serving
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("error, level", [
+    (RuntimeError("boom\nsecond line"), logging.WARNING),
+    (ConnectionResetError(104, "Connection reset by peer"), logging.DEBUG),  # client hung up
+])
+def test_connection_errors_are_one_log_line_not_a_traceback(
+        make_server: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str], error: Exception, level: int) -> None:
+    def fail(_self: object) -> None:
+        raise error
+
+    monkeypatch.setattr(server_module._Handler, "do_GET", fail)
+    _isolate_logging(monkeypatch)
+    srv = make_server()  # type: ignore[operator]
+    with caplog.at_level(logging.DEBUG, logger="servicerouter"):
+        exchange(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for _ in range(100):  # logged on the server's thread, after the client is gone
+            if any("connection from" in r.getMessage() for r in caplog.records):
+                break
+            time.sleep(0.02)
+    lines = [r for r in caplog.records if "connection from 127.0.0.1" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == level
+    assert "\n" not in lines[0].getMessage() and lines[0].exc_info is None
+    assert capfd.readouterr().err == ""

@@ -9,8 +9,10 @@ shows never holds Marathon credentials.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -145,6 +147,90 @@ def test_slow_client_is_cut_off(secured: StatusServer) -> None:
 def test_marathon_host_shown_on_status_has_no_credentials() -> None:
     client = MarathonClient(["http://router:pa55word@127.0.0.1:1"])
     try:
-        assert client.current == "http://***@127.0.0.1:1"
+        # credentials move out of the URL into the session: nothing left to show
+        assert client.current == "http://127.0.0.1:1"
+        assert client.settings.auth == ("router", "pa55word")
     finally:
         client.close()
+
+
+@pytest.fixture
+def bounded() -> Iterator[StatusServer]:
+    """A status server with a short connection deadline and a cap of two connections."""
+    srv = StatusServer(("127.0.0.1", 0), Metrics(), lambda: {"ok": True},
+                       lambda: (True, "ok"), token=TOKEN, max_connections=2,
+                       connection_deadline=1.0)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_trickling_client_is_cut_off_at_the_deadline(bounded: StatusServer) -> None:
+    """One header byte every 0.2 s, well inside the read timeout: the deadline ends it."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\n")
+        sock.settimeout(0.2)
+        closed = False
+        while time.monotonic() - start < 5:
+            try:
+                sock.sendall(b"X")
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+    assert closed, "the status server kept a trickling connection open"
+    assert time.monotonic() - start < 3
+
+
+def test_connection_cap(bounded: StatusServer) -> None:
+    idle = [socket.create_connection(("127.0.0.1", bounded.port), timeout=10) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # both accepted and holding their slots
+        with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as third:
+            try:
+                third.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = third.recv(1024)
+            except OSError:  # closed before the request got there
+                answer = b""
+        assert answer == b"", "a third connection was served"
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 5  # slots come back once the idle ones are gone
+    while True:
+        try:
+            if _get(bounded.port, "/healthz") == 200:
+                break
+        except OSError:  # still dropped: the slots are not back yet
+            pass
+        assert time.monotonic() < deadline, "no slot came back"
+        time.sleep(0.05)
+
+
+def test_connection_errors_are_one_log_line(bounded: StatusServer,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    def fail(_self: object) -> bool:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(status_module._Handler, "_authorized", fail)
+    # an earlier in-process cli.main() leaves its own handler and no propagation
+    monkeypatch.setattr(logging.getLogger("servicerouter"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("servicerouter"), "handlers", [])
+    with caplog.at_level(logging.DEBUG, logger="servicerouter"):
+        _request(bounded.port, b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 2
+        while not any("connection from" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "nothing logged"
+            time.sleep(0.02)
+    assert [r.getMessage() for r in caplog.records if "connection from" in r.getMessage()] == [
+        "status server: connection from 127.0.0.1 ended: BrokenPipeError: [Errno 32] Broken pipe"]
+    assert capfd.readouterr().err == ""
