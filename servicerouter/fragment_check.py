@@ -14,7 +14,6 @@ Pure: the sample state is data, host names resolve by a table.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,16 +89,7 @@ class _Checked:
 
 
 def _failing_line(fragment: Fragment, values: Mapping[str, Any], err: Exception) -> int:
-    if fragment.is_jinja:
-        lines = [frame.lineno for frame in traceback.extract_tb(err.__traceback__)
-                 if frame.filename == "<template>" and frame.lineno is not None]
-        return lines[-1] if lines else 1
-    for number, line in enumerate(fragment.text.splitlines(), 1):
-        try:
-            line.format_map(values)
-        except Exception:  # the line that fails on its own
-            return number
-    return 1
+    return fragment.failing_line(values, err)
 
 
 def check_fragments(fragments: FragmentSet) -> None:

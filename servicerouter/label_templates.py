@@ -15,7 +15,9 @@ passes ``--allow-label-templates``, and even then:
   render, so the trial's verdict holds for the real config too;
 * the config part of each app with label templates is checked with ``haproxy -c`` on its
   own (results cached by template text and routing), so a template HAProxy rejects
-  quarantines only its app, never the whole config;
+  quarantines only its app, never the whole config; a one-shot sync then checks all
+  apps together and bisects the templated ones if that fails (a template that clashes
+  with another app, e.g. redeclares its backend, passes on its own);
 * global fragments (``HAPROXY_HEAD`` and the shared frontend heads) cannot be overridden.
 
 Compilation and trial rendering are pure; :class:`TemplateChecker` is the edge that runs
@@ -32,9 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from servicerouter.bisection import find_culprits
 from servicerouter.labels import MAX_VALUE_LENGTH, Problem
 from servicerouter.model import Service
-from servicerouter.render import RenderOptions, render_config
+from servicerouter.render import RenderOptions, render_config, render_guarded
 from servicerouter.template_budget import BudgetedFragment, budget_env
 from servicerouter.templates import (
     FRAGMENTS,
@@ -160,6 +163,7 @@ class TemplateChecker:
         self.workdir = workdir
         self._check = check or self._haproxy_check
         self._verdicts: dict[str, tuple[bool, str]] = {}
+        self._combined_ok: str | None = None  # digest of the last combined config accepted
 
     def quarantine(self, services: Sequence[Service], fragments: FragmentSet,
                    options: RenderOptions, compiled: LabelTemplates) -> LabelTemplates:
@@ -175,7 +179,9 @@ class TemplateChecker:
         verdicts: dict[str, tuple[bool, str]] = {}
         for app_id in templated:
             app_services = by_app[app_id]
-            text = render_config(app_services, fragments, options, compiled.overrides)
+            # guarded: an operator fragment failing on some app's data is the main
+            # render's to report; here only HAProxy's verdict on the rest matters
+            text = render_guarded(app_services, fragments, options, compiled.overrides).text
             key = hashlib.sha256(text.encode()).hexdigest()
             verdict = self._verdicts.get(key) or self._check(text)
             verdicts[key] = verdict
@@ -187,6 +193,58 @@ class TemplateChecker:
         self._verdicts = verdicts  # keep only what is current
         if bad == set(compiled.bad_apps):
             return compiled
+        keep_backends = {s.backend for s in services if s.app_id not in bad}
+        return LabelTemplates(
+            {b: o for b, o in compiled.overrides.items() if b in keep_backends},
+            {b: t for b, t in compiled.texts.items() if b in keep_backends},
+            tuple(problems), frozenset(bad),
+        )
+
+    def check_combined(self, services: Sequence[Service], fragments: FragmentSet,
+                       options: RenderOptions, compiled: LabelTemplates) -> LabelTemplates:
+        """``compiled`` minus the apps whose templates break the config of all apps together.
+
+        Each app passing on its own is not enough: a template can clash with another
+        app (redeclare its backend, reuse its ACL or userlist name).  The whole config
+        is checked once; if HAProxy rejects it and the apps without label templates
+        alone pass, the templated apps are bisected
+        (:func:`servicerouter.bisection.find_culprits`, as the live engine does) and
+        the culprits quarantined.  A rejection that is not the templates' fault is
+        left for the apply step to report.
+        """
+        if not compiled.overrides:
+            return compiled
+        kept = [s for s in services if s.app_id not in compiled.bad_apps]
+        app_ids = list(dict.fromkeys(s.app_id for s in kept))
+        templated = {s.app_id for s in kept if s.backend in compiled.overrides}
+        suspects = [a for a in app_ids if a in templated]
+        trusted = [a for a in app_ids if a not in templated]
+
+        def check(ids: Sequence[str]) -> tuple[bool, str]:
+            wanted = set(ids)
+            return self._check(render_guarded([s for s in kept if s.app_id in wanted],
+                                              fragments, options, compiled.overrides).text)
+
+        full = render_guarded(kept, fragments, options, compiled.overrides).text
+        digest = hashlib.sha256(full.encode()).hexdigest()
+        if digest == self._combined_ok:
+            return compiled
+        ok, message = self._check(full)
+        if ok:
+            self._combined_ok = digest
+            return compiled
+        if not check(trusted)[0]:
+            log.debug("config rejected without the label templates too: %s",
+                      _last_alert(message))
+            return compiled
+        _good, culprits = find_culprits(trusted, suspects, check)
+        if not culprits:
+            return compiled
+        problems = list(compiled.problems)
+        for app_id, why in culprits.items():
+            problems.append(Problem(app_id, "HAProxy rejects its label templates together with "
+                                            f"the other apps; app quarantined: {_last_alert(why)}"))
+        bad = set(compiled.bad_apps) | set(culprits)
         keep_backends = {s.backend for s in services if s.app_id not in bad}
         return LabelTemplates(
             {b: o for b, o in compiled.overrides.items() if b in keep_backends},

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from servicerouter.labels import Problem
 from servicerouter.model import Service, clean_name, route_order_key
 from servicerouter.templates import Fragment, FragmentSet
 
@@ -116,21 +117,134 @@ def host_acl_name(host: str) -> str:
     return "hostw_" + host[2:] if host.startswith("*.") else "host_" + host
 
 
+class RenderError(Exception):
+    """A fragment rendered once for the whole config (a head) failed: nothing to skip."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A guarded render: the config, the services in it, and the ones left out."""
+
+    text: str
+    services: tuple[Service, ...]
+    problems: tuple[Problem, ...] = ()
+
+
 def render_config(services: Sequence[Service], fragments: FragmentSet,
                   options: RenderOptions | None = None,
                   overrides: Overrides | None = None) -> str:
     """The whole config for ``services`` (already filtered and sorted).
 
     ``overrides`` replaces fragments for single services (label templates).
+    Any fragment error propagates (the startup check wants it as it is);
+    :func:`render_guarded` is the variant a sync uses.
     """
+    return _render(services, fragments, options, overrides, None)
+
+
+def render_guarded(services: Sequence[Service], fragments: FragmentSet,
+                   options: RenderOptions | None = None,
+                   overrides: Overrides | None = None) -> Rendered:
+    """:func:`render_config`, leaving out every app a fragment fails to render for.
+
+    A fragment can pass the startup check and still raise on one app's data
+    (``{{ labels.TEAM.split('-')[1] }}``), or refuse a value that would break a
+    line.  Such an app (all its ports) is skipped with a :class:`Problem`
+    naming its port index, the fragment file and line; everything else renders.
+    Only a failure in a fragment rendered once for all (a head) raises
+    :class:`RenderError`.  The output is always exactly ``render_config`` of the
+    services it reports.
+    """
+    failures: list[Problem] = []
+    text = _render(services, fragments, options, overrides, failures)
+    if not failures:
+        return Rendered(text, tuple(services))
+    problems = list(failures)
+    bad = {p.app_id for p in failures}
+    kept = [s for s in services if s.app_id not in bad]
+    # The first pass removed the output of each failed app's ports (they are adjacent,
+    # as services come sorted); render again if they were not, or if any fragment
+    # might have looked at the failed apps through ``services``.
+    while failures and (_reads_services(fragments, overrides)
+                        or not _adjacent(services, bad)):
+        failures = []
+        text = _render(kept, fragments, options, overrides, failures)
+        problems += failures
+        bad.update(p.app_id for p in failures)
+        kept = [s for s in kept if s.app_id not in bad]
+    return Rendered(text, tuple(kept), tuple(problems))
+
+
+def _reads_services(fragments: FragmentSet, overrides: Overrides | None) -> bool:
+    frags = list(fragments.fragments.values())
+    for override in (overrides or {}).values():
+        frags.extend(override.values())
+    return any(getattr(f, "uses_services", True) for f in frags)
+
+
+def _adjacent(services: Sequence[Service], apps: set[str]) -> bool:
+    """Whether every app in ``apps`` has its services next to each other."""
+    done: set[str] = set()
+    previous = None
+    for service in services:
+        app_id = service.app_id
+        if app_id != previous:
+            if app_id in done:
+                return False
+            if previous in apps:
+                done.add(previous)
+            previous = app_id
+    return True
+
+
+def _service_failure(service: Service, err: Exception) -> Problem:
+    """The Problem for a service a fragment failed on: its file, line and the error."""
+    return Problem(service.app_id, _describe_failure(err) + "; app skipped", service.index,
+                   kind="render")
+
+
+def _describe_failure(err: Exception) -> str:
+    """Which fragment (file and line) failed, and how."""
+    fragment = values = None
+    tb = err.__traceback__
+    while tb is not None:  # the innermost Fragment.render frame: which fragment, what values
+        frame = tb.tb_frame
+        if frame.f_code is _FRAGMENT_RENDER:
+            fragment, values = frame.f_locals.get("self"), frame.f_locals.get("values")
+        tb = tb.tb_next
+    if isinstance(fragment, Fragment):
+        line = fragment.failing_line(values or {}, err)
+        where = f"fragment {fragment.spec.name} ({fragment.source}: line {line})"
+    else:
+        where = "a fragment"
+    detail = str(err)
+    if len(detail) > 300:
+        detail = detail[:300] + "..."
+    if not detail.isprintable():  # an error may quote the data: keep the log line one line
+        detail = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in detail)
+    return f"{where} fails to render: {type(err).__name__}: {detail}"
+
+
+_FRAGMENT_RENDER = Fragment.render.__code__
+
+
+def _render(services: Sequence[Service], fragments: FragmentSet,
+            options: RenderOptions | None, overrides: Overrides | None,
+            failures: list[Problem] | None) -> str:
+    """The assembly; with ``failures``, an app a fragment fails on is skipped and listed."""
     options = options or RenderOptions()
     frag = fragments.fragments
     global_values: dict[str, Any] = {"options": options, "services": services}
 
-    head = [frag["HAPROXY_HEAD"].render(global_values)]
-    http = [frag["HAPROXY_HTTP_FRONTEND_HEAD"].render(global_values)]
-    appid = [frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"].render(global_values)]
-    https = [frag["HAPROXY_HTTPS_FRONTEND_HEAD"].render(global_values)]
+    try:
+        head = [frag["HAPROXY_HEAD"].render(global_values)]
+        http = [frag["HAPROXY_HTTP_FRONTEND_HEAD"].render(global_values)]
+        appid = [frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"].render(global_values)]
+        https = [frag["HAPROXY_HTTPS_FRONTEND_HEAD"].render(global_values)]
+    except Exception as err:
+        if failures is None:
+            raise
+        raise RenderError(_describe_failure(err)) from err
     frontends: list[str] = []
     backends: list[str] = []
 
@@ -159,83 +273,111 @@ def render_config(services: Sequence[Service], fragments: FragmentSet,
     }
 
     apps_with_appid_acl: set[str] = set()
-    # Vhost rules: (rank, sequence, http fragment, https fragment, values). HAProxy
-    # takes the first use_backend that matches, so they are written by rank
-    # (longest path first); equal ranks keep service order, as servicerouter.py.
-    routes: list[tuple[tuple[int, int, bool, bool], int, Any, Any, dict[str, Any]]] = []
+    # Vhost rules: (rank, sequence, http text, https text). HAProxy takes the first
+    # use_backend that matches, so they are written by rank (longest path first);
+    # equal ranks keep service order, as servicerouter.py.
+    routes: list[tuple[tuple[int, int, bool, bool], int, str | None, str | None]] = []
+    # Where the current app's output starts in each buffer, to take it back if a
+    # fragment fails on one of its ports (guarded renders only).
+    current_app: str | None = None
+    failed_app: str | None = None
+    marks = (0, 0, 0, 0)
     for service in services:
-        values = service_values(service, options, services)
-        pick = _picker(overrides.get(service.backend) if overrides else None)
-        settings = service.settings
-        frontends.append(pick(frontend_head, "HAPROXY_FRONTEND_HEAD").render(values))
-        if settings.redirect_to_https:
-            frontends.append(pick(redirect, "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS").render(values))
-        if settings.auth is not None:
-            backends.append(pick(userlist, "HAPROXY_USERLIST_HEAD").render(values))
-        backends.append(pick(backend_head, "HAPROXY_BACKEND_HEAD").render(values))
-
-        path = service.path
-        if path is None:
-            route_http = pick(http_acl, "HAPROXY_HTTP_FRONTEND_ACL")
-            route_https = pick(https_acl, "HAPROXY_HTTPS_FRONTEND_ACL")
-        else:
-            route_http = pick(http_path_acl, "HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH")
-            route_https = pick(https_path_acl, "HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH")
-        shadowed = service.shadowed_vhosts
-        for host in service.rule_vhosts:
-            vhost_values = dict(values, hostname=host, cleanedUpHostname=clean_name(host),
-                                vhost=host, hostAcl=host_acl_name(host), path=path,
-                                pathAcl="path_" + service.backend)
-            rank = route_order_key(service, host) + (":" not in host,)
-            if not route_http.is_jinja:
-                # servicerouter.py's own ACL fragments match the Host header exactly,
-                # so wildcards and ports need no precedence: keep its order.
-                rank = rank[:2] + (False, True)
-            if host in shadowed:
-                # An older app owns this vhost and its rule comes first: only
-                # servicerouter.py's own (legacy) fragments still write this one.
-                routes.append((rank, len(routes), None if route_http.is_jinja else route_http,
-                               None if route_https.is_jinja else route_https, vhost_values))
-            else:
-                routes.append((rank, len(routes), route_http, route_https, vhost_values))
-
-        if service.mode == "http" and service.app_id not in apps_with_appid_acl:
-            apps_with_appid_acl.add(service.app_id)
-            appid.append(pick(appid_acl, "HAPROXY_HTTP_FRONTEND_APPID_ACL").render(values))
-
-        if service.mode == "http":
+        if service.app_id != current_app:
+            current_app = service.app_id
+            marks = (len(frontends), len(backends), len(appid), len(routes))
+        elif current_app == failed_app:
+            continue  # the other ports of an app a fragment failed on
+        try:
+            values = service_values(service, options, services)
+            pick = _picker(overrides.get(service.backend) if overrides else None)
+            settings = service.settings
+            frontends.append(pick(frontend_head, "HAPROXY_FRONTEND_HEAD").render(values))
+            if settings.redirect_to_https:
+                frontends.append(pick(redirect, "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS")
+                                 .render(values))
             if settings.auth is not None:
-                backends.append(pick(auth_options, "HAPROXY_BACKEND_AUTH_OPTIONS").render(values))
-            backends.append(pick(http_options, "HAPROXY_BACKEND_HTTP_OPTIONS").render(values))
+                backends.append(pick(userlist, "HAPROXY_USERLIST_HEAD").render(values))
+            backends.append(pick(backend_head, "HAPROXY_BACKEND_HEAD").render(values))
 
-        server_check = None
-        if service.health_check is not None:
-            backend_check = backend_checks.get(service.mode)
-            if backend_check is not None:
-                backend_check = pick(backend_check, backend_check.spec.name)
-            if backend_check is not None and not backend_check.is_empty:
-                backends.append(backend_check.render(values))
-            server_check = server_checks.get(service.mode)
-            if server_check is not None:
-                server_check = pick(server_check, server_check.spec.name)
-            if server_check is not None and server_check.is_empty:
-                server_check = None
+            path = service.path
+            if path is None:
+                route_http = pick(http_acl, "HAPROXY_HTTP_FRONTEND_ACL")
+                route_https = pick(https_acl, "HAPROXY_HTTPS_FRONTEND_ACL")
+            else:
+                route_http = pick(http_path_acl, "HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH")
+                route_https = pick(https_path_acl, "HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH")
+            shadowed = service.shadowed_vhosts
+            for host in service.rule_vhosts:
+                vhost_values = dict(values, hostname=host, cleanedUpHostname=clean_name(host),
+                                    vhost=host, hostAcl=host_acl_name(host), path=path,
+                                    pathAcl="path_" + service.backend)
+                rank = route_order_key(service, host) + (":" not in host,)
+                if not route_http.is_jinja:
+                    # servicerouter.py's own ACL fragments match the Host header exactly,
+                    # so wildcards and ports need no precedence: keep its order.
+                    rank = (False, rank[1], rank[2], True)
+                if host in shadowed and route_http.is_jinja:
+                    # An older app owns this vhost and its rule comes first: only
+                    # servicerouter.py's own (legacy) fragments still write this one.
+                    http_text = None
+                else:
+                    http_text = route_http.render(vhost_values)
+                if host in shadowed and route_https.is_jinja:
+                    https_text = None
+                else:
+                    https_text = route_https.render(vhost_values)
+                routes.append((rank, len(routes), http_text, https_text))
 
-        if settings.sticky:
-            backends.append(pick(sticky_options, "HAPROXY_BACKEND_STICKY_OPTIONS").render(values))
-        if settings.use_hsts and service.mode == "http":
-            backends.append(pick(hsts_options, "HAPROXY_BACKEND_HSTS_OPTIONS").render(values))
+            if service.mode == "http" and service.app_id not in apps_with_appid_acl:
+                apps_with_appid_acl.add(service.app_id)
+                appid.append(pick(appid_acl, "HAPROXY_HTTP_FRONTEND_APPID_ACL")
+                             .render(values))
 
-        frontends.append(pick(glue, "HAPROXY_FRONTEND_BACKEND_GLUE").render(values))
-        _render_servers(service, values, pick(server_line, "HAPROXY_BACKEND_SERVER_OPTIONS"),
-                        server_check, backends)
+            if service.mode == "http":
+                if settings.auth is not None:
+                    backends.append(pick(auth_options, "HAPROXY_BACKEND_AUTH_OPTIONS")
+                                    .render(values))
+                backends.append(pick(http_options, "HAPROXY_BACKEND_HTTP_OPTIONS")
+                                .render(values))
+
+            server_check = None
+            if service.health_check is not None:
+                backend_check = backend_checks.get(service.mode)
+                if backend_check is not None:
+                    backend_check = pick(backend_check, backend_check.spec.name)
+                if backend_check is not None and not backend_check.is_empty:
+                    backends.append(backend_check.render(values))
+                server_check = server_checks.get(service.mode)
+                if server_check is not None:
+                    server_check = pick(server_check, server_check.spec.name)
+                if server_check is not None and server_check.is_empty:
+                    server_check = None
+
+            if settings.sticky:
+                backends.append(pick(sticky_options, "HAPROXY_BACKEND_STICKY_OPTIONS")
+                                .render(values))
+            if settings.use_hsts and service.mode == "http":
+                backends.append(pick(hsts_options, "HAPROXY_BACKEND_HSTS_OPTIONS")
+                                .render(values))
+
+            frontends.append(pick(glue, "HAPROXY_FRONTEND_BACKEND_GLUE").render(values))
+            _render_servers(service, values,
+                            pick(server_line, "HAPROXY_BACKEND_SERVER_OPTIONS"),
+                            server_check, backends)
+        except Exception as err:
+            if failures is None:
+                raise
+            failures.append(_service_failure(service, err))
+            failed_app = current_app
+            del frontends[marks[0]:], backends[marks[1]:], appid[marks[2]:], routes[marks[3]:]
 
     routes.sort(key=lambda route: (route[0], route[1]))
-    for _rank, _seq, route_http, route_https, vhost_values in routes:
-        if route_http is not None:
-            http.append(route_http.render(vhost_values))
-        if route_https is not None:
-            https.append(route_https.render(vhost_values))
+    for _rank, _seq, http_text, https_text in routes:
+        if http_text is not None:
+            http.append(http_text)
+        if https_text is not None:
+            https.append(https_text)
 
     return "".join(head + http + appid + https + frontends + backends)
 

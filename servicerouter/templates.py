@@ -15,11 +15,20 @@ Two kinds of file:
 
 Fragments are checked when loaded, so a typo in a placeholder fails at
 startup naming the file and line, not at the first sync.
+
+Whatever a Jinja2 fragment prints with ``{{ }}`` comes from Marathon (labels,
+the app) as often as from the operator, so no printed value may break or end a
+line: :func:`printable` refuses control characters, line and paragraph
+separators and ``#`` (which starts a comment) in every value written, and the
+service whose fragment tried is left out of the config (see
+:func:`servicerouter.render.render_guarded`).  Line breaks belong in the
+fragment text itself.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +38,8 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.sandbox
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import new_context
 
 HEALTHCHECK_PLACEHOLDERS = (
@@ -156,11 +167,88 @@ class TemplateError(ValueError):
     """A fragment file that cannot be used; the message names file and line."""
 
 
+class UnsafeValueError(ValueError):
+    """A fragment tried to print a value that would break or end a config line."""
+
+
+# What may never come out of a printed value: anything that ends a line for
+# HAProxy's parser (or a log or terminal reading the config), and '#', which
+# starts a comment and so can cut the condition off a rule.
+_UNSAFE_RE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029#]")
+_UNSAFE_NAMES = {"#": "'#' (starts a comment)", "\n": "a line feed", "\r": "a carriage return",
+                 "\x00": "a NUL", "\x85": "a next-line (U+0085)",
+                 "\u2028": "a line separator (U+2028)", "\u2029": "a paragraph separator (U+2029)"}
+# Widths and precisions in a legacy format spec ({mode:>20}) above this are refused.
+MAX_FORMAT_WIDTH = 1024
+
+
+def unsafe_reason(text: str) -> str | None:
+    """Why ``text`` may not be printed into a config line (None: it may)."""
+    found = _UNSAFE_RE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    what = _UNSAFE_NAMES.get(char) or f"a control character (U+{ord(char):04X})"
+    shown = text if len(text) <= 60 else text[:60] + "..."
+    return f"printed value {shown!r} contains {what}; a printed value may not break or end a line"
+
+
+class _Rendered(str):
+    """Text a fragment itself wrote (a macro, a ``{% set %}`` or call block).
+
+    Every value printed inside it already went through :func:`printable`; its line
+    breaks are the fragment's own, so printing it whole (``{{ my_macro() }}``) is
+    allowed.  Any string operation on it gives a plain ``str`` again.
+    """
+
+    __slots__ = ()
+
+
+def _rendered_concat(parts: Iterable[str]) -> str:
+    return _Rendered("".join(parts))
+
+
+def printable(value: Any) -> Any:
+    """The Jinja2 ``finalize`` hook: every ``{{ }}`` value of a fragment goes through here.
+
+    Plain words cost two C-level scans; anything else is converted and searched.
+    """
+    cls = value.__class__
+    if cls is str:
+        if value.isprintable() and "#" not in value:
+            return value
+        text = value
+    elif cls is int or cls is _Rendered:
+        return value
+    else:
+        text = str(value)  # Undefined raises here, as without the hook
+        if text.isprintable() and "#" not in text:
+            return text
+    reason = unsafe_reason(text)
+    if reason is not None:
+        raise UnsafeValueError(reason)
+    return text  # printable after all: non-ASCII spaces, format characters...
+
+
+class _SafeFormatter(string.Formatter):
+    """``str.format`` for legacy fragments reaching into raw data (``{healthCheck[x]}``)."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        text = format(value, format_spec)
+        reason = unsafe_reason(text)
+        if reason is not None:
+            raise UnsafeValueError(reason)
+        return text
+
+
+_SAFE_FORMATTER = _SafeFormatter()
+
+
 class Fragment:
     """One loaded fragment, ready to render with a dict of values."""
 
     __slots__ = ("spec", "source", "text", "_template", "is_empty", "_format", "_globals",
-                 "_constant")
+                 "_constant", "uses_services")
 
     def __init__(self, spec: FragmentSpec, text: str, source: str,
                  template: jinja2.Template | None) -> None:
@@ -173,13 +261,22 @@ class Fragment:
         self.text = text
         self.is_empty = template is None and text == ""
         # Fragments without placeholders are used as is (single braces are literal).
-        self._format = template is None and bool(spec.placeholders)
+        # The placeholders themselves are validated values; a field reaching into raw
+        # Marathon data ({healthCheck[command][value]}) is formatted with a check.
+        self._format: Any = None
+        if template is None and spec.placeholders:
+            self._format = text.format_map
+            if _reaches_into_values(text):
+                self._format = lambda values, _text=text: _SAFE_FORMATTER.vformat(_text, (),
+                                                                                  values)
+        # Whether the fragment may read the whole list of services (conservative).
+        self.uses_services = template is not None and "services" in text
         # Jinja2 per render: the template's globals once (not a ChainMap walk),
         # and no render at all for text without a single expression or statement.
         self._globals = dict(template.globals) if template is not None else {}
         self._constant: str | None = None
         if template is not None and "{{" not in text and "{%" not in text:
-            self._constant = template.render()
+            self._constant = str(template.render())
 
     @property
     def is_jinja(self) -> bool:
@@ -194,16 +291,34 @@ class Fragment:
                 context = new_context(template.environment, template.name, template.blocks,
                                       {**self._globals, **values}, True, self._globals)
                 try:
-                    out = template.environment.concat(template.root_render_func(context))
+                    out = "".join(template.root_render_func(context))
                 except Exception:
                     template.environment.handle_exception()
             if self.spec.strip_prefix:
                 out = out.strip()
                 return " " + out if out else ""
             return out
-        if self._format:
-            return self.text.format_map(values)
+        format_map = self._format
+        if format_map is not None:
+            return format_map(values)
         return self.text
+
+    def failing_line(self, values: Mapping[str, Any], err: BaseException) -> int:
+        """The line of this fragment where ``err`` (raised rendering ``values``) came from."""
+        if self._template is not None:
+            tb = err.__traceback__
+            line = 1
+            while tb is not None:
+                if tb.tb_frame.f_code.co_filename == "<template>":
+                    line = tb.tb_lineno
+                tb = tb.tb_next
+            return line
+        for number, text in enumerate(self.text.splitlines(), 1):
+            try:
+                _SAFE_FORMATTER.vformat(text, (), values)
+            except Exception:  # the line that fails on its own
+                return number
+        return 1
 
 
 @dataclass(frozen=True)
@@ -261,14 +376,70 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
+# Names whose values the label registry and the model have already validated as
+# single safe tokens (every legacy placeholder but the raw healthCheck dict, and the
+# .j2 names derived from them): printed as a bare {{ name }}, they skip the check.
+VALIDATED_NAMES = frozenset(
+    {name for spec in FRAGMENTS for name in spec.placeholders} - {"healthCheck"}
+    | {"vhost", "hostAcl", "pathAcl", "bindOptions"}
+)
+
+
+class _FragmentCodeGenerator(CodeGenerator):
+    """Jinja2's code generator, minus the ``finalize`` call on validated placeholders.
+
+    ``{{ backend }}`` prints a value the registry guarantees is one safe token (as
+    a legacy fragment would), so only a bare name from :data:`VALIDATED_NAMES`
+    that the template never rebinds skips :func:`printable`; attributes, items,
+    filters, calls and every other name (``labels``, ``app``, ``service``...) go
+    through it.  Most values a default config prints are such placeholders.
+    """
+
+    _rebound: frozenset[str] = frozenset()
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        rebound = {n.name for n in node.find_all(nodes.Name) if n.ctx != "load"}
+        for imp in node.find_all((nodes.Import, nodes.FromImport)):
+            if isinstance(imp, nodes.Import):
+                rebound.add(imp.target)
+            else:
+                rebound.update(n if isinstance(n, str) else n[-1] for n in imp.names)
+        self._rebound = frozenset(rebound)
+        super().visit_Template(node, frame)
+
+    def _validated(self, node: nodes.Expr) -> bool:
+        return (isinstance(node, nodes.Name) and node.ctx == "load"
+                and node.name in VALIDATED_NAMES and node.name not in self._rebound)
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if self._validated(node):
+            finalize = finalize._replace(src=None)
+        super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if self._validated(node):
+            finalize = finalize._replace(src=None)
+        super()._output_child_post(node, frame, finalize)
+
+
+class _FragmentSandbox(_Sandbox):
+    """The fragment files' sandbox: every printed value checked (see :func:`printable`)."""
+
+    code_generator_class = _FragmentCodeGenerator
+
+
 def _jinja_env() -> jinja2.Environment:
-    return _Sandbox(
+    """The environment of fragment files (the defaults and the operator's)."""
+    env = _FragmentSandbox(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        finalize=printable,
     )
+    env.concat = _rendered_concat  # type: ignore[method-assign]  # macros, set and call blocks
+    return env
 
 
 def _line_of(text: str, offset: int) -> int:
@@ -285,7 +456,7 @@ def check_format_fragment(spec: FragmentSpec, text: str, source: str) -> None:
             parsed = list(string.Formatter().parse(line))
         except ValueError as err:
             raise TemplateError(f"{source}: line {line_no}: {err}") from None
-        for _literal, field_name, _spec, _conv in parsed:
+        for _literal, field_name, format_spec, _conv in parsed:
             if field_name is None:
                 continue
             base = field_name.split(".", 1)[0].split("[", 1)[0]
@@ -294,7 +465,33 @@ def check_format_fragment(spec: FragmentSpec, text: str, source: str) -> None:
                     f"{source}: line {line_no}: unknown placeholder {{{field_name}}} in "
                     f"{spec.name} (known: {', '.join(spec.placeholders)})"
                 )
+            if format_spec:
+                _check_format_spec(field_name, format_spec, source, line_no)
         offset += len(line)
+
+
+def _check_format_spec(field_name: str, format_spec: str, source: str, line_no: int) -> None:
+    """No width or precision beyond :data:`MAX_FORMAT_WIDTH`, none taken from the data."""
+    if "{" in format_spec:
+        raise TemplateError(
+            f"{source}: line {line_no}: {{{field_name}:{format_spec}}}: a placeholder inside "
+            f"a format spec is not supported (its width would come from Marathon data)")
+    for number in re.findall(r"[0-9]+", format_spec):
+        digits = number.lstrip("0")
+        if len(digits) > 6 or int(digits or "0") > MAX_FORMAT_WIDTH:
+            shown = digits if len(digits) <= 12 else digits[:12] + "..."
+            raise TemplateError(
+                f"{source}: line {line_no}: {{{field_name}:{format_spec[:40]}}}: width or "
+                f"precision {shown} is over {MAX_FORMAT_WIDTH}")
+
+
+def _reaches_into_values(text: str) -> bool:
+    """Whether a legacy fragment indexes or walks a placeholder ({healthCheck[path]})."""
+    try:
+        return any(field is not None and ("[" in field or "." in field)
+                   for _lit, field, _spec, _conv in string.Formatter().parse(text))
+    except ValueError:
+        return True
 
 
 def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,

@@ -152,3 +152,70 @@ def test_router_ignores_label_templates_without_the_flag(
     assert "# mine" not in text and "backend a_10001\n  balance roundrobin" in text
     warnings = [r for r in caplog.records if "need --allow-label-templates" in r.getMessage()]
     assert len(warnings) == 1 and "HAPROXY_0_BACKEND_HEAD" in warnings[0].getMessage()
+
+
+# A template that passes on its own but redeclares another app's backend.
+CLASH = "\nbackend ok_43001\n  mode tcp\n\nbackend {{ backend }}\n  mode {{ mode }}\n"
+
+
+def test_router_quarantines_a_template_that_breaks_only_the_combined_config(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    """One-shot: per-app checks pass, HAProxy rejects all apps together; the clashing
+    templated app is found by bisection and left out, everything else applies."""
+    from servicerouter.runner import run_once
+
+    apps = [app("/ok", 43001), app("/dup", 43008, HAPROXY_0_BACKEND_HEAD=CLASH),
+            app("/good", 43002, HAPROXY_0_BACKEND_HEAD=(
+                "\nbackend {{ backend }}\n  balance first\n  mode {{ mode }}\n")),
+            app("/plain", 43003)]
+    cfg = tmp_path / "haproxy.cfg"
+    settings = RouterSettings(config_path=str(cfg), haproxy_bin=haproxy_bin, reload=None,
+                              state_dir=str(tmp_path / "state"), certs_dir=None,
+                              allow_label_templates=True,
+                              render_options=RenderOptions(bind_addr="127.0.0.1"))
+    router = Router(SnapshotSource(write_state(tmp_path, apps)), FRAGMENTS, settings)
+    assert run_once(router) == 0, router.last.error if router.last else None
+    text = cfg.read_text()
+    assert text.count("\nbackend ok_43001\n") == 1 and "dup_43008" not in text
+    assert "backend good_43002\n  balance first\n" in text and "backend plain_43003" in text
+    assert haproxy.check_config(str(cfg), haproxy_bin)[0]
+    problems = [p for p in router.last.model.problems if p.app_id == "/dup"]
+    assert len(problems) == 1 and "together with the other apps" in problems[0].reason
+    assert "ok_43001" in problems[0].reason  # HAProxy's reason is kept
+
+
+def test_combined_check_bisects_templated_apps_only() -> None:
+    svcs = services(app("/ok", 43001), app("/plain", 43009),
+                    *[app(f"/t{i}", 43010 + i, HAPROXY_0_BACKEND_HEAD=(
+                        CLASH if i == 5 else "\nbackend {{ backend }}\n  mode {{ mode }}\n"))
+                      for i in range(8)])
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    checks: list[str] = []
+
+    def fake_check(text: str) -> tuple[bool, str]:
+        checks.append(text)
+        if text.count("\nbackend ok_43001\n") > 1:
+            return False, "[ALERT] backend 'ok_43001' has the same name as backend 'ok_43001'"
+        return True, ""
+
+    checker = TemplateChecker(check=fake_check)
+    result = checker.check_combined(svcs, FRAGMENTS, OPTIONS, compiled)
+    assert result.bad_apps == {"/t5"}
+    assert set(result.overrides) == {f"t{i}_{43010 + i}" for i in range(8) if i != 5}
+    assert "same name" in result.problems[-1].reason
+    # full config, the untemplated apps alone, then a bisection over 8 suspects
+    assert len(checks) <= 2 + 1 + 3 + 1, len(checks)
+
+    checks.clear()
+    fine = checker.check_combined(svcs[:2], FRAGMENTS, OPTIONS, compiled)
+    assert fine is compiled and len(checks) == 1  # accepted at once: nothing else to do
+    assert checker.check_combined(svcs[:2], FRAGMENTS, OPTIONS, compiled) is compiled
+    assert len(checks) == 1  # the same config is not checked again
+
+
+def test_combined_check_leaves_a_rejection_that_is_not_the_templates_fault() -> None:
+    svcs = services(app("/ok", 43001), app("/t", 43002, HAPROXY_0_BACKEND_HEAD=(
+        "\nbackend {{ backend }}\n  mode {{ mode }}\n")))
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    checker = TemplateChecker(check=lambda text: (False, "[ALERT] something global"))
+    assert checker.check_combined(svcs, FRAGMENTS, OPTIONS, compiled) is compiled
