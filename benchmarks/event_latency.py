@@ -25,6 +25,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -45,24 +46,50 @@ TASKS_PER_APP = 10
 SERVER_FRAGMENT = "  server {serverName} {host_ipv4}:{port}{cookieOptions}\n"
 
 
-def reserve_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (held open together so none repeats)."""
-    socks = []
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def reserve_ports(count: int) -> list[int]:
+    """``count`` distinct ports free now, chosen outside the kernel's ephemeral range.
+
+    Ports handed out by ``bind(0)`` are ephemeral ones: after we let them go, the
+    backends' own ``bind(0)``, every client connection and other programs may take
+    them again before HAProxy binds them (a frontend that cannot bind fails the whole
+    start).  Ports below or above that range are never handed out by the kernel.
+    """
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(10000, 65536) if not low <= p <= high and
+                  not 20000 <= p < 20000 + TASKS_PER_APP]  # the filler servers' ports
+    start = (os.getpid() * 7919) % len(candidates)  # concurrent runs start apart
+    ports: list[int] = []
+    for port in candidates[start:] + candidates[:start]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"fewer than {count} free ports outside {low}-{high}")
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as err:
+        return f"(no log: {err})"
 
 
 def stop_left_haproxy(workdir: Path) -> None:
     """If servicerouter could not stop its HAProxy, stop it here (ours: pidfile + cmdline)."""
     try:
-        pid = int((workdir / "servicerouter" / "haproxy.pid").read_text().split()[0])
+        pid = int((workdir / ".servicerouter" / "haproxy.pid").read_text().split()[0])
         if str(workdir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
             os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError, IndexError):
@@ -212,8 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'tasks':>7} {'apps':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'fetch+parse ms':>15} {'reloads':>8} {'runtime':>8}")
     for size in sizes:
-        with tempfile.TemporaryDirectory(prefix="sr-bench-latency-") as tmp:
-            result = run_size(size, trials, args.min_wait, haproxy_bin, Path(tmp), args.verbose)
+        workdir = Path(tempfile.mkdtemp(prefix="sr-bench-latency-"))
+        try:
+            result = run_size(size, trials, args.min_wait, haproxy_bin, workdir, args.verbose)
+        except Exception:
+            # kept for a look: the config, the state and servicerouter's own log
+            print(f"size {size} failed; kept {workdir}; servicerouter.log ends:\n"
+                  + log_tail(workdir / "servicerouter.log"), file=sys.stderr, flush=True)
+            raise
+        shutil.rmtree(workdir, ignore_errors=True)
         if args.json:
             print(json.dumps(result))
         else:

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Directory of certificate bundles also served (default ./certs)")
     new.add_argument("--state-dir", metavar="DIR",
                      help="Where generated certificates and crt-lists are written "
-                          "(default: 'servicerouter' beside --haproxy-config)")
+                          "(default: '.servicerouter' beside --haproxy-config)")
     new.add_argument("--bind-addr", default="*",
                      help="Bind address of the shared frontends and of ports without "
                           "HAPROXY_{n}_BIND_ADDR (default '*')")
@@ -294,10 +294,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.longhelp and not args.list_certs and not args.marathon:
         parser.error("argument --marathon/-m is required")
+    if args.marathon:
+        _check_marathon_urls(parser, args)
     low, high = args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task
     if not 1 <= low <= high <= 65535:
         parser.error("--min/--max-serv-port-ip-per-task must satisfy 1 <= min <= max <= 65535")
     return args
+
+
+def _check_marathon_urls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every -m URL usable, or exit 2 now (the message never shows a password)."""
+    from servicerouter.marathon import parse_marathon_url
+
+    urls: list[str] = args.marathon
+    found: set[tuple[str, str] | None] = set()
+    for url in urls:
+        try:
+            found.add(parse_marathon_url(url)[1])
+        except ValueError as err:
+            parser.error(str(err))
+    found.discard(None)
+    if len(found) > 1 and not (args.auth_credentials or args.marathon_auth_credential_file):
+        parser.error("the --marathon URLs carry different credentials; give one "
+                     "--auth-credentials instead")
+    if len(urls) > 1 and any(u.startswith("file:") for u in urls):
+        parser.error("a file: snapshot cannot be mixed with Marathon hosts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -369,7 +390,8 @@ def run(args: argparse.Namespace) -> int:
         log.debug("fragment %s from %s", name, source)
 
     try:
-        source = make_source(args.marathon, client_settings(args))
+        source = make_source(args.marathon, client_settings(args),
+                             embed_readiness=args.health_check)
     except ValueError as err:
         log.error("%s", err)
         return 2

@@ -13,7 +13,12 @@ any fragment set (legacy or Jinja2): whatever a template puts on a server
 line is sent to ``add server`` as is.  Lines HAProxy 2.6 cannot apply to a
 dynamic server (``cookie``, an unknown keyword, a backend with
 ``default-server`` whose settings dynamic servers do not inherit) make the
-change a reload instead.
+change a reload instead, and so does adding a server to a backend whose
+load-balancing algorithm is static (``static-rr``, or a hash without
+``hash-type consistent``: "Backend must use a dynamic load balancing").
+
+It also lists each frontend's ``bind`` addresses (:func:`new_binds`): a
+frontend the running HAProxy does not have yet needs a port nobody else holds.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ _DYNAMIC_VALUED = frozenset({
     "proto", "proxy-v2-options", "rise", "slowstart", "sni", "source", "ssl-max-ver",
     "ssl-min-ver", "track", "usesrc", "verify", "verifyhost", "weight", "ws",
 })
+# Balance algorithms HAProxy 2.6 can only extend with dynamic servers when the
+# backend hashes consistently; static-rr never can.
+_HASH_BALANCES = frozenset({"source", "uri", "url_param", "hdr", "rdp-cookie", "hash"})
 _SECTION_KEYWORDS = frozenset({
     "global", "defaults", "frontend", "backend", "listen", "userlist", "peers",
     "resolvers", "mailers", "program", "http-errors", "ring", "cache",
@@ -70,6 +78,8 @@ class ParsedConfig:
     skeleton: tuple[str, ...]
     servers: dict[str, dict[str, ServerLine]]
     default_server: frozenset[str] = frozenset()  # backends with a default-server line
+    static_lb: frozenset[str] = frozenset()  # backends that refuse dynamic servers
+    binds: dict[str, tuple[str, ...]] = field(default_factory=dict)  # section -> addresses
 
 
 @dataclass(frozen=True)
@@ -103,26 +113,49 @@ def parse_config(text: str) -> ParsedConfig:
     skeleton: list[str] = []
     servers: dict[str, dict[str, ServerLine]] = {}
     with_default: set[str] = set()
+    binds: dict[str, list[str]] = {}
+    # (balance, hash-type) of the last defaults section and of each backend
+    defaults_lb: tuple[str, str] = ("roundrobin", "map-based")
+    lb: dict[str, tuple[str, str]] = {}
     backend: str | None = None
+    section: tuple[str, str] | None = None  # (keyword, name) of the section we are in
     for line in text.splitlines():
-        stripped = line.strip()
-        words = stripped.split()
+        words = line.split()
         if words and not line[:1].isspace() and words[0] in _SECTION_KEYWORDS:
+            section = (words[0], words[1] if len(words) > 1 else "")
             backend = words[1] if words[0] == "backend" and len(words) > 1 else None
             if backend is not None:
                 servers.setdefault(backend, {})
-        elif backend is not None and words:
-            if words[0] == "server" and len(words) >= 3:
-                entry = ServerLine(words[1], words[2], tuple(words[3:]))
-                if entry.name in servers[backend]:  # a name twice: let HAProxy decide
-                    skeleton.append(line)
-                else:
-                    servers[backend][entry.name] = entry
-                continue
-            if words[0] == "default-server":
-                with_default.add(backend)
+                lb[backend] = defaults_lb
+        elif words and section is not None:
+            keyword = words[0]
+            if keyword == "bind" and len(words) > 1 and section[0] in ("frontend", "listen"):
+                binds.setdefault(section[1], []).extend(a for a in words[1].split(",") if a)
+            elif keyword in ("balance", "hash-type") and len(words) > 1:
+                if section[0] == "defaults":
+                    defaults_lb = _set_lb(defaults_lb, keyword, words[1])
+                elif backend is not None:
+                    lb[backend] = _set_lb(lb[backend], keyword, words[1])
+            elif backend is not None:
+                if keyword == "server" and len(words) >= 3:
+                    entry = ServerLine(words[1], words[2], tuple(words[3:]))
+                    if entry.name not in servers[backend]:  # a name twice: HAProxy decides
+                        servers[backend][entry.name] = entry
+                        continue
+                elif keyword == "default-server":
+                    with_default.add(backend)
         skeleton.append(line)
-    return ParsedConfig(tuple(skeleton), servers, frozenset(with_default))
+    static = frozenset(name for name, (balance, hash_type) in lb.items()
+                       if balance == "static-rr"
+                       or (balance in _HASH_BALANCES and hash_type != "consistent"))
+    return ParsedConfig(tuple(skeleton), servers, frozenset(with_default), static,
+                        {name: tuple(addresses) for name, addresses in binds.items()})
+
+
+def _set_lb(current: tuple[str, str], keyword: str, value: str) -> tuple[str, str]:
+    if keyword == "balance":  # "hdr(Host)", "url_param id": the algorithm's name only
+        return value.split("(", 1)[0], current[1]
+    return current[0], value
 
 
 def unsupported_args(args: Iterable[str]) -> list[str]:
@@ -156,6 +189,9 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
             if previous is None:
                 if backend in new.default_server:
                     return Verdict(None, f"backend {backend} has default-server settings")
+                if backend in new.static_lb:
+                    return Verdict(None, f"backend {backend} balances with a static "
+                                         "algorithm: no dynamic servers")
                 bad = unsupported_args(line.args)
                 if bad:
                     return Verdict(None, f"server {backend}/{name}: {' '.join(bad)} "
@@ -173,6 +209,21 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
     return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress)))
 
 
+def new_binds(old: ParsedConfig | None, new: ParsedConfig) -> dict[str, tuple[str, ...]]:
+    """Bind addresses of ``new`` that ``old`` (the running config) does not listen on.
+
+    Per frontend (or listen) section.  An address the running HAProxy already
+    has is handed over at reload; only these must be free on the host.
+    """
+    running = {a for addresses in old.binds.values() for a in addresses} if old else set()
+    fresh: dict[str, tuple[str, ...]] = {}
+    for section, addresses in new.binds.items():
+        wanted = tuple(a for a in addresses if a not in running)
+        if wanted:
+            fresh[section] = wanted
+    return fresh
+
+
 def has_check(line: ServerLine) -> bool:
     """A dynamic server's health check starts only when enabled explicitly."""
     return "check" in line.args
@@ -184,6 +235,7 @@ __all__ = [
     "ServerLine",
     "Verdict",
     "has_check",
+    "new_binds",
     "parse_config",
     "plan_runtime_update",
     "unsupported_args",

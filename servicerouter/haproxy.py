@@ -11,10 +11,13 @@ reload command runs.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -87,6 +90,79 @@ def check_config(path: str, haproxy_bin: str = "haproxy", timeout: float = 60.0)
         log.warning("haproxy -c: %s", message.splitlines()[-1] if message else "no listener")
         return True, message
     return False, message or f"{haproxy_bin} -c exited {proc.returncode}"
+
+
+# HAProxy 2.6: "Binding [file:line] for frontend NAME: cannot bind socket (Address
+# already in use) for [ADDR]"; older: "Starting frontend NAME: cannot bind socket
+# (...) [ADDR]".  Proxy names may hold ':' (hence the lazy match).
+_BIND_FAILURE = re.compile(
+    r"(?:Binding \[[^\]]*\] for \w+ (?P<a>\S+?)|Starting \w+ (?P<b>\S+?))"
+    r": cannot bind socket(?P<why> \([^)]*\))?(?:[^\[\n|]*\[(?P<addr>[^\]\s]+)\])?")
+
+
+@dataclass(frozen=True)
+class BindFailure:
+    """One listener HAProxy could not bind, from its own start/reload messages."""
+
+    frontend: str
+    address: str  # "" when HAProxy did not say
+    reason: str  # "Address already in use", ...
+
+
+def bind_failures(message: str) -> list[BindFailure]:
+    """The frontends HAProxy says it cannot bind, in order, each once."""
+    found: dict[tuple[str, str], BindFailure] = {}
+    for match in _BIND_FAILURE.finditer(message):
+        frontend = match["a"] or match["b"]
+        why = (match["why"] or "").strip(" ()")
+        key = (frontend, match["addr"] or "")
+        found.setdefault(key, BindFailure(frontend, match["addr"] or "", why or "cannot bind"))
+    return list(found.values())
+
+
+def _socket_address(address: str) -> tuple[int, tuple[str, int]] | None:
+    """(family, sockaddr) of a TCP bind address as HAProxy writes them; None if not one."""
+    prefix, _, rest = address.rpartition("@")
+    if prefix not in ("", "ipv4", "ipv6", "tcp", "tcp4", "tcp6"):
+        return None  # unix@, abns@, fd@, sockpair@, udp@, quic4@: not a TCP port
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None  # a port range, a path or nothing
+    host = host.strip("[]")
+    if host in ("", "*") and prefix in ("", "ipv4", "tcp", "tcp4"):
+        return socket.AF_INET, ("0.0.0.0", int(port))
+    family = socket.AF_INET6 if ":" in host or prefix in ("ipv6", "tcp6") else socket.AF_INET
+    return family, (host or "::", int(port))
+
+
+def address_free(address: str) -> bool | None:
+    """Could HAProxy bind ``address`` now?  None when this cannot tell (not TCP,
+    not permitted to us, not a local address): only False means "in use".
+
+    The test socket sets SO_REUSEADDR and SO_REUSEPORT as HAProxy does, so a
+    port our own HAProxy holds (same user) answers free, and one held by a
+    process that did not share it answers busy, just as HAProxy would find.
+    """
+    parsed = _socket_address(address)
+    if parsed is None:
+        return None
+    family, sockaddr = parsed
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(sockaddr)
+    except OSError as err:
+        # Only "in use" is a verdict: a privileged port or an address of another
+        # host says nothing about what HAProxy (maybe root) will find.
+        return False if err.errno == errno.EADDRINUSE else None
+    finally:
+        sock.close()
+    return True
 
 
 def haproxy_available(haproxy_bin: str) -> bool:

@@ -12,6 +12,10 @@ way:
 3. otherwise validate with ``haproxy -c``; if HAProxy rejects it, find the
    offending apps by bisection (O(log N) validations per bad app), quarantine
    them and apply the rest; then write and reload (confirmed, when managed).
+   An app whose new frontend cannot bind (a port another process holds: tried
+   before the reload, or named by HAProxy when it refuses a reload or a start)
+   is quarantined too.  A refused reload puts the running config back on disk
+   and is retried with backoff, on SIGHUP and at the periodic resync.
 
 Certificates follow the same rule: bundle files have stable paths here, so a
 renewed certificate for the same names changes only a file's content, and
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from servicerouter import haproxy
+from servicerouter.bisection import find_culprits
 from servicerouter.certupdate import (
     CertPlan,
     CertUpdater,
@@ -42,24 +47,34 @@ from servicerouter.certupdate import (
     plan_cert_updates,
     startup_baseline,
 )
-from servicerouter.confdiff import ParsedConfig, parse_config, plan_runtime_update
+from servicerouter.confdiff import ParsedConfig, new_binds, parse_config, plan_runtime_update
 from servicerouter.events import Backoff, EventStream
+from servicerouter.files import fsync_dir
 from servicerouter.incremental import (
     APP_EVENTS,
+    HINT_RESYNC_REASON,
     IGNORED,
     RESYNC_EVENT,
     TASK_EVENTS,
+    Change,
     Pending,
     apply_task_events,
+    as_hint,
     classify,
     index_apps,
 )
 from servicerouter.manager import ManagedHAProxy, ReloadResult, RuntimeApplier, RuntimeUpdateError
-from servicerouter.marathon import MarathonClient, MarathonError, MarathonNotFound, parse_apps
+from servicerouter.marathon import (
+    MarathonClient,
+    MarathonError,
+    MarathonNotFound,
+    parse_apps,
+    redact,
+)
 from servicerouter.model import Model, Service
-from servicerouter.render import RenderOptions, describe_services
+from servicerouter.render import RenderError, RenderOptions, describe_services
 from servicerouter.resolver import CachingResolver
-from servicerouter.runner import Router, SyncTrigger, gc_paused, utc_iso
+from servicerouter.runner import Router, SyncTrigger, gc_paused, utc_iso, without_unrendered
 from servicerouter.status import Metrics, route_conflicts
 
 log = logging.getLogger("servicerouter.live")
@@ -67,6 +82,8 @@ log = logging.getLogger("servicerouter.live")
 KNOWN_EVENTS = IGNORED | TASK_EVENTS | APP_EVENTS | {RESYNC_EVENT, "group_change_success",
                                                      "group_change_failed"}
 STUCK_AFTER = 300.0  # seconds a sync may run before /healthz says the router is stuck
+MAX_BIND_ROUNDS = 4  # reloads per sync when each names another app whose port is busy
+MAX_HINT_REFETCH = 20  # apps untrusted events may name per sync before a full fetch instead
 
 
 class Reloader(Protocol):
@@ -107,6 +124,10 @@ class Quarantined:
     since: float
     fingerprint: tuple[Any, ...]
     frozen: tuple[Service, ...] = ()
+    # "config": HAProxy rejects its config; "bind": its port is held by another
+    # process, so it is also released once ``binds`` can be bound again.
+    cause: str = "config"
+    binds: tuple[str, ...] = ()
 
 
 @dataclass
@@ -191,6 +212,16 @@ class LiveRouter:
         self._good_by_app: dict[str, tuple[Service, ...]] = {}
         self._failed_text: str | None = None
         self._failed_certs: tuple[tuple[str, str], ...] | None = None
+        # A failed apply is retried by SIGHUP, the periodic resync and a backoff timer.
+        self._apply_failures = 0
+        self._apply_retry: threading.Timer | None = None
+        self._retry_due = False  # the timer fired: the next step retries
+        self._retrying = False  # this sync may retry a config that failed before
+        self._bind_watch: threading.Timer | None = None  # polls ports of "bind" quarantines
+        self._parsed_cache: tuple[str, ParsedConfig] | None = None
+        # What HAProxy was last given (services, render options): start-up failures
+        # re-render from it.
+        self._last_applied: tuple[tuple[Service, ...], RenderOptions] | None = None
         # The certificate files HAProxy was last given (None: not known yet).
         self._applied_certs: dict[str, ServedCert] | None = None
         self._runtime_trusted = False
@@ -202,17 +233,26 @@ class LiveRouter:
 
     # ------------------------------------------------------------------ input (any thread)
 
-    def submit(self, event: Mapping[str, Any]) -> None:
-        """Queue one Marathon event; the sync runs later on the loop thread."""
+    def submit(self, event: Mapping[str, Any], *, trusted: bool = True) -> None:
+        """Queue one Marathon event; the sync runs later on the loop thread.
+
+        ``trusted=False`` is for events anyone could have sent (a callback
+        without a token): they are only hints of which apps to refetch
+        (:func:`~servicerouter.incremental.as_hint`), never folded in as given.
+        """
         event_type = event.get("eventType")
         known = isinstance(event_type, str) and event_type in KNOWN_EVENTS
-        self.metrics.events.inc(type=event_type if known else "other")  # bounded labels
-        change = classify(event)
+        label = event_type if known else "other"
+        self.metrics.events.inc(type=label)  # bounded labels
+        change = classify(event) if trusted else as_hint(event)
         if change.kind == "ignore":
             return
         with self._pending_lock:
+            if (not trusted and change.kind == "apps"
+                    and len(self._pending.refetch | set(change.app_ids)) > MAX_HINT_REFETCH):
+                change = Change("full", reason=HINT_RESYNC_REASON)  # one fetch is cheaper
             self._pending.add(change, event, time.monotonic())
-        log.debug("event %s: %s %s", event_type, change.kind, ",".join(change.app_ids))
+        log.debug("event %s: %s %s", label, change.kind, ",".join(change.app_ids))
         self.trigger.fire()
 
     def request_resync(self, reason: str) -> None:
@@ -247,20 +287,55 @@ class LiveRouter:
             self.step()
 
     def step(self) -> bool:
-        """One sync of whatever is pending (a full resync when nothing is)."""
+        """One sync of whatever is pending (a full resync when nothing is).
+
+        SIGHUP, the periodic resync and the retry timer also try again a config
+        whose apply failed (a reload HAProxy refused, a port that was busy);
+        mere events do not, so a failing config is not retried on every event.
+        """
         pending = self._take_pending()
+        retry = False
         if self._hup:
             self._hup = False
             pending.request_full("SIGHUP")
+            retry = True
+        if self._retry_due:
+            self._retry_due = False
+            pending.request_full("retrying the failed apply")
+            retry = True
         overdue = time.monotonic() - self._last_full >= self.settings.resync_interval
-        if pending.empty or (overdue and not pending.full):
-            pending.request_full("periodic resync")  # also under constant churn
-        return self.sync(pending)
+        if pending.empty or overdue:
+            retry = True
+            if not pending.full:
+                pending.request_full("periodic resync")  # also under constant churn
+        self._retrying = retry
+        try:
+            return self.sync(pending)
+        finally:
+            self._retrying = False
 
     def stop(self) -> None:
         self.trigger.stop()
         if self._retry is not None:
             self._retry.cancel()
+        if self._apply_retry is not None:
+            self._apply_retry.cancel()
+        if self._bind_watch is not None:
+            self._bind_watch.cancel()
+
+    def _schedule_retry(self, delay: float) -> None:
+        """Wake the loop in ``delay`` seconds to retry a failed apply."""
+        if self._apply_retry is not None:
+            self._apply_retry.cancel()
+
+        def due() -> None:
+            self._retry_due = True
+            self.trigger.fire()
+
+        timer = threading.Timer(delay, due)
+        timer.daemon = True
+        self._apply_retry = timer
+        timer.start()
 
     # ------------------------------------------------------------------ sync
 
@@ -384,7 +459,14 @@ class LiveRouter:
         router.port_checks.new_sync()
         model = router.build_model(self._apps.values())
         options = router._prepare_certificates(options, model.services, stable_paths=True)
-        model = router._label_templates(model, options)
+        try:  # an app a fragment fails to render for is left out, with a problem
+            model = router._label_templates(model, options)
+            rendered = router.render_guarded(self._apply_quarantine(model.services), options)
+        except RenderError as err:  # a head fragment: no app to leave out
+            log.error("keeping the current config: %s", err)
+            self.state.last_sync_error = str(err)
+            return False
+        model = without_unrendered(model, rendered)
         self._log_problems(model)
         only_resync = pending.events <= 1 and not pending.task_events and not pending.refetch
         if kind == "full" and only_resync and self._model is not None and \
@@ -394,8 +476,7 @@ class LiveRouter:
         self._model = model
         self.state.apps = model.app_count
         self.state.tasks = model.task_count
-        services = self._apply_quarantine(model.services)
-        text = router.render(services, options)
+        services, text = rendered.services, rendered.text
         if settings.dry:
             if text != self._applied_text:
                 router._print_dry(text)
@@ -418,44 +499,93 @@ class LiveRouter:
                 self.state.last_apply = "runtime"
                 self._set_services(services)
                 return True
-        elif self._try_runtime(text, parse_config(text), certs):
+        elif self._try_runtime(text, self._parse(text), certs, services):
             self._set_services(services)
             return True
         certs_key = self._certs_key()
         if text == self._failed_text and certs_key == self._failed_certs:
-            self.state.last_apply = "failed"
-            return False
+            if not self._retrying:
+                self.state.last_apply = "failed"
+                return False
+            log.info("trying again the config whose apply failed")
         validated, services, text = self._validate_or_quarantine(text, services, options)
         if not validated:
             self._failed_text, self._failed_certs = text, certs_key
             self.state.last_apply = "failed"
             return False
-        if text == self._applied_text and self._cert_plan().empty:
-            self.state.last_apply = "unchanged"
-            self._set_services(services)
-            return True
-        settings = self.router.settings
-        applied = haproxy.apply_config(text, settings.config_path, validate=False,
-                                       haproxy_bin=settings.haproxy_bin, reload=None)
-        if not applied.ok:
-            self.state.last_apply = "failed"
-            return False
-        result = self._reload()
+        services, text = self._leave_out_busy_ports(services, text, options)
+        result = ReloadResult(False, "not reloaded")
+        for _round in range(MAX_BIND_ROUNDS):
+            if text == self._applied_text and self._cert_plan().empty:
+                self._applied_ok(services, options)
+                self.state.last_apply = "unchanged"
+                return True
+            settings = self.router.settings
+            applied = haproxy.apply_config(text, settings.config_path, validate=False,
+                                           haproxy_bin=settings.haproxy_bin, reload=None)
+            if not applied.ok:
+                result = ReloadResult(False, applied.error or "cannot write the config")
+                break
+            result = self._reload()
+            if result.ok:
+                break
+            # A port another process holds: HAProxy names the frontend.  Leave its
+            # app out (like a rejected one) and reload the rest again.
+            again = self._quarantine_bind_failures(result.message, services, options)
+            if again is None:
+                break
+            services, text = again
         if not result.ok:
+            self._restore_running_config()
             self._failed_text, self._failed_certs = text, certs_key
             self.state.last_apply = "failed"
+            self._apply_failures += 1
+            delay = self.backoff.delay(self._apply_failures - 1)
+            log.error("keeping the running config; trying again in %.1fs (or on SIGHUP)", delay)
+            self._schedule_retry(delay)
             return False
-        self._failed_text = None
         self._applied_text = text
-        self._applied_parsed = parse_config(text)
+        self._applied_parsed = self._parse(text)
         self._applied_certs = dict(self.router.served_certs)  # a reload reads them all
-        self._good_by_app = _by_app(services)
+        self._applied_ok(services, options)
         self.state.last_apply = "reload"
-        self._set_services(services)
         return True
 
+    def _applied_ok(self, services: tuple[Service, ...], options: RenderOptions) -> None:
+        """HAProxy runs ``services`` now: they are the last good version of their apps."""
+        self._failed_text = None
+        self._apply_failures = 0
+        self._good_by_app = _by_app(services)
+        self._last_applied = (services, options)
+        self._set_services(services)
+
+    def _parse(self, text: str) -> ParsedConfig:
+        """parse_config, remembered for the last text (a sync parses the same text often)."""
+        cached = self._parsed_cache
+        if cached is not None and cached[0] is text:
+            return cached[1]
+        parsed = parse_config(text)
+        self._parsed_cache = (text, parsed)
+        return parsed
+
+    def _restore_running_config(self) -> None:
+        """A failed reload: the file on disk goes back to the config HAProxy runs.
+
+        So a restart (the watchdog, a reboot, an operator) loads the good config,
+        not the one HAProxy refused.
+        """
+        text = self._applied_text
+        if text is None:
+            return
+        path = self.router.settings.config_path
+        if haproxy.read_current(path) == text.encode("utf-8"):
+            return
+        if self._write(text):
+            log.warning("restored %s to the config HAProxy runs", path)
+
     def _try_runtime(self, text: str, parsed: ParsedConfig,
-                     certs: CertPlan | None = None) -> bool:
+                     certs: CertPlan | None = None,
+                     services: tuple[Service, ...] | None = None) -> bool:
         if not (self.settings.runtime_updates and self.runtime is not None
                 and self._runtime_trusted and self._applied_parsed is not None):
             return False
@@ -479,6 +609,9 @@ class LiveRouter:
         self._write(text)
         self._applied_text = text
         self._applied_parsed = parsed
+        if services is not None:  # what HAProxy runs now is their last good version
+            self._good_by_app = _by_app(services)
+            self._apply_failures = 0
         self.metrics.runtime_updates.inc()
         self.metrics.runtime_servers.inc(len(plan.add), action="add")
         self.metrics.runtime_servers.inc(len(plan.remove), action="remove")
@@ -531,8 +664,8 @@ class LiveRouter:
         self.state.last_cert_update = time.time()
         return True
 
-    def _write(self, text: str) -> None:
-        """Put the config HAProxy now runs on disk, for its next reload."""
+    def _write(self, text: str) -> bool:
+        """Put the config HAProxy now runs on disk (atomically), for its next reload."""
         path = self.router.settings.config_path
         directory = os.path.dirname(os.path.abspath(path))
         try:
@@ -542,8 +675,11 @@ class LiveRouter:
         try:
             tmp = haproxy.write_temp(directory, os.path.basename(path), text.encode(), mode)
             os.replace(tmp, path)
+            fsync_dir(directory)
         except OSError as err:
-            log.error("server changes are live but %s could not be written: %s", path, err)
+            log.error("HAProxy runs a config that %s could not be updated to: %s", path, err)
+            return False
+        return True
 
     def _reload(self) -> ReloadResult:
         if self.reloader is None:
@@ -616,23 +752,16 @@ class LiveRouter:
                 log.error("HAProxy rejects the config even without any app: the templates "
                           "or settings are at fault; keeping the running config")
                 return False, services, text
-        good = list(trusted)
-        remaining = list(suspects)
-        bad: dict[str, str] = {}
-        while remaining:
-            candidate = render_apps(good + remaining)
-            ok, message = self._check(candidate)
-            if ok:
-                good.extend(remaining)
-                break
-            culprit, cleared, why = self._bisect(good, remaining, render_apps)
-            good.extend(cleared)
-            if culprit is None:  # nothing bisectable: keep what was already good
-                break
-            bad[culprit] = why or message
-            remaining = [a for a in remaining if a != culprit and a not in cleared]
+        good, bad = find_culprits(trusted, suspects,
+                                  lambda app_ids: self._check(render_apps(app_ids)))
         now = time.time()
         for app_id, why in bad.items():
+            entry = self.quarantine.get(app_id)
+            if entry is not None:  # even its frozen version is rejected now: left out
+                entry.frozen, entry.reason = (), _tail(why, 3)
+                log.error("app %s: HAProxy now rejects its frozen version too; left out:\n%s",
+                          app_id, _tail(why, 5))
+                continue
             frozen = self._good_by_app.get(app_id, ())
             self.quarantine[app_id] = Quarantined(app_id, _tail(why, 3), now,
                                                   _fingerprint(by_app[app_id]), frozen)
@@ -641,7 +770,7 @@ class LiveRouter:
         self.metrics.quarantined.set(len(self.quarantine))
         kept = set(good)
         final = tuple(s for s in services if s.app_id in kept)
-        final = self._with_frozen(final)
+        final = self._with_frozen(final, by_app)
         final_text = self._render(final, options)
         ok, message = self._check(final_text)
         if not ok:
@@ -650,36 +779,14 @@ class LiveRouter:
             return False, services, text
         return True, final, final_text
 
-    def _bisect(self, good: list[str], suspects: list[str],
-                render_apps: Callable[[Iterable[str]], str]) -> tuple[str | None, list[str], str]:
-        """One app that breaks ``good + suspects`` (known bad), in log2(N) checks.
-
-        Returns (culprit, suspects proven harmless on the way, HAProxy's message).
-        """
-        base = list(good)
-        cleared: list[str] = []
-        window = list(suspects)
-        message = ""
-        while len(window) > 1:
-            half = window[: len(window) // 2]
-            ok, why = self._check(render_apps(base + half))
-            if ok:
-                base.extend(half)
-                cleared.extend(half)
-                window = window[len(half):]
-            else:
-                message = why
-                window = half
-        if not window:
-            return None, cleared, message
-        if not message:
-            message = self._check(render_apps(base + window))[1]
-        return window[0], cleared, message
-
     # ------------------------------------------------------------------ quarantine
 
     def _apply_quarantine(self, services: tuple[Service, ...]) -> tuple[Service, ...]:
-        """Leave quarantined apps out (or frozen) until their routing changes."""
+        """Leave quarantined apps out (or frozen) until their routing changes.
+
+        An app left out because its port was busy is also released once the
+        port can be bound again.
+        """
         if not self.quarantine:
             return services
         by_app = _by_app(services)
@@ -688,17 +795,155 @@ class LiveRouter:
             if current is None or _fingerprint(current) != entry.fingerprint:
                 log.info("app %s changed (or is gone): released from quarantine", app_id)
                 del self.quarantine[app_id]
+            elif entry.cause == "bind" and self._may_bind(entry.binds):
+                log.info("app %s: trying %s again: released from quarantine", app_id,
+                         ", ".join(entry.binds))
+                del self.quarantine[app_id]
         self.metrics.quarantined.set(len(self.quarantine))
         kept = tuple(s for s in services if s.app_id not in self.quarantine)
-        return self._with_frozen(kept)
+        return self._with_frozen(kept, by_app)
 
-    def _with_frozen(self, services: tuple[Service, ...]) -> tuple[Service, ...]:
+    def _with_frozen(self, services: tuple[Service, ...],
+                     current: Mapping[str, tuple[Service, ...]]) -> tuple[Service, ...]:
+        """Add the frozen versions of quarantined apps, with their current servers.
+
+        Only the routing is frozen: servers follow Marathon (``current``: the
+        app's services now), so a task killed or added while its app is
+        quarantined is still removed or added.
+        """
         frozen = [s for e in self.quarantine.values() for s in e.frozen]
         if not frozen:
             return services
         taken = {s.bind_port for s in services}
-        extra = [s for s in frozen if s.bind_port not in taken]
+        extra = [_current_servers(s, current.get(s.app_id, ()))
+                 for s in frozen if s.bind_port not in taken]
         return tuple(sorted(services + tuple(extra), key=lambda s: (s.app_id, s.bind_port)))
+
+    def _leave_out_busy_ports(self, services: tuple[Service, ...], text: str,
+                              options: RenderOptions) -> tuple[tuple[Service, ...], str]:
+        """Before a reload: quarantine apps whose new frontends' ports another process holds.
+
+        ``haproxy -c`` does not bind, so a busy port would only show when the
+        reload fails (for every app).  Only addresses the running config does
+        not listen on are tried (HAProxy hands those over itself); the test
+        socket shares ports as HAProxy does, so HAProxy's own never look busy.
+        """
+        if "noreuseport" in text:  # HAProxy would not share: the test cannot tell
+            return services, text
+        busy = [haproxy.BindFailure(frontend, address, "address in use")
+                for frontend, addresses in new_binds(self._applied_parsed,
+                                                     self._parse(text)).items()
+                for address in addresses if haproxy.address_free(address) is False]
+        if not busy:
+            return services, text
+        again = self._quarantine_binds(busy, services, options)
+        if again is None:  # no app owns them (a shared frontend): let HAProxy say
+            return services, text
+        ok, message = self._check(again[1])
+        if not ok:
+            log.error("config without the apps whose ports are busy is rejected:\n%s",
+                      _tail(message))
+            return services, text
+        return again
+
+    def _quarantine_bind_failures(self, message: str, services: tuple[Service, ...],
+                                  options: RenderOptions) -> tuple[tuple[Service, ...], str] | None:
+        """HAProxy could not bind some frontends: leave their apps out, re-render.
+
+        None when no app owns a failed frontend (nothing to leave out).
+        """
+        failures = haproxy.bind_failures(message)
+        if not failures:
+            return None
+        return self._quarantine_binds(failures, services, options)
+
+    def _quarantine_binds(self, failures: Sequence[haproxy.BindFailure],
+                          services: tuple[Service, ...],
+                          options: RenderOptions) -> tuple[tuple[Service, ...], str] | None:
+        by_frontend = {s.backend: s.app_id for s in services}
+        by_port = {s.bind_port: s.app_id for s in services}
+        culprits: dict[str, list[haproxy.BindFailure]] = {}
+        for failure in failures:
+            app_id = by_frontend.get(failure.frontend) or by_port.get(_port_of(failure.address))
+            if app_id is None:
+                log.error("cannot bind %s of frontend %s (%s): no app to leave out",
+                          failure.address, failure.frontend, failure.reason)
+                continue
+            culprits.setdefault(app_id, []).append(failure)
+        culprits = {a: f for a, f in culprits.items() if a not in self.quarantine}
+        if not culprits:
+            return None
+        by_app = _by_app(services)
+        now = time.time()
+        for app_id, failed in culprits.items():
+            addresses = tuple(f.address for f in failed if f.address) or tuple(
+                f"{s.bind_addr}:{s.bind_port}" for s in by_app[app_id])
+            ports = {_port_of(a) for a in addresses}
+            frozen = tuple(self._good_by_app.get(app_id, ()))
+            if any(s.bind_port in ports for s in frozen):
+                frozen = ()  # its last good version wants the same port
+            reason = "; ".join(f"cannot bind {f.address or f.frontend}: {f.reason}"
+                               for f in failed)
+            self.quarantine[app_id] = Quarantined(app_id, reason, now,
+                                                  _fingerprint(by_app[app_id]), frozen,
+                                                  cause="bind", binds=addresses)
+            log.error("app %s quarantined: %s%s", app_id, reason,
+                      " (its last good version keeps routing)" if frozen else "")
+        self.metrics.quarantined.set(len(self.quarantine))
+        self._watch_busy_ports()
+        kept = tuple(s for s in services if s.app_id not in culprits)
+        final = self._with_frozen(kept, by_app)
+        return final, self._render(final, options)
+
+    def _may_bind(self, addresses: Iterable[str]) -> bool:
+        """Retry an app quarantined for a bind failure: its ports are free, or this is a
+        SIGHUP/periodic retry and the test cannot tell (a privileged port, say)."""
+        state = _bind_state(addresses)
+        return state == "free" or (state == "unknown" and self._retrying)
+
+    def _watch_busy_ports(self) -> None:
+        """While apps wait for a busy port, test it now and then; sync once it is free."""
+        if self._bind_watch is not None and self._bind_watch.is_alive():
+            return
+
+        def check() -> None:
+            self._bind_watch = None
+            waiting = [e for e in list(self.quarantine.values()) if e.cause == "bind"]
+            if not waiting:
+                return
+            if any(_bind_state(e.binds) == "free" for e in waiting):
+                self._retry_due = True
+                self.trigger.fire()
+            else:
+                self._watch_busy_ports()
+
+        timer = threading.Timer(max(0.05, self.settings.backoff_cap), check)
+        timer.daemon = True
+        self._bind_watch = timer
+        timer.start()
+
+    def handle_start_failure(self, message: str) -> bool:
+        """HAProxy would not start: if apps' ports are busy, write the config without them.
+
+        True when a new config is on disk (start again); False: nothing to leave out.
+        """
+        with self._sync_lock:
+            if self._last_applied is None:
+                return False
+            services, options = self._last_applied
+            again = self._quarantine_bind_failures(message, services, options)
+            if again is None:
+                return False
+            services, text = again
+            ok, why = self._check(text)
+            if not ok or not self._write(text):
+                log.error("config without the apps whose ports are busy is rejected:\n%s",
+                          _tail(why))
+                return False
+            self._applied_text = text
+            self._applied_parsed = self._parse(text)
+            self._applied_ok(services, options)
+            return True
 
     # ------------------------------------------------------------------ reporting
 
@@ -767,7 +1012,7 @@ class LiveRouter:
             "conflicts": state.conflicts,
             "quarantined": [
                 {"app": q.app_id, "reason": q.reason, "since": utc_iso(q.since),
-                 "frozen_services": len(q.frozen)}
+                 "cause": q.cause, "frozen_services": len(q.frozen)}
                 for q in list(self.quarantine.values())
             ],
             "reloads": int(metrics.reloads.value(result="ok")),
@@ -793,6 +1038,30 @@ class LiveRouter:
     def _certificates(self) -> list[dict[str, Any]]:
         """The expiry report of the last sync's bundles (no files read here)."""
         return list(self.router.certificates)
+
+
+def _current_servers(frozen: Service, now: Sequence[Service]) -> Service:
+    """A frozen service with the servers its app has now on the same port."""
+    for service in now:
+        if service.service_port == frozen.service_port:
+            return replace(frozen, servers=service.servers)
+    for service in now:
+        if service.index == frozen.index:
+            return replace(frozen, servers=service.servers)
+    return frozen
+
+
+def _port_of(address: str) -> int | None:
+    port = address.rpartition(":")[2]
+    return int(port) if port.isdigit() else None
+
+
+def _bind_state(addresses: Iterable[str]) -> str:
+    """"busy" if one address is in use, "free" if all can be bound, else "unknown"."""
+    results = [haproxy.address_free(a) for a in addresses]
+    if False in results:
+        return "busy"
+    return "free" if all(results) else "unknown"
 
 
 def _tail(message: str, lines: int = 12) -> str:
@@ -927,11 +1196,17 @@ def _start_managed(live: LiveRouter, managed: ManagedHAProxy) -> bool:
                 return False
             live.step()
         live.reloader = reloader
-    try:
-        managed.start()
-    except ManagerError as err:
-        log.error("cannot start HAProxy: %s", err)
-        return False
+    for attempt in range(1, MAX_BIND_ROUNDS + 1):
+        try:
+            managed.start()
+            break
+        except ManagerError as err:
+            # An app's port held by another process: start without that app.
+            if attempt < MAX_BIND_ROUNDS and live.handle_start_failure(str(err)):
+                log.warning("starting HAProxy again without the apps whose ports are busy")
+                continue
+            log.error("cannot start HAProxy: %s", err)
+            return False
     text = haproxy.read_current(settings.config_path)
     live.mark_running(text.decode("utf-8", "replace") if text else None)
     managed.on_restart = lambda: _after_restart(live)
@@ -955,28 +1230,39 @@ def _full(reason: str) -> Pending:
 
 def _start_callbacks(live: LiveRouter, source: Any, options: LiveOptions,
                      cleanups: list[Callable[[], None]]) -> None:
+    """Serve callbacks and subscribe; untokened callbacks are only hints (see submit)."""
     from servicerouter.server import CallbackServer, callback_port, callback_token
 
     assert options.callback_url is not None
-    server = CallbackServer((options.listen_addr, callback_port(options.callback_url)),
-                            live.submit, token=callback_token(options.callback_url))
+    url = options.callback_url
+    shown = redact(url)  # the token is a secret: never in a log line
+    token = callback_token(url)
+    if token:
+        on_event: Callable[[dict[str, Any]], None] = live.submit
+    else:
+        def on_event(event: dict[str, Any]) -> None:
+            live.submit(event, trusted=False)
+
+        log.info("callback URL has no ?token=: callback events only make servicerouter "
+                 "refetch the apps they name from Marathon")
+    server = CallbackServer((options.listen_addr, callback_port(url)), on_event, token=token)
     server.start()
     cleanups.append(server.stop)
     log.info("serving Marathon callbacks on %s:%d", options.listen_addr or "*", server.port)
     try:
-        source.add_subscriber(options.callback_url)
+        source.add_subscriber(url)
     except MarathonError as err:
-        log.error("could not subscribe %s: %s (will resync periodically)",
-                  options.callback_url, err)
+        log.error("could not subscribe %s: %s (will resync periodically)", shown,
+                  redact(str(err)))
         return
-    log.info("subscribed %s to Marathon events", options.callback_url)
+    log.info("subscribed %s to Marathon events", shown)
 
     def unsubscribe() -> None:
-        log.info("Cleanup, removing subscription to %s", options.callback_url)
+        log.info("Cleanup, removing subscription to %s", shown)
         try:
-            source.remove_subscriber(options.callback_url)
+            source.remove_subscriber(url)
         except MarathonError as err:
-            log.error("could not remove subscription %s: %s", options.callback_url, err)
+            log.error("could not remove subscription %s: %s", shown, redact(str(err)))
 
     cleanups.append(unsubscribe)
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -304,6 +307,20 @@ class RuntimeApplier:
 # --------------------------------------------------------------------------- managed HAProxy
 
 
+# Longest socket path we hand HAProxy: 107 bytes of sun_path, less its ".PID.tmp" suffix.
+MAX_SOCKET_PATH = 90
+
+
+def _private_dir(path: str) -> None:
+    """Create ``path`` 0700, or accept it only if it is a real directory of ours that
+    nobody else can write (it may sit in a world-writable temp dir)."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise ManagerError(f"{path} is not a private directory of this user: refusing "
+                           "to put HAProxy's sockets there")
+
+
 @dataclass(frozen=True)
 class ManagedSettings:
     """Where a managed HAProxy keeps its sockets and pidfile, and how it is run."""
@@ -317,12 +334,26 @@ class ManagedSettings:
     watch_interval: float = 1.0
 
     @property
+    def socket_dir(self) -> str:
+        """The state dir, unless its socket paths would pass HAProxy's limit.
+
+        A UNIX socket path holds at most 107 bytes, and HAProxy binds through a
+        temporary ``PATH.PID.tmp`` name first, so a deep ``--state-dir`` would make
+        HAProxy refuse to start. Then the sockets go to a private directory under
+        the system temp dir, named after the state dir so restarts find them.
+        """
+        if len(os.path.join(os.path.abspath(self.state_dir), "master.sock")) <= MAX_SOCKET_PATH:
+            return self.state_dir
+        digest = hashlib.sha256(os.path.abspath(self.state_dir).encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"servicerouter-{os.getuid()}-{digest}")
+
+    @property
     def master_socket(self) -> str:
-        return os.path.join(self.state_dir, "master.sock")
+        return os.path.join(self.socket_dir, "master.sock")
 
     @property
     def runtime_socket(self) -> str:
-        return os.path.join(self.state_dir, "haproxy.sock")
+        return os.path.join(self.socket_dir, "haproxy.sock")
 
     @property
     def pidfile(self) -> str:
@@ -343,7 +374,7 @@ class ManagerStats:
     restarts: int = 0
     last_error: str | None = None
     output: collections.deque[str] = field(
-        default_factory=lambda: collections.deque(maxlen=50))
+        default_factory=lambda: collections.deque(maxlen=200))
 
 
 class ManagedHAProxy:
@@ -360,6 +391,9 @@ class ManagedHAProxy:
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
         self._stopping = False
+        self._lines = 0  # lines of HAProxy output read so far
+        self._output_lock = threading.Lock()
+        self._pump: threading.Thread | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -395,6 +429,7 @@ class ManagedHAProxy:
         """Adopt a running master of ours, or start a new one; ManagerError on failure."""
         with self._lock:
             os.makedirs(self.settings.state_dir, mode=0o700, exist_ok=True)
+            _private_dir(self.settings.socket_dir)
             if self._adopt():
                 log.info("adopted running HAProxy master %d", self._master_pid)
             else:
@@ -426,6 +461,7 @@ class ManagedHAProxy:
                 os.unlink(stale)
         argv = self.command_line()
         log.info("starting HAProxy: %s", " ".join(argv))
+        mark = self._lines
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -433,15 +469,17 @@ class ManagedHAProxy:
             raise ManagerError(f"cannot run {s.haproxy_bin}: {err}") from None
         self._proc = proc
         self._master_pid = proc.pid
-        threading.Thread(target=self._pump_output, args=(proc,), name="haproxy-output",
-                         daemon=True).start()
+        self._pump = threading.Thread(target=self._pump_output, args=(proc,),
+                                      name="haproxy-output", daemon=True)
+        self._pump.start()
         deadline = time.monotonic() + s.start_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self._proc = None
                 self._master_pid = None
+                self._pump.join(timeout=2.0)  # all it said, not what was read so far
                 raise ManagerError(f"HAProxy exited at start (status {proc.returncode}): "
-                                   + self._output_tail())
+                                   + self._output_since(mark))
             info = self.show_proc(timeout=1.0)
             if info is not None and info.workers:
                 log.info("HAProxy master %d running, worker %s", proc.pid,
@@ -458,14 +496,38 @@ class ManagedHAProxy:
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
                 continue
-            self.stats.output.append(line)
+            with self._output_lock:
+                self.stats.output.append(line)
+                self._lines += 1
             level = logging.WARNING if ("[ALERT]" in line or "[WARNING]" in line) else logging.INFO
             if "[WARNING]" in line and ("is DOWN" in line or "is UP" in line or "stopped" in line):
                 level = logging.INFO
             haproxy_log.log(level, "%s", line)
 
     def _output_tail(self, lines: int = 8) -> str:
-        return " | ".join(list(self.stats.output)[-lines:]) or "(no output)"
+        with self._output_lock:
+            kept = list(self.stats.output)[-lines:]
+        return " | ".join(kept) or "(no output)"
+
+    def _output_since(self, mark: int, tail: int = 8) -> str:
+        """HAProxy's output since line ``mark``: every alert (each failed bind names its
+        frontend there), else its last lines."""
+        with self._output_lock:
+            count = min(self._lines - mark, len(self.stats.output))
+            lines = list(self.stats.output)[len(self.stats.output) - count:] if count else []
+        alerts = [line for line in lines if "[ALERT]" in line]
+        return " | ".join(alerts or lines[-tail:]) or self._output_tail(tail)
+
+    def _wait_output(self, mark: int, marker: str, timeout: float = 1.0) -> None:
+        """Give the output reader a moment to catch up with ``marker`` (after ``mark``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._output_lock:
+                count = min(self._lines - mark, len(self.stats.output))
+                recent = list(self.stats.output)[len(self.stats.output) - count:]
+            if any(marker in line for line in recent):
+                return
+            time.sleep(0.02)
 
     def reload(self) -> ReloadResult:
         """Reload through the master CLI and wait for its verdict."""
@@ -480,6 +542,7 @@ class ManagedHAProxy:
             before = self.show_proc()
             if before is None:
                 return self._failed("master CLI does not answer")
+            mark = self._lines
             try:
                 unix_command(self.settings.master_socket, "reload", timeout=2.0)
             except OSError:
@@ -494,8 +557,9 @@ class ManagedHAProxy:
                                             + self._output_tail())
                     continue
                 if info.failed > before.failed:
+                    self._wait_output(mark, "Loading failure")
                     return self._failed("HAProxy refused the new config: "
-                                        + self._output_tail())
+                                        + self._output_since(mark))
                 fresh = [w for w in info.workers if w not in before.workers]
                 if fresh:
                     self.stats.reloads += 1

@@ -24,10 +24,10 @@ from typing import Any
 
 from servicerouter import haproxy
 from servicerouter.incremental import IGNORED as IGNORED_EVENTS
-from servicerouter.marathon import MarathonClient, MarathonError, Source, parse_apps
+from servicerouter.marathon import MarathonClient, MarathonError, Source, parse_apps, redact
 from servicerouter.model import Model, Service, build_model
 from servicerouter.preflight import PortChecks
-from servicerouter.render import RenderOptions, render_config
+from servicerouter.render import Rendered, RenderError, RenderOptions, render_guarded
 from servicerouter.resolver import CachingResolver
 from servicerouter.templates import FragmentSet
 
@@ -88,6 +88,9 @@ class Router:
         self.label_overrides: dict[str, Any] = {}  # backend -> its label-template fragments
         self._template_checker: Any = None
         self._ignored_templates: set[tuple[str, str]] = set()
+        # Auto-assigned IP-per-task ports, loaded from the state directory on first use.
+        self._port_assignments: tuple[tuple[str, int], ...] | None = None
+        self._ports_unsaved = False  # the last save failed: try again next sync
         self.certificates: list[dict[str, Any]] = []  # bundles, expiry, problems
         # Certificate files the last config makes HAProxy read (path -> ServedCert),
         # and the bundle files that sync rewrote (servicerouter.certupdate uses both).
@@ -134,8 +137,16 @@ class Router:
         timings["certs"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        model = self._label_templates(model, options)
-        text = self.render(model.services, options)
+        try:
+            model = self._label_templates(model, options, combined=True)
+            rendered = self.render_guarded(model.services, options)
+        except RenderError as err:  # a head fragment: no app to leave out
+            log.error("keeping the current config: %s", err)
+            return SyncResult(ok=False, error=str(err), timings=timings, model=model)
+        for problem in rendered.problems:
+            log.warning("skipped %s", problem)
+        model = without_unrendered(model, rendered)
+        text = rendered.text
         timings["render"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -162,11 +173,28 @@ class Router:
                           certificates=self.certificates)
 
     def render(self, services: Sequence[Service], options: RenderOptions) -> str:
-        """Config text for ``services``, with the apps' label templates if allowed."""
-        return render_config(services, self.fragments, options, self.label_overrides or None)
+        """Config text for ``services``, with the apps' label templates if allowed.
 
-    def _label_templates(self, model: Model, options: RenderOptions) -> Model:
-        """HAPROXY_{n}_<FRAGMENT> labels: compiled, checked, bad apps left out."""
+        An app a fragment fails to render for is left out (see :meth:`render_guarded`).
+        """
+        return self.render_guarded(services, options).text
+
+    def render_guarded(self, services: Sequence[Service], options: RenderOptions) -> Rendered:
+        """The config, and the apps left out because a fragment failed on their data.
+
+        Raises :class:`~servicerouter.render.RenderError` only when a head fragment
+        (rendered once for all) fails.
+        """
+        return render_guarded(services, self.fragments, options, self.label_overrides or None)
+
+    def _label_templates(self, model: Model, options: RenderOptions,
+                         combined: bool = False) -> Model:
+        """HAPROXY_{n}_<FRAGMENT> labels: compiled, checked, bad apps left out.
+
+        ``combined`` (one-shot syncs): also check all apps together and quarantine
+        the templated apps that break it; the live engine needs no such step, its
+        own validation bisects every app.
+        """
         from dataclasses import replace
 
         from servicerouter import label_templates as lt
@@ -188,6 +216,9 @@ class Router:
                     os.path.dirname(os.path.abspath(self.settings.config_path)))
             compiled = self._template_checker.quarantine(model.services, self.fragments,
                                                          options, compiled)
+            if combined:
+                compiled = self._template_checker.check_combined(model.services, self.fragments,
+                                                                 options, compiled)
         for problem in compiled.problems:
             log.warning("skipped %s", problem)
         self.label_overrides = dict(compiled.overrides)
@@ -202,23 +233,40 @@ class Router:
         """The model of ``apps`` under this router's settings (every sync path uses it)."""
         settings = self.settings
         options = settings.render_options
-        return build_model(apps, settings.groups, self.resolver,
-                           reserved_ports=options.reserved_ports(self.fragments),
-                           default_bind_addr=options.bind_addr,
-                           # With --skip-validation, as servicerouter.py: write it all.
-                           check_port=self.port_checks if settings.validate else None,
-                           strict_mode=settings.strict_mode,
-                           health_check=settings.health_check,
-                           ip_per_task_ports=settings.ip_per_task_ports)
+        if self._port_assignments is None:
+            self._port_assignments = load_port_assignments(self._ports_file())
+        model = build_model(apps, settings.groups, self.resolver,
+                            reserved_ports=options.reserved_ports(self.fragments),
+                            default_bind_addr=options.bind_addr,
+                            # With --skip-validation, as servicerouter.py: write it all.
+                            check_port=self.port_checks if settings.validate else None,
+                            strict_mode=settings.strict_mode,
+                            health_check=settings.health_check,
+                            ip_per_task_ports=settings.ip_per_task_ports,
+                            port_assignments=self._port_assignments)
+        if model.port_assignments != self._port_assignments or self._ports_unsaved:
+            self._port_assignments = model.port_assignments
+            if not settings.dry:  # --dry writes nothing
+                self._ports_unsaved = not save_port_assignments(self._ports_file(),
+                                                                model.port_assignments)
+        return model
+
+    def _ports_file(self) -> str:
+        settings = self.settings
+        state_dir = settings.state_dir or default_state_dir(settings.config_path)
+        return os.path.join(state_dir, PORTS_FILE)
 
     def _prepare_certificates(self, options: RenderOptions,
                               services: Sequence[Service] = (),
                               stable_paths: bool = False) -> RenderOptions:
         """Default certificate and crt-list for the shared HTTPS frontend.
 
-        With ``services``, their HAPROXY_{n}_SSL_CERT bundles are validated too,
-        join the crt-list, and out-of-order files are served from a normalised copy
-        (see servicerouter.tls); ``self.certificates`` holds the expiry report.
+        The default (no SNI, or SNI no bundle names) is the first usable bundle of
+        --ssl-certs, then of the certs directory; the self-signed one only when
+        there is none. With ``services``, their HAPROXY_{n}_SSL_CERT bundles are
+        validated too, join the crt-list, and out-of-order files are served from a
+        normalised copy (see servicerouter.tls); ``self.certificates`` holds the
+        expiry report.
         One-shot syncs name bundle files by content (a new certificate changes the
         config, so the reload runs); the live engine asks for ``stable_paths`` and
         swaps renewed certificates through the Runtime API.
@@ -234,24 +282,23 @@ class Router:
         if settings.certs_dir and os.path.isdir(settings.certs_dir):
             paths.append(settings.certs_dir)
         default_pem = os.path.join(state_dir, "default.pem")
-        if settings.dry:
-            return replace(options, default_cert=default_pem,
-                           crt_list=os.path.join(state_dir, "crt-list"))
         if self.tls is None:
             self.tls = TlsManager()
         port_certs = sorted({s.settings.ssl_cert for s in services if s.settings.ssl_cert})
         try:
-            default_pem = certs.ensure_default_certificate(state_dir)
+            if not settings.dry:  # --dry writes nothing: same paths, computed only
+                default_pem = certs.ensure_default_certificate(state_dir)
             result = self.tls.prepare(state_dir, default_pem, paths, port_certs,
-                                      stable=stable_paths)
+                                      stable=stable_paths, write=not settings.dry)
         except OSError as err:
             log.error("cannot prepare certificates in %s: %s", state_dir, err)
             self.served_certs, self.written_certs = {}, frozenset()
             return replace(options, default_cert=default_pem, crt_list=None)
         self.certificates = result.report
-        self.served_certs = {cert.path: cert for cert in result.served}
-        self.written_certs = result.written
-        return replace(options, default_cert=default_pem, crt_list=result.crt_list,
+        if not settings.dry:
+            self.served_certs = {cert.path: cert for cert in result.served}
+            self.written_certs = result.written
+        return replace(options, default_cert=result.default_cert, crt_list=result.crt_list,
                        cert_paths=result.cert_paths)
 
     def _print_dry(self, text: str) -> None:
@@ -290,9 +337,105 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+PORTS_FILE = "ip-per-task-ports.json"  # in the state directory
+
+
+def load_port_assignments(path: str) -> tuple[tuple[str, int], ...]:
+    """Auto-assigned IP-per-task ports saved by an earlier run; () if none or unusable.
+
+    A file that cannot be read or is not what :func:`save_port_assignments`
+    writes is ignored with a warning: ports are then assigned afresh.
+    """
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+        log.warning("ignoring the IP-per-task port assignments in %s: %s", path,
+                    getattr(err, "strerror", None) or err)
+        return ()
+    entries = document.get("assignments") if isinstance(document, dict) else None
+    if not isinstance(entries, list) or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+            and type(e[1]) is int for e in entries):
+        log.warning("ignoring the IP-per-task port assignments in %s: not a list of "
+                    "[\"app id#index\", port] pairs", path)
+        return ()
+    return tuple((key, port) for key, port in entries)
+
+
+def save_port_assignments(path: str, assignments: Sequence[tuple[str, int]]) -> bool:
+    """Write ``assignments`` atomically (temp file, fsync, rename); False (logged) if not."""
+    import json
+
+    from servicerouter.certs import write_private_file
+
+    rows = ",\n".join("  " + json.dumps([key, port]) for key, port in assignments)
+    text = '{"version": 1, "assignments": [\n' + rows + ("\n" if rows else "") + "]}\n"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_private_file(path, text)
+    except OSError as err:
+        log.error("cannot save the IP-per-task port assignments to %s: %s "
+                  "(ports stay as they are while servicerouter runs)", path,
+                  err.strerror or err)
+        return False
+    return True
+
+
+STATE_DIR_NAME = ".servicerouter"
+# The old default: beside a config in the working directory it shadowed the package
+# for ``python -m servicerouter`` (a namespace-package match on sys.path[0]).
+LEGACY_STATE_DIR_NAME = "servicerouter"
+_STATE_FILES = ("default.pem", "bundles", PORTS_FILE, "haproxy.pid", "master.sock",
+                "haproxy.sock")
+_legacy_warned: set[str] = set()
+
+
 def default_state_dir(config_path: str) -> str:
-    """Where generated certificates live: beside the HAProxy config."""
-    return os.path.join(os.path.dirname(os.path.abspath(config_path)), "servicerouter")
+    """Where generated state lives: ``.servicerouter`` beside the HAProxy config.
+
+    No Python name, so it can never shadow the package.  A state directory an
+    older version made (``servicerouter/`` there) is moved over once, keeping
+    the IP-per-task port assignments and the default certificate; while a
+    managed HAProxy still runs from it (its sockets and pidfile are there) it
+    stays in use instead.
+    """
+    base = os.path.dirname(os.path.abspath(config_path))
+    state = os.path.join(base, STATE_DIR_NAME)
+    if os.path.lexists(state):
+        return state
+    legacy = os.path.join(base, LEGACY_STATE_DIR_NAME)
+    if not (os.path.isdir(legacy) and not os.path.islink(legacy)
+            and not os.path.exists(os.path.join(legacy, "__init__.py"))
+            and any(os.path.lexists(os.path.join(legacy, n)) for n in _STATE_FILES)):
+        return state
+    if _haproxy_runs_from(legacy):
+        if legacy not in _legacy_warned:
+            _legacy_warned.add(legacy)
+            log.warning("keeping the state directory %s while the HAProxy started from it "
+                        "runs; once it is stopped, it moves to %s", legacy, state)
+        return legacy
+    try:
+        os.rename(legacy, state)
+    except OSError as err:
+        log.warning("cannot move the state directory %s to %s: %s", legacy, state, err)
+        return legacy
+    log.warning("moved the state directory %s to %s", legacy, state)
+    return state
+
+
+def _haproxy_runs_from(state_dir: str) -> bool:
+    try:
+        with open(os.path.join(state_dir, "haproxy.pid"), encoding="ascii") as handle:
+            pid = int(handle.read().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
 
 
 def utc_iso(timestamp: float) -> str:
@@ -395,21 +538,34 @@ def run_listening(router: Router, client: MarathonClient, callback_url: str,
         try:
             client.add_subscriber(callback_url)
             subscribed = True
-            log.info("subscribed %s to Marathon events", callback_url)
+            log.info("subscribed %s to Marathon events", redact(callback_url))
         except MarathonError as err:
-            log.error("could not subscribe %s: %s (will resync periodically)", callback_url, err)
+            log.error("could not subscribe %s: %s (will resync periodically)",
+                      redact(callback_url), redact(str(err)))
         router.sync()
         while trigger.wait():
             router.sync()
     finally:
         server.stop()
         if subscribed:
-            log.info("Cleanup, removing subscription to %s", callback_url)
+            log.info("Cleanup, removing subscription to %s", redact(callback_url))
             try:
                 client.remove_subscriber(callback_url)
             except MarathonError as err:
-                log.error("could not remove subscription %s: %s", callback_url, err)
+                log.error("could not remove subscription %s: %s", redact(callback_url),
+                          redact(str(err)))
     return 0
+
+
+def without_unrendered(model: Model, rendered: Rendered) -> Model:
+    """``model`` minus the apps ``rendered`` left out, with the reasons among its problems."""
+    if not rendered.problems:
+        return model
+    from dataclasses import replace
+
+    bad = {problem.app_id for problem in rendered.problems}
+    return replace(model, services=tuple(s for s in model.services if s.app_id not in bad),
+                   problems=model.problems + rendered.problems)
 
 
 def run_once(router: Router) -> int:

@@ -69,3 +69,26 @@ def haproxy_factory(haproxy_bin: str) -> Iterator[Callable[[str | os.PathLike[st
     with contextlib.ExitStack() as stack:
         for haproxy in started:
             stack.callback(haproxy.stop)
+
+
+# --------------------------------------------------------------------------- logging state
+# cli.setup_logging (run in-process by CLI tests) replaces the "servicerouter" logger's
+# handlers with one bound to that test's captured stderr and stops propagation; undo it
+# after every test so later tests' caplog/capfd see their own log lines.
+
+
+@pytest.fixture(autouse=True)
+def _restore_servicerouter_logging() -> Iterator[None]:
+    import logging
+
+    logger = logging.getLogger("servicerouter")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for handler in list(logger.handlers):
+        if handler not in saved[0]:
+            logger.removeHandler(handler)
+            handler.close()
+    for handler in saved[0]:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+    logger.propagate, logger.level = saved[1], saved[2]

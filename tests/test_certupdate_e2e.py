@@ -41,7 +41,7 @@ from servicerouter.manager import (
 )
 from servicerouter.marathon import SnapshotSource
 from servicerouter.render import RenderOptions
-from servicerouter.runner import Router, RouterSettings
+from servicerouter.runner import Router, RouterSettings, default_state_dir
 from servicerouter.templates import load_fragments
 from tests.harness import free_port, http_get, wait_until
 
@@ -77,7 +77,8 @@ def workers(state_dir: Path) -> tuple[int, ...]:
     """The master's current workers (its CLI may refuse a connection now and then)."""
 
     def ask() -> tuple[int, ...] | None:
-        info = parse_show_proc(unix_command(str(state_dir / "master.sock"), "show proc"))
+        socket_path = ManagedSettings("haproxy", "", str(state_dir)).master_socket
+        info = parse_show_proc(unix_command(socket_path, "show proc"))
         return info.workers if info is not None else None
 
     return wait_until(ask, 10, message="master CLI does not answer show proc")
@@ -143,7 +144,7 @@ def router_process(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., R
                 router.proc.kill()
                 router.proc.wait(5)
         with contextlib.suppress(OSError, ValueError):  # belt and braces, by pidfile
-            pid = int((router.workdir / "servicerouter" / "haproxy.pid").read_text().split()[0])
+            pid = int((router.workdir / ".servicerouter" / "haproxy.pid").read_text().split()[0])
             if str(router.workdir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
 
@@ -168,7 +169,7 @@ def test_renewed_certificates_swap_live_and_new_names_reload(
         assert served_serial(secure_port, None) == p_serial1
         config = (router.workdir / "haproxy.cfg").read_text()
         assert f"ssl crt {port_file}" in config
-        state_dir = router.workdir / "servicerouter"
+        state_dir = Path(default_state_dir(str(router.workdir / "haproxy.cfg")))
         worker_before = workers(state_dir)
         reloads_before = router.metric("servicerouter_reloads_total", '{result="ok"}')
 

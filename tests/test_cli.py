@@ -49,7 +49,7 @@ def test_servicerouter_py_flags_and_defaults() -> None:
     assert args.log_format == "%(name)s: %(message)s"
     assert args.syslog_socket in ("/dev/log", "/var/run/syslog")
     assert args.group == []
-    args = cli.parse_args(["-m", "x", "--group", "a", "--group", "*", "-l", "http://lb:9000",
+    args = cli.parse_args(["-m", "http://x", "--group", "a", "--group", "*", "-l", "http://lb:9000",
                            "-c", "reload it", "--syslog-socket", "/dev/null",
                            "--log-format", "%(message)s", "--haproxy-config", "/tmp/h.cfg"])
     assert args.group == ["a", "*"] and args.listening == "http://lb:9000"

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from servicerouter.confdiff import ServerLine, parse_config, plan_runtime_update, unsupported_args
+from servicerouter.confdiff import (
+    ParsedConfig,
+    ServerLine,
+    new_binds,
+    parse_config,
+    plan_runtime_update,
+    unsupported_args,
+)
 
 BASE = """global
   daemon
@@ -74,3 +81,67 @@ def test_unsupported_args() -> None:
     assert unsupported_args(["check", "inter", "2s", "fall", "3", "weight", "10"]) == []
     assert unsupported_args(["check", "cookie", "x"]) == ["cookie", "x"]
     assert unsupported_args(["inter"]) == ["inter"]  # a valued keyword without its value
+
+
+def test_static_balances_take_no_dynamic_servers() -> None:
+    """HAProxy 2.6: "Backend must use a dynamic load balancing to support dynamic servers"."""
+    def balanced(balance: str, extra: str = "") -> tuple[ParsedConfig, ParsedConfig]:
+        base = config("a_1 10.0.0.1:1").replace("balance roundrobin", balance + extra)
+        more = config("a_1 10.0.0.1:1", "b_2 10.0.0.2:2").replace("balance roundrobin",
+                                                                   balance + extra)
+        return parse_config(base), parse_config(more)
+
+    for balance in ("static-rr", "source", "uri", "hdr(Host)", "url_param id",
+                    "rdp-cookie(x)", "hash path"):
+        old, new = balanced(f"balance {balance}")
+        assert new.static_lb == {"web_10000"}, balance
+        assert "static" in plan_runtime_update(old, new).reason, balance
+    for balance in ("source", "hdr(Host)", "url_param id"):  # consistent hashing is dynamic
+        old, new = balanced(f"balance {balance}", "\n  hash-type consistent")
+        assert not new.static_lb and plan_runtime_update(old, new).plan is not None, balance
+    for balance in ("leastconn", "first", "random(2)"):
+        old, new = balanced(f"balance {balance}")
+        assert plan_runtime_update(old, new).plan is not None, balance
+    # a backend without its own balance line inherits the defaults section's
+    inherited = "defaults\n  balance source\n" + config("a_1 10.0.0.1:1").replace(
+        "  balance roundrobin\n", "")
+    assert parse_config(inherited).static_lb == {"web_10000"}
+
+
+def test_new_binds_are_those_the_running_config_lacks() -> None:
+    old = parse_config(config("a_1 10.0.0.1:1"))
+    assert old.binds == {"web_10000": ("*:10000",), "stats": ("127.0.0.1:9090",)}
+    new = parse_config(config("a_1 10.0.0.1:1") + "frontend api_10001\n  bind "
+                       "127.0.0.1:10001,127.0.0.1:10002 ssl crt /x.pem\n")
+    assert new_binds(old, new) == {"api_10001": ("127.0.0.1:10001", "127.0.0.1:10002")}
+    assert new_binds(None, old) == old.binds  # nothing runs: every address is new
+
+
+def test_haproxy_bind_failure_messages() -> None:
+    from servicerouter.haproxy import BindFailure, bind_failures
+
+    message = (
+        "HAProxy refused the new config: [ALERT]    (8512) : Binding [/h.cfg:12] for frontend "
+        "clash_59461: cannot bind socket (Address already in use) for [127.0.0.1:59461] | "
+        "[ALERT]    (8512) : [haproxy.main()] Some protocols failed to start their listeners!\n"
+        "[ALERT] (1) : Starting frontend a:b: cannot bind socket (Permission denied) [0.0.0.0:80]")
+    assert bind_failures(message) == [
+        BindFailure("clash_59461", "127.0.0.1:59461", "Address already in use"),
+        BindFailure("a:b", "0.0.0.0:80", "Permission denied"),
+    ]
+    assert bind_failures("[ALERT] config : parsing [x:3] : unknown keyword 'bogus'") == []
+
+
+def test_address_free_answers_like_haproxy_would() -> None:
+    import socket
+
+    from servicerouter.haproxy import address_free
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert address_free(f"127.0.0.1:{port}") is False
+        assert address_free(f"*:{port}") is False and address_free(f":{port}") is False
+    assert address_free(f"127.0.0.1:{port}") is True
+    assert address_free("unix@/run/x.sock") is None and address_free("1.2.3.4:80-90") is None

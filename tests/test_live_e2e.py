@@ -123,7 +123,7 @@ def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rou
     started: list[RouterProcess] = []
 
     def start(emulator: MarathonEmulator, *extra: str) -> RouterProcess:
-        workdir = tmp_path / f"router{len(started)}"
+        workdir = tmp_path / f"r{len(started)}"  # short: HAProxy socket paths max 97
         workdir.mkdir()
         status_port = free_port()
         argv = [
@@ -162,7 +162,7 @@ def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rou
 
 def _kill_left_haproxy(workdir: Path) -> None:
     """Belt and braces: the managed HAProxy is ours, by pidfile and command line."""
-    pidfile = workdir / "servicerouter" / "haproxy.pid"
+    pidfile = workdir / ".servicerouter" / "haproxy.pid"
     with contextlib.suppress(OSError, ValueError):
         pid = int(pidfile.read_text().split()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -319,3 +319,149 @@ def test_event_latency_benchmark_quick() -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["trials"] == 10 and result["reloads"] == 0
     assert result["runtime_updates"] >= 1 and result["p50_ms"] > 0
+
+
+# --------------------------------------------------------------------------- busy ports
+
+
+@pytest.fixture
+def hold_port() -> Iterator[Callable[[], tuple[int, Callable[[], None]]]]:
+    """``hold()`` -> (port, release): a port another process listens on (this one)."""
+    import socket
+
+    socks: list[socket.socket] = []
+
+    def hold() -> tuple[int, Callable[[], None]]:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        socks.append(sock)
+        return sock.getsockname()[1], sock.close
+
+    yield hold
+    for sock in socks:
+        sock.close()
+
+
+def _quarantined(router: RouterProcess) -> list[str]:
+    return [q["app"] for q in router.status()["quarantined"]]
+
+
+def test_busy_ports(  # (short names: HAProxy socket paths are limited to 97 bytes)
+    start_router: Callable[..., RouterProcess], backend_factory: Callable[..., Backend],
+    hold_port: Callable[[], tuple[int, Callable[[], None]]],
+) -> None:
+    w0, c0 = backend_factory("w0"), backend_factory("c0")
+    web_port = free_port()
+    busy, release = hold_port()
+    busy2, release2 = hold_port()
+    with MarathonEmulator(keepalive_interval=1.0) as emu:
+        emu.put_app(web_app(web_port))
+        emu.add_task("/web", "127.0.0.1", [w0.port])
+        emu.put_app({"id": "/clash", "portDefinitions": [{"port": busy}]})
+        emu.add_task("/clash", "127.0.0.1", [c0.port])
+        # at start-up: HAProxy starts without /clash instead of servicerouter exiting
+        router = start_router(emu)
+        front = http_port(router)
+        assert _quarantined(router) == ["/clash"]
+        assert "in use" in router.status()["quarantined"][0]["reason"]
+        wait_until(lambda: answer(web_port) == "w0", 15)
+
+        # mid-run: another app on a busy port; every other change still applies
+        emu.put_app({"id": "/clash2", "portDefinitions": [{"port": busy2}]})
+        emu.add_task("/clash2", "127.0.0.1", [c0.port])
+        emu.put_app(web_app(web_port, HAPROXY_0_VHOST="web2.test"))
+        wait_until(lambda: answer(front, "web2.test") == "w0", 15)
+        wait_until(lambda: sorted(_quarantined(router)) == ["/clash", "/clash2"], 15)
+        assert "servicerouter_quarantined_apps 2" in router.metrics()
+
+        # the port is freed: the app is routed, with no event from Marathon
+        release()
+        wait_until(lambda: answer(busy) == "c0", 15, message="freed port not taken")
+        assert _quarantined(router) == ["/clash2"]
+        status = router.status()
+        assert status["failed_reloads"] == 0 and status["haproxy"]["restarts"] == 0
+        release2()
+
+
+def test_start_up_busy_port(
+    tmp_path: Path, haproxy_bin: str, backend_factory: Callable[..., Backend],
+    hold_port: Callable[[], tuple[int, Callable[[], None]]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HAProxy's own "cannot bind" at start (our pre-check off): the app is left out."""
+    from servicerouter.live import LiveRouter, _start_managed
+    from servicerouter.manager import ManagedHAProxy, ManagedSettings
+    from servicerouter.marathon import MarathonClient
+    from servicerouter.render import RenderOptions
+    from servicerouter.runner import Router, RouterSettings
+    from servicerouter.templates import load_fragments
+
+    monkeypatch.setattr(LiveRouter, "_leave_out_busy_ports", lambda self, s, t, o: (s, t))
+    w0 = backend_factory("w0")
+    busy, _release = hold_port()
+    web_port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    managed = ManagedHAProxy(ManagedSettings(haproxy_bin, str(config), str(tmp_path / "state"),
+                                             stop_on_exit=True))
+    options = RenderOptions(bind_addr="127.0.0.1", http_port=free_port(),
+                            https_port=free_port(), appid_port=free_port(),
+                            stats_port=free_port(), master_worker=True, hard_stop_after="5s",
+                            runtime_socket=managed.settings.runtime_socket)
+    with MarathonEmulator() as emu:
+        emu.put_app({"id": "/web", "portDefinitions": [{"port": web_port}]})
+        emu.add_task("/web", "127.0.0.1", [w0.port])
+        emu.put_app({"id": "/clash", "portDefinitions": [{"port": busy}]})
+        emu.add_task("/clash", "127.0.0.1", [w0.port])
+        settings = RouterSettings(config_path=str(config), groups=("*",),
+                                  haproxy_bin=haproxy_bin, render_options=options,
+                                  state_dir=str(tmp_path / "state"), certs_dir=None)
+        router = Router(MarathonClient([emu.url]), load_fragments([]), settings)
+        live = LiveRouter(router, reloader=managed, manager=managed)
+        try:
+            assert _start_managed(live, managed)
+            assert managed.alive() and list(live.quarantine) == ["/clash"]
+            assert live.quarantine["/clash"].cause == "bind"
+            assert "Address already in use" in live.quarantine["/clash"].reason
+            assert f"clash_{busy}" not in config.read_text()
+            wait_until(lambda: answer(web_port) == "w0", 15)
+        finally:
+            live.stop()
+            managed.stop(kill_haproxy=True)
+
+
+# --------------------------------------------------------------------------- balance kinds
+
+
+def test_balance_kinds(
+    start_router: Callable[..., RouterProcess], backend_factory: Callable[..., Backend],
+) -> None:
+    """Hash balances scale live; sticky reloads cleanly.
+
+    BALANCE=source scales through the Runtime API (hash-type consistent); a sticky
+    backend's servers carry a cookie HAProxy 2.6 refuses on dynamic servers: a validated
+    reload, never a refused Runtime API command."""
+    pool = [backend_factory(f"w{i}") for i in range(3)]
+    src_port, sticky_port = free_port(), free_port()
+    with MarathonEmulator(keepalive_interval=1.0) as emu:
+        emu.put_app({"id": "/src", "portDefinitions": [{"port": src_port}],
+                     "labels": {"HAPROXY_0_BALANCE": "source"}})
+        emu.put_app({"id": "/sticky", "portDefinitions": [{"port": sticky_port}],
+                     "labels": {"HAPROXY_0_VHOST": "s.test", "HAPROXY_0_STICKY": "true"}})
+        emu.add_task("/src", "127.0.0.1", [pool[0].port])
+        emu.add_task("/sticky", "127.0.0.1", [pool[0].port])
+        router = start_router(emu)
+        wait_until(lambda: answer(src_port) == "w0" and answer(sticky_port) == "w0", 15)
+        before = router.status()
+        emu.add_task("/src", "127.0.0.1", [pool[1].port])
+        wait_until(lambda: len(servers_of(router.status(), "/src")) == 2, 15)
+        mid = router.status()
+        assert mid["reloads"] == before["reloads"], "BALANCE=source scale-up reloaded"
+        assert mid["runtime_updates"] > before["runtime_updates"]
+
+        emu.add_task("/sticky", "127.0.0.1", [pool[2].port])
+        wait_until(lambda: len(servers_of(router.status(), "/sticky")) == 2, 15)
+        wait_until(lambda: router.status()["reloads"] == mid["reloads"] + 1, 15)
+        after = router.status()
+        assert after["failed_reloads"] == 0
+        assert "Runtime API refused" not in router.log()
+        assert "cannot be set on a dynamic server" in router.log()  # the reason, at debug

@@ -135,6 +135,41 @@ def test_failed_start_reports_haproxy_output(
         manager.start()
 
 
+@pytest.mark.e2e
+def test_bind_failures_are_named_in_reload_and_start_errors(
+    tmp_path: Path, managed: Callable[..., ManagedHAProxy],
+    backend_factory: Callable[..., Backend],
+) -> None:
+    """Every "cannot bind" alert reaches the caller (it picks the app to leave out)."""
+    import socket
+
+    from servicerouter.haproxy import bind_failures
+    from servicerouter.manager import ManagerError
+
+    b1 = backend_factory("b1")
+    port = free_port()
+    manager = managed()
+    cfg = tmp_path / "h.cfg"
+    write_config(cfg, manager.settings.runtime_socket, port, [("s1", b1.port)])
+    manager.start()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        clash = f"frontend clash_{busy}\n  bind 127.0.0.1:{busy}\n  default_backend b\n"
+        write_config(cfg, manager.settings.runtime_socket, port, [("s1", b1.port)], clash)
+        result = manager.reload()
+        assert not result.ok
+        assert [(f.frontend, f.address) for f in bind_failures(result.message)] == [
+            (f"clash_{busy}", f"127.0.0.1:{busy}")]
+        assert names(port) == {"b1"}  # the old worker keeps serving
+        manager.stop(kill_haproxy=True)
+        fresh = managed()
+        with pytest.raises(ManagerError) as failed:
+            fresh.start()
+        assert [f.frontend for f in bind_failures(str(failed.value))] == [f"clash_{busy}"]
+
+
 def server_states(api: RuntimeAPI) -> dict[str, tuple[str, str]]:
     """name -> (address, admin state) from 'show servers state b'."""
     states = {}
@@ -185,3 +220,22 @@ def test_runtime_applier_adds_drains_deletes_and_readdresses(
             applier.apply(RuntimePlan(add=(("b", ServerLine("s9", "127.0.0.1:9", ("cookie", "x"))),)))
     finally:
         applier.stop()
+
+
+def test_deep_state_dirs_keep_socket_paths_short(tmp_path: Path) -> None:
+    """HAProxy cannot bind a socket path past ~97 bytes: deep state dirs put sockets
+    in a private temp dir of their own, the same one on every start."""
+    from servicerouter.manager import MAX_SOCKET_PATH, ManagedSettings, ManagerError, _private_dir
+
+    short = ManagedSettings("haproxy", "/etc/haproxy.cfg", "/var/lib/sr")
+    assert short.master_socket == "/var/lib/sr/master.sock"
+    deep = ManagedSettings("haproxy", "x.cfg", str(tmp_path / ("d" * 120)))
+    assert len(deep.master_socket) <= MAX_SOCKET_PATH
+    assert deep.socket_dir == ManagedSettings("haproxy", "y.cfg", deep.state_dir).socket_dir
+    assert deep.runtime_socket.startswith(deep.socket_dir)
+    _private_dir(deep.socket_dir)
+    assert os.stat(deep.socket_dir).st_mode & 0o777 == 0o700
+    os.chmod(deep.socket_dir, 0o777)
+    with pytest.raises(ManagerError, match="not a private directory"):
+        _private_dir(deep.socket_dir)
+    os.rmdir(deep.socket_dir)

@@ -6,6 +6,7 @@ test_live_e2e.py); ``haproxy -c`` is real, so validation and quarantine are.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -33,9 +34,17 @@ class FakeReloader:
     results: list[bool] = field(default_factory=list)
     calls: int = 0
     fail: bool = False
+    # (text, message): a reload of a config holding that text fails once with the message
+    refusals: list[tuple[str, str]] = field(default_factory=list)
+    config: Path | None = None
 
     def reload(self) -> ReloadResult:
         self.calls += 1
+        if self.refusals and self.config is not None:
+            needle, message = self.refusals[0]
+            if needle in self.config.read_text():
+                self.refusals.pop(0)
+                return ReloadResult(False, message)
         return ReloadResult(not self.fail, "fake")
 
 
@@ -78,7 +87,7 @@ def rig_factory(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rig]
     stops: list[Callable[[], None]] = []
 
     def make(apps: list[dict], templates: Path | None = None, stream: bool = True,
-             **live_kw) -> Rig:
+             bind_check: bool = False, **live_kw) -> Rig:
         emulator = MarathonEmulator(keepalive_interval=0.5).start()
         stops.append(emulator.stop)
         for spec in apps:
@@ -90,11 +99,13 @@ def rig_factory(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rig]
             state_dir=str(tmp_path / "state"), certs_dir=None)
         client = MarathonClient([emulator.url], ClientSettings(read_timeout=5))
         router = Router(client, load_fragments([templates] if templates else []), settings)
-        reloader, runtime = FakeReloader(), FakeRuntime()
+        reloader, runtime = FakeReloader(config=config), FakeRuntime()
         live_kw.setdefault("settings", LiveSettings(min_wait=0.02, max_wait=0.2,
                                                     backoff_base=0.05, backoff_cap=0.2))
         live = LiveRouter(router, reloader=reloader, runtime=runtime,  # type: ignore[arg-type]
                           rng_seed=1, **live_kw)
+        if not bind_check:  # nothing binds here: ports others hold on this host are no matter
+            live._leave_out_busy_ports = lambda s, t, o: (s, t)  # type: ignore[method-assign]
         if stream:
             events = EventStream([emulator.url], live.submit,
                                  lambda host: live.request_resync("connected"),
@@ -265,6 +276,191 @@ def test_rejected_apps_are_bisected_quarantined_and_released(rig_factory, tmp_pa
     assert live.metrics.quarantined.value() == 1
 
 
+def test_a_failed_reload_restores_the_file_and_is_retried_on_sighup(rig_factory) -> None:
+    rig = rig_factory([app("/web", 10001)],
+                      settings=LiveSettings(min_wait=0.02, max_wait=0.2, backoff_base=60,
+                                            backoff_cap=120))  # no timer retry in this test
+    emu, live = rig.emulator, rig.live
+    emu.add_task("/web", "127.0.0.1", [31000])
+    wait_until(lambda: "31000" in rig.text() and live.state.last_apply == "reload", 10)
+    good = rig.text()
+    rig.reloader.fail = True
+    emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
+    wait_until(lambda: live.state.last_apply == "failed", 10)
+    assert rig.text() == good  # a watchdog restart would load the config HAProxy runs
+    calls = rig.reloader.calls
+    rig.reloader.fail = False
+    emu.add_task("/web", "127.0.0.1", [31001])  # an event alone does not retry it
+    wait_until(lambda: live.metrics.syncs.total() >= 1 and "31001" not in rig.text(), 10)
+    live.resync_from_signal()
+    wait_until(lambda: "web.example.com" in rig.text() and live.state.last_apply == "reload",
+               10)
+    assert rig.reloader.calls > calls and "127.0.0.1:31001" in rig.text()
+
+
+def test_a_failed_reload_is_retried_at_the_periodic_resync(rig_factory) -> None:
+    rig = rig_factory([app("/web", 10001)], stream=False,
+                      settings=LiveSettings(min_wait=0.02, max_wait=0.2, resync_interval=1.0,
+                                            backoff_base=60, backoff_cap=120))
+    emu, live = rig.emulator, rig.live
+    emu.add_task("/web", "127.0.0.1", [31000])
+    live.request_resync("test")
+    wait_until(lambda: "31000" in rig.text(), 10)
+    rig.reloader.fail = True
+    emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
+    live.request_resync("test")
+    wait_until(lambda: live.state.last_apply == "failed", 10)
+    rig.reloader.fail = False
+    wait_until(lambda: "web.example.com" in rig.text() and live.state.last_apply == "reload",
+               10)
+
+
+def test_a_failed_reload_is_retried_with_backoff(rig_factory) -> None:
+    rig = rig_factory([app("/web", 10001)])
+    emu, live = rig.emulator, rig.live
+    emu.add_task("/web", "127.0.0.1", [31000])
+    wait_until(lambda: "31000" in rig.text(), 10)
+    rig.reloader.fail = True
+    emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
+    wait_until(lambda: rig.reloader.calls >= 3 and live.state.last_apply == "failed", 10)
+    assert "web.example.com" not in rig.text()
+    rig.reloader.fail = False  # no event, no signal: the backoff timer retries
+    wait_until(lambda: "web.example.com" in rig.text() and live.state.last_apply == "reload",
+               10)
+
+
+@pytest.fixture
+def held_port() -> Iterator[tuple[int, Callable[[], None]]]:
+    """A port another process (this one) listens on: (port, release)."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock.getsockname()[1], sock.close
+    sock.close()
+
+
+def test_a_busy_port_named_by_haproxy_quarantines_only_its_app(rig_factory, held_port) -> None:
+    port, release = held_port
+    # HAProxy's own word, not our pre-check (off in the rig): the port was free a moment
+    # before the reload
+    rig = rig_factory([app("/web", 10001)])
+    emu, live = rig.emulator, rig.live
+    emu.add_task("/web", "127.0.0.1", [31000])
+    wait_until(lambda: "31000" in rig.text(), 10)
+    rig.reloader.refusals.append((f"frontend clash_{port}", (
+        "HAProxy refused the new config: [ALERT]    (1) : Binding [<config>:40] for frontend "
+        f"clash_{port}: cannot bind socket (Address already in use) for [127.0.0.1:{port}] | "
+        "[ALERT]    (1) : [haproxy.main()] Some protocols failed to start their listeners!")))
+    emu.put_app(app("/clash", port))
+    emu.add_task("/clash", "127.0.0.1", [31002])
+    wait_until(lambda: "/clash" in live.quarantine, 10)
+    wait_until(lambda: live.state.last_apply == "unchanged", 10)  # the rest: what runs
+    emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))  # others still apply
+    wait_until(lambda: "web.example.com" in rig.text(), 10)
+    assert f"clash_{port}" not in rig.text()
+    entry = live.snapshot()["quarantined"][0]
+    assert entry["app"] == "/clash" and "Address already in use" in entry["reason"]
+    assert live.metrics.quarantined.value() == 1
+    release()  # the port is free again: polled, then retried without any event
+    wait_until(lambda: f"clash_{port}" in rig.text() and not live.quarantine, 10)
+
+
+def test_a_new_frontend_on_a_busy_port_is_left_out_before_reloading(
+        rig_factory, held_port) -> None:
+    port, release = held_port
+    rig = rig_factory([app("/web", 10001)], bind_check=True)
+    emu, live = rig.emulator, rig.live
+    emu.add_task("/web", "127.0.0.1", [31000])
+    wait_until(lambda: "31000" in rig.text(), 10)
+    emu.put_app(app("/clash", port))
+    emu.add_task("/clash", "127.0.0.1", [31002])
+    emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
+    wait_until(lambda: "/clash" in live.quarantine and "web.example.com" in rig.text(), 10)
+    assert f"clash_{port}" not in rig.text()
+    assert live.metrics.reloads.value(result="failed") == 0  # found before any reload
+    release()
+    wait_until(lambda: f"clash_{port}" in rig.text() and not live.quarantine, 10)
+
+
+def test_a_frozen_app_keeps_its_current_servers(rig_factory, tmp_path: Path) -> None:
+    """Quarantine freezes routing, not servers: Runtime API changes before and after count."""
+    templates = tmp_path / "tpl"
+    templates.mkdir()
+    (templates / "HAPROXY_BACKEND_HEAD.j2").write_text(BAD_TEMPLATE)
+    rig = rig_factory([app("/web", 10001)], templates=templates)
+    emu, live = rig.emulator, rig.live
+    first = emu.add_task("/web", "127.0.0.1", [31000])["id"]
+    wait_until(lambda: "127.0.0.1:31000" in rig.text(), 10)
+    reloads = rig.reloader.calls
+    second = emu.add_task("/web", "127.0.0.1", [31001])["id"]
+    emu.kill_task("/web", first)
+    wait_until(lambda: "127.0.0.1:31000" not in rig.text() and "31001" in rig.text(), 10)
+    assert rig.reloader.calls == reloads  # scaled through the Runtime API
+
+    emu.put_app(app("/web", 10001, EXTRA="bogus-keyword"))
+    wait_until(lambda: "/web" in live.quarantine, 10)
+    text = rig.text()
+    assert "127.0.0.1:31001" in text and "127.0.0.1:31000" not in text
+    assert "bogus-keyword" not in text
+
+    emu.add_task("/web", "127.0.0.1", [31002])  # Marathon moves on while it is quarantined
+    emu.kill_task("/web", second)
+    wait_until(lambda: "127.0.0.1:31002" in rig.text() and "31001" not in rig.text(), 10)
+    assert "/web" in live.quarantine and "bogus-keyword" not in rig.text()
+
+
+def test_default_state_dir_never_shadows_the_package(tmp_path: Path) -> None:
+    import os
+
+    from servicerouter.runner import default_state_dir
+
+    config = tmp_path / "haproxy.cfg"
+    assert default_state_dir(str(config)) == str(tmp_path / ".servicerouter")
+    legacy = tmp_path / "servicerouter"  # an older version's state, still in use
+    legacy.mkdir()
+    (legacy / "haproxy.pid").write_text(f"{os.getpid()}\n")
+    assert default_state_dir(str(config)) == str(legacy)
+    (legacy / "haproxy.pid").unlink()  # its HAProxy is gone: moved over, ports kept
+    (legacy / "ip-per-task-ports.json").write_text("{}")
+    assert default_state_dir(str(config)) == str(tmp_path / ".servicerouter")
+    assert not legacy.exists()
+    assert (tmp_path / ".servicerouter" / "ip-per-task-ports.json").read_text() == "{}"
+    other = tmp_path / "other"
+    (other / "servicerouter").mkdir(parents=True)  # not state (no state files): left alone
+    assert default_state_dir(str(other / "h.cfg")) == str(other / ".servicerouter")
+    assert (other / "servicerouter").is_dir()
+
+
+def test_python_m_servicerouter_starts_twice_beside_its_config(tmp_path: Path,
+                                                               haproxy_bin: str) -> None:
+    """The state directory beside the config must not shadow the package (cwd is on sys.path)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    root = Path(__file__).resolve().parent.parent
+    probe = subprocess.run([sys.executable, "-c", "import servicerouter.cli"], cwd=tmp_path,
+                           env=env, capture_output=True, check=False)
+    if probe.returncode != 0:  # not installed: run it from the checkout instead
+        env["PYTHONPATH"] = str(root)
+    with MarathonEmulator() as emu:
+        emu.put_app(app("/web", 10001))
+        emu.add_task("/web", "127.0.0.1", [31000])
+        argv = [sys.executable, "-m", "servicerouter", "-m", emu.url,
+                "--haproxy-config", "haproxy.cfg", "--command", "true", "--group", "*",
+                "--syslog-socket", "/dev/null", "--haproxy-bin", haproxy_bin,
+                "--certs-dir", str(tmp_path / "none")]
+        for run in range(2):
+            proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=60, check=False)
+            assert proc.returncode == 0, (run, proc.stderr[-2000:])
+    assert (tmp_path / ".servicerouter" / "default.pem").exists()
+    assert not (tmp_path / "servicerouter").exists()
+
+
 def test_dry_mode_prints_instead_of_applying(tmp_path: Path, haproxy_bin: str, capsys) -> None:
     with MarathonEmulator() as emu:
         emu.put_app(app("/web", 10001))
@@ -320,3 +516,107 @@ def test_listening_mode_signals_and_clean_exit(tmp_path: Path, haproxy_bin: str)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+@pytest.fixture
+def callbacks(rig_factory) -> Iterator[Callable[..., tuple[Rig, str]]]:
+    """``make(token)`` -> a rig whose events come only from a real callback server
+    (``_start_callbacks``, as --listening wires it) on 127.0.0.1, and its URL."""
+    from servicerouter.live import LiveOptions, _start_callbacks
+    from tests.harness import free_port
+
+    cleanups: list[Callable[[], None]] = []
+
+    def make(token: str | None = None) -> tuple[Rig, str]:
+        rig = rig_factory([app("/web", 10001)], stream=False,
+                          settings=LiveSettings(min_wait=0.02, max_wait=0.2,
+                                                resync_interval=3600))
+        rig.emulator.add_task("/web", "127.0.0.1", [31000])
+        rig.live.request_resync("test")
+        wait_until(lambda: "127.0.0.1:31000" in rig.text(), 10)
+        url = f"http://127.0.0.1:{free_port()}/" + (f"?token={token}" if token else "")
+        _start_callbacks(rig.live, rig.live.source,
+                         LiveOptions(mode="listening", callback_url=url,
+                                     listen_addr="127.0.0.1"), cleanups)
+        wait_until(lambda: rig.emulator.subscriptions == [url], 10)
+        return rig, url
+
+    yield make
+    for cleanup in reversed(cleanups):
+        cleanup()
+
+
+def _post(url: str, event: dict) -> int:
+    import requests
+
+    return requests.post(url, json=event, timeout=10).status_code
+
+
+def _app_fetches(rig: Rig) -> int:
+    return sum(1 for _m, t in rig.emulator.request_log if t.startswith("/v2/apps/web?"))
+
+
+def test_forged_callback_events_cannot_add_or_remove_servers(callbacks) -> None:
+    """No token: a forged event only makes the router ask Marathon about the app it names."""
+    rig, url = callbacks()
+    live = rig.live
+    task = rig.emulator.app("/web")["tasks"][0]["id"]
+    forged = [
+        {"eventType": "status_update_event", "appId": "/web", "taskId": "x",
+         "taskStatus": "TASK_RUNNING", "host": "6.6.6.6", "ports": [4444]},
+        {"eventType": "status_update_event", "appId": "/web", "taskId": task,
+         "taskStatus": "TASK_KILLED", "host": "127.0.0.1", "ports": [31000]},
+        {"eventType": "app_terminated_event", "appId": "/web"},
+        {"eventType": "health_status_changed_event", "appId": "/web", "taskId": task,
+         "alive": False},
+    ]
+    for event in forged:
+        fetches, syncs = _app_fetches(rig), live.state.syncs
+        assert _post(url, event) == 200
+        wait_until(lambda f=fetches, n=syncs: _app_fetches(rig) > f and live.state.syncs > n,
+                   10)
+        text = rig.text()
+        assert "6.6.6.6" not in text and "6_6_6_6" not in text
+        assert "127.0.0.1:31000" in text and "web_10001" in text
+    # An app id that is not a plain Marathon path never reaches a request: a full resync.
+    full = rig.full_fetches()
+    assert _post(url, dict(forged[0], appId="/../v2/eventSubscriptions")) == 200
+    wait_until(lambda: rig.full_fetches() > full, 10)
+    assert not any("eventSubscriptions" in t and m == "GET" for m, t in rig.emulator.request_log)
+    # Marathon's own events through the same callback still keep routing current.
+    rig.emulator.add_task("/web", "127.0.0.1", [31001])
+    wait_until(lambda: "127.0.0.1:31001" in rig.text(), 10)
+    assert "6.6.6.6" not in rig.text()
+
+
+def test_many_hinted_apps_become_one_full_fetch(rig_factory) -> None:
+    from servicerouter.live import MAX_HINT_REFETCH
+
+    live = rig_factory([app("/web", 10001)], stream=False).live
+    live.trigger.stop()  # hold the loop: look at what the burst queued
+    for i in range(MAX_HINT_REFETCH + 5):
+        live.submit({"eventType": "status_update_event", "appId": f"/x{i}", "taskId": "t",
+                     "taskStatus": "TASK_RUNNING", "host": "6.6.6.6", "ports": [1]},
+                    trusted=False)
+    pending = live._take_pending()
+    assert pending.full and len(pending.refetch) <= MAX_HINT_REFETCH
+    assert not pending.task_events
+
+
+def test_tokened_callback_events_are_applied_incrementally(callbacks, caplog,
+                                                          monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("servicerouter"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="servicerouter")
+    rig, url = callbacks(token="Tok3n-s3cret")
+    assert _post(url.split("?")[0], {"eventType": "status_update_event", "appId": "/web",
+                                     "taskId": "x", "taskStatus": "TASK_RUNNING",
+                                     "host": "6.6.6.6", "ports": [4444]}) == 403
+    fetches, full = _app_fetches(rig), rig.full_fetches()
+    rig.emulator.add_task("/web", "127.0.0.1", [31001])
+    wait_until(lambda: "127.0.0.1:31001" in rig.text(), 10)
+    assert _app_fetches(rig) == fetches and rig.full_fetches() == full  # folded in, no fetch
+    assert "6.6.6.6" not in rig.text()
+    assert "Tok3n-s3cret" not in caplog.text and "token=***" in caplog.text
