@@ -392,50 +392,26 @@ STATE_DIR_NAME = ".servicerouter"
 LEGACY_STATE_DIR_NAME = "servicerouter"
 _STATE_FILES = ("default.pem", "bundles", PORTS_FILE, "haproxy.pid", "master.sock",
                 "haproxy.sock")
-_legacy_warned: set[str] = set()
 
 
 def default_state_dir(config_path: str) -> str:
     """Where generated state lives: ``.servicerouter`` beside the HAProxy config.
 
     No Python name, so it can never shadow the package.  A state directory an
-    older version made (``servicerouter/`` there) is moved over once, keeping
-    the IP-per-task port assignments and the default certificate; while a
-    managed HAProxy still runs from it (its sockets and pidfile are there) it
-    stays in use instead.
+    older build made (``servicerouter/`` there, holding state files) is still
+    used as it is, so its IP-per-task ports, certificates and a managed HAProxy
+    running from it are kept; nothing is moved (this runs in ``--dry`` too).
     """
     base = os.path.dirname(os.path.abspath(config_path))
     state = os.path.join(base, STATE_DIR_NAME)
     if os.path.lexists(state):
         return state
     legacy = os.path.join(base, LEGACY_STATE_DIR_NAME)
-    if not (os.path.isdir(legacy) and not os.path.islink(legacy)
+    if (os.path.isdir(legacy) and not os.path.islink(legacy)
             and not os.path.exists(os.path.join(legacy, "__init__.py"))
             and any(os.path.lexists(os.path.join(legacy, n)) for n in _STATE_FILES)):
-        return state
-    if _haproxy_runs_from(legacy):
-        if legacy not in _legacy_warned:
-            _legacy_warned.add(legacy)
-            log.warning("keeping the state directory %s while the HAProxy started from it "
-                        "runs; once it is stopped, it moves to %s", legacy, state)
         return legacy
-    try:
-        os.rename(legacy, state)
-    except OSError as err:
-        log.warning("cannot move the state directory %s to %s: %s", legacy, state, err)
-        return legacy
-    log.warning("moved the state directory %s to %s", legacy, state)
     return state
-
-
-def _haproxy_runs_from(state_dir: str) -> bool:
-    try:
-        with open(os.path.join(state_dir, "haproxy.pid"), encoding="ascii") as handle:
-            pid = int(handle.read().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return False
-    return True
 
 
 def utc_iso(timestamp: float) -> str:

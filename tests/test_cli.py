@@ -158,7 +158,7 @@ def test_snapshot_source_and_dry_run(tmp_path: Path) -> None:
     assert "backend web_10004" in proc.stdout
     assert "+backend web_10004" in proc.stderr  # the diff against the file on disk
     assert cfg.read_text() == "previous\n"
-    assert not (tmp_path / "servicerouter").exists()  # --dry writes nothing at all
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apps.json", "haproxy.cfg"]  # --dry writes nothing
 
 
 def test_garbage_from_marathon_keeps_config(tmp_path: Path) -> None:

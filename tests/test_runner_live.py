@@ -412,21 +412,18 @@ def test_a_frozen_app_keeps_its_current_servers(rig_factory, tmp_path: Path) -> 
 
 
 def test_default_state_dir_never_shadows_the_package(tmp_path: Path) -> None:
-    import os
 
     from servicerouter.runner import default_state_dir
 
     config = tmp_path / "haproxy.cfg"
     assert default_state_dir(str(config)) == str(tmp_path / ".servicerouter")
-    legacy = tmp_path / "servicerouter"  # an older version's state, still in use
+    legacy = tmp_path / "servicerouter"  # an older build's state: used as it is
     legacy.mkdir()
-    (legacy / "haproxy.pid").write_text(f"{os.getpid()}\n")
-    assert default_state_dir(str(config)) == str(legacy)
-    (legacy / "haproxy.pid").unlink()  # its HAProxy is gone: moved over, ports kept
     (legacy / "ip-per-task-ports.json").write_text("{}")
+    assert default_state_dir(str(config)) == str(legacy)
+    assert (legacy / "ip-per-task-ports.json").read_text() == "{}"  # nothing moved
+    (tmp_path / ".servicerouter").mkdir()  # the new one, once there, wins
     assert default_state_dir(str(config)) == str(tmp_path / ".servicerouter")
-    assert not legacy.exists()
-    assert (tmp_path / ".servicerouter" / "ip-per-task-ports.json").read_text() == "{}"
     other = tmp_path / "other"
     (other / "servicerouter").mkdir(parents=True)  # not state (no state files): left alone
     assert default_state_dir(str(other / "h.cfg")) == str(other / ".servicerouter")
