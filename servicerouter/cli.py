@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--state-dir", metavar="DIR",
                      help="Where generated certificates and crt-lists are written "
                           "(default: '.servicerouter' beside --haproxy-config)")
+    new.add_argument("--cookie-secret-file", metavar="FILE",
+                     help="Secret that keys sticky ports' dynamic cookies, so a cookie does "
+                          "not reveal its server's address; give every edge node the same "
+                          "file so a client stays on its server whichever node it reaches "
+                          "(default: keys derived from the backend name, the same everywhere)")
     new.add_argument("--bind-addr", default="*",
                      help="Bind address of the shared frontends and of ports without "
                           "HAPROXY_{n}_BIND_ADDR (default '*')")
@@ -362,6 +367,24 @@ def list_certs(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def read_cookie_secret(path: str | None) -> str | None:
+    """The operator's sticky-cookie secret (``--cookie-secret-file``), read once at startup.
+
+    It is not generated here: every edge node must use the same one, or a client's
+    cookie from one node would mean nothing on the next.
+    """
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--cookie-secret-file {path}: cannot read it: {err}") from None
+    if len(secret) < 16:
+        raise ValueError(f"--cookie-secret-file {path}: a secret needs at least 16 characters")
+    return secret
+
+
 def run(args: argparse.Namespace) -> int:
     """Wire the stages together from parsed flags."""
     from servicerouter import haproxy
@@ -395,9 +418,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         log.error("%s", err)
         return 2
+    try:
+        cookie_secret = read_cookie_secret(args.cookie_secret_file)
+    except ValueError as err:
+        log.error("%s", err)
+        return 2
     options = RenderOptions(
         bind_addr=args.bind_addr, http_port=args.http_port, https_port=args.https_port,
-        appid_port=args.appid_port, stats_port=args.stats_port,
+        appid_port=args.appid_port, stats_port=args.stats_port, cookie_secret=cookie_secret,
     )
     settings = RouterSettings(
         config_path=args.haproxy_config,

@@ -17,6 +17,16 @@ change a reload instead, and so does adding a server to a backend whose
 load-balancing algorithm is static (``static-rr``, or a hash without
 ``hash-type consistent``: "Backend must use a dynamic load balancing").
 
+Sticky backends: HAProxy 2.6 refuses ``add server ... cookie NAME``, but a
+backend with ``cookie NAME ... dynamic`` (and a ``dynamic-cookie-key``) gives
+each server that has no ``cookie`` of its own a cookie hashed from the key and
+the server's address, so a server line without ``cookie`` means the same live
+as after a reload, provided HAProxy is told to recompute the cookies
+(``enable dynamic-cookie backend``: a server added or re-addressed through the
+Runtime API gets none otherwise).  :attr:`RuntimePlan.dynamic_cookie` names
+those backends.  A server line that does carry ``cookie`` (servicerouter.py's
+fragments, or a backend without ``dynamic``) still takes a reload.
+
 It also lists each frontend's ``bind`` addresses (:func:`new_binds`): a
 frontend the running HAProxy does not have yet needs a port nobody else holds.
 """
@@ -80,6 +90,7 @@ class ParsedConfig:
     default_server: frozenset[str] = frozenset()  # backends with a default-server line
     static_lb: frozenset[str] = frozenset()  # backends that refuse dynamic servers
     binds: dict[str, tuple[str, ...]] = field(default_factory=dict)  # section -> addresses
+    dynamic_cookie: frozenset[str] = frozenset()  # backends with ``cookie ... dynamic``
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,9 @@ class RuntimePlan:
     add: tuple[tuple[str, ServerLine], ...] = ()
     remove: tuple[tuple[str, ServerLine], ...] = ()
     readdress: tuple[tuple[str, ServerLine], ...] = ()
+    # Backends among ``add``/``readdress`` whose servers get dynamic cookies: HAProxy
+    # computes a new or moved server's cookie only on ``enable dynamic-cookie backend``.
+    dynamic_cookie: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -117,6 +131,9 @@ def parse_config(text: str) -> ParsedConfig:
     # (balance, hash-type) of the last defaults section and of each backend
     defaults_lb: tuple[str, str] = ("roundrobin", "map-based")
     lb: dict[str, tuple[str, str]] = {}
+    # whether the ``cookie`` line of the last defaults section / each backend is dynamic
+    defaults_cookie = False
+    cookie: dict[str, bool] = {}
     backend: str | None = None
     section: tuple[str, str] | None = None  # (keyword, name) of the section we are in
     for line in text.splitlines():
@@ -127,6 +144,7 @@ def parse_config(text: str) -> ParsedConfig:
             if backend is not None:
                 servers.setdefault(backend, {})
                 lb[backend] = defaults_lb
+                cookie[backend] = defaults_cookie
         elif words and section is not None:
             keyword = words[0]
             if keyword == "bind" and len(words) > 1 and section[0] in ("frontend", "listen"):
@@ -136,6 +154,10 @@ def parse_config(text: str) -> ParsedConfig:
                     defaults_lb = _set_lb(defaults_lb, keyword, words[1])
                 elif backend is not None:
                     lb[backend] = _set_lb(lb[backend], keyword, words[1])
+            elif keyword == "cookie" and len(words) > 1 and section[0] == "defaults":
+                defaults_cookie = "dynamic" in words[2:]
+            elif keyword == "cookie" and len(words) > 1 and backend is not None:
+                cookie[backend] = "dynamic" in words[2:]
             elif backend is not None:
                 if keyword == "server" and len(words) >= 3:
                     entry = ServerLine(words[1], words[2], tuple(words[3:]))
@@ -149,7 +171,8 @@ def parse_config(text: str) -> ParsedConfig:
                        if balance == "static-rr"
                        or (balance in _HASH_BALANCES and hash_type != "consistent"))
     return ParsedConfig(tuple(skeleton), servers, frozenset(with_default), static,
-                        {name: tuple(addresses) for name, addresses in binds.items()})
+                        dynamic_cookie=frozenset(name for name, on in cookie.items() if on),
+                        binds={name: tuple(addresses) for name, addresses in binds.items()})
 
 
 def _set_lb(current: tuple[str, str], keyword: str, value: str) -> tuple[str, str]:
@@ -206,7 +229,9 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
         for name, line in before.items():
             if name not in servers:
                 remove.append((backend, line))
-    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress)))
+    moved = {backend for backend, _line in add + readdress}
+    dynamic = tuple(sorted(moved & new.dynamic_cookie))
+    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress), dynamic))
 
 
 def new_binds(old: ParsedConfig | None, new: ParsedConfig) -> dict[str, tuple[str, ...]]:

@@ -220,12 +220,15 @@ class RuntimeApplier:
         """Make the running HAProxy match the plan; RuntimeUpdateError if refused."""
         with self._lock:
             api = self.api
+            dynamic_cookie = set(plan.dynamic_cookie)
             for backend, line in plan.readdress:
                 target = f"{backend}/{line.name}"
                 out = api.command(f"set server {target} addr {line.host} port {line.port}")
                 if "changed" not in out and "no need" not in out:
                     raise RuntimeUpdateError(f"set server {target} addr: {out.strip()[:200]}")
                 self.stats.readdressed += 1
+            for backend in sorted({backend for backend, _ in plan.readdress} & dynamic_cookie):
+                self._dynamic_cookies(backend)  # a moved server's cookie follows its address
             for backend, line in plan.add:
                 target = f"{backend}/{line.name}"
                 waiting = self._draining.pop((backend, line.name), None)
@@ -240,6 +243,8 @@ class RuntimeApplier:
                 out = api.command(f"add server {target} {line.address} {args}".rstrip())
                 if "New server registered" not in out:
                     raise RuntimeUpdateError(f"add server {target}: {out.strip()[:200]}")
+                if backend in dynamic_cookie:  # before it takes traffic: no cookieless replies
+                    self._dynamic_cookies(backend)
                 if has_check(line):
                     _expect_empty(api.command(f"enable health {target}"), f"health {target}")
                 if "disabled" not in line.args:
@@ -254,6 +259,17 @@ class RuntimeApplier:
                 self._draining[(backend, line.name)] = _Draining(
                     backend, line, now + self.drain_timeout, now + self.drain_timeout + 60)
             self.stats.draining = len(self._draining)
+
+    def _dynamic_cookies(self, backend: str) -> None:
+        """Have HAProxy compute the cookie of servers added or moved live.
+
+        A sticky backend with ``cookie ... dynamic`` hashes each server's cookie
+        from its ``dynamic-cookie-key`` and address, but HAProxy 2.6 does so only
+        at startup and on this command, which recomputes every server of the
+        backend to the value a reload would give.
+        """
+        _expect_empty(self.api.command(f"enable dynamic-cookie backend {backend}"),
+                      f"dynamic cookies of {backend}")
 
     def _remove_now(self, item: _Draining) -> bool:
         target = f"{item.backend}/{item.line.name}"

@@ -9,8 +9,10 @@ Each buffer is a list joined once at the end.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from servicerouter.labels import Problem
@@ -38,6 +40,9 @@ class RenderOptions:
     master_worker: bool = False
     # HAPROXY_{n}_SSL_CERT paths whose file is not in HAProxy's order -> normalised copy.
     cert_paths: tuple[tuple[str, str], ...] = ()
+    # Per-installation secret (from the state directory, see runner) that keys the
+    # dynamic sticky cookies: without it, a cookie value gives its server's address away.
+    cookie_secret: str | None = field(default=None, repr=False)
 
     def reserved_ports(self, fragments: FragmentSet | None = None) -> tuple[int, ...]:
         """Ports the shared frontends bind, which no service may bind too.
@@ -73,6 +78,35 @@ def _health_check_values(service: Service) -> dict[str, Any]:
     }
 
 
+def dynamic_cookie_key(backend: str, secret: str | None) -> str:
+    """The ``dynamic-cookie-key`` of a sticky backend: the same on every edge node.
+
+    HAProxy's dynamic cookie is a 64-bit hash of this key and the server's IP and
+    port.  Every node behind one DNS name must give a server the same cookie, or
+    a client moving between nodes would lose its server, so the key depends only
+    on the backend name and the operator's ``--cookie-secret-file`` (the same file
+    on every node).  With the secret it is an HMAC, and a cookie does not give a
+    server's address away to someone trying likely addresses; without it, it is
+    a hash of the name alone, which still hides the address no worse than
+    servicerouter.py's cookie (the server name ``host_port`` itself).  Per backend
+    either way, so a label template that prints its own key learns nothing about
+    other apps.
+    """
+    if secret is None:
+        return hashlib.sha256(b"servicerouter-cookie\0" + backend.encode()).hexdigest()[:32]
+    return hmac.new(secret.encode(), backend.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def says_dynamic_cookie(text: str) -> bool:
+    """Whether a rendered sticky fragment sets ``cookie ... dynamic``: its servers then
+    need no ``cookie`` of their own, which keeps them addable through the Runtime API."""
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) > 2 and words[0] == "cookie" and "dynamic" in words[2:]:
+            return True
+    return False
+
+
 def service_values(service: Service, options: RenderOptions,
                    services: Sequence[Service]) -> dict[str, Any]:
     """Every name a service-level fragment may use (legacy and Jinja2)."""
@@ -98,6 +132,8 @@ def service_values(service: Service, options: RenderOptions,
         "services": services,
         "bindOptions": " " + " ".join(settings.bind_options) if settings.bind_options else "",
     }
+    if settings.sticky:
+        values["dynamicCookieKey"] = dynamic_cookie_key(service.backend, options.cookie_secret)
     if settings.auth is not None:
         values["realm"] = settings.auth.realm
         values["user"] = settings.auth.user
@@ -354,9 +390,12 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                 if server_check is not None and server_check.is_empty:
                     server_check = None
 
+            values["dynamicCookie"] = False
             if settings.sticky:
-                backends.append(pick(sticky_options, "HAPROXY_BACKEND_STICKY_OPTIONS")
-                                .render(values))
+                sticky_text = pick(sticky_options, "HAPROXY_BACKEND_STICKY_OPTIONS") \
+                    .render(values)
+                backends.append(sticky_text)
+                values["dynamicCookie"] = says_dynamic_cookie(sticky_text)
             if settings.use_hsts and service.mode == "http":
                 backends.append(pick(hsts_options, "HAPROXY_BACKEND_HSTS_OPTIONS")
                                 .render(values))

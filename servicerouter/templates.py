@@ -71,10 +71,11 @@ class FragmentSpec:
     placeholders: tuple[str, ...]
     help: str
     strip_prefix: bool = False  # servicerouter.py stripped these and prefixed one space
+    jinja_extra: tuple[str, ...] = ()  # names only .j2 files of this fragment get
 
     @property
     def jinja_names(self) -> tuple[str, ...]:
-        names = self.placeholders + JINJA_GLOBAL_NAMES
+        names = self.placeholders + self.jinja_extra + JINJA_GLOBAL_NAMES
         if self.scope in ("service", "vhost", "server"):
             names += JINJA_SERVICE_NAMES
         if self.scope == "vhost":
@@ -142,12 +143,18 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  "Backend health-check options of tcp-mode ports with a Marathon health check."),
     FragmentSpec("HAPROXY_BACKEND_STICKY_OPTIONS", "service", (),
                  "Sticky-session cookie of backends with HAPROXY_{n}_STICKY (name from "
-                 "HAPROXY_{n}_STICKY_COOKIE in the default)."),
+                 "HAPROXY_{n}_STICKY_COOKIE in the default). The default sets a dynamic "
+                 "cookie keyed by dynamicCookieKey (.j2: secret, stable, per backend), "
+                 "so servers need no cookie of their own and scale without a reload.",
+                 jinja_extra=("dynamicCookieKey",)),
     FragmentSpec("HAPROXY_BACKEND_SERVER_OPTIONS", "server",
                  ("serverName", "host", "host_ipv4", "port", "cookieOptions",
                   "healthCheckOptions"),
                  "One server line per task. A task being killed (with --health-check) is "
-                 "drained: ' weight 0' ends its healthCheckOptions."),
+                 "drained: ' weight 0' ends its healthCheckOptions. .j2: dynamicCookie is "
+                 "true when the backend's sticky fragment set 'cookie ... dynamic' (the "
+                 "default then leaves out cookieOptions' 'cookie NAME').",
+                 jinja_extra=("dynamicCookie",)),
     FragmentSpec("HAPROXY_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS", "server",
                  HEALTHCHECK_PLACEHOLDERS,
                  "Per-server health-check options (http mode); stripped, then prefixed "
@@ -381,7 +388,7 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
 # .j2 names derived from them): printed as a bare {{ name }}, they skip the check.
 VALIDATED_NAMES = frozenset(
     {name for spec in FRAGMENTS for name in spec.placeholders} - {"healthCheck"}
-    | {"vhost", "hostAcl", "pathAcl", "bindOptions"}
+    | {"vhost", "hostAcl", "pathAcl", "bindOptions", "dynamicCookieKey"}
 )
 
 

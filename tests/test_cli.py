@@ -218,3 +218,36 @@ def test_a_new_bad_label_leaves_the_config_byte_identical(tmp_path: Path) -> Non
     assert cfg.read_bytes() == before and cfg.stat().st_mtime_ns == stamp
     assert reloads.read_text() == "x\n"  # the first run's reload only
     assert any("/bad" in line and "HAPROXY_0_MODE" in line for line in proc.stderr.splitlines())
+
+
+def test_cookie_secret_file_is_read_once_and_checked(tmp_path: Path) -> None:
+    """Every edge node given the same file keys the same cookies; a bad file stops startup."""
+    from servicerouter.render import dynamic_cookie_key
+
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret-shared-by-every-node\n")
+    assert cli.read_cookie_secret(str(secret)) == "s3cret-shared-by-every-node"
+    assert cli.read_cookie_secret(None) is None
+    keyed = dynamic_cookie_key("web_10000", "s3cret-shared-by-every-node")
+    assert keyed == dynamic_cookie_key("web_10000", "s3cret-shared-by-every-node")
+    assert keyed != dynamic_cookie_key("web_10000", None) != dynamic_cookie_key("api_1", None)
+    (tmp_path / "short").write_text("short\n")
+    for bad in (tmp_path / "short", tmp_path / "missing"):
+        with pytest.raises(ValueError, match="--cookie-secret-file"):
+            cli.read_cookie_secret(str(bad))
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text(json.dumps({"apps": [web_app(HAPROXY_0_STICKY="true",
+                                                     HAPROXY_0_VHOST="w.test")]}))
+    outputs = []
+    for node in ("node1", "node2"):
+        (tmp_path / node).mkdir()
+        proc = run_cli("-m", f"file:{snapshot}", *common(tmp_path / node), "--dry",
+                       "--cookie-secret-file", str(secret), cwd=tmp_path / node)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append([line for line in proc.stdout.splitlines() if "dynamic-cookie-key" in line])
+    expected = dynamic_cookie_key("web_10004", "s3cret-shared-by-every-node")
+    assert outputs[0] == outputs[1] == [f"  dynamic-cookie-key {expected}"]
+    assert "s3cret" not in "".join(outputs[0])
+    proc = run_cli("-m", f"file:{snapshot}", *common(tmp_path), "--dry",
+                   "--cookie-secret-file", str(tmp_path / "short"), cwd=tmp_path)
+    assert proc.returncode == 2 and "at least 16 characters" in proc.stderr

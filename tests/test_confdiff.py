@@ -108,6 +108,83 @@ def test_static_balances_take_no_dynamic_servers() -> None:
     assert parse_config(inherited).static_lb == {"web_10000"}
 
 
+def sticky(*servers: str, cookie: str = "cookie sid insert indirect nocache dynamic",
+           where: str = "backend") -> str:
+    text = config(*servers)
+    line = f"  {cookie}\n  dynamic-cookie-key k\n"
+    if where == "defaults":
+        return "defaults\n" + line + text
+    return text.replace("  mode http\n  server", "  mode http\n" + line + "  server", 1)
+
+
+def test_dynamic_cookie_backends_scale_live() -> None:
+    """Servers without 'cookie' in a 'cookie ... dynamic' backend: added and moved live,
+    with the backend named so HAProxy computes their cookies."""
+    old = parse_config(sticky("a_1 10.0.0.1:1 check", "b_2 10.0.0.2:2 check"))
+    assert old.dynamic_cookie == {"web_10000"}
+    new = parse_config(sticky("b_2 10.0.0.9:2 check", "c_3 10.0.0.3:3 check"))
+    plan = plan_runtime_update(old, new).plan
+    assert plan is not None
+    assert [s.name for _b, s in plan.add] == ["c_3"] and len(plan.remove) == 1
+    assert plan.dynamic_cookie == ("web_10000",)
+    # removals alone need no new cookies
+    only_down = plan_runtime_update(old, parse_config(sticky("a_1 10.0.0.1:1 check"))).plan
+    assert only_down is not None and only_down.dynamic_cookie == ()
+    # inherited from the defaults section, as HAProxy does
+    inherited = parse_config(sticky("a_1 10.0.0.1:1 check", where="defaults"))
+    assert inherited.dynamic_cookie == {"web_10000"}
+    overridden = sticky("a_1 10.0.0.1:1 check", where="defaults").replace(
+        "  mode http\n  server", "  mode http\n  cookie x insert\n  server")
+    assert parse_config(overridden).dynamic_cookie == frozenset()
+
+
+def test_sticky_servers_with_their_own_cookie_reload() -> None:
+    """One fragment overridden: a server line that names its cookie (servicerouter.py's
+    cookieOptions) cannot be added live, dynamic backend or not."""
+    for cookie in ("cookie sid insert indirect nocache",
+                   "cookie sid insert indirect nocache dynamic"):
+        old = parse_config(sticky("a_1 10.0.0.1:1 check cookie a_1", cookie=cookie))
+        new = parse_config(sticky("a_1 10.0.0.1:1 check cookie a_1",
+                                  "b_2 10.0.0.2:2 check cookie b_2", cookie=cookie))
+        verdict = plan_runtime_update(old, new)
+        assert verdict.plan is None and "cookie" in verdict.reason, cookie
+    static = parse_config(sticky("a_1 10.0.0.1:1 check", cookie="cookie sid insert"))
+    assert static.dynamic_cookie == frozenset()
+
+
+def test_rendered_sticky_backends_decide_runtime_or_reload() -> None:
+    """What the fragments render decides: the defaults scale live, servicerouter.py's
+    fragments (or only one of the pair overridden) keep explicit cookies and reload."""
+    from pathlib import Path
+
+    from servicerouter.model import build_model
+    from servicerouter.render import RenderOptions, render_config
+    from servicerouter.templates import FragmentSet, load_fragments
+
+    legacy_dir = Path(__file__).resolve().parent / "fixtures" / "legacy_templates"
+    defaults = load_fragments([])
+    legacy = load_fragments([legacy_dir])
+
+    def one_overridden(name: str) -> FragmentSet:
+        return FragmentSet({**defaults.fragments, name: legacy[name]})
+
+    def app(*ports: int) -> dict:
+        return {"id": "/s", "ports": [10001], "labels": {"HAPROXY_0_STICKY": "true"},
+                "tasks": [{"id": f"t{p}", "host": "10.0.0.1", "ports": [p]} for p in ports]}
+
+    def verdict(fragments):
+        texts = [render_config(build_model([app(*ports)], ("*",), lambda h: h).services,
+                               fragments, RenderOptions(cookie_secret="s" * 64))
+                 for ports in ((31000,), (31000, 31001))]
+        return plan_runtime_update(parse_config(texts[0]), parse_config(texts[1]))
+
+    assert verdict(defaults).plan is not None
+    assert verdict(legacy).plan is None
+    # a static cookie line makes the default server line name its cookie again
+    assert verdict(one_overridden("HAPROXY_BACKEND_STICKY_OPTIONS")).plan is None
+    assert verdict(one_overridden("HAPROXY_BACKEND_SERVER_OPTIONS")).plan is None
+
+
 def test_new_binds_are_those_the_running_config_lacks() -> None:
     old = parse_config(config("a_1 10.0.0.1:1"))
     assert old.binds == {"web_10000": ("*:10000",), "stats": ("127.0.0.1:9090",)}

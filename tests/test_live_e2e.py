@@ -435,12 +435,15 @@ def test_start_up_busy_port(
 def test_balance_kinds(
     start_router: Callable[..., RouterProcess], backend_factory: Callable[..., Backend],
 ) -> None:
-    """Hash balances scale live; sticky reloads cleanly.
+    """Hash balances and sticky backends scale live; a sticky client keeps its server.
 
-    BALANCE=source scales through the Runtime API (hash-type consistent); a sticky
-    backend's servers carry a cookie HAProxy 2.6 refuses on dynamic servers: a validated
-    reload, never a refused Runtime API command."""
-    pool = [backend_factory(f"w{i}") for i in range(3)]
+    BALANCE=source scales through the Runtime API (hash-type consistent).  A sticky
+    backend uses HAProxy's dynamic cookies (hash of a secret key and the server's
+    address), so its server lines carry no ``cookie`` that ``add server`` would refuse:
+    servers are added and removed with 0 reloads, a client holding the cookie of a
+    server added live stays on it while others come and go, and still after a reload
+    (the cookie the Runtime API made is the one the config gives)."""
+    pool = [backend_factory(f"w{i}") for i in range(4)]
     src_port, sticky_port = free_port(), free_port()
     with MarathonEmulator(keepalive_interval=1.0) as emu:
         emu.put_app({"id": "/src", "portDefinitions": [{"port": src_port}],
@@ -448,9 +451,12 @@ def test_balance_kinds(
         emu.put_app({"id": "/sticky", "portDefinitions": [{"port": sticky_port}],
                      "labels": {"HAPROXY_0_VHOST": "s.test", "HAPROXY_0_STICKY": "true"}})
         emu.add_task("/src", "127.0.0.1", [pool[0].port])
-        emu.add_task("/sticky", "127.0.0.1", [pool[0].port])
+        tasks = {0: emu.add_task("/sticky", "127.0.0.1", [pool[0].port])["id"]}
         router = start_router(emu)
         wait_until(lambda: answer(src_port) == "w0" and answer(sticky_port) == "w0", 15)
+        config = (router.workdir / "haproxy.cfg").read_text()
+        assert "cookie mesosphere_server_id insert indirect nocache dynamic" in config
+        assert " cookie 127_0_0_1_" not in config  # no explicit cookie on server lines
         before = router.status()
         emu.add_task("/src", "127.0.0.1", [pool[1].port])
         wait_until(lambda: len(servers_of(router.status(), "/src")) == 2, 15)
@@ -458,10 +464,43 @@ def test_balance_kinds(
         assert mid["reloads"] == before["reloads"], "BALANCE=source scale-up reloaded"
         assert mid["runtime_updates"] > before["runtime_updates"]
 
-        emu.add_task("/sticky", "127.0.0.1", [pool[2].port])
+        url = f"http://127.0.0.1:{sticky_port}/"
+        for index in (1, 2):
+            tasks[index] = emu.add_task("/sticky", "127.0.0.1", [pool[index].port])["id"]
+        wait_until(lambda: len(servers_of(router.status(), "/sticky")) == 3, 15)
+        # every server, the live-added ones too, answers and sets its own cookie
+        cookies: dict[str, str] = {}
+
+        def all_cookies() -> bool:
+            reply = http_get(url)
+            if reply.status_code == 200 and reply.cookies.get("mesosphere_server_id"):
+                cookies[reply.text.strip()] = reply.cookies["mesosphere_server_id"]
+            return set(cookies) == {"w0", "w1", "w2"}
+
+        wait_until(all_cookies, 15, message="not every sticky server set a cookie")
+        assert len(set(cookies.values())) == 3
+        held = cookies["w1"]  # a server added through the Runtime API
+
+        def stuck(times: int = 8) -> bool:
+            jar = {"mesosphere_server_id": held}
+            return {http_get(url, cookies=jar).text.strip() for _ in range(times)} == {"w1"}
+
+        assert stuck()
+        tasks[3] = emu.add_task("/sticky", "127.0.0.1", [pool[3].port])["id"]
+        wait_until(lambda: len(servers_of(router.status(), "/sticky")) == 4, 15)
+        assert stuck()
+        for index in (2, 3):
+            emu.kill_task("/sticky", tasks.pop(index))
         wait_until(lambda: len(servers_of(router.status(), "/sticky")) == 2, 15)
-        wait_until(lambda: router.status()["reloads"] == mid["reloads"] + 1, 15)
+        assert stuck()
         after = router.status()
-        assert after["failed_reloads"] == 0
+        assert after["reloads"] == mid["reloads"], "sticky scale up/down reloaded"
+        assert after["runtime_updates"] > mid["runtime_updates"]
         assert "Runtime API refused" not in router.log()
-        assert "cannot be set on a dynamic server" in router.log()  # the reason, at debug
+
+        # a reload (a vhost change elsewhere) gives the same cookies: still stuck
+        emu.put_app({"id": "/src", "portDefinitions": [{"port": src_port}],
+                     "labels": {"HAPROXY_0_BALANCE": "source", "HAPROXY_0_VHOST": "src.test"}})
+        wait_until(lambda: router.status()["reloads"] == after["reloads"] + 1, 15)
+        assert stuck()
+        assert router.status()["failed_reloads"] == 0

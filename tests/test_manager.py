@@ -222,6 +222,37 @@ def test_runtime_applier_adds_drains_deletes_and_readdresses(
         applier.stop()
 
 
+def test_runtime_applier_computes_dynamic_cookies_before_traffic() -> None:
+    """A server added or moved in a dynamic-cookie backend gets its cookie
+    ('enable dynamic-cookie backend') before it is enabled, so no reply lacks one."""
+
+    class FakeAPI:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def command(self, text: str) -> str:
+            self.sent.append(text)
+            if text.startswith("add server"):
+                return "New server registered.\n"
+            if text.startswith("set server") and " addr " in text:
+                return "IP changed from '1' to '2'\n"
+            return "\n"
+
+    api = FakeAPI()
+    applier = RuntimeApplier(api)  # type: ignore[arg-type]
+    added = ServerLine("s2", "127.0.0.1:2", ("check",))
+    moved = ServerLine("s3", "127.0.0.3:3", ("check",))
+    applier.apply(RuntimePlan(add=(("b", added),), readdress=(("b", moved),),
+                              dynamic_cookie=("b",)))
+    assert api.sent == [
+        "set server b/s3 addr 127.0.0.3 port 3", "enable dynamic-cookie backend b",
+        "add server b/s2 127.0.0.1:2 check", "enable dynamic-cookie backend b",
+        "enable health b/s2", "enable server b/s2"]
+    api.sent.clear()
+    applier.apply(RuntimePlan(add=(("c", ServerLine("s4", "127.0.0.1:4", ())),)))
+    assert not any("dynamic-cookie" in text for text in api.sent)
+
+
 def test_deep_state_dirs_keep_socket_paths_short(tmp_path: Path) -> None:
     """HAProxy cannot bind a socket path past ~97 bytes: deep state dirs put sockets
     in a private temp dir of their own, the same one on every start."""

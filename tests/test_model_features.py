@@ -347,10 +347,11 @@ def test_backend_options_render() -> None:
                            "  http-request redirect scheme https code 301 if !{ ssl_fc } "
                            "{ dst_port 80 }"]
     assert "  http-request auth realm ops unless { http_auth(users_secure_10001) }" in backend
-    assert "  cookie SRVID insert indirect nocache" in backend
+    assert "  cookie SRVID insert indirect nocache dynamic" in backend
+    assert sum(line.startswith("  dynamic-cookie-key ") for line in backend) == 1
     assert '  http-response set-header Strict-Transport-Security "max-age=15768000" ' \
            "if { ssl_fc }" in backend
-    assert backend[-1].endswith(" check cookie 10_0_0_1_31001")
+    assert backend[-1].endswith(" 10.0.0.1:31001 check")  # the dynamic cookie: no 'cookie'
     assert section(text, "frontend secure_10001")[0] == "  bind *:10001 accept-proxy maxconn 100"
     # The redirect is not written into the shared frontends any more.
     assert "redirect" not in "\n".join(section(text, "frontend marathon_http_in"))
@@ -359,7 +360,8 @@ def test_backend_options_render() -> None:
 def test_defaults_unchanged_for_apps_without_new_labels() -> None:
     text = render([app("/plain", 10001, {"HAPROXY_0_STICKY": "true"})])
     assert section(text, "backend plain_10001")[:3] == [
-        "  balance roundrobin", "  mode tcp", "  cookie mesosphere_server_id insert indirect nocache"]
+        "  balance roundrobin", "  mode tcp",
+        "  cookie mesosphere_server_id insert indirect nocache dynamic"]
     assert section(text, "frontend plain_10001")[0] == "  bind *:10001"
     assert "userlist" not in text and "Strict-Transport-Security" not in text
 
@@ -376,14 +378,13 @@ def test_new_labels_never_touch_legacy_fragment_output() -> None:
 
 def test_sticky_server_line_says_check_once() -> None:
     """cookieOptions keeps servicerouter.py's ' check cookie NAME'; the default line
-    writes 'check' itself only when there is no cookie, so never 'check check'."""
+    leaves the cookie to the backend's dynamic cookie and says 'check' once."""
     check = {"protocol": "HTTP", "portIndex": 0, "path": "/health", "intervalSeconds": 5,
              "maxConsecutiveFailures": 2}
     text = render([app("/sticky", 10001, {"HAPROXY_0_STICKY": "true"}, healthChecks=[check]),
                    app("/plain", 10002, healthChecks=[check]), app("/bare", 10003)])
     assert section(text, "backend sticky_10001")[-1] == \
-        "  server 10_0_0_1_31001 10.0.0.1:31001 check cookie 10_0_0_1_31001 " \
-        "inter 5s fastinter 1s fall 3"
+        "  server 10_0_0_1_31001 10.0.0.1:31001 check inter 5s fastinter 1s fall 3"
     assert section(text, "backend plain_10002")[-1] == \
         "  server 10_0_0_1_31002 10.0.0.1:31002 check inter 5s fastinter 1s fall 3"
     assert section(text, "backend bare_10003")[-1] == "  server 10_0_0_1_31003 10.0.0.1:31003 check"
@@ -391,6 +392,32 @@ def test_sticky_server_line_says_check_once() -> None:
     # servicerouter.py's own server fragment still gets cookieOptions as it was.
     legacy = render([app("/sticky", 10001, {"HAPROXY_0_STICKY": "true"})], LEGACY_SET)
     assert " check cookie 10_0_0_1_31001" in legacy
+
+
+def test_sticky_dynamic_cookie_key_is_stable_secret_and_per_backend() -> None:
+    from servicerouter.render import dynamic_cookie_key
+    from servicerouter.templates import FragmentSet
+
+    apps = [app("/a", 10001, {"HAPROXY_0_STICKY": "true"}),
+            app("/b", 10002, {"HAPROXY_0_STICKY": "true"})]
+    services = model(apps).services
+
+    def keys(secret: str | None) -> list[str]:
+        text = render_config(services, DEFAULTS, RenderOptions(cookie_secret=secret))
+        return [line.split()[1] for line in text.splitlines()
+                if line.startswith("  dynamic-cookie-key ")]
+
+    one = keys("1" * 64)
+    assert one == keys("1" * 64) and len(set(one)) == 2  # stable; one per backend
+    assert set(one).isdisjoint(keys("2" * 64)) and set(one).isdisjoint(keys(None))
+    assert keys(None) == [dynamic_cookie_key("a_10001", None), dynamic_cookie_key("b_10002", None)]
+    assert "1" * 64 not in render_config(services, DEFAULTS, RenderOptions(cookie_secret="1" * 64))
+    # only one fragment of the pair overridden: servers name their cookie again
+    mixed = FragmentSet({**DEFAULTS.fragments, "HAPROXY_BACKEND_STICKY_OPTIONS":
+                         LEGACY_SET["HAPROXY_BACKEND_STICKY_OPTIONS"]})
+    text = render_config(services, mixed, OPTIONS)
+    assert "dynamic" not in text
+    assert section(text, "backend a_10001")[-1].endswith(" check cookie 10_0_0_1_31001")
 
 
 # --------------------------------------------------------------------------- health-check paths

@@ -182,7 +182,7 @@ LINE_PATTERNS = [re.compile(p) for p in (
     r"  http-request redirect scheme https code 301 if !\{ ssl_fc \} \{ dst_port [0-9]+ \}",
     rf"  http-request auth realm {T} unless \{{ http_auth\(users_{T}\) \}}",
     rf"  user {T} password {T}",
-    rf"  cookie {T} insert indirect nocache",
+    rf"  cookie {T} insert indirect nocache dynamic", r"  dynamic-cookie-key [0-9a-f]{32}",
     r'  http-response set-header Strict-Transport-Security "max-age=15768000" if \{ ssl_fc \}',
     rf"  option httpchk GET /(?:{T})?", r"  timeout check [0-9]+s",
     rf"  server {T} [0-9.]+:[0-9]+ check(?: cookie {T})?"

@@ -617,3 +617,4 @@ def test_tokened_callback_events_are_applied_incrementally(callbacks, caplog,
     assert _app_fetches(rig) == fetches and rig.full_fetches() == full  # folded in, no fetch
     assert "6.6.6.6" not in rig.text()
     assert "Tok3n-s3cret" not in caplog.text and "token=***" in caplog.text
+
