@@ -479,6 +479,9 @@ class Setting:
         return self.key.replace("{n}", str(index)) if self.per_port else self.key
 
 
+_HASH_BALANCES = frozenset({"source", "uri", "url_param", "hdr", "rdp-cookie"})
+
+
 @dataclass(frozen=True, slots=True)
 class PortSettings:
     """The settings of one service port, after parsing; defaults where unset."""
@@ -500,6 +503,14 @@ class PortSettings:
     auth: BasicAuth | None = None
     bind_options: tuple[str, ...] = ()
     given: frozenset[str] = field(default_factory=frozenset)  # attrs set explicitly
+
+    @property
+    def hashed_balance(self) -> bool:
+        """A hash algorithm (source, uri, url_param, hdr(), rdp-cookie): HAProxy takes
+        servers added at run time only with ``hash-type consistent`` for these."""
+        if not self.balance:
+            return False
+        return self.balance.split("(")[0].split(" ")[0] in _HASH_BALANCES
 
 
 @dataclass(frozen=True, slots=True)

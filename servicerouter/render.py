@@ -443,7 +443,9 @@ def _render_servers(service: Service, values: dict[str, Any], server_line: Any,
     per_server_check = server_check is not None and server_check.is_jinja
     if server_check is not None and not per_server_check:
         check_text = server_check.render(values)
-    sticky = service.settings.sticky
+    # servicerouter.py's ' check cookie NAME', unless the backend's sticky fragment set
+    # a dynamic cookie: then HAProxy derives each server's cookie (and can add servers live).
+    cookie_per_server = service.settings.sticky and not values.get("dynamicCookie")
     render = server_line.render
     for server in service.servers:
         name = server.name
@@ -452,7 +454,7 @@ def _render_servers(service: Service, values: dict[str, Any], server_line: Any,
         values["host_ipv4"] = server.ipv4
         values["port"] = server.port
         values["server"] = server
-        values["cookieOptions"] = " check cookie " + name if sticky else ""
+        values["cookieOptions"] = " check cookie " + name if cookie_per_server else ""
         if per_server_check:
             check_text = server_check.render(values)
         # A task being killed keeps its sessions but gets no new ones.

@@ -151,9 +151,10 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  ("serverName", "host", "host_ipv4", "port", "cookieOptions",
                   "healthCheckOptions"),
                  "One server line per task. A task being killed (with --health-check) is "
-                 "drained: ' weight 0' ends its healthCheckOptions. .j2: dynamicCookie is "
-                 "true when the backend's sticky fragment set 'cookie ... dynamic' (the "
-                 "default then leaves out cookieOptions' 'cookie NAME').",
+                 "drained: ' weight 0' ends its healthCheckOptions. cookieOptions is empty "
+                 "when the backend's sticky fragment set 'cookie ... dynamic' (as the "
+                 "default does: HAProxy then derives each server's cookie); .j2: "
+                 "dynamicCookie says so.",
                  jinja_extra=("dynamicCookie",)),
     FragmentSpec("HAPROXY_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS", "server",
                  HEALTHCHECK_PLACEHOLDERS,
