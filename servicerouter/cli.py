@@ -21,12 +21,16 @@ from servicerouter import __version__
 log = logging.getLogger("servicerouter")
 
 
+DEFAULT_HAPROXY_BIN = "haproxy"
+
+
 def default_syslog_socket() -> str:
     return "/var/run/syslog" if sys.platform == "darwin" else "/dev/log"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="servicerouter",
         description="Marathon HAProxy Service Router",
         epilog="--longhelp describes every app setting and template fragment.",
     )
@@ -67,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "stderr); write and reload nothing")
     new.add_argument("--skip-validation", action="store_true",
                      help="Do not check the config with 'haproxy -c' before writing it")
-    new.add_argument("--haproxy-bin", default="haproxy",
-                     help="HAProxy binary used for validation")
+    new.add_argument("--haproxy-bin", default=None, metavar="PATH",
+                     help="HAProxy binary used for validation (and run by --manage-haproxy); "
+                          "default 'haproxy' from PATH, validation skipped with a warning "
+                          "when there is none. A given one must exist")
     new.add_argument("--ssl-certs", default="", metavar="PATHS",
                      help="Comma-separated PEM bundles or directories of them for the "
                           "shared HTTPS frontend (a self-signed default is generated "
@@ -129,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "an old worker may linger after a reload (default 60s)")
     live.add_argument("--runtime-socket", metavar="PATH",
                       help="Runtime API socket for a HAProxy reloaded by --command: written "
-                           "as 'stats socket' in the config and used to change servers "
-                           "without reloading")
+                           "as 'stats socket' in the config (every mode, --dry too) and, "
+                           "in the event modes, used to change servers without reloading")
     live.add_argument("--no-runtime-api", action="store_true",
                       help="Always reload, never change servers through the Runtime API")
     live.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
@@ -242,26 +248,98 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
     parser.set_defaults(**defaults)
 
 
+class QuietSysLogHandler(SysLogHandler):
+    """Syslog that never prints a traceback.
+
+    The stdlib handler already reconnects a UNIX socket when a send fails
+    (syslogd restarted); when that fails too it calls ``handleError``, which
+    prints a "--- Logging error ---" traceback for every record.  Here a lost
+    record costs one warning line on stderr until syslog works again (then one
+    line says so); stderr has every message anyway.
+    """
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address=address)
+        self._failing = False  # records are being lost (warned once)
+        self._sent = True  # the record being emitted reached syslog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._sent = True
+        super().emit(record)  # the stdlib's send and one reconnect
+        if self._sent and self._failing:
+            self._failing = False
+            _stderr(f"syslog socket {self.address} works again")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)  # a formatting bug: show it
+            return
+        self._sent = False
+        if not self._failing:
+            self._failing = True
+            _stderr(f"syslog socket {self.address} unavailable "
+                    f"({error.strerror or error}); logging to stderr only until it is back")
+
+
+def _stderr(message: str) -> None:
+    try:
+        sys.stderr.write(f"servicerouter: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed: nothing left to tell
+        pass
+
+
+def probe_syslog(path: str) -> str | None:
+    """Why the UNIX socket ``path`` cannot take syslog messages, or None if it can."""
+    import errno
+    import socket
+
+    errors: list[OSError] = []
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):  # as SysLogHandler tries them
+        try:
+            with socket.socket(socket.AF_UNIX, kind) as sock:
+                sock.connect(path)
+            return None
+        except OSError as err:
+            errors.append(err)
+    # "wrong type" only says the socket is of the other kind: the other error tells more
+    error = next((e for e in errors if e.errno != errno.EPROTOTYPE), errors[0])
+    return error.strerror or str(error)
+
+
 def setup_logging(syslog_socket: str, log_format: str, level: str = "info") -> None:
-    """stderr always; syslog too unless the socket is /dev/null (as servicerouter.py)."""
+    """stderr always; syslog too unless the socket is /dev/null (as servicerouter.py).
+
+    A syslog socket that cannot be reached now (no /dev/log in a container) is
+    said once and left out: stderr alone is used.
+    """
     root = logging.getLogger("servicerouter")
     root.setLevel(getattr(logging, level.upper()))
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        if isinstance(handler, QuietSysLogHandler):
+            handler.close()  # ours: its socket
     formatter = logging.Formatter(log_format)
     console = logging.StreamHandler()
     console.setFormatter(formatter)
     root.addHandler(console)
-    if syslog_socket != "/dev/null":
-        try:
-            syslog = SysLogHandler(address=syslog_socket)
-        except OSError as err:
-            root.warning("syslog socket %s unavailable (%s); logging to stderr only",
-                         syslog_socket, err.strerror or err)
-        else:
-            syslog.setFormatter(formatter)
-            root.addHandler(syslog)
     root.propagate = False
+    if syslog_socket == "/dev/null":
+        return
+    why = probe_syslog(syslog_socket)
+    if why is not None:
+        root.warning("syslog socket %s unavailable (%s); logging to stderr only",
+                     syslog_socket, why)
+        return
+    try:
+        syslog = QuietSysLogHandler(syslog_socket)
+    except OSError as err:
+        root.warning("syslog socket %s unavailable (%s); logging to stderr only",
+                     syslog_socket, err.strerror or err)
+        return
+    syslog.setFormatter(formatter)
+    root.addHandler(syslog)
 
 
 # servicerouter.py's long flags: argparse let its users shorten them to any unique prefix.
@@ -297,6 +375,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = expand_legacy_abbreviations(parser, sys.argv[1:] if argv is None else argv)
     _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
+    # Given (flag or --config) or defaulted: only a given binary must exist.
+    args.haproxy_bin_given = args.haproxy_bin is not None
+    if args.haproxy_bin is None:
+        args.haproxy_bin = DEFAULT_HAPROXY_BIN
     if not args.longhelp and not args.list_certs and not args.marathon:
         parser.error("argument --marathon/-m is required")
     if args.marathon:
@@ -385,6 +467,29 @@ def read_cookie_secret(path: str | None) -> str | None:
     return secret
 
 
+def check_haproxy_bin(args: argparse.Namespace) -> str | None:
+    """Why a given ``--haproxy-bin`` cannot be used, or None.
+
+    Only the default (``haproxy`` from PATH) may be missing: validation is then
+    skipped with a warning, as the original never validated.  A binary the
+    operator named is meant to be used; silently not validating would hide a typo.
+    """
+    if not getattr(args, "haproxy_bin_given", False):
+        return None
+    import shutil
+
+    path = args.haproxy_bin
+    if shutil.which(path) is not None:
+        return None
+    if os.sep not in path:
+        return f"--haproxy-bin {path}: not found on PATH"
+    if not os.path.exists(path):
+        return f"--haproxy-bin {path}: no such file"
+    if os.path.isdir(path):
+        return f"--haproxy-bin {path}: is a directory"
+    return f"--haproxy-bin {path}: not executable"
+
+
 def run(args: argparse.Namespace) -> int:
     """Wire the stages together from parsed flags."""
     from servicerouter import haproxy
@@ -400,6 +505,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from servicerouter.templates import TemplateError, load_fragments
 
+    problem = check_haproxy_bin(args)
+    if problem:
+        log.error("%s", problem)
+        return 2
     user_dirs = list(args.templates_dir)
     if os.path.isdir("templates"):
         user_dirs.append("templates")
@@ -426,6 +535,8 @@ def run(args: argparse.Namespace) -> int:
     options = RenderOptions(
         bind_addr=args.bind_addr, http_port=args.http_port, https_port=args.https_port,
         appid_port=args.appid_port, stats_port=args.stats_port, cookie_secret=cookie_secret,
+        # Written in every mode, one-shot and --dry too (live modes also use it).
+        runtime_socket=args.runtime_socket,
     )
     settings = RouterSettings(
         config_path=args.haproxy_config,

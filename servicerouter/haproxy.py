@@ -6,7 +6,9 @@ exclusively in the target's own directory, checked there with
 ``haproxy -c``, given the old file's permissions and renamed over the old
 file in one step, so HAProxy can only ever read the old config or the new
 one, complete.  A config HAProxy rejects is never put in place.  Then the
-reload command runs.
+reload command runs; if it fails, the previous file is put back (or the new
+one removed when there was none), so the file on disk is never a config
+HAProxy did not load and the next run tries again.
 """
 
 from __future__ import annotations
@@ -200,21 +202,53 @@ def _unlink(path: str) -> None:
         pass
 
 
+RELOAD_OUTPUT_LIMIT = 8000  # characters of a reload command's output kept for the log
+
+
+def reload_with_output(command: list[str], timeout: float = 120.0) -> tuple[bool, str]:
+    """Run the reload command; (ok, its output) or (False, why it failed, with its output).
+
+    A failure is left to the caller to log (once, with this message).  The
+    command's stdout and stderr go to an unnamed temporary file, not a pipe: a
+    reload command that starts a daemon (``haproxy -D``) leaves it holding the
+    command's output, and reading a pipe would wait for that daemon to exit.
+    """
+    shown = shlex.join(command)
+    log.info("reloading using %s", shown)
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        except OSError as err:  # not found, not executable
+            return False, f"unable to reload config using command {shown}: {err}"
+        except subprocess.TimeoutExpired:
+            failure = f"reload command {shown} timed out after {timeout:.0f}s"
+        else:
+            failure = None if proc.returncode == 0 else (
+                f"unable to reload config using command {shown}: reload returned "
+                f"non-zero: {proc.returncode}")
+        out.seek(0)
+        output = _tail_text(out.read())
+    if failure is not None:
+        return False, f"{failure}; it printed:\n{output}" if output else f"{failure} (no output)"
+    if output:
+        log.info("reload command %s printed:\n%s", shown, output)
+    return True, output
+
+
+def _tail_text(data: bytes) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    if len(text) > RELOAD_OUTPUT_LIMIT:
+        text = "...\n" + text[-RELOAD_OUTPUT_LIMIT:]
+    return text
+
+
 def run_reload(command: list[str], timeout: float = 120.0) -> bool:
-    log.info("reloading using %s", " ".join(command))
-    try:
-        subprocess.run(command, check=True, timeout=timeout)
-    except FileNotFoundError as err:
-        log.error("unable to reload config using command %s: %s", " ".join(command), err)
-        return False
-    except subprocess.CalledProcessError as err:
-        log.error("unable to reload config using command %s: reload returned non-zero: %s",
-                  " ".join(command), err.returncode)
-        return False
-    except subprocess.TimeoutExpired:
-        log.error("reload command %s timed out after %.0fs", " ".join(command), timeout)
-        return False
-    return True
+    """:func:`reload_with_output`, failure logged, for callers that only need to know."""
+    ok, message = reload_with_output(command, timeout)
+    if not ok:
+        log.error("%s", message)
+    return ok
 
 
 def apply_config(
@@ -238,9 +272,11 @@ def apply_config(
         return ApplyResult(changed=False)
     directory = os.path.dirname(os.path.abspath(path))
     basename = os.path.basename(path)
+    mode = _target_mode(path)
+    existed = current is not None or os.path.lexists(path)
     log.info("running config is different from generated config - reloading")
     try:
-        tmp = write_temp(directory, basename, data, _target_mode(path))
+        tmp = write_temp(directory, basename, data, mode)
     except OSError as err:
         log.error("cannot write a temporary config in %s: %s", directory, err)
         return ApplyResult(changed=True, error=f"cannot write in {directory}: {err}")
@@ -264,5 +300,48 @@ def apply_config(
     finally:
         if tmp:
             _unlink(tmp)
-    reloaded = run_reload(reload) if reload else False
-    return ApplyResult(changed=True, written=True, reloaded=reloaded)
+    if not reload:
+        return ApplyResult(changed=True, written=True)
+    ok, message = reload_with_output(reload)
+    if ok:
+        return ApplyResult(changed=True, written=True, reloaded=True)
+    log.error("%s", message)
+    # HAProxy did not load the new file: it must not stay as if it were running, or
+    # the next run would find it "unchanged" and never reload again.
+    put_back(path, current, mode, existed=existed)
+    return ApplyResult(changed=True, error=f"reload failed: {message}")
+
+
+def put_back(path: str, previous: bytes | None, mode: int = DEFAULT_MODE, *,
+             existed: bool = True) -> bool:
+    """After a failed reload: the previous config back in place (atomically), or the
+    new file removed when there was none before.  False (logged) if that failed.
+
+    ``previous`` None with ``existed`` True: the old file could not be read, so it
+    cannot be restored; the new file stays and this says so.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        if previous is not None:
+            tmp = write_temp(directory, os.path.basename(path), previous, mode)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                _unlink(tmp)
+                raise
+            fsync_dir(directory)
+            log.warning("restored the previous %s, so the next run tries again", path)
+        elif not existed:
+            _unlink(path)
+            fsync_dir(directory)
+            log.warning("removed the new %s (there was none before), so the next run "
+                        "tries again", path)
+        else:
+            log.error("cannot restore the previous %s (it could not be read); the config "
+                      "HAProxy did not load stays there", path)
+            return False
+    except OSError as err:
+        log.error("cannot restore the previous %s: %s; the config HAProxy did not load "
+                  "stays there", path, err)
+        return False
+    return True

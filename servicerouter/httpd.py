@@ -114,4 +114,19 @@ def _one_line(err: BaseException | None) -> str:
     return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
-__all__ = ["CONNECTION_DEADLINE", "MAX_CONNECTIONS", "GuardedHTTPServer", "GuardedHandler"]
+class ListenError(Exception):
+    """One of our HTTP servers cannot bind (its port is taken): a startup error.
+
+    The message is one line naming the flag and the address, for the log.
+    """
+
+
+def listen_error(flag: str, address: tuple[str, int], err: OSError) -> ListenError:
+    host, port = address
+    shown = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+    reason = err.strerror or str(err)
+    return ListenError(f"{flag}: cannot listen on {shown}: {reason}")
+
+
+__all__ = ["CONNECTION_DEADLINE", "MAX_CONNECTIONS", "GuardedHTTPServer", "GuardedHandler",
+           "ListenError", "listen_error"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,15 +52,53 @@ class Problem:
     kind: str | None = None
     route: str | None = None
     owner: str | None = None
+    # The port is routed all the same: only ``key`` (a vhost lost to an older app,
+    # a path without a vhost) or one task was left out.  See :func:`mark_still_routed`.
+    port_routes: bool = False
 
     def __str__(self) -> str:
+        where = self._app_and_port()
+        if self.key is not None:
+            where += f" {self._key_and_value()}"
+        return f"{where}: {self.reason}"
+
+    def log_line(self) -> str:
+        """The warning for this problem, saying what was left out.
+
+        "skipped app ... port index N: why" when the app or port is not routed;
+        "ignored KEY=VALUE of app ... port index N (the port still routes): why"
+        when only that value (or a task) was.
+        """
+        if not self.port_routes:
+            return f"skipped {self}"
+        what = f"{self._key_and_value()} of" if self.key is not None else "for"
+        return f"ignored {what} {self._app_and_port()} (the port still routes): {self.reason}"
+
+    def _app_and_port(self) -> str:
         where = f"app {self.app_id!r}"
         if self.port_index is not None:
             where += f" port index {self.port_index}"
-        if self.key is not None:
-            shown = self.value if self.value is None else _shorten(self.value)
-            where += f" {self.key}={shown!r}" if shown is not None else f" {self.key}"
-        return f"{where}: {self.reason}"
+        return where
+
+    def _key_and_value(self) -> str:
+        if self.value is None:
+            return str(self.key)
+        return f"{self.key}={_shorten(self.value)!r}"
+
+
+def mark_still_routed(problems: Iterable[Problem],
+                      routed: Collection[tuple[str, int]]) -> tuple[Problem, ...]:
+    """``problems``, those about a port in ``routed`` ((app id, port index) pairs)
+    marked ``port_routes``: what they name was left out, not the port.
+
+    Decided from what the model routes, not from each problem's wording, so a
+    new kind of partial problem is reported right without a special case.
+    """
+    return tuple(
+        replace(p, port_routes=True)
+        if p.port_index is not None and not p.port_routes and (p.app_id, p.port_index) in routed
+        else p
+        for p in problems)
 
 
 def _shorten(value: str, limit: int = 80) -> str:

@@ -50,6 +50,7 @@ from servicerouter.certupdate import (
 from servicerouter.confdiff import ParsedConfig, new_binds, parse_config, plan_runtime_update
 from servicerouter.events import Backoff, EventStream
 from servicerouter.files import fsync_dir
+from servicerouter.httpd import ListenError, listen_error
 from servicerouter.incremental import (
     APP_EVENTS,
     HINT_RESYNC_REASON,
@@ -86,6 +87,11 @@ MAX_BIND_ROUNDS = 4  # reloads per sync when each names another app whose port i
 MAX_HINT_REFETCH = 20  # apps untrusted events may name per sync before a full fetch instead
 
 
+def new_metrics() -> Metrics:
+    """The live engine's metrics: every event type it counts starts at 0."""
+    return Metrics(event_types=sorted(KNOWN_EVENTS | {"other"}))
+
+
 class Reloader(Protocol):
     """Makes HAProxy load the config file on disk."""
 
@@ -99,8 +105,10 @@ class CommandReloader:
         self.command = list(command)
 
     def reload(self) -> ReloadResult:
-        ok = haproxy.run_reload(self.command)
-        return ReloadResult(ok, "reloaded" if ok else "reload command failed")
+        ok, output = haproxy.reload_with_output(self.command)
+        # On failure the message holds the command's output: HAProxy's own words,
+        # naming (for instance) a frontend whose port another process holds.
+        return ReloadResult(ok, "reloaded" if ok else output or "reload command failed")
 
 
 @dataclass(frozen=True)
@@ -193,7 +201,7 @@ class LiveRouter:
         self.runtime = runtime
         self.cert_updater = cert_updater
         self.manager = manager
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or new_metrics()
         self.settings = settings or LiveSettings()
         s = self.settings
         self.trigger = trigger or SyncTrigger(s.min_wait, s.max_wait, s.resync_interval)
@@ -536,7 +544,7 @@ class LiveRouter:
                 break
             services, text = again
         if not result.ok:
-            self._restore_running_config()
+            self._restore_running_config(text)
             self._failed_text, self._failed_certs = text, certs_key
             self.state.last_apply = "failed"
             self._apply_failures += 1
@@ -568,16 +576,20 @@ class LiveRouter:
         self._parsed_cache = (text, parsed)
         return parsed
 
-    def _restore_running_config(self) -> None:
+    def _restore_running_config(self, failed: str) -> None:
         """A failed reload: the file on disk goes back to the config HAProxy runs.
 
         So a restart (the watchdog, a reboot, an operator) loads the good config,
         not the one HAProxy refused.
         """
         text = self._applied_text
-        if text is None:
-            return
         path = self.router.settings.config_path
+        if text is None:
+            # No config when we started: remove the one HAProxy refused, or a restart
+            # of servicerouter would take it for the running one and never reload.
+            if haproxy.read_current(path) == failed.encode("utf-8"):
+                haproxy.put_back(path, None, existed=False)
+            return
         if haproxy.read_current(path) == text.encode("utf-8"):
             return
         if self._write(text):
@@ -948,11 +960,11 @@ class LiveRouter:
     # ------------------------------------------------------------------ reporting
 
     def _log_problems(self, model: Model) -> None:
-        current = {str(p) for p in model.problems}
+        current = {p.log_line() for p in model.problems}
         for text in sorted(current - self._logged_problems):
-            log.warning("skipped %s", text)
+            log.warning("%s", text)
         self._logged_problems = current
-        self.state.problems = sorted(current)[:200]
+        self.state.problems = sorted({str(p) for p in model.problems})[:200]
         conflicts = route_conflicts(model.problems)
         self.state.conflicts = conflicts
         self.metrics.route_conflicts.set(sum(len(c["losers"]) for c in conflicts))
@@ -1097,7 +1109,7 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
     from servicerouter.status import StatusServer
 
     source = router.source
-    metrics = Metrics()
+    metrics = new_metrics()
     runtime: RuntimeApplier | None = None
     socket_path = options.runtime_socket
     if options.managed is not None:
@@ -1120,8 +1132,11 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
     status_server: StatusServer | None = None
     try:
         if options.status_listen is not None:
-            status_server = StatusServer(options.status_listen, metrics, live.snapshot,
-                                         live.health, options.status_token)
+            try:
+                status_server = StatusServer(options.status_listen, metrics, live.snapshot,
+                                             live.health, options.status_token)
+            except OSError as err:  # the port is taken: one line, exit 2
+                raise listen_error("--status-listen", options.status_listen, err) from None
             status_server.start()
             cleanups.append(status_server.stop)
             log.info("status on http://%s:%d/status", options.status_listen[0],
@@ -1162,6 +1177,9 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
         if on_ready is not None:
             on_ready(live)
         live.run(initial_sync=False)
+    except ListenError as err:
+        log.error("%s", err)
+        return 2
     finally:
         live.stop()
         for cleanup in reversed(cleanups):
@@ -1245,7 +1263,11 @@ def _start_callbacks(live: LiveRouter, source: Any, options: LiveOptions,
 
         log.info("callback URL has no ?token=: callback events only make servicerouter "
                  "refetch the apps they name from Marathon")
-    server = CallbackServer((options.listen_addr, callback_port(url)), on_event, token=token)
+    address = (options.listen_addr, callback_port(url))
+    try:
+        server = CallbackServer(address, on_event, token=token)
+    except OSError as err:  # the port is taken: one line, exit 2
+        raise listen_error("--listening", address, err) from None
     server.start()
     cleanups.append(server.stop)
     log.info("serving Marathon callbacks on %s:%d", options.listen_addr or "*", server.port)

@@ -27,6 +27,7 @@ from servicerouter.labels import (
     PortSettings,
     Problem,
     SettingError,
+    mark_still_routed,
     parse_groups,
     read_app_settings,
     read_port_settings,
@@ -617,7 +618,10 @@ def build_model(
     services = _decide_bind_ports(drafts, reserved, default_bind_addr, problems)
     services = _decide_vhosts(services, problems)
     services.sort(key=lambda s: (s.app_id, s.bind_port))
-    return Model(tuple(services), tuple(problems), app_count, task_count, assignments)
+    # Say which problems only cost a vhost, a path or a task: their port still routes.
+    routed = {(s.app_id, s.index) for s in services}
+    return Model(tuple(services), mark_still_routed(problems, routed), app_count, task_count,
+                 assignments)
 
 
 def _drop_unusable(drafts: list[tuple[tuple[str, str], _Draft]], check_port: PortCheck,

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,7 +130,7 @@ class Router:
         model = self.build_model(apps)
         timings["model"] = time.perf_counter() - mark
         for problem in model.problems:
-            log.warning("skipped %s", problem)
+            log.warning("%s", problem.log_line())
 
         mark = time.perf_counter()
         options = self._prepare_certificates(options, model.services)
@@ -144,7 +144,7 @@ class Router:
             log.error("keeping the current config: %s", err)
             return SyncResult(ok=False, error=str(err), timings=timings, model=model)
         for problem in rendered.problems:
-            log.warning("skipped %s", problem)
+            log.warning("%s", problem.log_line())
         model = without_unrendered(model, rendered)
         text = rendered.text
         timings["render"] = time.perf_counter() - mark
@@ -195,8 +195,6 @@ class Router:
         the templated apps that break it; the live engine needs no such step, its
         own validation bisects every app.
         """
-        from dataclasses import replace
-
         from servicerouter import label_templates as lt
 
         self.label_overrides = {}
@@ -220,7 +218,7 @@ class Router:
                 compiled = self._template_checker.check_combined(model.services, self.fragments,
                                                                  options, compiled)
         for problem in compiled.problems:
-            log.warning("skipped %s", problem)
+            log.warning("%s", problem.log_line())
         self.label_overrides = dict(compiled.overrides)
         if not compiled.bad_apps:
             return model
@@ -271,8 +269,6 @@ class Router:
         config, so the reload runs); the live engine asks for ``stable_paths`` and
         swaps renewed certificates through the Runtime API.
         """
-        from dataclasses import replace
-
         from servicerouter import certs
         from servicerouter.tls import TlsManager
 
@@ -505,8 +501,14 @@ def run_listening(router: Router, client: MarathonClient, callback_url: str,
         log.info("received %s, scheduling a sync", event_type)
         trigger.fire()
 
-    server = CallbackServer((listen_addr, callback_port(callback_url)), on_event,
-                            token=callback_token(callback_url))
+    address = (listen_addr, callback_port(callback_url))
+    try:
+        server = CallbackServer(address, on_event, token=callback_token(callback_url))
+    except OSError as err:  # the port is taken: one line, exit 2 (as a usage error)
+        from servicerouter.httpd import listen_error
+
+        log.error("%s", listen_error("--listening", address, err))
+        return 2
     server.start()
     log.info("serving Marathon callbacks on %s:%d", listen_addr or "*", server.port)
     subscribed = False
@@ -537,8 +539,6 @@ def without_unrendered(model: Model, rendered: Rendered) -> Model:
     """``model`` minus the apps ``rendered`` left out, with the reasons among its problems."""
     if not rendered.problems:
         return model
-    from dataclasses import replace
-
     bad = {problem.app_id for problem in rendered.problems}
     return replace(model, services=tuple(s for s in model.services if s.app_id not in bad),
                    problems=model.problems + rendered.problems)

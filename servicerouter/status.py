@@ -24,7 +24,7 @@ import logging
 import math
 import socket
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from servicerouter.httpd import (
@@ -41,7 +41,7 @@ DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 LabelKey = tuple[tuple[str, str], ...]
 
 
-def _label_key(labels: dict[str, str] | None) -> LabelKey:
+def _label_key(labels: Mapping[str, str] | None) -> LabelKey:
     return tuple(sorted((labels or {}).items()))
 
 
@@ -80,11 +80,21 @@ class _Metric:
 
 
 class Counter(_Metric):
+    """A counter, optionally labelled.
+
+    ``series``: the label sets known in advance, exported at 0 from the start,
+    so a series exists before its first increment (a ``rate()`` or an alert on
+    ``{result="failed"}`` sees 0, not nothing, and an unlabelled 0 never turns
+    into labelled series later).
+    """
+
     kind = "counter"
 
-    def __init__(self, name: str, help_text: str) -> None:
+    def __init__(self, name: str, help_text: str,
+                 series: Iterable[Mapping[str, str]] = ()) -> None:
         super().__init__(name, help_text)
-        self._values: dict[LabelKey, float] = {}
+        self._values: dict[LabelKey, float] = {_label_key(dict(labels)): 0.0
+                                               for labels in series}
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         key = _label_key(labels)
@@ -144,27 +154,41 @@ class Histogram(_Metric):
         return out
 
 
-class Metrics:
-    """Every metric servicerouter exports (one instance per router)."""
+def _each(label: str, *values: str) -> list[dict[str, str]]:
+    return [{label: value} for value in values]
 
-    def __init__(self) -> None:
+
+class Metrics:
+    """Every metric servicerouter exports (one instance per router).
+
+    Labelled counters whose label values are known start with every series at
+    0; ``event_types`` are the event type labels to start with (the live
+    engine passes the bounded set it counts).
+    """
+
+    def __init__(self, event_types: Iterable[str] = ()) -> None:
         self.syncs = Counter("servicerouter_syncs_total",
-                             "Syncs by kind (full, incremental) and result (ok, error).")
+                             "Syncs by kind (full, incremental) and result (ok, error).",
+                             [{"kind": kind, "result": result}
+                              for kind in ("full", "incremental") for result in ("ok", "error")])
         self.sync_duration = Histogram("servicerouter_sync_duration_seconds",
                                        "Duration of a sync, from fetch to applied.")
         self.reloads = Counter("servicerouter_reloads_total",
-                               "HAProxy reloads by result (ok, failed).")
+                               "HAProxy reloads by result (ok, failed).",
+                               _each("result", "ok", "failed"))
         self.runtime_updates = Counter(
             "servicerouter_runtime_updates_total",
             "Server changes applied through the Runtime API without a reload.")
         self.runtime_servers = Counter(
             "servicerouter_runtime_servers_total",
-            "Servers changed through the Runtime API by action (add, remove, readdress).")
+            "Servers changed through the Runtime API by action (add, remove, readdress).",
+            _each("action", "add", "remove", "readdress"))
         self.cert_updates = Counter(
             "servicerouter_cert_updates_total",
             "Certificates swapped through the Runtime API without a reload, by result "
-            "(ok, failed: a reload applied it instead).")
-        self.events = Counter("servicerouter_events_total", "Marathon events received by type.")
+            "(ok, failed: a reload applied it instead).", _each("result", "ok", "failed"))
+        self.events = Counter("servicerouter_events_total", "Marathon events received by type.",
+                              _each("type", *event_types))
         self.marathon_errors = Counter("servicerouter_marathon_errors_total",
                                        "Failed Marathon requests and event stream drops.")
         self.quarantined = Gauge("servicerouter_quarantined_apps",
@@ -176,7 +200,8 @@ class Metrics:
             "servicerouter_event_to_apply_seconds",
             "From the first event of a burst to its change being live in HAProxy.")
         self.validations = Counter("servicerouter_validations_total",
-                                   "haproxy -c runs by result (ok, failed).")
+                                   "haproxy -c runs by result (ok, failed).",
+                                   _each("result", "ok", "failed"))
         self.resync_drift = Counter(
             "servicerouter_resync_drift_total",
             "Full resyncs that found routing different from what events had built.")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,205 @@ def test_cookie_secret_file_is_read_once_and_checked(tmp_path: Path) -> None:
     proc = run_cli("-m", f"file:{snapshot}", *common(tmp_path), "--dry",
                    "--cookie-secret-file", str(tmp_path / "short"), cwd=tmp_path)
     assert proc.returncode == 2 and "at least 16 characters" in proc.stderr
+
+
+# --- operator audit: reloads, --haproxy-bin, syslog, busy ports, --help, runtime socket ----
+
+def _snapshot(tmp_path: Path, *apps: dict) -> str:
+    path = tmp_path / "apps.json"
+    path.write_text(json.dumps({"apps": list(apps) or [web_app()]}))
+    return f"file:{path}"
+
+
+def test_failed_reload_exits_1_and_the_next_run_reloads_again(tmp_path: Path) -> None:
+    """A failed reload is an error: the file goes back, so a rerun does not call it current."""
+    cfg = tmp_path / "haproxy.cfg"
+    source = _snapshot(tmp_path)
+    argv = [*common(tmp_path), "--skip-validation"]
+    proc = run_cli("-m", source, *argv, "--command", "false", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "unable to reload" in proc.stderr and not cfg.exists()  # there was none before
+
+    cfg.write_bytes(b"previous\n")
+    proc = run_cli("-m", source, *argv, "--command", "sh -c 'echo reload-said-no >&2; exit 4'",
+                   cwd=tmp_path)
+    assert proc.returncode == 1 and cfg.read_bytes() == b"previous\n"
+    assert "non-zero: 4" in proc.stderr and "reload-said-no" in proc.stderr
+    assert "restored the previous" in proc.stderr
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".haproxy.cfg.")]
+
+    reloads = tmp_path / "reloads"
+    proc = run_cli("-m", source, *argv, "--command", f"sh -c 'echo x >> {reloads}'",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert reloads.read_text() == "x\n" and "backend web_10004" in cfg.read_text()
+
+
+def test_a_given_haproxy_bin_must_exist(tmp_path: Path) -> None:
+    source = _snapshot(tmp_path)
+    not_executable = tmp_path / "haproxy"
+    not_executable.write_text("#!/bin/sh\n")
+    for given, why in (("/nonexistent/haproxy", "no such file"),
+                       (str(not_executable), "not executable"),
+                       ("no-such-haproxy-here", "not found on PATH")):
+        proc = run_cli("-m", source, *common(tmp_path), "--haproxy-bin", given, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = [line for line in proc.stderr.splitlines() if "--haproxy-bin" in line]
+        assert given in line and why in line
+        assert not (tmp_path / "haproxy.cfg").exists()
+    # In the --config file it is given just the same.
+    yaml_file = tmp_path / "sr.yaml"
+    yaml_file.write_text("haproxy-bin: /nonexistent/haproxy\n")
+    proc = run_cli("-m", source, *common(tmp_path), "--config", str(yaml_file), cwd=tmp_path)
+    assert proc.returncode == 2 and "--haproxy-bin /nonexistent/haproxy" in proc.stderr
+
+
+def test_default_haproxy_missing_skips_validation_saying_so(tmp_path: Path) -> None:
+    import shutil
+
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    true = shutil.which("true")
+    assert true is not None
+    argv = [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", _snapshot(tmp_path),
+            *common(tmp_path), "--command", true]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(empty)})
+    assert proc.returncode == 0, proc.stderr
+    assert "haproxy not found: writing the config without validating it" in proc.stderr
+    assert (tmp_path / "haproxy.cfg").exists()
+
+
+def test_missing_syslog_socket_is_one_warning_and_no_traceback(tmp_path: Path) -> None:
+    args = common(tmp_path)
+    args[args.index("--syslog-socket") + 1] = str(tmp_path / "no-such-log")
+    proc = run_cli("-m", _snapshot(tmp_path), *args, "--skip-validation", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Logging error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("unavailable") == 1
+    assert "no-such-log unavailable (No such file or directory); logging to stderr only" in proc.stderr
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    import logging
+
+    logger = logging.getLogger("servicerouter")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        if isinstance(handler, cli.QuietSysLogHandler):
+            handler.close()
+    for handler in saved[0]:
+        logger.addHandler(handler)
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+def test_syslog_that_goes_away_warns_once_and_comes_back(restore_logging, capsys) -> None:
+    """A real datagram socket (syslogd) that disappears and returns: never a traceback."""
+    import logging
+    import socket
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="sr-syslog-", dir="/tmp")  # short: AF_UNIX path limit
+    path = os.path.join(directory, "log")
+
+    def syslogd() -> socket.socket:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(path)
+        server.settimeout(5)
+        return server
+
+    server = syslogd()
+    try:
+        cli.setup_logging(path, "%(name)s: %(message)s")
+        log = logging.getLogger("servicerouter.test")
+        log.warning("first")
+        assert b"servicerouter.test: first" in server.recv(4096)
+
+        server.close()
+        os.unlink(path)  # syslogd stopped
+        for n in range(5):
+            log.warning("lost %d", n)
+        err = capsys.readouterr().err
+        assert "Logging error" not in err and "Traceback" not in err
+        assert err.count(f"syslog socket {path} unavailable") == 1
+        assert err.count("lost ") == 5  # stderr still has every message
+
+        server = syslogd()  # syslogd is back: the handler reconnects by itself
+        log.warning("back")
+        assert b"servicerouter.test: back" in server.recv(4096)
+        assert "works again" in capsys.readouterr().err
+    finally:
+        server.close()
+        if os.path.exists(path):
+            os.unlink(path)
+        os.rmdir(directory)
+
+
+@pytest.mark.parametrize("mode", ["status", "listening", "listening-dry"])
+def test_a_busy_port_is_one_clear_startup_error(tmp_path: Path, mode: str) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        dead = f"http://127.0.0.1:{free_port()}"
+        extra = {"status": ["--sse", "--status-listen", f"127.0.0.1:{port}"],
+                 "listening": ["--listening", f"http://127.0.0.1:{port}/",
+                               "--listening-addr", "127.0.0.1"],
+                 "listening-dry": ["--listening", f"http://127.0.0.1:{port}/",
+                                   "--listening-addr", "127.0.0.1", "--dry"]}[mode]
+        proc = run_cli("-m", dead, *common(tmp_path), *extra, cwd=tmp_path, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    flag = "--status-listen" if mode == "status" else "--listening"
+    (line,) = [line for line in proc.stderr.splitlines() if "cannot listen" in line]
+    assert flag in line and f"127.0.0.1:{port}" in line and "Address already in use" in line
+
+
+def test_help_is_for_servicerouter(tmp_path: Path) -> None:
+    for argv in ([sys.executable, "-m", "servicerouter", "--help"],
+                 [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "--help"]):
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: servicerouter ")
+
+
+def test_runtime_socket_is_written_in_one_shot_and_dry_runs(tmp_path: Path) -> None:
+    sock = tmp_path / "haproxy.sock"
+    source = _snapshot(tmp_path)
+    line = f"stats socket {sock} mode 600 level admin expose-fd listeners"
+    proc = run_cli("-m", source, *common(tmp_path), "--runtime-socket", str(sock), "--dry",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert line in proc.stdout
+    proc = run_cli("-m", source, *common(tmp_path), "--runtime-socket", str(sock), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # and haproxy -c accepts it
+    assert line in (tmp_path / "haproxy.cfg").read_text()
+
+
+def test_problems_that_keep_the_port_say_so(tmp_path: Path) -> None:
+    """A lost vhost or an ignored path is not a skipped port: the log line says which."""
+    older = {**web_app("/older", HAPROXY_0_VHOST="shared.test"), "ports": [10001],
+             "versionInfo": {"lastConfigChangeAt": "2020-01-01T00:00:00.000Z"}}
+    newer = {**web_app("/newer", HAPROXY_0_VHOST="shared.test"), "ports": [10002],
+             "versionInfo": {"lastConfigChangeAt": "2021-01-01T00:00:00.000Z"}}
+    pathless = {**web_app("/pathless", HAPROXY_0_PATH="/api"), "ports": [10003]}
+    bad = {**web_app("/bad", HAPROXY_0_PORT="x"), "ports": [10004]}
+    proc = run_cli("-m", _snapshot(tmp_path, older, newer, pathless, bad), *common(tmp_path),
+                   "--dry", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("servicerouter")]
+    (conflict,) = [line for line in lines if "/newer" in line]
+    assert "ignored HAPROXY_0_VHOST='shared.test' of app '/newer' port index 0 " \
+           "(the port still routes): vhost conflict" in conflict
+    (path,) = [line for line in lines if "/pathless" in line]
+    assert "ignored HAPROXY_0_PATH='/api' of app '/pathless' port index 0 " \
+           "(the port still routes)" in path
+    (skipped,) = [line for line in lines if "/bad" in line]
+    assert "skipped app '/bad' port index 0 HAPROXY_0_PORT='x'" in skipped
+    assert "backend newer_10002" in proc.stdout and "backend pathless_10003" in proc.stdout

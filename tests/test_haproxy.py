@@ -100,11 +100,55 @@ def test_missing_haproxy_binary_writes_with_a_warning(tmp_path, caplog) -> None:
     assert any("without validating" in r.getMessage() for r in caplog.records)
 
 
-def test_failed_reload_is_reported(tmp_path, caplog) -> None:
+def test_failed_reload_is_an_error_and_removes_a_new_file(tmp_path, caplog) -> None:
+    """No config before: the one HAProxy did not load is removed, so the next run retries."""
     cfg = tmp_path / "haproxy.cfg"
     result = haproxy.apply_config("x\n", str(cfg), validate=False, reload=["false"])
-    assert result.written and not result.reloaded
+    assert not result.ok and not result.written and not result.reloaded
+    assert "reload" in (result.error or "")
+    assert not cfg.exists() and os.listdir(tmp_path) == []
     assert any("unable to reload" in r.getMessage() for r in caplog.records)
+
+
+def test_failed_reload_restores_the_previous_file_and_logs_its_output(tmp_path, caplog) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_bytes(b"previous\n")
+    os.chmod(cfg, 0o640)
+    command = ["sh", "-c", "echo 'cannot bind socket [0.0.0.0:80]' >&2; exit 3"]
+    result = haproxy.apply_config("new\n", str(cfg), validate=False, reload=command)
+    assert not result.ok and "cannot bind socket" in (result.error or "")
+    assert cfg.read_bytes() == b"previous\n"
+    assert oct(cfg.stat().st_mode & 0o777) == oct(0o640)
+    assert sorted(os.listdir(tmp_path)) == ["haproxy.cfg"]  # no temp file left
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("non-zero: 3" in m and "cannot bind socket [0.0.0.0:80]" in m for m in errors)
+    # The next run finds a difference again, and reloads again.
+    ok = haproxy.apply_config("new\n", str(cfg), validate=False, reload=["true"])
+    assert ok.ok and ok.written and ok.reloaded and cfg.read_bytes() == b"new\n"
+
+
+def test_missing_reload_command_is_a_failed_reload(tmp_path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_bytes(b"previous\n")
+    result = haproxy.apply_config("new\n", str(cfg), validate=False,
+                                  reload=[str(tmp_path / "no-such-reload")])
+    assert not result.ok and "no-such-reload" in (result.error or "")
+    assert cfg.read_bytes() == b"previous\n"
+
+
+def test_reload_output_does_not_wait_for_a_daemon_it_started(tmp_path) -> None:
+    """A command that leaves a background process holding its stdout (haproxy -D) returns."""
+    import time
+
+    pidfile = tmp_path / "pid"
+    command = ["sh", "-c", f"sleep 30 & echo $! > {pidfile}; echo started"]
+    start = time.monotonic()
+    ok, output = haproxy.reload_with_output(command, timeout=20)
+    try:
+        assert ok and output == "started"
+        assert time.monotonic() - start < 10
+    finally:
+        os.kill(int(pidfile.read_text()), 9)
 
 
 def test_reload_command_detection(monkeypatch) -> None:

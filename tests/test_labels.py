@@ -13,7 +13,9 @@ from servicerouter.labels import (
     DEFAULT_PORT_SETTINGS,
     SETTINGS,
     BasicAuth,
+    Problem,
     SettingError,
+    mark_still_routed,
     parse_auth,
     parse_balance,
     parse_bind_options,
@@ -329,3 +331,22 @@ def test_bind_option_errors_say_what_haproxy_takes() -> None:
         parse_bind_options("tcp-ut 25d")
     with pytest.raises(SettingError, match=r"'id' is given more than once"):
         parse_bind_options("id 1 id 2")
+
+
+def test_problem_log_line_says_whether_the_port_still_routes() -> None:
+    lost = Problem("/b", "vhost conflict: a.test is already routed for older app /a", 0,
+                   "HAPROXY_0_VHOST", "a.test", kind="conflict", route="a.test", owner="/a")
+    dropped = Problem("/c", "not an integer port", 1, "HAPROXY_1_PORT", "x")
+    task = Problem("/b", "task 't1' port 'x' is not a port number", 0)
+    whole_app = Problem("/d", "app skipped: 'tasks' is not a list")
+    marked = mark_still_routed([lost, dropped, task, whole_app], {("/b", 0), ("/c", 0)})
+    assert [p.port_routes for p in marked] == [True, False, True, False]
+    assert marked[0].log_line() == (
+        "ignored HAPROXY_0_VHOST='a.test' of app '/b' port index 0 (the port still routes): "
+        "vhost conflict: a.test is already routed for older app /a")
+    assert marked[1].log_line() == \
+        "skipped app '/c' port index 1 HAPROXY_1_PORT='x': not an integer port"
+    assert marked[2].log_line() == ("ignored for app '/b' port index 0 (the port still "
+                                    "routes): task 't1' port 'x' is not a port number")
+    assert marked[3].log_line() == "skipped app '/d': app skipped: 'tasks' is not a list"
+    assert str(marked[0]) == str(lost)  # /status and reports keep the plain text

@@ -618,3 +618,40 @@ def test_tokened_callback_events_are_applied_incrementally(callbacks, caplog,
     assert "6.6.6.6" not in rig.text()
     assert "Tok3n-s3cret" not in caplog.text and "token=***" in caplog.text
 
+
+
+def test_a_failed_first_reload_removes_the_new_file(tmp_path: Path, haproxy_bin: str) -> None:
+    """No config when servicerouter started: the refused one is removed, not left to look
+    like the running config to the next start; a retry writes and reloads it."""
+    with MarathonEmulator() as emu:
+        emu.put_app(app("/web", 10001))
+        emu.add_task("/web", "127.0.0.1", [31000])
+        config = tmp_path / "h.cfg"
+        settings = RouterSettings(config_path=str(config), groups=("*",),
+                                  haproxy_bin=haproxy_bin, state_dir=str(tmp_path / "s"),
+                                  render_options=RenderOptions(bind_addr="127.0.0.1"),
+                                  certs_dir=None)
+        reloader = FakeReloader(fail=True)
+        live = LiveRouter(Router(MarathonClient([emu.url]), load_fragments([]), settings),
+                          reloader=reloader,
+                          settings=LiveSettings(backoff_base=60, backoff_cap=120))
+        try:
+            live.request_resync("test")
+            assert not live.step()
+            assert live.state.last_apply == "failed" and not config.exists()
+            reloader.fail = False
+            live.resync_from_signal()
+            assert live.step()
+            assert live.state.last_apply == "reload" and "127.0.0.1:31000" in config.read_text()
+        finally:
+            live.stop()
+
+
+def test_command_reloader_reports_the_commands_output() -> None:
+    """HAProxy's words reach the log and the bind-failure parser (a busy port's app)."""
+    from servicerouter.live import CommandReloader
+
+    result = CommandReloader(["sh", "-c", "echo 'cannot bind socket [0.0.0.0:81]' >&2; exit 1"]
+                             ).reload()
+    assert not result.ok and "cannot bind socket [0.0.0.0:81]" in result.message
+    assert CommandReloader(["true"]).reload().ok

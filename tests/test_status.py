@@ -124,3 +124,28 @@ def test_a_failing_snapshot_is_a_500_not_a_crash() -> None:
         assert http_get(f"http://127.0.0.1:{srv.port}/healthz").status_code == 200
     finally:
         srv.stop()
+
+
+def test_labelled_counters_start_with_their_known_series() -> None:
+    """servicerouter_reloads_total{result="ok"|"failed"} exist at 0 before any reload,
+    never an unlabelled series that later turns into labelled ones."""
+    from servicerouter.live import new_metrics
+
+    metrics = new_metrics()
+    samples = [line for line in metrics.exposition().splitlines() if not line.startswith("#")]
+    for line in ('servicerouter_reloads_total{result="ok"} 0',
+                 'servicerouter_reloads_total{result="failed"} 0',
+                 'servicerouter_syncs_total{kind="incremental",result="error"} 0',
+                 'servicerouter_validations_total{result="failed"} 0',
+                 'servicerouter_cert_updates_total{result="ok"} 0',
+                 'servicerouter_runtime_servers_total{action="readdress"} 0',
+                 'servicerouter_events_total{type="status_update_event"} 0',
+                 'servicerouter_events_total{type="other"} 0'):
+        assert line in samples
+    labelled = {line.split("{", 1)[0] for line in samples if "{" in line}
+    assert not [line for line in samples if line.split(" ", 1)[0] in labelled]
+    metrics.reloads.inc(result="ok")
+    text = metrics.exposition()
+    assert 'servicerouter_reloads_total{result="ok"} 1' in text
+    assert 'servicerouter_reloads_total{result="failed"} 0' in text
+    assert "servicerouter_marathon_errors_total 0" in text  # unlabelled stays unlabelled
