@@ -6,9 +6,9 @@ exclusively in the target's own directory, checked there with
 ``haproxy -c``, given the old file's permissions and renamed over the old
 file in one step, so HAProxy can only ever read the old config or the new
 one, complete.  A config HAProxy rejects is never put in place.  Then the
-reload command runs; if it fails, the previous file is put back (or the new
-one removed when there was none), so the file on disk is never a config
-HAProxy did not load and the next run tries again.
+reload command runs; if it fails, the previous file is put back, so the file
+on disk is never a config HAProxy did not load and the next run tries again
+(with no previous file, the validated new one stays for HAProxy to start with).
 """
 
 from __future__ import annotations
@@ -306,9 +306,16 @@ def apply_config(
     if ok:
         return ApplyResult(changed=True, written=True, reloaded=True)
     log.error("%s", message)
-    # HAProxy did not load the new file: it must not stay as if it were running, or
-    # the next run would find it "unchanged" and never reload again.
-    put_back(path, current, mode, existed=existed)
+    if existed:
+        # HAProxy did not load the new file: it must not stay as if it were running,
+        # or the next run would find it "unchanged" and never reload again.
+        put_back(path, current, mode, existed=True)
+    else:
+        # Nothing to go back to, and most likely no HAProxy running yet (a reload of
+        # a stopped service fails): keep the validated config it will start with.
+        log.warning("kept the new %s (there was none before): HAProxy reads it when it "
+                    "starts", path)
+        return ApplyResult(changed=True, written=True, error=f"reload failed: {message}")
     return ApplyResult(changed=True, error=f"reload failed: {message}")
 
 

@@ -100,13 +100,14 @@ def test_missing_haproxy_binary_writes_with_a_warning(tmp_path, caplog) -> None:
     assert any("without validating" in r.getMessage() for r in caplog.records)
 
 
-def test_failed_reload_is_an_error_and_removes_a_new_file(tmp_path, caplog) -> None:
-    """No config before: the one HAProxy did not load is removed, so the next run retries."""
+def test_failed_reload_is_an_error_and_keeps_a_first_config(tmp_path, caplog) -> None:
+    """No config before (HAProxy not started yet): the validated one stays for it to start
+    with, and the run is still an error."""
     cfg = tmp_path / "haproxy.cfg"
     result = haproxy.apply_config("x\n", str(cfg), validate=False, reload=["false"])
-    assert not result.ok and not result.written and not result.reloaded
+    assert not result.ok and result.written and not result.reloaded
     assert "reload" in (result.error or "")
-    assert not cfg.exists() and os.listdir(tmp_path) == []
+    assert cfg.read_text() == "x\n" and os.listdir(tmp_path) == ["haproxy.cfg"]
     assert any("unable to reload" in r.getMessage() for r in caplog.records)
 
 
