@@ -132,25 +132,8 @@ def test_labels_win_over_env() -> None:
     assert "FE delta_7001 *:7001" in out and "7000" not in out
 
 
-def test_legacy_cli_from_cwd_templates(tmp_path: Path) -> None:
-    """servicerouter.py read ./templates; a whole run from that cwd gives the same bytes."""
-    (tmp_path / "templates").symlink_to(LEGACY)
-    snapshot = tmp_path / "apps.json"
-    snapshot.write_text(json.dumps({"apps": STATE}))
-    cfg = tmp_path / "haproxy.cfg"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
-         "--haproxy-config", str(cfg), "--command", "true", "--syslog-socket", "/dev/null",
-         "--skip-validation"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert cfg.read_text() == EXPECTED
-    assert oct(cfg.stat().st_mode & 0o777) == oct(0o644)
-
-
-def _legacy_cli(tmp_path: Path, apps: list[dict], templates: Path = LEGACY) -> str:
+def _legacy_cli(tmp_path: Path, apps: list[dict], templates: Path = LEGACY,
+                *flags: str) -> str:
     """A whole one-shot run from a cwd whose ./templates holds legacy fragments."""
     (tmp_path / "templates").symlink_to(templates)
     snapshot = tmp_path / "apps.json"
@@ -159,12 +142,18 @@ def _legacy_cli(tmp_path: Path, apps: list[dict], templates: Path = LEGACY) -> s
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
          "--haproxy-config", str(cfg), "--command", "true", "--syslog-socket", "/dev/null",
-         "--skip-validation", "--group", "*"],
+         "--skip-validation", *flags],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0, proc.stderr
+    assert oct(cfg.stat().st_mode & 0o777) == oct(0o644)
     return cfg.read_bytes().decode()
+
+
+def test_legacy_cli_from_cwd_templates(tmp_path: Path) -> None:
+    """servicerouter.py read ./templates; a whole run from that cwd gives the same bytes."""
+    assert _legacy_cli(tmp_path, STATE) == EXPECTED
 
 
 def test_legacy_heads_reserve_no_ports(tmp_path: Path) -> None:
@@ -174,7 +163,7 @@ def test_legacy_heads_reserve_no_ports(tmp_path: Path) -> None:
     assert RenderOptions().reserved_ports(load_fragments()) == (80, 443, 81, 9090)
     apps = [dict(STATE[3], id=f"/p{port}", env={"HAPROXY_0_PORT": str(port)})
             for port in (80, 81, 443, 9090)]
-    out = _legacy_cli(tmp_path, apps)
+    out = _legacy_cli(tmp_path, apps, LEGACY, "--group", "*")
     for port in (80, 81, 443, 9090):
         assert f"FE p{port}_{port} *:{port} tcp" in out
 
@@ -198,7 +187,7 @@ def test_legacy_fragment_files_are_read_verbatim(tmp_path: Path) -> None:
     (crlf / "HAPROXY_HEAD").write_bytes(b"global\r\n  daemon\r\n")
     run = tmp_path / "run"
     run.mkdir()
-    assert _legacy_cli(run, STATE[:1], crlf).startswith("global\r\n  daemon\r\n")
+    assert _legacy_cli(run, STATE[:1], crlf, "--group", "*").startswith("global\r\n  daemon\r\n")
 
 
 def test_legacy_values_servicerouter_py_accepted_still_route() -> None:
