@@ -265,15 +265,54 @@ def parse_port_groups(value: str) -> tuple[str, ...]:
     return parse_groups(value)
 
 
+MAX_PATH_PREFIXES = 32
+_URL_PATH_ERROR = ("path must start with '/' and hold only letters, digits and . _ ~ ! & ( ) * + , "
+                   "; = : @ % / - (at most 1024 characters)")
+
+
 def parse_url_path(value: str) -> str:
-    """A URL path prefix for path routing: '/' then safe path characters."""
+    """URL path prefixes for path routing, as marathon-lb's HAPROXY_{n}_PATH.
+
+    One prefix ('/' then safe path characters), or several separated by single
+    spaces, optionally after ``-i`` (match ignoring case, HAProxy's ``path_beg -i``).
+    The value comes back normalised: blanks around it trimmed, repeated prefixes
+    once (ignoring case under ``-i``), so a single prefix is returned as given.
+    Read it with :func:`path_prefixes` and :func:`path_ignores_case`.
+    """
     path = _check_length(value).strip()
-    if not _URL_PATH_RE.fullmatch(path):
-        raise SettingError(
-            "path must start with '/' and hold only letters, digits and . _ ~ ! & ( ) * + , "
-            "; = : @ % / - (at most 1024 characters)"
-        )
-    return path
+    if _URL_PATH_RE.fullmatch(path):  # the common case: one prefix
+        return path
+    words = path.split(" ")
+    ignore_case = words[0] == "-i"
+    if ignore_case:
+        words = words[1:]
+        if not words:
+            raise SettingError("'-i' needs at least one path prefix after it")
+    if len(words) == 1 and not ignore_case:
+        raise SettingError(_URL_PATH_ERROR)
+    prefixes: dict[str, str] = {}
+    for word in words:
+        if not word:
+            raise SettingError("path prefixes must be separated by single spaces")
+        if word == "-i":
+            raise SettingError("'-i' must come first, before the path prefixes")
+        if not _URL_PATH_RE.fullmatch(word):
+            raise SettingError(f"{_shorten(word, 40)!r}: {_URL_PATH_ERROR}")
+        prefixes.setdefault(word.lower() if ignore_case else word, word)
+    if len(prefixes) > MAX_PATH_PREFIXES:
+        raise SettingError(f"at most {MAX_PATH_PREFIXES} path prefixes")
+    return ("-i " if ignore_case else "") + " ".join(prefixes.values())
+
+
+def path_prefixes(path: str) -> tuple[str, ...]:
+    """The prefixes of a value :func:`parse_url_path` returned, in their order."""
+    words = path.split(" ")
+    return tuple(words[1:]) if words[0] == "-i" else tuple(words)
+
+
+def path_ignores_case(path: str) -> bool:
+    """Whether a value :func:`parse_url_path` returned matches ignoring case (``-i``)."""
+    return path.startswith("-i ")
 
 
 def parse_weight(value: str) -> int:
@@ -618,9 +657,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "HAPROXY_{n}_PATH", "path", parse_url_path, None,
         "URL path prefix routed to the port under its virtual host(s), so several apps "
-        "can share one host. The longest matching prefix wins; '/' is the same route as no "
-        "path (one owner: the oldest app); a path needs a VHOST.",
-        "HAPROXY_0_PATH=/api", origin="servicerouter",
+        "can share one host; several prefixes separated by single spaces (at most "
+        f"{MAX_PATH_PREFIXES}), after '-i' to match ignoring case, as marathon-lb. Each "
+        "prefix is its own rule: the longest matching prefix wins; '/' is the same route as "
+        "no path (one owner per host and prefix: the oldest app); a path needs a VHOST.",
+        "HAPROXY_0_PATH=-i /api /static", origin="servicerouter",
     ),
     Setting(
         "HAPROXY_{n}_BACKEND_WEIGHT", "backend_weight", parse_weight, 0,

@@ -29,6 +29,8 @@ from servicerouter.labels import (
     SettingError,
     mark_still_routed,
     parse_groups,
+    path_ignores_case,
+    path_prefixes,
     read_app_settings,
     read_port_settings,
 )
@@ -81,7 +83,7 @@ class HealthCheck:
     interval_seconds: int
     grace_period_seconds: int
     max_consecutive_failures: int
-    ignore_http1xx: bool
+    ignore_http1xx: bool | None
     raw: Mapping[str, Any] = field(compare=False, repr=False)
 
     @property
@@ -133,6 +135,10 @@ class Service:
     # Vhosts an older app owns whose rules come after the owner's anyway:
     # legacy (str.format) fragments still render them, as servicerouter.py did.
     shadowed_vhosts: frozenset[str] = frozenset()
+    # The same per (vhost, path prefix) rule, for ports with several prefixes: a
+    # vhost is in lost_vhosts / shadowed_vhosts only when all its prefixes are.
+    lost_paths: frozenset[tuple[str, str]] = frozenset()
+    shadowed_paths: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def vhosts(self) -> tuple[str, ...]:
@@ -151,13 +157,30 @@ class Service:
 
     @property
     def path(self) -> str | None:
-        """Path prefix under the vhosts, only when there is a vhost to hang it on.
+        """HAPROXY_{n}_PATH as parsed (``-i /a /b``), only when it routes by path."""
+        return self.settings.path if self.paths else None
 
-        ``/`` matches every request, so it is the same route as no path: None,
-        and one owner decides it like any other vhost claim.
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Path prefixes under the vhosts (one rule each), only when there is a vhost
+        to hang them on; () routes the whole host.
+
+        ``/`` matches every request, so a port listing it is the same route as no
+        path: (), and one owner decides it like any other vhost claim.
         """
         path = self.settings.path
-        return path if path != "/" and self.settings.vhosts else None
+        if path is None or not self.settings.vhosts:
+            return ()
+        if path[0] == "/" and " " not in path:
+            return (path,) if path != "/" else ()
+        prefixes = path_prefixes(path)
+        return () if "/" in prefixes else prefixes
+
+    @property
+    def path_ignore_case(self) -> bool:
+        """Whether the path prefixes match ignoring case (HAPROXY_{n}_PATH starts with -i)."""
+        path = self.settings.path
+        return path is not None and path_ignores_case(path)
 
     @property
     def labels(self) -> Mapping[str, Any]:
@@ -281,7 +304,8 @@ def read_health_check(app: Mapping[str, Any], index: int) -> HealthCheck | None:
             interval_seconds=_int_field(check, "intervalSeconds", 60),
             grace_period_seconds=_int_field(check, "gracePeriodSeconds", 300),
             max_consecutive_failures=_int_field(check, "maxConsecutiveFailures", 3),
-            ignore_http1xx=bool(ignore),
+            # null stays None: servicerouter.py rendered Marathon's value as it came
+            ignore_http1xx=None if ignore is None else bool(ignore),
             raw=check,
         )
     return None
@@ -764,44 +788,65 @@ def _assign_ip_per_task_ports(
     return tuple((k, p) for k, p in released if p not in reused) + tuple(assigned.items())
 
 
-def route_order_key(service: Service, host: str) -> tuple[bool, int, int]:
-    """Rank of a (service, vhost) rule in the shared frontends; lower goes first.
+def route_order_key(service: Service, host: str,
+                    path: str | None = None) -> tuple[bool, int, int]:
+    """Rank of a (service, vhost, path prefix) rule in the shared frontends; lower goes first.
 
     HAProxy takes the first ``use_backend`` that matches, so the most specific
-    rule goes first: exact hosts before wildcards, then the longest path.
+    rule goes first: exact hosts before wildcards, then the longest path (each
+    prefix of a port is its own rule, ranked by its own length).
     HAPROXY_{n}_BACKEND_WEIGHT only orders rules equally specific (higher
     first): a weight never lets a wildcard or a shorter path take traffic from
     a more specific rule. Equal ranks keep service order (app id, bind port),
     which is servicerouter.py's order.
     """
-    path = service.path
     return (host.startswith("*."), -len(path) if path else 0, -service.settings.backend_weight)
 
 
 def _decide_vhosts(services: list[Service], problems: list[Problem]) -> list[Service]:
-    """One owner per (vhost, path): the app whose configuration is oldest.
+    """One owner per (vhost, path prefix): the app whose configuration is oldest.
 
     A newer claimant never receives that traffic. When the owner's rule comes
     first anyway (it sorts first by app id and weight), the claimant's rule is
     only *shadowed*: legacy fragments still write it, so the output stays what
-    servicerouter.py wrote. Otherwise it is *lost* and written nowhere.
+    servicerouter.py wrote. Otherwise it is *lost* and written nowhere. Each
+    prefix of a port is a claim of its own (a port keeps the prefixes nobody
+    older has); a prefix matched ignoring case (``-i``) claims every spelling.
     """
-    claims: dict[tuple[str, str], list[tuple[Service, str]]] = {}
+    # A path prefix someone matches ignoring case claims all its spellings: those
+    # claims are grouped by the lower-cased prefix (rare), the rest by the prefix.
+    folded = {(host.lower(), path.lower()) for service in services
+              if service.settings.path is not None and service.path_ignore_case
+              for host in service.settings.vhosts for path in service.paths}
+    claims: dict[tuple[str, str], list[tuple[Service, str, str]]] = {}
     for service in services:
-        path = service.path or ""
+        paths = service.paths or ("",)
         for host in service.settings.vhosts:
-            claims.setdefault((host.lower(), path), []).append((service, host))
+            lowered = host.lower()
+            for path in paths:
+                key = (lowered, path)
+                if folded and (lowered, path.lower()) in folded:
+                    key = (lowered, "-i " + path.lower())
+                claims.setdefault(key, []).append((service, host, path))
     lost: dict[int, set[str]] = {}
     shadowed: dict[int, set[str]] = {}
-    for (claimed, path), claimants in claims.items():
+    lost_paths: dict[int, set[tuple[str, str]]] = {}
+    shadowed_paths: dict[int, set[tuple[str, str]]] = {}
+    for (claimed, _), claimants in claims.items():
         if len(claimants) < 2:
             continue
-        owner, _ = min(claimants, key=lambda c: (_app_age_key(c[0].app), c[0].bind_port))
-        first, _ = min(claimants, key=lambda c: (-c[0].settings.backend_weight,
-                                                 c[0].app_id, c[0].bind_port))
-        for service, host in claimants:
-            if service is owner:
+        owner_of = _claim_owners(claimants)
+        if not owner_of:
+            continue
+        groups: dict[int, list[Service]] = {}
+        for index, owner_index in owner_of.items():
+            groups.setdefault(owner_index, [claimants[owner_index][0]]).append(
+                claimants[index][0])
+        for index, (service, host, path) in enumerate(claimants):
+            owner_index = owner_of.get(index)
+            if owner_index is None:
                 continue
+            owner = claimants[owner_index][0]
             where = f"{host}{path}" if path else host
             problems.append(Problem(
                 service.app_id,
@@ -809,20 +854,74 @@ def _decide_vhosts(services: list[Service], problems: list[Problem]) -> list[Ser
                 service.index, f"HAPROXY_{service.index}_VHOST", host,
                 kind="conflict", route=claimed + path, owner=owner.app_id,
             ))
-            target = shadowed if first is owner and service is not owner else lost
-            target.setdefault(id(service), set()).add(host)
+            first = min(groups[owner_index], key=lambda s: (-s.settings.backend_weight,
+                                                            s.app_id, s.bind_port))
+            is_shadowed = first is owner and service is not owner
+            if path:
+                target_paths = shadowed_paths if is_shadowed else lost_paths
+                target_paths.setdefault(id(service), set()).add((host, path))
+            else:
+                target = shadowed if is_shadowed else lost
+                target.setdefault(id(service), set()).add(host)
+    if lost_paths or shadowed_paths:
+        _promote_path_claims(services, lost, shadowed, lost_paths, shadowed_paths)
     _decide_acl_names(services, lost, shadowed, problems)
-    if not lost and not shadowed:
+    if not lost and not shadowed and not lost_paths and not shadowed_paths:
         return services
     decided = []
     for service in services:
-        gone = lost.get(id(service))
-        hidden = shadowed.get(id(service))
-        if gone or hidden:
+        key = id(service)
+        gone, hidden = lost.get(key), shadowed.get(key)
+        gone_paths, hidden_paths = lost_paths.get(key), shadowed_paths.get(key)
+        if gone or hidden or gone_paths or hidden_paths:
             service = replace(service, lost_vhosts=frozenset(gone or ()),
-                              shadowed_vhosts=frozenset(hidden or ()))
+                              shadowed_vhosts=frozenset(hidden or ()),
+                              lost_paths=frozenset(gone_paths or ()),
+                              shadowed_paths=frozenset(hidden_paths or ()))
         decided.append(service)
     return decided
+
+
+def _claim_owners(claimants: list[tuple[Service, str, str]]) -> dict[int, int]:
+    """Which claimant (index) owns each claim an older one overlaps: claimant index ->
+    owner index. Oldest first; two claims overlap when they name the same prefix or
+    one of them matches ignoring case (they share a bucket only if lower-cased equal)."""
+    order = sorted(range(len(claimants)),
+                   key=lambda i: (_app_age_key(claimants[i][0].app), claimants[i][0].bind_port))
+    owners: list[int] = []
+    owner_of: dict[int, int] = {}
+    for index in order:
+        service, _host, path = claimants[index]
+        folds = service.path_ignore_case
+        for owner_index in owners:
+            owner, _owner_host, owner_path = claimants[owner_index]
+            if owner_path == path or folds or owner.path_ignore_case:
+                owner_of[index] = owner_index
+                break
+        else:
+            owners.append(index)
+    return owner_of
+
+
+def _promote_path_claims(services: list[Service], lost: dict[int, set[str]],
+                         shadowed: dict[int, set[str]],
+                         lost_paths: dict[int, set[tuple[str, str]]],
+                         shadowed_paths: dict[int, set[tuple[str, str]]]) -> None:
+    """A vhost whose every path prefix went to older apps is a lost (or shadowed) vhost:
+    the port receives none of its traffic."""
+    for service in services:
+        key = id(service)
+        gone, hidden = lost_paths.get(key, set()), shadowed_paths.get(key, set())
+        if not gone and not hidden:
+            continue
+        for host in service.settings.vhosts:
+            decided = [(host, path) in gone or (host, path) in hidden for path in service.paths]
+            if not all(decided):
+                continue
+            if any((host, path) in hidden for path in service.paths):
+                shadowed.setdefault(key, set()).add(host)
+            else:
+                lost.setdefault(key, set()).add(host)
 
 
 def _decide_acl_names(services: list[Service], lost: dict[int, set[str]],

@@ -336,34 +336,43 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                 backends.append(pick(userlist, "HAPROXY_USERLIST_HEAD").render(values))
             backends.append(pick(backend_head, "HAPROXY_BACKEND_HEAD").render(values))
 
-            path = service.path
-            if path is None:
+            paths = service.paths
+            if not paths:
                 route_http = pick(http_acl, "HAPROXY_HTTP_FRONTEND_ACL")
                 route_https = pick(https_acl, "HAPROXY_HTTPS_FRONTEND_ACL")
+                rules: tuple[tuple[str | None, str], ...] = ((None, "path_" + service.backend),)
             else:
                 route_http = pick(http_path_acl, "HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH")
                 route_https = pick(https_path_acl, "HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH")
+                rules = _path_rules(service.backend, paths)
             shadowed = service.shadowed_vhosts
+            lost_paths, shadowed_paths = service.lost_paths, service.shadowed_paths
+            ignore_case = service.path_ignore_case if paths else False
             for host in service.rule_vhosts:
-                vhost_values = dict(values, hostname=host, cleanedUpHostname=clean_name(host),
-                                    vhost=host, hostAcl=host_acl_name(host), path=path,
-                                    pathAcl="path_" + service.backend)
-                rank = route_order_key(service, host) + (":" not in host,)
-                if not route_http.is_jinja:
-                    # servicerouter.py's own ACL fragments match the Host header exactly,
-                    # so wildcards and ports need no precedence: keep its order.
-                    rank = (False, rank[1], rank[2], True)
-                if host in shadowed and route_http.is_jinja:
-                    # An older app owns this vhost and its rule comes first: only
-                    # servicerouter.py's own (legacy) fragments still write this one.
-                    http_text = None
-                else:
-                    http_text = route_http.render(vhost_values)
-                if host in shadowed and route_https.is_jinja:
-                    https_text = None
-                else:
-                    https_text = route_https.render(vhost_values)
-                routes.append((rank, len(routes), http_text, https_text))
+                for path, path_acl in rules:
+                    if lost_paths and (host, path) in lost_paths:
+                        continue  # an older app owns this prefix of the vhost
+                    hidden = host in shadowed or (shadowed_paths
+                                                  and (host, path) in shadowed_paths)
+                    vhost_values = dict(values, hostname=host, cleanedUpHostname=clean_name(host),
+                                        vhost=host, hostAcl=host_acl_name(host), path=path,
+                                        pathAcl=path_acl, pathIgnoreCase=ignore_case)
+                    rank = route_order_key(service, host, path) + (":" not in host,)
+                    if not route_http.is_jinja:
+                        # servicerouter.py's own ACL fragments match the Host header exactly,
+                        # so wildcards and ports need no precedence: keep its order.
+                        rank = (False, rank[1], rank[2], True)
+                    if hidden and route_http.is_jinja:
+                        # An older app owns this vhost and its rule comes first: only
+                        # servicerouter.py's own (legacy) fragments still write this one.
+                        http_text = None
+                    else:
+                        http_text = route_http.render(vhost_values)
+                    if hidden and route_https.is_jinja:
+                        https_text = None
+                    else:
+                        https_text = route_https.render(vhost_values)
+                    routes.append((rank, len(routes), http_text, https_text))
 
             if service.mode == "http" and service.app_id not in apps_with_appid_acl:
                 apps_with_appid_acl.add(service.app_id)
@@ -419,6 +428,14 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             https.append(https_text)
 
     return "".join(head + http + appid + https + frontends + backends)
+
+
+def _path_rules(backend: str, paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(prefix, ACL name) of each path rule of a port: one ACL per prefix, so each rule
+    is ranked (and matches) by its own prefix. The first keeps the one-prefix name;
+    ':' cannot occur in a backend name, so the others never meet another port's ACL."""
+    acl = "path_" + backend
+    return tuple((path, acl if k == 0 else f"{acl}:{k}") for k, path in enumerate(paths))
 
 
 def _picker(override: Mapping[str, Fragment] | None) -> Any:

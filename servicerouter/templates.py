@@ -120,11 +120,17 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
                  "ACL in the shared HTTP frontend sending one virtual host and path prefix "
-                 "(HAPROXY_{n}_PATH) to its backend; longest prefix first."),
+                 "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
+                 "longest prefix first. .j2 files also get pathIgnoreCase (true when "
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 jinja_extra=("pathIgnoreCase",)),
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
                  "ACL in the shared HTTPS frontend sending one virtual host and path prefix "
-                 "(HAPROXY_{n}_PATH) to its backend; longest prefix first."),
+                 "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
+                 "longest prefix first. .j2 files also get pathIgnoreCase (true when "
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 jinja_extra=("pathIgnoreCase",)),
     FragmentSpec("HAPROXY_USERLIST_HEAD", "service",
                  ("backend", "realm", "user", "passwordHash"),
                  "userlist section holding the HAPROXY_{n}_AUTH user, written before the "

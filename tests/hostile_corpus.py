@@ -367,6 +367,10 @@ def _label_cases(b: _Builder) -> None:
         ("bind-ipv6", {"HAPROXY_0_BIND_ADDR": "::1"}, 11000),
         ("sticky-odd-false", {"HAPROXY_0_STICKY": "1"}, 11000),
         ("sticky-upper", {"HAPROXY_0_STICKY": "YES"}, 11000),
+        ("path-several-ignore-case", {"HAPROXY_0_VHOST": "p.example.com",
+                                      "HAPROXY_0_PATH": "-i /a /B /b /c%20d"}, 11000),
+        ("path-max-prefixes", {"HAPROXY_0_VHOST": "p.example.com",
+                               "HAPROXY_0_PATH": " ".join(f"/p{i}" for i in range(32))}, 11000),
     ):
         b.add(f"valid-{name}", "label:valid", [app(labels=labels)],
               frozenset({(HOSTILE_ID, port), (HOSTILE_ID, HOSTILE_PORTS[1])}))
@@ -389,8 +393,16 @@ def _label_cases(b: _Builder) -> None:
         ("mode-tcp-http", "tcp http", r"mode must be"),
         # The wildcard rule matches the host without its port: it could never match.
         ("vhost-wildcard-port", "*.wild.test:18080", r"wildcard host cannot have a :port"),
+        # Only '-i' of path_beg's flags: '-f' would make HAProxy read a file, '-m' rematch.
+        ("path-file-flag", "-f /etc/passwd", r"'-f': path must start with '/'"),
+        ("path-match-flag", "-m reg /a", r"'-m': path must start with '/'"),
+        ("path-acl-operator", "/a || /b", r"'\|\|': path must start with '/'"),
+        ("path-flag-last", "/a -i", r"'-i' must come first"),
+        ("path-double-blank", "/a  /b", r"single spaces"),
+        ("path-too-many", " ".join(f"/p{i}" for i in range(33)), r"at most 32 path prefixes"),
     ):
         setting = "VHOST" if name.startswith("vhost") else (
+            "PATH" if name.startswith("path") else
             "BIND_ADDR" if name.startswith("bind") else
             "SSL_CERT" if name.startswith("cert") else "MODE")
         b.add(f"invalid-{name}", f"label:{setting.lower()}",
@@ -570,10 +582,14 @@ def _conflict_cases(b: _Builder) -> None:
               Skip(newcomer_id, rf"{re.escape(stolen)}.*{conflict}", 0),
               no_vhost=((newcomer_id, owner_host), (newcomer_id, stolen)))
     # PATH=/ is the same route as no path: a conflict decided by age, never a takeover.
-    for name, newcomer_id in (("root-path", HOSTILE_ID), ("root-path-sorts-first", newcomer)):
+    # So is a list of prefixes holding '/'.
+    for name, newcomer_id, path in (
+            ("root-path", HOSTILE_ID, "/"), ("root-path-sorts-first", newcomer, "/"),
+            ("root-among-paths", HOSTILE_ID, "-i /api /"),
+            ("root-among-paths-sorts-first", newcomer, "/api / /x")):
         b.add(f"vhost-steals-bystander-{name}", "conflict:vhost",
               [app(newcomer_id, changed=NEW, labels={"HAPROXY_0_VHOST": "bystander.example.com",
-                                                     "HAPROXY_0_PATH": "/"})],
+                                                     "HAPROXY_0_PATH": path})],
               both_ports(newcomer_id),
               Skip(newcomer_id, rf"bystander\.example\.com.*{conflict}", 0),
               no_vhost=((newcomer_id, "bystander.example.com"),))

@@ -167,13 +167,14 @@ def edge(tmp_path_factory: pytest.TempPathFactory, haproxy_bin: str) -> Iterator
         return b
 
     try:
-        multi, root, api, sec, auth = (backend(n) for n in ("multi", "root", "api", "sec",
-                                                            "auth"))
+        multi, root, api, sec, auth, assets = (backend(n) for n in ("multi", "root", "api",
+                                                                    "sec", "auth", "assets"))
         s1, s2, ipt, disc, h1, h2, h3 = (backend(n) for n in ("s1", "s2", "ipt", "disc", "h1",
                                                               "h2", "h3"))
         out = Edge(free_port(), free_port())
         out.ports = {name: free_port() for name in ("multi", "root", "api", "sec", "auth",
-                                                     "sticky", "ipt", "disc", "hc", "tlsport")}
+                                                     "sticky", "ipt", "disc", "hc", "tlsport",
+                                                     "assets")}
         apps = [
             marathon_app("/multi", [multi], out.ports["multi"],
                          {"HAPROXY_0_VHOST": "one.test,Two.Test"}),
@@ -181,6 +182,11 @@ def edge(tmp_path_factory: pytest.TempPathFactory, haproxy_bin: str) -> Iterator
                          {"HAPROXY_0_VHOST": "shop.test"}),
             marathon_app("/shop/api", [api], out.ports["api"],
                          {"HAPROXY_0_VHOST": "shop.test", "HAPROXY_0_PATH": "/api"}),
+            # marathon-lb's several prefixes, matched ignoring case: /api/v2 is longer
+            # than /shop/api's /api, so it wins there; /static is this app's alone.
+            marathon_app("/shop/assets", [assets], out.ports["assets"],
+                         {"HAPROXY_0_VHOST": "shop.test",
+                          "HAPROXY_0_PATH": "-i /static /API/v2"}),
             marathon_app("/sec", [sec], out.ports["sec"],
                          {"HAPROXY_0_VHOST": "sec.test", "HAPROXY_0_REDIRECT_TO_HTTPS": "true",
                           "HAPROXY_0_USE_HSTS": "true"}),
@@ -268,6 +274,18 @@ def test_path_routing_two_apps_on_one_host(edge: Edge) -> None:
     # Same rules on :443 (Host header routing, any SNI).
     response = http_get(edge.tls_url("/api/x"), host_header="shop.test", verify=False)
     assert body(response) == "api"
+
+
+def test_several_path_prefixes_longest_wins_and_ignore_case(edge: Edge) -> None:
+    # /shop/assets: '-i /static /API/v2'; /shop/api: '/api'; /shop/root: the host.
+    for path, app in (("/static/app.js", "assets"), ("/STATIC/App.js", "assets"),
+                      ("/api/v2/users", "assets"), ("/Api/V2", "assets"),
+                      ("/api/v1/users", "api"), ("/api", "api"), ("/API/x", "root"),
+                      ("/staticky", "assets"), ("/stat", "root"), ("/", "root")):
+        assert body(http_get(edge.url(path), host_header="shop.test")) == app, path
+        response = http_get(edge.tls_url(path), host_header="shop.test", verify=False)
+        assert body(response) == app, path
+    assert "path_beg -i /static" in edge.config and "path_beg -i /API/v2" in edge.config
 
 
 def test_redirect_301_on_port_80_only_and_hsts_on_https(edge: Edge) -> None:

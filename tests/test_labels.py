@@ -7,6 +7,8 @@ servicerouter.py keys keep their old, lenient semantics.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from servicerouter.labels import (
@@ -27,6 +29,8 @@ from servicerouter.labels import (
     parse_url_path,
     parse_vhosts,
     parse_weight,
+    path_ignores_case,
+    path_prefixes,
     read_port_settings,
 )
 
@@ -103,6 +107,58 @@ def test_path_accepted(value: str, path: str) -> None:
 def test_path_rejected(value: str) -> None:
     with pytest.raises(SettingError):
         parse_url_path(value)
+
+
+@pytest.mark.parametrize("value, path, prefixes, ignore_case", [
+    ("/a /b", "/a /b", ("/a", "/b"), False),
+    ("-i /multiple /paths", "-i /multiple /paths", ("/multiple", "/paths"), True),
+    ("-i /api", "-i /api", ("/api",), True),
+    (" /a /b/c/ ", "/a /b/c/", ("/a", "/b/c/"), False),
+    ("/a /b /a", "/a /b", ("/a", "/b"), False),  # repeats collapse, first order kept
+    ("/A /a", "/A /a", ("/A", "/a"), False),  # two spellings: two prefixes...
+    ("-i /A /a /B", "-i /A /B", ("/A", "/B"), True),  # ...but one under -i
+    ("/api /", "/api /", ("/api", "/"), False),
+    (" ".join(f"/p{i}" for i in range(32)), " ".join(f"/p{i}" for i in range(32)),
+     tuple(f"/p{i}" for i in range(32)), False),
+])
+def test_several_path_prefixes_as_marathon_lb(value: str, path: str,
+                                              prefixes: tuple[str, ...],
+                                              ignore_case: bool) -> None:
+    assert parse_url_path(value) == path
+    assert path_prefixes(path) == prefixes
+    assert path_ignores_case(path) is ignore_case
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-i", "needs at least one path prefix"),
+    ("-i ", "needs at least one path prefix"),
+    ("/a  /b", "single spaces"),
+    ("-i  /a", "single spaces"),
+    ("/a -i", "'-i' must come first"),
+    ("-i /a -i /b", "'-i' must come first"),
+    ("-I /a", "'-I': path must start with '/'"),
+    ("-f /etc/hosts", "'-f': path must start with '/'"),  # no other path_beg flag
+    ("-m beg /a", "'-m': path must start with '/'"),
+    ("/a b", "'b': path must start with '/'"),
+    ("/a /b#c", "'/b#c': path must start with '/'"),
+    ("/a /b{c}", "'/b{c}'"),
+    ("/a /b\"c", "path must start with '/'"),
+    ("/a /b'c", "path must start with '/'"),
+    ("/a /" + "x" * 1024, "at most 1024 characters"),
+    (" ".join(f"/p{i}" for i in range(33)), "at most 32 path prefixes"),
+])
+def test_several_path_prefixes_rejected(value: str, message: str) -> None:
+    with pytest.raises(SettingError, match=re.escape(message)):
+        parse_url_path(value)
+
+
+@pytest.mark.parametrize("value", ["", "   ", "api", "/a?b", "/a#b", "-x"])
+def test_single_path_keeps_its_error_message(value: str) -> None:
+    with pytest.raises(SettingError) as err:
+        parse_url_path(value)
+    assert str(err.value) == (
+        "path must start with '/' and hold only letters, digits and . _ ~ ! & ( ) * + , "
+        "; = : @ % / - (at most 1024 characters)")
 
 
 @pytest.mark.parametrize("value, result", [

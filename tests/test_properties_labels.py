@@ -52,7 +52,7 @@ GOOD: dict[str, list[str]] = {
     "HAPROXY_{n}_MODE": ["http", "tcp", "HTTP"],
     "HAPROXY_{n}_GROUP": ["external", "", "x,y"],
     "HAPROXY_{n}_ENABLED": ["true", "false", "1"],
-    "HAPROXY_{n}_PATH": ["/", "/api", "/a/b-c_d.e~f", "/x%20y"],
+    "HAPROXY_{n}_PATH": ["/", "/api", "/a/b-c_d.e~f", "/x%20y", "/api /static", "-i /A /b/c"],
     "HAPROXY_{n}_BACKEND_WEIGHT": ["0", "10", "-3"],
     "HAPROXY_{n}_USE_HSTS": ["true", "off"],
     "HAPROXY_{n}_STICKY_COOKIE": ["SRV", "srv_id", "a.b-c"],

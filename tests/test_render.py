@@ -269,3 +269,9 @@ def test_default_templates_accept_every_servicerouter_py_setting(tmp_path: Path,
     assert proc.returncode == 0, proc.stdout + proc.stderr + text
     assert "admin:admin" not in text and text.count(":80\n") == 1  # only the shared frontend
     assert f"ssl crt {pem}" in text and "cookie mesosphere_server_id" in text
+
+
+def test_null_ignore_http1xx_renders_as_marathon_sent_it() -> None:
+    """servicerouter.py printed Marathon's own value: null is 'None', not 'False'."""
+    app = dict(STATE[1], healthChecks=[dict(HTTP_CHECK, ignoreHttp1xx=None)])
+    assert "HTTP-HC 0 HTTP /health 20 60 None 300 3 4" in legacy_render([app])
