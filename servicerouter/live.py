@@ -378,8 +378,12 @@ class LiveRouter:
         if full:
             self._last_full = time.monotonic()
         self._apps = apps
+        fetched = time.perf_counter()
         ok = self._build_and_apply(kind, pending)
         duration = time.perf_counter() - start
+        log.info("sync timing: %s fetch=%.3fs build+apply=%.3fs total=%.3fs -> %s", kind,
+                 fetched - start, duration - (fetched - start), duration,
+                 self.state.last_apply if ok else "failed")
         self.metrics.sync_duration.observe(duration)
         self.metrics.syncs.inc(kind=kind, result="ok" if ok else "error")
         if pending.first_at is not None and ok and pending.events:
