@@ -851,7 +851,9 @@ def _decide_vhosts(services: list[Service], problems: list[Problem]) -> list[Ser
             problems.append(Problem(
                 service.app_id,
                 f"vhost conflict: {where} is already routed for older app {owner.app_id}",
-                service.index, f"HAPROXY_{service.index}_VHOST", host,
+                service.index,
+                # a lost prefix costs the PATH entry, a lost host the VHOST one
+                f"HAPROXY_{service.index}_{'PATH' if path else 'VHOST'}", path or host,
                 kind="conflict", route=claimed + path, owner=owner.app_id,
             ))
             first = min(groups[owner_index], key=lambda s: (-s.settings.backend_weight,

@@ -214,3 +214,13 @@ def test_weight_orders_equally_specific_rules() -> None:
     apps[1]["labels"]["HAPROXY_0_BACKEND_WEIGHT"] = "0"
     config, _ = _render(apps)
     assert first_backend(config, "x.b.example.com") == "a-narrow_10000"  # id order on a tie
+
+
+def test_a_lost_path_prefix_names_the_path_setting() -> None:
+    """The log line names what was left out: the PATH prefix, while the port still routes."""
+    result = model(CONTESTED[:3])
+    lost = [p for p in result.problems if p.kind == "conflict"]
+    assert {(p.app_id, p.key, p.value) for p in lost} == {
+        ("/web-mid", "HAPROXY_0_PATH", "/api"), ("/web-new", "HAPROXY_0_PATH", "/api")}
+    assert all(p.port_routes for p in lost)
+    assert "ignored HAPROXY_0_PATH='/api'" in lost[0].log_line()
