@@ -180,6 +180,23 @@ def tcp_exchange(
         return greeting + b"\n" + echo
 
 
+def trickle_until_closed(sock: socket.socket, chunks: Iterable[bytes],
+                         wait: float = 0.2) -> bool:
+    """Send ``chunks`` one at a time, ``wait`` seconds apart (a slow client); True as soon
+    as the server closes the connection, False if every chunk went out and it did not."""
+    sock.settimeout(wait)
+    for chunk in chunks:  # bounded by the caller's chunks
+        try:
+            sock.sendall(chunk)
+            if sock.recv(1) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
 def self_signed_cert(
     path: str | os.PathLike[str], hostnames: Iterable[str] = ("localhost", LOCALHOST)
 ) -> str:

@@ -115,6 +115,16 @@ def write_state(tmp_path: Path, apps: list[dict]) -> str:
     return f"file:{path}"
 
 
+def label_template_router(tmp_path: Path, apps: list[dict], haproxy_bin: str) -> Router:
+    """A one-shot router over ``apps`` with --allow-label-templates, writing
+    ``tmp_path/haproxy.cfg`` validated by the real haproxy, no reload."""
+    settings = RouterSettings(config_path=str(tmp_path / "haproxy.cfg"), haproxy_bin=haproxy_bin,
+                              reload=None, state_dir=str(tmp_path / "state"), certs_dir=None,
+                              allow_label_templates=True,
+                              render_options=RenderOptions(bind_addr="127.0.0.1"))
+    return Router(SnapshotSource(write_state(tmp_path, apps)), FRAGMENTS, settings)
+
+
 def test_router_with_real_haproxy_serves_good_templates_and_skips_bad_app(
         tmp_path: Path, haproxy_bin: str) -> None:
     apps = [
@@ -124,11 +134,7 @@ def test_router_with_real_haproxy_serves_good_templates_and_skips_bad_app(
         app("/plain", 10003),
     ]
     cfg = tmp_path / "haproxy.cfg"
-    settings = RouterSettings(config_path=str(cfg), haproxy_bin=haproxy_bin, reload=None,
-                              state_dir=str(tmp_path / "state"), certs_dir=None,
-                              allow_label_templates=True,
-                              render_options=RenderOptions(bind_addr="127.0.0.1"))
-    router = Router(SnapshotSource(write_state(tmp_path, apps)), FRAGMENTS, settings)
+    router = label_template_router(tmp_path, apps, haproxy_bin)
     result = router.sync()
     assert result.ok and result.changed, result.error
     text = cfg.read_text()
@@ -169,11 +175,7 @@ def test_router_quarantines_a_template_that_breaks_only_the_combined_config(
                 "\nbackend {{ backend }}\n  balance first\n  mode {{ mode }}\n")),
             app("/plain", 43003)]
     cfg = tmp_path / "haproxy.cfg"
-    settings = RouterSettings(config_path=str(cfg), haproxy_bin=haproxy_bin, reload=None,
-                              state_dir=str(tmp_path / "state"), certs_dir=None,
-                              allow_label_templates=True,
-                              render_options=RenderOptions(bind_addr="127.0.0.1"))
-    router = Router(SnapshotSource(write_state(tmp_path, apps)), FRAGMENTS, settings)
+    router = label_template_router(tmp_path, apps, haproxy_bin)
     assert run_once(router) == 0, router.last.error if router.last else None
     text = cfg.read_text()
     assert text.count("\nbackend ok_43001\n") == 1 and "dup_43008" not in text

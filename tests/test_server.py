@@ -24,6 +24,7 @@ from servicerouter.server import (
     callback_port,
     callback_token,
 )
+from tests.harness import trickle_until_closed
 
 EVENT = json.dumps({"eventType": "status_update_event", "appId": "/web"}).encode()
 
@@ -162,19 +163,7 @@ def test_trickling_client_is_cut_off_at_the_deadline(make_server: object,
     srv = make_server(connection_deadline=1.0)  # type: ignore[operator]
     with _connect(srv.port) as sock:
         sock.sendall(post(b"", length=str(len(EVENT))))
-        closed = False
-        for byte in EVENT:  # bounded: at most len(EVENT) sends
-            try:
-                sock.sendall(bytes([byte]))
-                sock.settimeout(0.3)
-                if sock.recv(1) == b"":
-                    closed = True
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-                break
+        closed = trickle_until_closed(sock, (bytes([byte]) for byte in EVENT), wait=0.3)
         assert closed, "the server kept a trickling connection open"
     assert events == []
 

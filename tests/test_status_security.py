@@ -20,6 +20,7 @@ import pytest
 from servicerouter import status as status_module
 from servicerouter.marathon import MarathonClient
 from servicerouter.status import Metrics, StatusServer
+from tests.harness import trickle_until_closed
 
 TOKEN = "t0ken-Secret"
 
@@ -172,19 +173,7 @@ def test_trickling_client_is_cut_off_at_the_deadline(bounded: StatusServer) -> N
     start = time.monotonic()
     with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as sock:
         sock.sendall(b"GET /status HTTP/1.1\r\n")
-        sock.settimeout(0.2)
-        closed = False
-        while time.monotonic() - start < 5:
-            try:
-                sock.sendall(b"X")
-                if sock.recv(1) == b"":
-                    closed = True
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-                break
+        closed = trickle_until_closed(sock, [b"X"] * 25)  # 25 x 0.2 s at most
     assert closed, "the status server kept a trickling connection open"
     assert time.monotonic() - start < 3
 

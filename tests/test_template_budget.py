@@ -7,7 +7,6 @@ speed claim: these finish in milliseconds).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +16,8 @@ import pytest
 
 from servicerouter import haproxy
 from servicerouter.label_templates import TemplateChecker, compile_label_templates
-from servicerouter.marathon import SnapshotSource
 from servicerouter.model import build_model
 from servicerouter.render import RenderOptions, render_config
-from servicerouter.runner import Router, RouterSettings
 from servicerouter.template_budget import (
     MAX_STEPS,
     BudgetedFragment,
@@ -29,6 +26,7 @@ from servicerouter.template_budget import (
     budget_env,
 )
 from servicerouter.templates import load_fragments
+from tests.test_label_templates import label_template_router
 
 FRAGMENTS = load_fragments([])
 OPTIONS = RenderOptions(crt_list="/state/crt-list")
@@ -198,23 +196,13 @@ def test_only_label_templates_pay_for_the_budget() -> None:
         assert template is None or not isinstance(template.environment, BudgetSandbox)
 
 
-def write_state(tmp_path: Path, apps: list[dict]) -> str:
-    path = tmp_path / "apps.json"
-    path.write_text(json.dumps({"apps": apps}))
-    return f"file:{path}"
-
-
 def test_router_with_real_haproxy_skips_only_the_pathological_app(
         tmp_path: Path, haproxy_bin: str) -> None:
     apps = [app("/spin", 10001, HAPROXY_0_BACKEND_HEAD=PATHOLOGICAL["nested loops"]),
             app("/bloat", 10002, HAPROXY_0_FRONTEND_HEAD=PATHOLOGICAL["huge repetition"]),
             app("/good", 10003, HAPROXY_0_BACKEND_HEAD=GOOD_HEAD), app("/plain", 10004)]
     cfg = tmp_path / "haproxy.cfg"
-    settings = RouterSettings(config_path=str(cfg), haproxy_bin=haproxy_bin, reload=None,
-                              state_dir=str(tmp_path / "state"), certs_dir=None,
-                              allow_label_templates=True,
-                              render_options=RenderOptions(bind_addr="127.0.0.1"))
-    router = Router(SnapshotSource(write_state(tmp_path, apps)), FRAGMENTS, settings)
+    router = label_template_router(tmp_path, apps, haproxy_bin)
     result = bounded(router.sync)
     assert result.ok and result.changed, result.error
     text = cfg.read_text()
