@@ -173,7 +173,7 @@ LINE_PATTERNS = [re.compile(p) for p in (
     rf"  acl host_{T} hdr\(host\) -i {T}",
     rf"  acl host_{T} req\.hdr\(host\),field\(1,:\) -i {T}",
     rf"  acl hostw_{T} req\.hdr\(host\),field\(1,:\) -m end -i \.{T}",
-    rf"  acl path_{T} path_beg /(?:{T})?",
+    rf"  acl path_{T} path_beg (?:-i )?/(?:{T})?",
     rf"  acl app_{T} hdr\(x-marathon-app-id\) -i /{T}",
     rf"  use_backend {T}(?: if (?:host|hostw|app)_{T}(?: path_{T})?)?",
     r"  balance (?:roundrobin|static-rr|leastconn|first|source|uri|random|rdp-cookie"
