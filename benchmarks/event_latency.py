@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from servicerouter.emulator import MarathonEmulator  # noqa: E402
-from servicerouter.marathon import MarathonClient, parse_apps  # noqa: E402
+from servicerouter.emulator.marathon import MarathonEmulator  # noqa: E402
+from servicerouter.source.marathon import MarathonClient, parse_apps  # noqa: E402
 from tests.harness import Backend, find_haproxy, http_get, wait_until  # noqa: E402
 
 TASKS_PER_APP = 10

@@ -127,7 +127,7 @@ def emulator(state_file: str, workdir: str, env: dict[str, str]) -> Iterator[str
         os.unlink(port_file)
     log = open(os.path.join(workdir, "emulator.log"), "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "servicerouter.emulator", "--host", "127.0.0.1",
+        [sys.executable, "-m", "servicerouter.emulator.marathon", "--host", "127.0.0.1",
          "--state", state_file, "--port-file", port_file],
         cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
@@ -238,9 +238,9 @@ class ResyncResult:
 
 def measure_resync(apps: int, tasks: int, workdir: str, env: dict[str, str]) -> ResyncResult:
     """A long-running router: first sync, a sync with no change, one after a task change."""
-    from servicerouter.marathon import MarathonClient
-    from servicerouter.runner import Router, RouterSettings
-    from servicerouter.templates import load_fragments
+    from servicerouter.engine.runner import Router, RouterSettings
+    from servicerouter.render.fragments import load_fragments
+    from servicerouter.source.marathon import MarathonClient
 
     size_dir = os.path.join(workdir, f"{apps}x{tasks}")
     state_file = os.path.join(size_dir, "state.json")

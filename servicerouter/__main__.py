@@ -1,5 +1,5 @@
 """``python -m servicerouter`` runs the command-line tool."""
 
-from servicerouter.cli import main
+from servicerouter.cli.main import main
 
 raise SystemExit(main())

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from servicerouter.labels import PORT_SETTINGS, SettingError
+from servicerouter.model.labels import PORT_SETTINGS, SettingError
 
 # --------------------------------------------------------------------------- building blocks
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.generate import app_id, dumps_state, generate_state
 from benchmarks.run import parse_timings
-from servicerouter.model import build_model, service_ports
+from servicerouter.model.services import build_model, service_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 

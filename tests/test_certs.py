@@ -1,4 +1,4 @@
-"""Tests for servicerouter.certs: every validation rule, the file edges, and real HAProxy.
+"""Tests for servicerouter.tls.bundles: every validation rule, the file edges, and real HAProxy.
 
 All key material is generated here with ``cryptography`` (EC where possible, so it is fast).
 """
@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dh, ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from servicerouter import certs
-from servicerouter.certs import Bundle, BundleError
+from servicerouter.tls import bundles as certs
+from servicerouter.tls.bundles import Bundle, BundleError
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HAPROXY = shutil.which("haproxy")

@@ -17,8 +17,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from servicerouter import certs
-from servicerouter.certupdate import (
+from servicerouter.apply.managed import RuntimeUpdateError
+from servicerouter.tls import bundles as certs
+from servicerouter.tls.manager import TlsManager
+from servicerouter.tls.swap import (
     UNKNOWN_DIGEST,
     CertPlan,
     CertUpdater,
@@ -29,8 +31,6 @@ from servicerouter.certupdate import (
     set_command,
     startup_baseline,
 )
-from servicerouter.manager import RuntimeUpdateError
-from servicerouter.tls import TlsManager
 
 A = "/s/bundles/a.example.com--0123456789abcdef.pem"
 B = "/s/bundles/b.example.com--fedcba9876543210.pem"
@@ -284,9 +284,9 @@ def test_operators_file_served_as_is_is_listed_with_its_companions(tmp_path: Pat
 
 def test_one_shot_sync_still_reloads_on_a_renewed_certificate(tmp_path: Path) -> None:
     """No Runtime API there: content-named files change the config, so the reload runs."""
-    from servicerouter.marathon import SnapshotSource
-    from servicerouter.runner import Router, RouterSettings
-    from servicerouter.templates import load_fragments
+    from servicerouter.engine.runner import Router, RouterSettings
+    from servicerouter.render.fragments import load_fragments
+    from servicerouter.source.marathon import SnapshotSource
 
     snapshot, src, marks = tmp_path / "apps.json", tmp_path / "certs", tmp_path / "reloads"
     snapshot.write_text(json.dumps({"apps": []}))
@@ -329,7 +329,7 @@ class CountingReloader:
     calls: int = 0
 
     def reload(self):
-        from servicerouter.manager import ReloadResult
+        from servicerouter.apply.managed import ReloadResult
 
         self.calls += 1
         return ReloadResult(True, "counted")
@@ -338,10 +338,10 @@ class CountingReloader:
 def test_live_engine_restarted_beside_a_running_haproxy_pushes_only_renewed_files(
         tmp_path: Path) -> None:
     """Not managed: HAProxy kept the files of before; only those rewritten since are pushed."""
-    from servicerouter.live import LiveRouter, LiveSettings
-    from servicerouter.marathon import SnapshotSource
-    from servicerouter.runner import Router, RouterSettings
-    from servicerouter.templates import load_fragments
+    from servicerouter.engine.live import LiveRouter, LiveSettings
+    from servicerouter.engine.runner import Router, RouterSettings
+    from servicerouter.render.fragments import load_fragments
+    from servicerouter.source.marathon import SnapshotSource
 
     snapshot, src, cfg = tmp_path / "apps.json", tmp_path / "certs", tmp_path / "haproxy.cfg"
     snapshot.write_text(json.dumps({"apps": []}))

@@ -27,11 +27,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from servicerouter import certs, live
-from servicerouter.certupdate import CertUpdater
-from servicerouter.emulator import MarathonEmulator
-from servicerouter.live import LiveRouter, LiveSettings
-from servicerouter.manager import (
+from servicerouter.apply.managed import (
     ManagedHAProxy,
     ManagedSettings,
     RuntimeAPI,
@@ -39,10 +35,15 @@ from servicerouter.manager import (
     parse_show_proc,
     unix_command,
 )
-from servicerouter.marathon import SnapshotSource
-from servicerouter.render import RenderOptions
-from servicerouter.runner import Router, RouterSettings, default_state_dir
-from servicerouter.templates import load_fragments
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.engine import live
+from servicerouter.engine.live import LiveRouter, LiveSettings
+from servicerouter.engine.runner import Router, RouterSettings, default_state_dir
+from servicerouter.render.config import RenderOptions
+from servicerouter.render.fragments import load_fragments
+from servicerouter.source.marathon import SnapshotSource
+from servicerouter.tls import bundles as certs
+from servicerouter.tls.swap import CertUpdater
 from tests.harness import free_port, http_get, wait_until
 
 pytestmark = pytest.mark.e2e

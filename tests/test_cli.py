@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter import cli
-from servicerouter.emulator import MarathonEmulator
-from servicerouter.labels import SETTINGS
-from servicerouter.templates import FRAGMENTS
+from servicerouter.cli import main as cli
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.model.labels import SETTINGS
+from servicerouter.render.fragments import FRAGMENTS
 from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +223,7 @@ def test_a_new_bad_label_leaves_the_config_byte_identical(tmp_path: Path) -> Non
 
 def test_cookie_secret_file_is_read_once_and_checked(tmp_path: Path) -> None:
     """Every edge node given the same file keys the same cookies; a bad file stops startup."""
-    from servicerouter.render import dynamic_cookie_key
+    from servicerouter.render.config import dynamic_cookie_key
 
     secret = tmp_path / "secret"
     secret.write_text("s3cret-shared-by-every-node\n")

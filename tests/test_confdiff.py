@@ -1,8 +1,8 @@
-"""Which config changes go through the Runtime API (servicerouter.confdiff)."""
+"""Which config changes go through the Runtime API (servicerouter.apply.confdiff)."""
 
 from __future__ import annotations
 
-from servicerouter.confdiff import (
+from servicerouter.apply.confdiff import (
     ParsedConfig,
     ServerLine,
     new_binds,
@@ -157,9 +157,9 @@ def test_rendered_sticky_backends_decide_runtime_or_reload() -> None:
     fragments (or only one of the pair overridden) keep explicit cookies and reload."""
     from pathlib import Path
 
-    from servicerouter.model import build_model
-    from servicerouter.render import RenderOptions, render_config
-    from servicerouter.templates import FragmentSet, load_fragments
+    from servicerouter.model.services import build_model
+    from servicerouter.render.config import RenderOptions, render_config
+    from servicerouter.render.fragments import FragmentSet, load_fragments
 
     legacy_dir = Path(__file__).resolve().parent / "fixtures" / "legacy_templates"
     defaults = load_fragments([])
@@ -195,7 +195,7 @@ def test_new_binds_are_those_the_running_config_lacks() -> None:
 
 
 def test_haproxy_bind_failure_messages() -> None:
-    from servicerouter.haproxy import BindFailure, bind_failures
+    from servicerouter.apply.haproxy import BindFailure, bind_failures
 
     message = (
         "HAProxy refused the new config: [ALERT]    (8512) : Binding [/h.cfg:12] for frontend "
@@ -212,7 +212,7 @@ def test_haproxy_bind_failure_messages() -> None:
 def test_address_free_answers_like_haproxy_would() -> None:
     import socket
 
-    from servicerouter.haproxy import address_free
+    from servicerouter.apply.haproxy import address_free
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))

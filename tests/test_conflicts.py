@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from servicerouter.live import LiveRouter
-from servicerouter.marathon import SnapshotSource
-from servicerouter.model import build_model
-from servicerouter.render import RenderOptions
-from servicerouter.runner import Router, RouterSettings
-from servicerouter.status import Metrics, StatusServer, route_conflicts
-from servicerouter.templates import load_fragments
+from servicerouter.engine.live import LiveRouter
+from servicerouter.engine.runner import Router, RouterSettings
+from servicerouter.model.services import build_model
+from servicerouter.render.config import RenderOptions
+from servicerouter.render.fragments import load_fragments
+from servicerouter.serve.status import Metrics, StatusServer, route_conflicts
+from servicerouter.source.marathon import SnapshotSource
 from tests.harness import http_get
 
 OLD, MID, NEW = "2015-01-01T00:00:00.000Z", "2018-01-01T00:00:00.000Z", "2020-01-01T00:00:00.000Z"
@@ -146,7 +146,7 @@ def first_backend(config: str, host: str, path: str = "/") -> str | None:
 def _render(apps: list[dict]) -> tuple[str, list]:
     result = model(apps)
     options = RenderOptions(crt_list="/state/crt-list")
-    from servicerouter.render import render_config
+    from servicerouter.render.config import render_config
 
     return render_config(result.services, load_fragments([]), options), list(result.problems)
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_routes_real_requests(tmp_path: Path, haproxy_bin: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "servicerouter.demo", "--free-ports", "--duration", "1",
+        [sys.executable, "-m", "servicerouter.emulator.demo", "--free-ports", "--duration", "1",
          "--workdir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )

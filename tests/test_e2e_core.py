@@ -22,8 +22,8 @@ import pytest
 import requests
 from cryptography import x509
 
-from servicerouter.certs import generate_self_signed
-from servicerouter.emulator import MarathonEmulator
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.tls.bundles import generate_self_signed
 from tests.harness import HAProxy, free_port, http_get, tcp_exchange, wait_for_port, wait_until
 
 pytestmark = pytest.mark.e2e

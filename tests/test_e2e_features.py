@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from servicerouter.emulator import MarathonEmulator
+from servicerouter.emulator.marathon import MarathonEmulator
 from tests.harness import Backend, HAProxy, free_port, http_get, wait_for_port, wait_until
 
 pytestmark = [pytest.mark.e2e,

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from servicerouter.emulator import MarathonEmulator, service_ports
+from servicerouter.emulator.marathon import MarathonEmulator, service_ports
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "marathon"
@@ -690,7 +690,7 @@ def test_cli_serves_state_and_stops_on_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "servicerouter.emulator",
+            "servicerouter.emulator.marathon",
             "--host",
             "127.0.0.1",
             "--port",

@@ -1,4 +1,4 @@
-"""The --sse source (servicerouter.events): parsing, backoff, the stream thread."""
+"""The --sse source (servicerouter.source.events): parsing, backoff, the stream thread."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from servicerouter.emulator import MarathonEmulator
-from servicerouter.events import Backoff, EventStream, SSEParser, decode_event
-from servicerouter.marathon import ClientSettings
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.source.events import Backoff, EventStream, SSEParser, decode_event
+from servicerouter.source.marathon import ClientSettings
 from tests.harness import free_port, wait_until
 
 # --------------------------------------------------------------------------- parser

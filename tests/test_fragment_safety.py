@@ -20,16 +20,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servicerouter import cli
-from servicerouter.labels import SETTINGS
-from servicerouter.model import build_model
-from servicerouter.render import (
+from servicerouter.cli import main as cli
+from servicerouter.model.labels import SETTINGS
+from servicerouter.model.services import build_model
+from servicerouter.render.config import (
     RenderError,
     RenderOptions,
     render_config,
     render_guarded,
 )
-from servicerouter.templates import (
+from servicerouter.render.fragments import (
     FRAGMENTS_BY_NAME,
     FragmentSet,
     TemplateError,

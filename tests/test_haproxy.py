@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter import haproxy
+from servicerouter.apply import haproxy
 
 VALID = """global
   log 127.0.0.1 local0

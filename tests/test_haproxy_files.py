@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter import certs, haproxy
+from servicerouter.apply import haproxy
+from servicerouter.tls import bundles as certs
 
 OLD = "# old config\n" + "global\n  maxconn 100\n" * 2000
 NEW = "# new config\n" + "global\n  maxconn 200\n" * 3000
@@ -140,7 +141,7 @@ def test_private_file_over_a_symlink_is_not_followed(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent("""
     import os, signal, subprocess, sys, tempfile
-    from servicerouter import haproxy
+    from servicerouter.apply import haproxy
 
     kill_at = int(sys.argv[1])
     target, new_path, validate = sys.argv[2], sys.argv[3], sys.argv[4] == "1"

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter import certs
-from servicerouter.model import clean_name
-from servicerouter.preflight import PortChecks
-from servicerouter.runner import Router, RouterSettings, SyncResult
-from servicerouter.templates import load_fragments
+from servicerouter.engine.runner import Router, RouterSettings, SyncResult
+from servicerouter.model.preflight import PortChecks
+from servicerouter.model.services import clean_name
+from servicerouter.render.fragments import load_fragments
+from servicerouter.tls import bundles as certs
 from tests.hostile_corpus import (
     BYSTANDER_ID,
     CERT_FILES,

@@ -1,10 +1,10 @@
-"""Events -> mirror changes (servicerouter.incremental): pure, table-driven."""
+"""Events -> mirror changes (servicerouter.source.changes): pure, table-driven."""
 
 from __future__ import annotations
 
 import pytest
 
-from servicerouter.incremental import (
+from servicerouter.source.changes import (
     HINT_RESYNC_REASON,
     RESYNC_EVENT,
     Change,

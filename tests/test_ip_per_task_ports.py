@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servicerouter.marathon import SnapshotSource
-from servicerouter.model import build_model, ip_per_task_key
-from servicerouter.runner import PORTS_FILE, Router, RouterSettings
-from servicerouter.templates import load_fragments
+from servicerouter.engine.runner import PORTS_FILE, Router, RouterSettings
+from servicerouter.model.services import build_model, ip_per_task_key
+from servicerouter.render.fragments import load_fragments
+from servicerouter.source.marathon import SnapshotSource
 
 RANGE = (10050, 10100)  # marathon-lb's default
 V1, V2, V3 = "2020-01-01T00:00:00.000Z", "2020-02-01T00:00:00.000Z", "2020-03-01T00:00:00.000Z"

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter import haproxy
-from servicerouter.label_templates import (
+from servicerouter.apply import haproxy
+from servicerouter.engine.runner import Router, RouterSettings
+from servicerouter.model.services import build_model
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragments import load_fragments
+from servicerouter.render.label_templates import (
     TemplateChecker,
     compile_label_templates,
     find_label_templates,
     label_key,
 )
-from servicerouter.marathon import SnapshotSource
-from servicerouter.model import build_model
-from servicerouter.render import RenderOptions, render_config
-from servicerouter.runner import Router, RouterSettings
-from servicerouter.templates import load_fragments
+from servicerouter.source.marathon import SnapshotSource
 
 FRAGMENTS = load_fragments([])
 OPTIONS = RenderOptions(crt_list="/state/crt-list")
@@ -168,7 +168,7 @@ def test_router_quarantines_a_template_that_breaks_only_the_combined_config(
         tmp_path: Path, haproxy_bin: str) -> None:
     """One-shot: per-app checks pass, HAProxy rejects all apps together; the clashing
     templated app is found by bisection and left out, everything else applies."""
-    from servicerouter.runner import run_once
+    from servicerouter.engine.runner import run_once
 
     apps = [app("/ok", 43001), app("/dup", 43008, HAPROXY_0_BACKEND_HEAD=CLASH),
             app("/good", 43002, HAPROXY_0_BACKEND_HEAD=(

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from servicerouter.labels import (
+from servicerouter.model.labels import (
     DEFAULT_PORT_SETTINGS,
     SETTINGS,
     BasicAuth,

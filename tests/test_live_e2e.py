@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from servicerouter.emulator import MarathonEmulator
+from servicerouter.emulator.marathon import MarathonEmulator
 from tests.harness import Backend, free_port, http_get, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -389,12 +389,12 @@ def test_start_up_busy_port(
     hold_port: Callable[[], tuple[int, Callable[[], None]]], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """HAProxy's own "cannot bind" at start (our pre-check off): the app is left out."""
-    from servicerouter.live import LiveRouter, _start_managed
-    from servicerouter.manager import ManagedHAProxy, ManagedSettings
-    from servicerouter.marathon import MarathonClient
-    from servicerouter.render import RenderOptions
-    from servicerouter.runner import Router, RouterSettings
-    from servicerouter.templates import load_fragments
+    from servicerouter.apply.managed import ManagedHAProxy, ManagedSettings
+    from servicerouter.engine.live import LiveRouter, _start_managed
+    from servicerouter.engine.runner import Router, RouterSettings
+    from servicerouter.render.config import RenderOptions
+    from servicerouter.render.fragments import load_fragments
+    from servicerouter.source.marathon import MarathonClient
 
     monkeypatch.setattr(LiveRouter, "_leave_out_busy_ports", lambda self, s, t, o: (s, t))
     w0 = backend_factory("w0")

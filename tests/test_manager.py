@@ -1,4 +1,4 @@
-"""Managed HAProxy and the Runtime API (servicerouter.manager), with a real HAProxy."""
+"""Managed HAProxy and the Runtime API (servicerouter.apply.managed), with a real HAProxy."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter.confdiff import RuntimePlan, ServerLine
-from servicerouter.manager import (
+from servicerouter.apply.confdiff import RuntimePlan, ServerLine
+from servicerouter.apply.managed import (
     ManagedHAProxy,
     ManagedSettings,
     RuntimeAPI,
@@ -127,7 +127,7 @@ def test_start_reload_confirm_restart_adopt(
 @pytest.mark.e2e
 def test_failed_start_reports_haproxy_output(
     tmp_path: Path, managed: Callable[..., ManagedHAProxy]) -> None:
-    from servicerouter.manager import ManagerError
+    from servicerouter.apply.managed import ManagerError
 
     manager = managed()
     (tmp_path / "h.cfg").write_text("global\n  nonsense-keyword\n")
@@ -143,8 +143,8 @@ def test_bind_failures_are_named_in_reload_and_start_errors(
     """Every "cannot bind" alert reaches the caller (it picks the app to leave out)."""
     import socket
 
-    from servicerouter.haproxy import bind_failures
-    from servicerouter.manager import ManagerError
+    from servicerouter.apply.haproxy import bind_failures
+    from servicerouter.apply.managed import ManagerError
 
     b1 = backend_factory("b1")
     port = free_port()
@@ -256,7 +256,12 @@ def test_runtime_applier_computes_dynamic_cookies_before_traffic() -> None:
 def test_deep_state_dirs_keep_socket_paths_short(tmp_path: Path) -> None:
     """HAProxy cannot bind a socket path past ~97 bytes: deep state dirs put sockets
     in a private temp dir of their own, the same one on every start."""
-    from servicerouter.manager import MAX_SOCKET_PATH, ManagedSettings, ManagerError, _private_dir
+    from servicerouter.apply.managed import (
+        MAX_SOCKET_PATH,
+        ManagedSettings,
+        ManagerError,
+        _private_dir,
+    )
 
     short = ManagedSettings("haproxy", "/etc/haproxy.cfg", "/var/lib/sr")
     assert short.master_socket == "/var/lib/sr/master.sock"

@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from servicerouter import cli
-from servicerouter.emulator import MarathonEmulator
-from servicerouter.events import EventStream
-from servicerouter.marathon import (
+from servicerouter.cli import main as cli
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.source.events import EventStream
+from servicerouter.source.marathon import (
     ClientSettings,
     MarathonClient,
     MarathonError,
@@ -240,7 +240,7 @@ def test_mutual_tls(pki: Pki) -> None:
 
 def test_event_stream_uses_the_same_auth_and_tls(https_marathon: MarathonEmulator,
                                                  pki: Pki) -> None:
-    """--sse connects with the same credentials and CA (servicerouter.events)."""
+    """--sse connects with the same credentials and CA (servicerouter.source.events)."""
     events: list[dict[str, object]] = []
     connected: list[str] = []
     settings = ClientSettings(auth=(USER, PASSWORD), verify=str(pki.ca), read_timeout=10)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter.model import build_model, has_group, service_ports
+from servicerouter.model.services import build_model, has_group, service_ports
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "marathon"
 

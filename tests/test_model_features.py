@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from servicerouter.model import build_model, ip_per_task_ports
-from servicerouter.render import RenderOptions, host_acl_name, render_config
-from servicerouter.templates import load_fragments
+from servicerouter.model.services import build_model, ip_per_task_ports
+from servicerouter.render.config import RenderOptions, host_acl_name, render_config
+from servicerouter.render.fragments import load_fragments
 
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_templates"
 SHA512 = "$6$abc$IdWKNKTJEb8LxY7CGg8YBXlvtfZzFw7Mp/r6niK9YB2mdvgY..TKjv1T..8RadRt2qvUHYRLr/TsVArtr91iR1"
@@ -395,8 +395,8 @@ def test_sticky_server_line_says_check_once() -> None:
 
 
 def test_sticky_dynamic_cookie_key_is_stable_secret_and_per_backend() -> None:
-    from servicerouter.render import dynamic_cookie_key
-    from servicerouter.templates import FragmentSet
+    from servicerouter.render.config import dynamic_cookie_key
+    from servicerouter.render.fragments import FragmentSet
 
     apps = [app("/a", 10001, {"HAPROXY_0_STICKY": "true"}),
             app("/b", 10002, {"HAPROXY_0_STICKY": "true"})]

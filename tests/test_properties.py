@@ -35,11 +35,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servicerouter import certs
-from servicerouter.labels import SETTINGS, PortSettings
-from servicerouter.model import Model, build_model
-from servicerouter.render import RenderOptions, render_config
-from servicerouter.templates import default_templates_dir, load_fragments
+from servicerouter.model.labels import SETTINGS, PortSettings
+from servicerouter.model.services import Model, build_model
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragments import default_templates_dir, load_fragments
+from servicerouter.tls import bundles as certs
 from tests.hostile_corpus import HOSTILE_VALUES
 
 HAPROXY = shutil.which("haproxy")
@@ -168,7 +168,7 @@ def resolve(host: str) -> str | None:
 
 
 def check_port(settings: PortSettings) -> str | None:
-    """Pure stand-in for servicerouter.preflight: the one certificate file, local binds."""
+    """Pure stand-in for servicerouter.model.preflight: the one certificate file, local binds."""
     if settings.ssl_cert and settings.ssl_cert != GOOD_CERT:
         return f"certificate {settings.ssl_cert}: no such file"
     if settings.bind_addr not in (None, "*", "0.0.0.0", "127.0.0.1"):

@@ -25,12 +25,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servicerouter import labels as registry
-from servicerouter.certs import ensure_default_certificate, generate_self_signed
-from servicerouter.model import build_model
-from servicerouter.preflight import PortChecks
-from servicerouter.render import RenderOptions, render_config
-from servicerouter.templates import load_fragments
+from servicerouter.model import labels as registry
+from servicerouter.model.preflight import PortChecks
+from servicerouter.model.services import build_model
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragments import load_fragments
+from servicerouter.tls.bundles import ensure_default_certificate, generate_self_signed
 
 EXAMPLES = int(os.environ.get("SR_PROPERTY_EXAMPLES", "200"))  # raise it for a deep run
 BATCH = 25

@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servicerouter.emulator import MarathonEmulator
-from servicerouter.marathon import SnapshotSource, make_source
-from servicerouter.runner import Router, RouterSettings
-from servicerouter.templates import load_fragments
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.engine.runner import Router, RouterSettings
+from servicerouter.render.fragments import load_fragments
+from servicerouter.source.marathon import SnapshotSource, make_source
 
 REPO = Path(__file__).resolve().parents[1]
 FRAGMENTS = load_fragments([])

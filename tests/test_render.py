@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter.model import build_model
-from servicerouter.render import RenderOptions, render_config
-from servicerouter.templates import load_fragments
+from servicerouter.model.services import build_model
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragments import load_fragments
 
 ROOT = Path(__file__).resolve().parent.parent
 LEGACY = ROOT / "tests" / "fixtures" / "legacy_templates"
@@ -221,7 +221,7 @@ def test_default_templates_render_every_fixture(fixture: str, tmp_path: Path,
     apps = document.get("apps") or ([document] if "id" in document else [])
     model = build_model(apps, ("*",), ident)
     pem = tmp_path / "default.pem"
-    from servicerouter.certs import generate_self_signed
+    from servicerouter.tls.bundles import generate_self_signed
 
     pem.write_text(generate_self_signed())
     options = RenderOptions(bind_addr="127.0.0.1", default_cert=str(pem))
@@ -239,7 +239,7 @@ def test_render_is_deterministic() -> None:
 def test_default_templates_accept_every_servicerouter_py_setting(tmp_path: Path,
                                                                   haproxy_bin: str) -> None:
     """Each SPEC §3 key, alone and combined, renders a config HAProxy 2.6 accepts."""
-    from servicerouter.certs import generate_self_signed
+    from servicerouter.tls.bundles import generate_self_signed
 
     pem = tmp_path / "site.pem"
     pem.write_text(generate_self_signed("site.example.com"))

@@ -6,8 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from servicerouter.runner import Router, RouterSettings, run_once
-from servicerouter.templates import load_fragments
+from servicerouter.engine.runner import Router, RouterSettings, run_once
+from servicerouter.render.fragments import load_fragments
 
 
 class _Snapshot:

@@ -1,4 +1,4 @@
-"""The live engine (servicerouter.live) against the Marathon emulator.
+"""The live engine (servicerouter.engine.live) against the Marathon emulator.
 
 HAProxy itself is replaced by recording fakes here (the real thing is in
 test_live_e2e.py); ``haproxy -c`` is real, so validation and quarantine are.
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter.confdiff import RuntimePlan
-from servicerouter.emulator import MarathonEmulator
-from servicerouter.events import Backoff, EventStream
-from servicerouter.live import LiveRouter, LiveSettings
-from servicerouter.manager import ReloadResult, RuntimeStats, RuntimeUpdateError
-from servicerouter.marathon import ClientSettings, MarathonClient
-from servicerouter.render import RenderOptions
-from servicerouter.runner import Router, RouterSettings
-from servicerouter.templates import load_fragments
+from servicerouter.apply.confdiff import RuntimePlan
+from servicerouter.apply.managed import ReloadResult, RuntimeStats, RuntimeUpdateError
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.engine.live import LiveRouter, LiveSettings
+from servicerouter.engine.runner import Router, RouterSettings
+from servicerouter.render.config import RenderOptions
+from servicerouter.render.fragments import load_fragments
+from servicerouter.source.events import Backoff, EventStream
+from servicerouter.source.marathon import ClientSettings, MarathonClient
 from tests.harness import wait_until
 
 APPS_FETCH = "/v2/apps?embed=apps.tasks"
@@ -413,7 +413,7 @@ def test_a_frozen_app_keeps_its_current_servers(rig_factory, tmp_path: Path) -> 
 
 def test_default_state_dir_never_shadows_the_package(tmp_path: Path) -> None:
 
-    from servicerouter.runner import default_state_dir
+    from servicerouter.engine.runner import default_state_dir
 
     config = tmp_path / "haproxy.cfg"
     assert default_state_dir(str(config)) == str(tmp_path / ".servicerouter")
@@ -439,7 +439,7 @@ def test_python_m_servicerouter_starts_twice_beside_its_config(tmp_path: Path,
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     root = Path(__file__).resolve().parent.parent
-    probe = subprocess.run([sys.executable, "-c", "import servicerouter.cli"], cwd=tmp_path,
+    probe = subprocess.run([sys.executable, "-c", "import servicerouter.cli.main"], cwd=tmp_path,
                            env=env, capture_output=True, check=False)
     if probe.returncode != 0:  # not installed: run it from the checkout instead
         env["PYTHONPATH"] = str(root)
@@ -522,7 +522,7 @@ def test_listening_mode_signals_and_clean_exit(tmp_path: Path, haproxy_bin: str)
 def callbacks(rig_factory) -> Iterator[Callable[..., tuple[Rig, str]]]:
     """``make(token)`` -> a rig whose events come only from a real callback server
     (``_start_callbacks``, as --listening wires it) on 127.0.0.1, and its URL."""
-    from servicerouter.live import LiveOptions, _start_callbacks
+    from servicerouter.engine.live import LiveOptions, _start_callbacks
     from tests.harness import free_port
 
     cleanups: list[Callable[[], None]] = []
@@ -590,7 +590,7 @@ def test_forged_callback_events_cannot_add_or_remove_servers(callbacks) -> None:
 
 
 def test_many_hinted_apps_become_one_full_fetch(rig_factory) -> None:
-    from servicerouter.live import MAX_HINT_REFETCH
+    from servicerouter.engine.live import MAX_HINT_REFETCH
 
     live = rig_factory([app("/web", 10001)], stream=False).live
     live.trigger.stop()  # hold the loop: look at what the burst queued
@@ -649,7 +649,7 @@ def test_a_failed_first_reload_removes_the_new_file(tmp_path: Path, haproxy_bin:
 
 def test_command_reloader_reports_the_commands_output() -> None:
     """HAProxy's words reach the log and the bind-failure parser (a busy port's app)."""
-    from servicerouter.live import CommandReloader
+    from servicerouter.engine.live import CommandReloader
 
     result = CommandReloader(["sh", "-c", "echo 'cannot bind socket [0.0.0.0:81]' >&2; exit 1"]
                              ).reload()

@@ -1,4 +1,4 @@
-"""The --listening callback endpoint under hostile clients (servicerouter.server).
+"""The --listening callback endpoint under hostile clients (servicerouter.serve.callback).
 
 Raw sockets on 127.0.0.1, so every byte is under the test's control: size limits,
 JSON-only bodies, 4xx for anything malformed, slow clients cut off, a connection cap,
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from servicerouter import server as server_module
-from servicerouter.server import (
+from servicerouter.serve import callback as server_module
+from servicerouter.serve.callback import (
     MAX_BODY,
     CallbackServer,
     _is_loopback,

@@ -1,4 +1,4 @@
-"""Metrics and the status endpoint (servicerouter.status)."""
+"""Metrics and the status endpoint (servicerouter.serve.status)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from servicerouter.status import (
+from servicerouter.serve.status import (
     Counter,
     Histogram,
     Metrics,
@@ -129,7 +129,7 @@ def test_a_failing_snapshot_is_a_500_not_a_crash() -> None:
 def test_labelled_counters_start_with_their_known_series() -> None:
     """servicerouter_reloads_total{result="ok"|"failed"} exist at 0 before any reload,
     never an unlabelled series that later turns into labelled ones."""
-    from servicerouter.live import new_metrics
+    from servicerouter.engine.live import new_metrics
 
     metrics = new_metrics()
     samples = [line for line in metrics.exposition().splitlines() if not line.startswith("#")]

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from servicerouter import status as status_module
-from servicerouter.marathon import MarathonClient
-from servicerouter.status import Metrics, StatusServer
+from servicerouter.serve import status as status_module
+from servicerouter.serve.status import Metrics, StatusServer
+from servicerouter.source.marathon import MarathonClient
 from tests.harness import trickle_until_closed
 
 TOKEN = "t0ken-Secret"

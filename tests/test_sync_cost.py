@@ -18,10 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.generate import dumps_state, generate_state
-from servicerouter.marathon import SnapshotSource
-from servicerouter.model import Server, clean_name
-from servicerouter.runner import Router, RouterSettings, gc_paused
-from servicerouter.templates import FRAGMENTS_BY_NAME, compile_fragment, load_fragments
+from servicerouter.engine.runner import Router, RouterSettings, gc_paused
+from servicerouter.model.services import Server, clean_name
+from servicerouter.render.fragments import FRAGMENTS_BY_NAME, compile_fragment, load_fragments
+from servicerouter.source.marathon import SnapshotSource
 
 
 def _router(tmp_path: Path, snapshot: Path) -> tuple[Router, Path, Path]:
@@ -129,8 +129,8 @@ def test_sandbox_shortcut_keeps_the_sandbox_rules() -> None:
     """Our frozen values read fast; underscores and mutating methods stay refused."""
     from jinja2.exceptions import SecurityError
 
-    from servicerouter.labels import PortSettings
-    from servicerouter.render import RenderOptions
+    from servicerouter.model.labels import PortSettings
+    from servicerouter.render.config import RenderOptions
 
     spec = FRAGMENTS_BY_NAME["HAPROXY_BACKEND_HEAD"]
     settings = PortSettings(sticky=True)

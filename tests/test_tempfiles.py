@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter import certs, haproxy
-from servicerouter.cli import main
-from servicerouter.tempfiles import STALE_AFTER, clean_startup, config_dir_patterns, remove_stale
+from servicerouter.apply import haproxy
+from servicerouter.apply.tempfiles import (
+    STALE_AFTER,
+    clean_startup,
+    config_dir_patterns,
+    remove_stale,
+)
+from servicerouter.cli.main import main
+from servicerouter.tls import bundles as certs
 
 OLD = time.time() - STALE_AFTER - 60
 

@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from servicerouter import haproxy
-from servicerouter.label_templates import TemplateChecker, compile_label_templates
-from servicerouter.model import build_model
-from servicerouter.render import RenderOptions, render_config
-from servicerouter.template_budget import (
+from servicerouter.apply import haproxy
+from servicerouter.model.services import build_model
+from servicerouter.render.budget import (
     MAX_STEPS,
     BudgetedFragment,
     BudgetExceeded,
     BudgetSandbox,
     budget_env,
 )
-from servicerouter.templates import load_fragments
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragments import load_fragments
+from servicerouter.render.label_templates import TemplateChecker, compile_label_templates
 from tests.test_label_templates import label_template_router
 
 FRAGMENTS = load_fragments([])

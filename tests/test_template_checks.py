@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter import cli
-from servicerouter.fragment_check import check_fragments
-from servicerouter.label_templates import compile_label_templates
-from servicerouter.model import build_model
-from servicerouter.render import RenderOptions, render_config
-from servicerouter.templates import TemplateError, load_fragments
+from servicerouter.cli import main as cli
+from servicerouter.model.services import build_model
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragment_check import check_fragments
+from servicerouter.render.fragments import TemplateError, load_fragments
+from servicerouter.render.label_templates import compile_label_templates
 
 
 def _dir(tmp_path: Path, name: str, text: str) -> Path:

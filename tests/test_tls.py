@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from servicerouter import certs, tls
-from servicerouter.tls import TlsManager, format_rows
+from servicerouter.tls import bundles as certs
+from servicerouter.tls import manager as tls
+from servicerouter.tls.manager import TlsManager, format_rows
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -119,7 +120,7 @@ def test_crt_list_has_default_first_then_every_good_bundle_with_its_names(
 
 def test_bad_bundles_are_named_with_their_reason_and_the_rest_served(
         tmp_path: Path, pki: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="servicerouter.tls"):
+    with caplog.at_level(logging.ERROR, logger="servicerouter.tls.manager"):
         result = prepare(TlsManager(), tmp_path, pki)
     reasons = {Path(e.source).name: e.reason for e in result.errors}
     assert reasons["expired.pem"].startswith("certificate expired on")
@@ -146,7 +147,7 @@ def test_expiring_bundle_warns_once_a_day_and_is_flagged(
         tmp_path: Path, pki: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     clock = [1000.0]
     manager = TlsManager(clock=lambda: clock[0])
-    with caplog.at_level(logging.WARNING, logger="servicerouter.tls"):
+    with caplog.at_level(logging.WARNING, logger="servicerouter.tls.manager"):
         result = prepare(manager, tmp_path, pki)
         prepare(manager, tmp_path, pki)
     warnings = [r.getMessage() for r in caplog.records if "expires in" in r.getMessage()]
@@ -158,7 +159,7 @@ def test_expiring_bundle_warns_once_a_day_and_is_flagged(
     assert rows[("b.example.com",)]["expiring"] is False
     clock[0] += 25 * 3600
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="servicerouter.tls"):
+    with caplog.at_level(logging.WARNING, logger="servicerouter.tls.manager"):
         prepare(manager, tmp_path, pki)
     assert sum("expires in" in r.getMessage() for r in caplog.records) == 1
 
@@ -206,7 +207,7 @@ def test_listing_format(tmp_path: Path, pki: dict[str, Path]) -> None:
 
 def test_list_certs_cli(tmp_path: Path, pki: dict[str, Path],
                         capsys: pytest.CaptureFixture[str]) -> None:
-    from servicerouter.cli import list_certs, parse_args
+    from servicerouter.cli.main import list_certs, parse_args
 
     code = list_certs(parse_args(["--list-certs", "--certs-dir", str(pki["dir"]), "--ssl-certs",
                                   str(pki["ordered"])]))
@@ -220,9 +221,9 @@ def test_router_sync_reports_certificates_and_adds_port_bundles(
         tmp_path: Path, pki: dict[str, Path]) -> None:
     import json
 
-    from servicerouter.marathon import SnapshotSource
-    from servicerouter.runner import Router, RouterSettings
-    from servicerouter.templates import load_fragments
+    from servicerouter.engine.runner import Router, RouterSettings
+    from servicerouter.render.fragments import load_fragments
+    from servicerouter.source.marathon import SnapshotSource
 
     apps = [{"id": "/c", "ports": [10001],
              "labels": {"HAPROXY_0_VHOST": "c.example.com", "HAPROXY_0_SSL_CERT": str(pki["shuffled"])},
@@ -248,9 +249,9 @@ def _router(tmp_path: Path, pki: dict[str, Path], dry: bool, stable: bool = Fals
     import io
     import json
 
-    from servicerouter.marathon import SnapshotSource
-    from servicerouter.runner import Router, RouterSettings
-    from servicerouter.templates import load_fragments
+    from servicerouter.engine.runner import Router, RouterSettings
+    from servicerouter.render.fragments import load_fragments
+    from servicerouter.source.marathon import SnapshotSource
 
     apps = [{"id": "/c", "ports": [10001],
              "labels": {"HAPROXY_0_VHOST": "c.example.com",
@@ -299,7 +300,7 @@ def test_dry_names_the_files_a_real_run_writes_and_writes_nothing(
 
 
 def test_dry_in_the_live_mode_uses_the_stable_names(tmp_path: Path, pki: dict[str, Path]) -> None:
-    from servicerouter.render import RenderOptions
+    from servicerouter.render.config import RenderOptions
 
     real, _ = _router(tmp_path, pki, dry=False)
     live = real._prepare_certificates(RenderOptions(), stable_paths=True)
@@ -345,7 +346,7 @@ def test_renewed_bundle_supersedes_the_old_one_for_the_same_names(
     state = tmp_path / "state"
     default = certs.ensure_default_certificate(str(state))
     manager = TlsManager()
-    with caplog.at_level(logging.WARNING, logger="servicerouter.tls"):
+    with caplog.at_level(logging.WARNING, logger="servicerouter.tls.manager"):
         result = manager.prepare(str(state), default, [str(src)], [], NOW)
         manager.prepare(str(state), default, [str(src)], [], NOW)
     lines = Path(result.crt_list).read_text().splitlines()
@@ -375,8 +376,8 @@ def _port_cert(path: Path, cn: str, days: float = 90, start: float = -1,
 
 
 def test_port_certificate_expired_or_not_yet_valid_skips_the_port(tmp_path: Path) -> None:
-    from servicerouter.labels import PortSettings
-    from servicerouter.preflight import PortChecks
+    from servicerouter.model.labels import PortSettings
+    from servicerouter.model.preflight import PortChecks
 
     clock = [NOW]
     checks = PortChecks(now=lambda: clock[0])
@@ -398,7 +399,7 @@ def test_port_certificate_expired_or_not_yet_valid_skips_the_port(tmp_path: Path
 
 
 def test_port_certificate_directory_is_judged_as_haproxy_loads_it(tmp_path: Path) -> None:
-    from servicerouter.preflight import PortChecks
+    from servicerouter.model.preflight import PortChecks
 
     checks = PortChecks(now=lambda: NOW)
     directory = tmp_path / "dir"
@@ -418,7 +419,7 @@ def test_port_certificate_directory_is_judged_as_haproxy_loads_it(tmp_path: Path
 
 
 def test_port_certificate_with_a_companion_key_is_checked_as_a_pair(tmp_path: Path) -> None:
-    from servicerouter.preflight import PortChecks
+    from servicerouter.model.preflight import PortChecks
 
     checks = PortChecks(now=lambda: NOW)
     k = key()

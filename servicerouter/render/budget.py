@@ -43,7 +43,7 @@ from jinja2.exceptions import TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
-from servicerouter.templates import Fragment, _Sandbox
+from servicerouter.render.fragments import Fragment, _Sandbox
 
 MAX_STEPS = 100_000  # template nodes evaluated, calls and items made, per fragment render
 MAX_CHARS = 1_000_000  # characters written or made by operations, per fragment render

@@ -12,7 +12,7 @@ restarts HAProxy if it dies.  A master left running by an earlier
 servicerouter (found by pidfile and master socket) is adopted, not duplicated.
 
 Runtime API: when only servers of existing backends change
-(:mod:`servicerouter.confdiff`), :class:`RuntimeApplier` adds servers
+(:mod:`servicerouter.apply.confdiff`), :class:`RuntimeApplier` adds servers
 (``add server``, then ``enable health``/``enable server``), re-addresses
 them (``set server addr``) and removes them gently: ``drain`` first, then,
 once their connections are gone (or after ``drain_timeout``), ``maint`` and
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from servicerouter.confdiff import RuntimePlan, ServerLine, has_check
+from servicerouter.apply.confdiff import RuntimePlan, ServerLine, has_check
 
 log = logging.getLogger("servicerouter.manager")
 haproxy_log = logging.getLogger("servicerouter.haproxy.process")

@@ -1,7 +1,7 @@
 """Certificate changes without a reload: HAProxy's ``set ssl cert`` / ``commit ssl cert``.
 
 In the long-running modes bundle files have stable paths
-(:func:`servicerouter.certs.stable_bundle_name`), so a renewed certificate for
+(:func:`servicerouter.tls.bundles.stable_bundle_name`), so a renewed certificate for
 the same names changes neither haproxy.cfg nor the crt-list, only the content of
 a file HAProxy read at its last (re)load.  Each sync the live engine compares
 what every served file holds now with what HAProxy was last given
@@ -36,7 +36,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from servicerouter.manager import RuntimeUpdateError
+from servicerouter.apply.managed import RuntimeUpdateError
 
 log = logging.getLogger("servicerouter.certupdate")
 
@@ -153,7 +153,7 @@ def open_transaction(show_output: str) -> str | None:
 
 
 class CommandAPI(Protocol):
-    """The one method of :class:`servicerouter.manager.RuntimeAPI` used here."""
+    """The one method of :class:`servicerouter.apply.managed.RuntimeAPI` used here."""
 
     def command(self, command: str) -> str: ...
 

@@ -4,7 +4,7 @@ Only what a callback needs: JSON bodies of bounded size, read with a socket
 timeout and a whole-request deadline so a slow client cannot hold a thread
 forever, at most :data:`MAX_CONNECTIONS` connections at once; anything
 malformed gets a 4xx and is otherwise ignored.  Handling an event only
-schedules a sync (see :class:`~servicerouter.runner.SyncTrigger`); the sync
+schedules a sync (see :class:`~servicerouter.engine.runner.SyncTrigger`); the sync
 itself never runs on a request thread.
 
 A callback URL with a ``token`` query parameter (``-l
@@ -12,8 +12,8 @@ A callback URL with a ``token`` query parameter (``-l
 the token mandatory: a POST without it gets 403 and triggers nothing.
 Without a token anyone who reaches the port can post, so the live router
 takes such events only as hints of what to ask Marathon, never their content
-(see :meth:`servicerouter.live.LiveRouter.submit`).  The connection limits
-are :mod:`servicerouter.httpd`'s, shared with the status endpoint.
+(see :meth:`servicerouter.engine.live.LiveRouter.submit`).  The connection limits
+are :mod:`servicerouter.serve.httpd`'s, shared with the status endpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from servicerouter.httpd import (
+from servicerouter.serve.httpd import (
     CONNECTION_DEADLINE,
     MAX_CONNECTIONS,
     GuardedHandler,

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from servicerouter.httpd import (
+from servicerouter.serve.httpd import (
     CONNECTION_DEADLINE,
     MAX_CONNECTIONS,
     GuardedHandler,
@@ -358,7 +358,7 @@ class StatusServer(GuardedHTTPServer):
     """Serves /healthz, /status and /metrics on a daemon thread.
 
     Slow or numerous clients are bounded as on the callback server
-    (:mod:`servicerouter.httpd`): a deadline per connection and a connection cap.
+    (:mod:`servicerouter.serve.httpd`): a deadline per connection and a connection cap.
     """
 
     label = "status server"

@@ -34,7 +34,7 @@ from typing import Any
 
 import requests
 
-from servicerouter.marathon import ClientSettings, _first_line, _redact
+from servicerouter.source.marathon import ClientSettings, _first_line, _redact
 
 log = logging.getLogger("servicerouter.events")
 

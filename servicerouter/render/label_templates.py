@@ -9,7 +9,7 @@ passes ``--allow-label-templates``, and even then:
   the same variables (no attribute tricks, no file or module access);
 * it is compiled and trial-rendered per app: a syntax error, an unknown variable or a
   render error quarantines that app (all its ports) with a problem naming the label;
-* every render runs on a budget (:mod:`servicerouter.template_budget`): a template that
+* every render runs on a budget (:mod:`servicerouter.render.budget`): a template that
   loops too long or builds huge strings or numbers fails at once, quarantining its app,
   instead of stalling the sync; it sees the sync's whole model as ``services`` in every
   render, so the trial's verdict holds for the real config too;
@@ -34,12 +34,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from servicerouter.bisection import find_culprits
-from servicerouter.labels import MAX_VALUE_LENGTH, Problem
-from servicerouter.model import Service
-from servicerouter.render import RenderOptions, render_config, render_guarded
-from servicerouter.template_budget import BudgetedFragment, budget_env
-from servicerouter.templates import (
+from servicerouter.apply.bisection import find_culprits
+from servicerouter.model.labels import MAX_VALUE_LENGTH, Problem
+from servicerouter.model.services import Service
+from servicerouter.render.budget import BudgetedFragment, budget_env
+from servicerouter.render.config import RenderOptions, render_config, render_guarded
+from servicerouter.render.fragments import (
     FRAGMENTS,
     Fragment,
     FragmentSet,
@@ -208,7 +208,7 @@ class TemplateChecker:
         app (redeclare its backend, reuse its ACL or userlist name).  The whole config
         is checked once; if HAProxy rejects it and the apps without label templates
         alone pass, the templated apps are bisected
-        (:func:`servicerouter.bisection.find_culprits`, as the live engine does) and
+        (:func:`servicerouter.apply.bisection.find_culprits`, as the live engine does) and
         the culprits quarantined.  A rejection that is not the templates' fault is
         left for the apply step to report.
         """
@@ -253,7 +253,7 @@ class TemplateChecker:
         )
 
     def _haproxy_check(self, text: str) -> tuple[bool, str]:
-        from servicerouter import haproxy
+        from servicerouter.apply import haproxy
 
         if not haproxy.haproxy_available(self.haproxy_bin):
             return True, ""

@@ -1,13 +1,13 @@
 """Render every fragment once at startup, so a broken one fails there, not at a sync.
 
-:mod:`servicerouter.templates` refuses unknown placeholders and Jinja2 syntax errors
+:mod:`servicerouter.render.fragments` refuses unknown placeholders and Jinja2 syntax errors
 when it loads a file. What it cannot see is a fragment that parses but raises when
 rendered: ``{backend.nope}``, ``{{ service.nope }}`` (strict undefined), ``{{ 1 // 0 }}``,
 a filter given the wrong type. :func:`check_fragments` renders a sample config that
 uses every fragment (HTTP and TCP ports, virtual hosts with and without a path,
 wildcards, sticky sessions, redirects, HSTS, basic auth, a port certificate, HTTP
 and TCP health checks, several servers) and turns the first failure into a
-:class:`~servicerouter.templates.TemplateError` naming the file and line.
+:class:`~servicerouter.render.fragments.TemplateError` naming the file and line.
 
 Pure: the sample state is data, host names resolve by a table.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from servicerouter.model import build_model
-from servicerouter.render import RenderOptions, render_config
-from servicerouter.templates import Fragment, FragmentSet, TemplateError
+from servicerouter.model.services import build_model
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragments import Fragment, FragmentSet, TemplateError
 
 # Every field Marathon may put in a health check, so a fragment reading any of them
 # through {healthCheck[...]} finds it (a real check without it would fail at a sync).

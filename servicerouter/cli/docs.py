@@ -1,8 +1,8 @@
 """Documentation generated from the registries the code runs on.
 
 ``--longhelp`` and the README's settings and fragments tables both come from
-here, so they can never drift from :mod:`servicerouter.labels` and
-:mod:`servicerouter.templates`.  ``python -m servicerouter.docs`` prints the
+here, so they can never drift from :mod:`servicerouter.model.labels` and
+:mod:`servicerouter.render.fragments`.  ``python -m servicerouter.cli.docs`` prints the
 markdown; ``--check README.md`` fails when the README is out of date.
 """
 
@@ -12,8 +12,8 @@ import sys
 import textwrap
 
 from servicerouter import __version__
-from servicerouter.labels import SETTINGS
-from servicerouter.templates import FRAGMENTS
+from servicerouter.model.labels import SETTINGS
+from servicerouter.render.fragments import FRAGMENTS
 
 BEGIN = "<!-- BEGIN GENERATED: {name} -->"
 END = "<!-- END GENERATED: {name} -->"
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             stale = stale_sections(handle.read())
         if stale:
             print(f"{args[1]}: generated sections out of date: {', '.join(stale)} "
-                  f"(run: python -m servicerouter.docs --update {args[1]})")
+                  f"(run: python -m servicerouter.cli.docs --update {args[1]})")
             return 1
         return 0
     if args[:1] == ["--update"] and len(args) == 2:

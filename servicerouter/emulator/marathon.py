@@ -5,7 +5,7 @@ Why it exists: servicerouter's only input is Marathon (``/v2/apps?embed=apps.tas
 the ``/v2/events`` SSE stream and HTTP event callbacks). A faithful stand-in that speaks
 the same shapes (see ``shared/fixtures/marathon``), emits the same events and can fail
 like Marathon does (outages, auth, TLS) lets every layer be exercised for real, over
-HTTP, in-process or as a separate process (``python -m servicerouter.emulator``).
+HTTP, in-process or as a separate process (``python -m servicerouter.emulator.marathon``).
 
 Design notes:
 
@@ -1417,9 +1417,9 @@ def _write_port_file(path: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m servicerouter.emulator``: serve in the foreground until SIGTERM/SIGINT."""
+    """``python -m servicerouter.emulator.marathon``: serve in the foreground until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(
-        prog="python -m servicerouter.emulator",
+        prog="python -m servicerouter.emulator.marathon",
         description="Marathon REST API emulator (apps, tasks, events, callbacks).")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="bind port (default 0: any free)")

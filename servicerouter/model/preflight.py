@@ -23,8 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from servicerouter import certs
-from servicerouter.labels import PortSettings
+from servicerouter.model.labels import PortSettings
+from servicerouter.tls import bundles as certs
 
 _MAX_CERT_BYTES = 1 << 20
 _NOT_YET_VALID = "certificate is not valid before"

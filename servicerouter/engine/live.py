@@ -1,12 +1,12 @@
 """The long-running router: events in, HAProxy kept exact, nothing dropped.
 
 :class:`LiveRouter` owns a copy of Marathon's apps (the *mirror*), folds
-events into it (:mod:`servicerouter.incremental`), and on each coalesced
+events into it (:mod:`servicerouter.source.changes`), and on each coalesced
 sync builds the model, renders the config and applies it the cheapest safe
 way:
 
 1. config text unchanged -> nothing;
-2. only servers of existing backends changed (:mod:`servicerouter.confdiff`)
+2. only servers of existing backends changed (:mod:`servicerouter.apply.confdiff`)
    and HAProxy has a Runtime API -> apply it live, write the file for the
    next reload, no reload;
 3. otherwise validate with ``haproxy -c``; if HAProxy rejects it, find the
@@ -19,7 +19,7 @@ way:
 
 Certificates follow the same rule: bundle files have stable paths here, so a
 renewed certificate for the same names changes only a file's content, and
-(:mod:`servicerouter.certupdate`) it is swapped in with ``set ssl cert`` /
+(:mod:`servicerouter.tls.swap`) it is swapped in with ``set ssl cert`` /
 ``commit ssl cert``; anything else about certificates takes a validated reload.
 
 Marathon trouble never touches HAProxy: a failed fetch keeps the last good
@@ -38,20 +38,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from servicerouter import haproxy
-from servicerouter.bisection import find_culprits
-from servicerouter.certupdate import (
-    CertPlan,
-    CertUpdater,
-    ServedCert,
-    plan_cert_updates,
-    startup_baseline,
+from servicerouter.apply import haproxy
+from servicerouter.apply.bisection import find_culprits
+from servicerouter.apply.confdiff import ParsedConfig, new_binds, parse_config, plan_runtime_update
+from servicerouter.apply.files import fsync_dir
+from servicerouter.apply.managed import (
+    ManagedHAProxy,
+    ReloadResult,
+    RuntimeApplier,
+    RuntimeUpdateError,
 )
-from servicerouter.confdiff import ParsedConfig, new_binds, parse_config, plan_runtime_update
-from servicerouter.events import Backoff, EventStream
-from servicerouter.files import fsync_dir
-from servicerouter.httpd import ListenError, listen_error
-from servicerouter.incremental import (
+from servicerouter.engine.runner import Router, SyncTrigger, gc_paused, utc_iso, without_unrendered
+from servicerouter.model.resolver import CachingResolver
+from servicerouter.model.services import Model, Service
+from servicerouter.render.config import RenderError, RenderOptions, describe_services
+from servicerouter.serve.httpd import ListenError, listen_error
+from servicerouter.serve.status import Metrics, route_conflicts
+from servicerouter.source.changes import (
     APP_EVENTS,
     HINT_RESYNC_REASON,
     IGNORED,
@@ -64,19 +67,21 @@ from servicerouter.incremental import (
     classify,
     index_apps,
 )
-from servicerouter.manager import ManagedHAProxy, ReloadResult, RuntimeApplier, RuntimeUpdateError
-from servicerouter.marathon import (
+from servicerouter.source.events import Backoff, EventStream
+from servicerouter.source.marathon import (
     MarathonClient,
     MarathonError,
     MarathonNotFound,
     parse_apps,
     redact,
 )
-from servicerouter.model import Model, Service
-from servicerouter.render import RenderError, RenderOptions, describe_services
-from servicerouter.resolver import CachingResolver
-from servicerouter.runner import Router, SyncTrigger, gc_paused, utc_iso, without_unrendered
-from servicerouter.status import Metrics, route_conflicts
+from servicerouter.tls.swap import (
+    CertPlan,
+    CertUpdater,
+    ServedCert,
+    plan_cert_updates,
+    startup_baseline,
+)
 
 log = logging.getLogger("servicerouter.live")
 
@@ -246,7 +251,7 @@ class LiveRouter:
 
         ``trusted=False`` is for events anyone could have sent (a callback
         without a token): they are only hints of which apps to refetch
-        (:func:`~servicerouter.incremental.as_hint`), never folded in as given.
+        (:func:`~servicerouter.source.changes.as_hint`), never folded in as given.
         """
         event_type = event.get("eventType")
         known = isinstance(event_type, str) and event_type in KNOWN_EVENTS
@@ -1108,9 +1113,9 @@ class LiveOptions:
 def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
              on_ready: Callable[[LiveRouter], None] | None = None) -> int:
     """The long-running modes: wire stream/callbacks, HAProxy and status, then loop."""
-    from servicerouter.manager import RuntimeAPI
-    from servicerouter.runner import install_signal_handlers
-    from servicerouter.status import StatusServer
+    from servicerouter.apply.managed import RuntimeAPI
+    from servicerouter.engine.runner import install_signal_handlers
+    from servicerouter.serve.status import StatusServer
 
     source = router.source
     metrics = new_metrics()
@@ -1203,7 +1208,7 @@ def _install_hup(live: LiveRouter) -> None:
 
 def _start_managed(live: LiveRouter, managed: ManagedHAProxy) -> bool:
     """First config, then HAProxy: it must never start on an empty or stale file."""
-    from servicerouter.manager import ManagerError
+    from servicerouter.apply.managed import ManagerError
 
     settings = live.router.settings
     reloader, live.reloader = live.reloader, None  # write only: HAProxy starts below
@@ -1253,7 +1258,7 @@ def _full(reason: str) -> Pending:
 def _start_callbacks(live: LiveRouter, source: Any, options: LiveOptions,
                      cleanups: list[Callable[[], None]]) -> None:
     """Serve callbacks and subscribe; untokened callbacks are only hints (see submit)."""
-    from servicerouter.server import CallbackServer, callback_port, callback_token
+    from servicerouter.serve.callback import CallbackServer, callback_port, callback_token
 
     assert options.callback_url is not None
     url = options.callback_url

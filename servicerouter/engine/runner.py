@@ -22,14 +22,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from servicerouter import haproxy
-from servicerouter.incremental import IGNORED as IGNORED_EVENTS
-from servicerouter.marathon import MarathonClient, MarathonError, Source, parse_apps, redact
-from servicerouter.model import Model, Service, build_model
-from servicerouter.preflight import PortChecks
-from servicerouter.render import Rendered, RenderError, RenderOptions, render_guarded
-from servicerouter.resolver import CachingResolver
-from servicerouter.templates import FragmentSet
+from servicerouter.apply import haproxy
+from servicerouter.model.preflight import PortChecks
+from servicerouter.model.resolver import CachingResolver
+from servicerouter.model.services import Model, Service, build_model
+from servicerouter.render.config import Rendered, RenderError, RenderOptions, render_guarded
+from servicerouter.render.fragments import FragmentSet
+from servicerouter.source.changes import IGNORED as IGNORED_EVENTS
+from servicerouter.source.marathon import MarathonClient, MarathonError, Source, parse_apps, redact
 
 log = logging.getLogger("servicerouter")
 
@@ -84,7 +84,7 @@ class Router:
         # Certificate files and bind addresses named by labels, checked on this host.
         self.port_checks = PortChecks()
         self.out = out or sys.stdout
-        self.tls: Any = None  # servicerouter.tls.TlsManager, made on first use
+        self.tls: Any = None  # servicerouter.tls.manager.TlsManager, made on first use
         self.label_overrides: dict[str, Any] = {}  # backend -> its label-template fragments
         self._template_checker: Any = None
         self._ignored_templates: set[tuple[str, str]] = set()
@@ -93,7 +93,7 @@ class Router:
         self._ports_unsaved = False  # the last save failed: try again next sync
         self.certificates: list[dict[str, Any]] = []  # bundles, expiry, problems
         # Certificate files the last config makes HAProxy read (path -> ServedCert),
-        # and the bundle files that sync rewrote (servicerouter.certupdate uses both).
+        # and the bundle files that sync rewrote (servicerouter.tls.swap uses both).
         self.served_certs: dict[str, Any] = {}
         self.written_certs: frozenset[str] = frozenset()
         self.last: SyncResult | None = None
@@ -182,7 +182,7 @@ class Router:
     def render_guarded(self, services: Sequence[Service], options: RenderOptions) -> Rendered:
         """The config, and the apps left out because a fragment failed on their data.
 
-        Raises :class:`~servicerouter.render.RenderError` only when a head fragment
+        Raises :class:`~servicerouter.render.config.RenderError` only when a head fragment
         (rendered once for all) fails.
         """
         return render_guarded(services, self.fragments, options, self.label_overrides or None)
@@ -195,7 +195,7 @@ class Router:
         the templated apps that break it; the live engine needs no such step, its
         own validation bisects every app.
         """
-        from servicerouter import label_templates as lt
+        from servicerouter.render import label_templates as lt
 
         self.label_overrides = {}
         if not self.settings.allow_label_templates:
@@ -263,14 +263,14 @@ class Router:
         --ssl-certs, then of the certs directory; the self-signed one only when
         there is none. With ``services``, their HAPROXY_{n}_SSL_CERT bundles are
         validated too, join the crt-list, and out-of-order files are served from a
-        normalised copy (see servicerouter.tls); ``self.certificates`` holds the
+        normalised copy (see servicerouter.tls.manager); ``self.certificates`` holds the
         expiry report.
         One-shot syncs name bundle files by content (a new certificate changes the
         config, so the reload runs); the live engine asks for ``stable_paths`` and
         swaps renewed certificates through the Runtime API.
         """
-        from servicerouter import certs
-        from servicerouter.tls import TlsManager
+        from servicerouter.tls import bundles as certs
+        from servicerouter.tls.manager import TlsManager
 
         settings = self.settings
         state_dir = settings.state_dir or default_state_dir(settings.config_path)
@@ -367,7 +367,7 @@ def save_port_assignments(path: str, assignments: Sequence[tuple[str, int]]) -> 
     """Write ``assignments`` atomically (temp file, fsync, rename); False (logged) if not."""
     import json
 
-    from servicerouter.certs import write_private_file
+    from servicerouter.tls.bundles import write_private_file
 
     rows = ",\n".join("  " + json.dumps([key, port]) for key, port in assignments)
     text = '{"version": 1, "assignments": [\n' + rows + ("\n" if rows else "") + "]}\n"
@@ -488,7 +488,7 @@ def install_signal_handlers(trigger: SyncTrigger) -> None:
 def run_listening(router: Router, client: MarathonClient, callback_url: str,
                   listen_addr: str, trigger: SyncTrigger | None = None) -> int:
     """Subscribe, serve the callback, sync on events, unsubscribe on exit."""
-    from servicerouter.server import CallbackServer, callback_port, callback_token
+    from servicerouter.serve.callback import CallbackServer, callback_port, callback_token
 
     trigger = trigger or SyncTrigger()
     install_signal_handlers(trigger)
@@ -505,7 +505,7 @@ def run_listening(router: Router, client: MarathonClient, callback_url: str,
     try:
         server = CallbackServer(address, on_event, token=callback_token(callback_url))
     except OSError as err:  # the port is taken: one line, exit 2 (as a usage error)
-        from servicerouter.httpd import listen_error
+        from servicerouter.serve.httpd import listen_error
 
         log.error("%s", listen_error("--listening", address, err))
         return 2

@@ -8,7 +8,7 @@ resolution is a function handed in by the caller.
 
 Nothing in an app can stop a sync.  Every app is read on its own; anything
 unusable (wrong JSON types, a bad label, an unsafe host) becomes a
-:class:`~servicerouter.labels.Problem` naming the app, port and reason, and
+:class:`~servicerouter.model.labels.Problem` naming the app, port and reason, and
 only that app, port or task is left out.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from servicerouter.labels import (
+from servicerouter.model.labels import (
     AppSettings,
     PortSettings,
     Problem,
@@ -36,7 +36,7 @@ from servicerouter.labels import (
 )
 
 Resolver = Callable[[str], "str | None"]
-# Why a port's settings cannot work on this host, or None (see servicerouter.preflight).
+# Why a port's settings cannot work on this host, or None (see servicerouter.model.preflight).
 PortCheck = Callable[[PortSettings], "str | None"]
 
 _CLEAN_RE = re.compile(r"[^a-zA-Z0-9\-]")

@@ -194,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def client_settings(args: argparse.Namespace) -> Any:
     """ClientSettings from the flags; ValueError (never echoing a secret) if unusable."""
-    from servicerouter.marathon import ClientSettings, parse_credentials, read_credential_file
+    from servicerouter.source.marathon import (
+        ClientSettings,
+        parse_credentials,
+        read_credential_file,
+    )
 
     auth = None
     if args.marathon_auth_credential_file and args.auth_credentials:
@@ -391,7 +395,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_marathon_urls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every -m URL usable, or exit 2 now (the message never shows a password)."""
-    from servicerouter.marathon import parse_marathon_url
+    from servicerouter.source.marathon import parse_marathon_url
 
     urls: list[str] = args.marathon
     found: set[tuple[str, str] | None] = set()
@@ -411,7 +415,7 @@ def _check_marathon_urls(parser: argparse.ArgumentParser, args: argparse.Namespa
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.longhelp:
-        from servicerouter.docs import longhelp_text
+        from servicerouter.cli.docs import longhelp_text
 
         print(longhelp_text())
         return 0
@@ -423,14 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def list_certs(args: argparse.Namespace) -> int:
     """--list-certs: every bundle with its names and expiry, and every problem."""
-    from servicerouter.tls import TlsManager, expiry_rows, format_rows
+    from servicerouter.tls.manager import TlsManager, expiry_rows, format_rows
 
     sources = [p for p in args.ssl_certs.split(",") if p]
     if args.certs_dir and os.path.isdir(args.certs_dir):
         sources.append(args.certs_dir)
     if args.marathon:
-        from servicerouter.marathon import MarathonError, make_source, parse_apps
-        from servicerouter.model import build_model
+        from servicerouter.model.services import build_model
+        from servicerouter.source.marathon import MarathonError, make_source, parse_apps
 
         try:
             source = make_source(args.marathon, client_settings(args))
@@ -492,18 +496,18 @@ def check_haproxy_bin(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Wire the stages together from parsed flags."""
-    from servicerouter import haproxy
-    from servicerouter.fragment_check import check_fragments
-    from servicerouter.marathon import MarathonClient, make_source
-    from servicerouter.render import RenderOptions
-    from servicerouter.runner import (
+    from servicerouter.apply import haproxy
+    from servicerouter.engine.runner import (
         Router,
         RouterSettings,
         SyncTrigger,
         run_listening,
         run_once,
     )
-    from servicerouter.templates import TemplateError, load_fragments
+    from servicerouter.render.config import RenderOptions
+    from servicerouter.render.fragment_check import check_fragments
+    from servicerouter.render.fragments import TemplateError, load_fragments
+    from servicerouter.source.marathon import MarathonClient, make_source
 
     problem = check_haproxy_bin(args)
     if problem:
@@ -556,8 +560,8 @@ def run(args: argparse.Namespace) -> int:
     )
     router = Router(source, fragments, settings)
     if not args.dry:  # temp files a crash left beside the config or certificates
-        from servicerouter.runner import default_state_dir
-        from servicerouter.tempfiles import clean_startup
+        from servicerouter.apply.tempfiles import clean_startup
+        from servicerouter.engine.runner import default_state_dir
 
         state_dir = settings.state_dir or default_state_dir(settings.config_path)
         clean_startup(settings.config_path, [state_dir, os.path.join(state_dir, "bundles")])
@@ -573,15 +577,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_live(args: argparse.Namespace, router: Any) -> int:
-    """--sse, --listening, --manage-haproxy: the long-running loop (servicerouter.live)."""
+    """--sse, --listening, --manage-haproxy: the long-running loop (servicerouter.engine.live)."""
     from dataclasses import replace
 
-    from servicerouter import haproxy
-    from servicerouter.live import LiveOptions, LiveSettings, run_live
-    from servicerouter.manager import ManagedHAProxy, ManagedSettings
-    from servicerouter.marathon import MarathonClient
-    from servicerouter.runner import default_state_dir
-    from servicerouter.status import parse_listen
+    from servicerouter.apply import haproxy
+    from servicerouter.apply.managed import ManagedHAProxy, ManagedSettings
+    from servicerouter.engine.live import LiveOptions, LiveSettings, run_live
+    from servicerouter.engine.runner import default_state_dir
+    from servicerouter.serve.status import parse_listen
+    from servicerouter.source.marathon import MarathonClient
 
     if (args.sse or args.listening) and not isinstance(router.source, MarathonClient):
         log.error("--sse and --listening need a Marathon URL, not a file: snapshot")

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from servicerouter.files import fsync_dir
+from servicerouter.apply.files import fsync_dir
 
 log = logging.getLogger("servicerouter.haproxy")
 

@@ -21,7 +21,7 @@ the app) as often as from the operator, so no printed value may break or end a
 line: :func:`printable` refuses control characters, line and paragraph
 separators and ``#`` (which starts a comment) in every value written, and the
 service whose fragment tried is left out of the config (see
-:func:`servicerouter.render.render_guarded`).  Line breaks belong in the
+:func:`servicerouter.render.config.render_guarded`).  Line breaks belong in the
 fragment text itself.
 """
 
@@ -350,11 +350,11 @@ class FragmentSet:
 
 def default_templates_dir() -> Path:
     """The built-in fragments: installed package data, else the checkout's templates/."""
-    here = Path(__file__).resolve().parent
-    installed = here / "default_templates"
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "default_templates"
     if (installed / "HAPROXY_HEAD.j2").is_file():
         return installed
-    return here.parent / "templates"
+    return package.parent / "templates"
 
 
 class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):

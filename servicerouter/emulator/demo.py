@@ -1,6 +1,6 @@
 """The demo: a whole edge on one machine, routing real requests.
 
-``python -m servicerouter.demo`` starts the Marathon emulator with a few apps,
+``python -m servicerouter.emulator.demo`` starts the Marathon emulator with a few apps,
 real HTTP backends on 127.0.0.1, servicerouter in event mode (Marathon posts
 callbacks to it) and a real HAProxy on unprivileged ports, then checks the
 routes itself and prints the curl lines to try.  ``--duration`` bounds the
@@ -29,7 +29,7 @@ from typing import Any
 import requests
 import urllib3
 
-from servicerouter.emulator import MarathonEmulator
+from servicerouter.emulator.marathon import MarathonEmulator
 
 LOCALHOST = "127.0.0.1"
 

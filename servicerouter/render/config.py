@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from servicerouter.labels import Problem
-from servicerouter.model import Service, clean_name, route_order_key
-from servicerouter.templates import Fragment, FragmentSet
+from servicerouter.model.labels import Problem
+from servicerouter.model.services import Service, clean_name, route_order_key
+from servicerouter.render.fragments import Fragment, FragmentSet
 
 # Per-service fragment overrides (HAPROXY_{n}_<FRAGMENT> label templates), by backend name.
 Overrides = Mapping[str, Mapping[str, Fragment]]

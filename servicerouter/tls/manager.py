@@ -1,6 +1,6 @@
 """TLS bundles for the config: which certificates HAProxy serves, and from which files.
 
-:mod:`servicerouter.certs` validates one bundle and writes files; this module decides,
+:mod:`servicerouter.tls.bundles` validates one bundle and writes files; this module decides,
 each sync, what the shared HTTPS frontend and the per-port frontends use:
 
 * every bundle from ``--ssl-certs``, the ``certs/`` directory and the ports'
@@ -24,7 +24,7 @@ How a certificate change reaches HAProxy depends on the mode. One-shot syncs nam
 files by content, so a new certificate changes the config and the usual validated reload
 applies it. The long-running modes (``stable=True``) name them by source file, so a
 renewal for the same names changes only a file's content; :attr:`TlsResult.served` lists
-every file HAProxy reads with a digest of what it holds, and :mod:`servicerouter.certupdate`
+every file HAProxy reads with a digest of what it holds, and :mod:`servicerouter.tls.swap`
 swaps changed ones in place through the Runtime API (or falls back to a reload).
 """
 
@@ -43,9 +43,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from servicerouter import certs
-from servicerouter.certs import Bundle, BundleError
-from servicerouter.certupdate import ServedCert, has_companions, served_cert
+from servicerouter.tls import bundles as certs
+from servicerouter.tls.bundles import Bundle, BundleError
+from servicerouter.tls.swap import ServedCert, has_companions, served_cert
 
 log = logging.getLogger("servicerouter.tls")
 

@@ -1,0 +1,1 @@
+"""The loop that ties the stages: one-shot and live runs, coalescing, retries."""

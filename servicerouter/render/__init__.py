@@ -1,0 +1,1 @@
+"""Services + fragments -> HAProxy config text.  Pure: fragment registry, rendering, sandbox and budgets."""

@@ -1,0 +1,1 @@
+"""The HTTP side: the guarded server, /healthz, /status, /metrics and the --listening callback."""

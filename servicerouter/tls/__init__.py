@@ -1,0 +1,1 @@
+"""Certificate bundles, crt-lists, the default certificate and live certificate swaps."""
