@@ -16,8 +16,7 @@ from pathlib import Path
 from benchmarks.generate import app_id, dumps_state, generate_state
 from benchmarks.run import parse_timings
 from servicerouter.model.services import build_model, service_ports
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
 
 
 def test_generator_is_deterministic() -> None:
@@ -29,7 +28,7 @@ def test_generator_is_deterministic() -> None:
 
 def test_generator_cli_writes_the_same_bytes(tmp_path: Path) -> None:
     out = tmp_path / "state.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate.py"), "--apps", "25",
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "generate.py"), "--apps", "25",
                     "--tasks", "2", "--out", str(out)], check=True, timeout=60)
     assert out.read_bytes() == dumps_state(generate_state(25, 2))
 
@@ -75,9 +74,9 @@ def test_parse_timings_reads_the_sync_timing_line() -> None:
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     """The whole command at a tiny size: it runs and prints its table."""
     results = tmp_path / "results.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--sizes", "20,40", "--tasks", "2",
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--sizes", "20,40", "--tasks", "2",
          "--runs", "1", "--workdir", str(tmp_path / "work"), "--json", str(results)],
         capture_output=True, text=True, timeout=240, env=env, cwd=str(tmp_path), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -26,6 +26,7 @@ import pytest
 
 from servicerouter.apply import haproxy
 from servicerouter.tls import bundles as certs
+from tests.paths import REPO
 
 OLD = "# old config\n" + "global\n  maxconn 100\n" * 2000
 NEW = "# new config\n" + "global\n  maxconn 200\n" * 3000
@@ -198,7 +199,7 @@ CHILD = textwrap.dedent("""
 def _run_child(kill_at: int, target: Path, new_path: Path, validate: bool,
                haproxy_bin: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HAPROXY_BIN=haproxy_bin,
-               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+               PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-c", CHILD, str(kill_at), str(target),
                            str(new_path), "1" if validate else "0"],
                           capture_output=True, text=True, timeout=120, env=env, check=False)

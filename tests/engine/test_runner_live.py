@@ -25,6 +25,7 @@ from servicerouter.render.fragments import load_fragments
 from servicerouter.source.events import Backoff, EventStream
 from servicerouter.source.marathon import ClientSettings, MarathonClient
 from tests.harness import wait_until
+from tests.paths import REPO
 
 APPS_FETCH = "/v2/apps?embed=apps.tasks"
 
@@ -438,7 +439,7 @@ def test_python_m_servicerouter_starts_twice_beside_its_config(tmp_path: Path,
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
     probe = subprocess.run([sys.executable, "-c", "import servicerouter.cli.main"], cwd=tmp_path,
                            env=env, capture_output=True, check=False)
     if probe.returncode != 0:  # not installed: run it from the checkout instead
@@ -482,7 +483,7 @@ def test_listening_mode_signals_and_clean_exit(tmp_path: Path, haproxy_bin: str)
 
     from tests.harness import free_port
 
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
     with MarathonEmulator() as emu:
         emu.put_app(app("/web", 10001))
         emu.add_task("/web", "127.0.0.1", [31000])

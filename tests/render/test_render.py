@@ -20,10 +20,10 @@ import pytest
 from servicerouter.model.services import build_model
 from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.fragments import load_fragments
+from tests.paths import LEGACY_TEMPLATES, MARATHON_FIXTURES, REPO
 
-ROOT = Path(__file__).resolve().parent.parent
-LEGACY = ROOT / "tests" / "fixtures" / "legacy_templates"
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "marathon"
+LEGACY = LEGACY_TEMPLATES
+FIXTURES = MARATHON_FIXTURES
 
 
 def ident(host: str) -> str | None:
@@ -140,11 +140,11 @@ def _legacy_cli(tmp_path: Path, apps: list[dict], templates: Path = LEGACY,
     snapshot.write_text(json.dumps({"apps": apps}))
     cfg = tmp_path / "haproxy.cfg"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
+        [sys.executable, str(REPO / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
          "--haproxy-config", str(cfg), "--command", "true", "--syslog-socket", "/dev/null",
          "--skip-validation", *flags],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 0, proc.stderr
     assert oct(cfg.stat().st_mode & 0o777) == oct(0o644)

@@ -16,15 +16,14 @@ from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.model.labels import SETTINGS
 from servicerouter.render.fragments import FRAGMENTS
 from tests.harness import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), *args],
+        [sys.executable, str(REPO / "bin" / "servicerouter.py"), *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 
 
@@ -312,10 +311,10 @@ def test_default_haproxy_missing_skips_validation_saying_so(tmp_path: Path) -> N
     empty.mkdir()
     true = shutil.which("true")
     assert true is not None
-    argv = [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", _snapshot(tmp_path),
+    argv = [sys.executable, str(REPO / "bin" / "servicerouter.py"), "-m", _snapshot(tmp_path),
             *common(tmp_path), "--command", true]
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(empty)})
+                          env={**os.environ, "PYTHONPATH": str(REPO), "PATH": str(empty)})
     assert proc.returncode == 0, proc.stderr
     assert "haproxy not found: writing the config without validating it" in proc.stderr
     assert (tmp_path / "haproxy.cfg").exists()
@@ -414,9 +413,9 @@ def test_a_busy_port_is_one_clear_startup_error(tmp_path: Path, mode: str) -> No
 
 def test_help_is_for_servicerouter(tmp_path: Path) -> None:
     for argv in ([sys.executable, "-m", "servicerouter", "--help"],
-                 [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "--help"]):
+                 [sys.executable, str(REPO / "bin" / "servicerouter.py"), "--help"]):
         proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
         assert proc.returncode == 0 and proc.stdout.startswith("usage: servicerouter ")
 
 

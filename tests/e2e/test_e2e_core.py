@@ -25,9 +25,9 @@ from cryptography import x509
 from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.tls.bundles import generate_self_signed
 from tests.harness import HAProxy, free_port, http_get, tcp_exchange, wait_for_port, wait_until
+from tests.paths import REPO
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -57,9 +57,9 @@ def make_edge(tmp_path: Path) -> Edge:
 
 def servicerouter(edge: Edge, marathon_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", marathon_url,
+        [sys.executable, str(REPO / "bin" / "servicerouter.py"), "-m", marathon_url,
          "--command", "true", *edge.flags(), *extra],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 0, proc.stderr
     return proc
@@ -281,12 +281,12 @@ def test_listening_mode_follows_marathon_events(tmp_path, backend_factory,
         edge, [app("/live", port, [first], HAPROXY_0_VHOST="live.example.com")], haproxy_factory)
     callback = free_port()
     router = subprocess.Popen(
-        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", marathon.url,
+        [sys.executable, str(REPO / "bin" / "servicerouter.py"), "-m", marathon.url,
          "--listening", f"http://127.0.0.1:{callback}", "--listening-addr", "127.0.0.1",
          "--command", shlex.join(proxy.reload_command), "--min-wait", "0.05",
          "--max-wait", "0.3", *edge.flags()],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
         wait_until(lambda: f"http://127.0.0.1:{callback}" in marathon.subscriptions, timeout=20)

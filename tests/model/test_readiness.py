@@ -17,7 +17,6 @@ from servicerouter.engine.runner import Router, RouterSettings
 from servicerouter.render.fragments import load_fragments
 from servicerouter.source.marathon import SnapshotSource, make_source
 
-REPO = Path(__file__).resolve().parents[1]
 FRAGMENTS = load_fragments([])
 TASKS = [{"id": "web.1", "host": "127.0.0.1", "ports": [31001], "state": "TASK_RUNNING"},
          {"id": "web.2", "host": "127.0.0.1", "ports": [31002], "state": "TASK_RUNNING"}]

@@ -10,6 +10,7 @@ from servicerouter.apply.confdiff import (
     plan_runtime_update,
     unsupported_args,
 )
+from tests.paths import LEGACY_TEMPLATES
 
 BASE = """global
   daemon
@@ -155,13 +156,12 @@ def test_sticky_servers_with_their_own_cookie_reload() -> None:
 def test_rendered_sticky_backends_decide_runtime_or_reload() -> None:
     """What the fragments render decides: the defaults scale live, servicerouter.py's
     fragments (or only one of the pair overridden) keep explicit cookies and reload."""
-    from pathlib import Path
 
     from servicerouter.model.services import build_model
     from servicerouter.render.config import RenderOptions, render_config
     from servicerouter.render.fragments import FragmentSet, load_fragments
 
-    legacy_dir = Path(__file__).resolve().parent / "fixtures" / "legacy_templates"
+    legacy_dir = LEGACY_TEMPLATES
     defaults = load_fragments([])
     legacy = load_fragments([legacy_dir])
 

@@ -26,9 +26,9 @@ import pytest
 import requests
 
 from servicerouter.emulator.marathon import MarathonEmulator, service_ports
+from tests.paths import MARATHON_FIXTURES, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "marathon"
+FIXTURES = MARATHON_FIXTURES
 ISO_MS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
 

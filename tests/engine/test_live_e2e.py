@@ -27,10 +27,10 @@ import pytest
 
 from servicerouter.emulator.marathon import MarathonEmulator
 from tests.harness import Backend, free_port, http_get, wait_until
+from tests.paths import REPO
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 OUTAGE_SECONDS = float(os.environ.get("SR_E2E_OUTAGE_SECONDS", "30"))
 
 
@@ -140,7 +140,7 @@ def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rou
         log_path = workdir / "servicerouter.log"
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(argv, cwd=workdir, stdout=log_file, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                    env=dict(os.environ, PYTHONPATH=str(REPO)))
         router = RouterProcess(proc, status_port, workdir, log_path)
         started.append(router)
         wait_until(lambda: router.status()["last_apply"] in ("reload", "runtime", "unchanged")
@@ -312,9 +312,9 @@ def test_outage_and_bad_app(
 
 def test_event_latency_benchmark_quick() -> None:
     """The benchmark stays runnable alone; its task replacements never reload."""
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "event_latency.py"),
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "event_latency.py"),
                            "--quick", "--json"], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
+                          cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["trials"] == 10 and result["reloads"] == 0

@@ -45,10 +45,10 @@ from servicerouter.source.marathon import SnapshotSource
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.swap import CertUpdater
 from tests.harness import free_port, http_get, wait_until
+from tests.paths import REPO
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def new_bundle(name: str) -> tuple[str, int]:
@@ -127,7 +127,7 @@ def router_process(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., R
         ]
         with open(workdir / "servicerouter.log", "wb") as log_file:
             proc = subprocess.Popen(argv, cwd=workdir, stdout=log_file, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                    env=dict(os.environ, PYTHONPATH=str(REPO)))
         router = RouterProcess(proc, status_port, https_port, workdir)
         started.append(router)
         wait_until(lambda: router.status()["last_apply"] in ("reload", "unchanged")

@@ -10,13 +10,13 @@ backend options (balance, sticky cookie, auth, HSTS, redirect, bind options).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from servicerouter.model.services import build_model, ip_per_task_ports
 from servicerouter.render.config import RenderOptions, host_acl_name, render_config
 from servicerouter.render.fragments import load_fragments
+from tests.paths import LEGACY_TEMPLATES
 
-LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_templates"
+LEGACY = LEGACY_TEMPLATES
 SHA512 = "$6$abc$IdWKNKTJEb8LxY7CGg8YBXlvtfZzFw7Mp/r6niK9YB2mdvgY..TKjv1T..8RadRt2qvUHYRLr/TsVArtr91iR1"
 DEFAULTS = load_fragments([])
 LEGACY_SET = load_fragments([LEGACY])

@@ -32,10 +32,10 @@ from cryptography.x509.oid import NameOID
 
 from servicerouter.emulator.marathon import MarathonEmulator
 from tests.harness import Backend, HAProxy, free_port, http_get, wait_for_port, wait_until
+from tests.paths import REPO
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
-ROOT = Path(__file__).resolve().parent.parent
 # openssl passwd -6 -salt abc secret
 SECRET_HASH = ("$6$abc$IdWKNKTJEb8LxY7CGg8YBXlvtfZzFw7Mp/r6niK9YB2mdvgY..TKjv1T..8RadRt2qvUHYRLr"
                "/TsVArtr91iR1")
@@ -226,7 +226,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, haproxy_bin: str) -> Iterator
         cfg = workdir / "haproxy.cfg"
         disc_port = out.ports["disc"]
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", marathon.url,
+            [sys.executable, str(REPO / "bin" / "servicerouter.py"), "-m", marathon.url,
              "--command", "true", "--haproxy-config", str(cfg), "--syslog-socket", "/dev/null",
              "--bind-addr", "127.0.0.1", "--http-port", str(out.http),
              "--https-port", str(out.https), "--appid-port", str(free_port()),
@@ -235,7 +235,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, haproxy_bin: str) -> Iterator
              "--health-check", "--min-serv-port-ip-per-task", str(disc_port),
              "--max-serv-port-ip-per-task", str(disc_port)],
             capture_output=True, text=True, timeout=60, cwd=workdir,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         assert proc.returncode == 0, proc.stderr
         out.stderr = proc.stderr
@@ -386,13 +386,13 @@ def _one_shot_edge(workdir: Path, haproxy_bin: str, args: list[str],
     snapshot.write_text(json.dumps({"apps": apps}))
     cfg, https = workdir / "haproxy.cfg", free_port()
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
+        [sys.executable, str(REPO / "bin" / "servicerouter.py"), "-m", f"file:{snapshot}",
          "--command", "true", "--haproxy-config", str(cfg), "--syslog-socket", "/dev/null",
          "--bind-addr", "127.0.0.1", "--http-port", str(free_port()), "--https-port", str(https),
          "--appid-port", str(free_port()), "--stats-port", str(free_port()),
          "--state-dir", str(workdir / "state"), "--certs-dir", str(workdir / "certs"), *args],
         capture_output=True, text=True, timeout=60, cwd=workdir,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     proxy = HAProxy(cfg, haproxy_bin=haproxy_bin)
     proxy.start()

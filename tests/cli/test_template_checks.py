@@ -21,6 +21,7 @@ from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.fragment_check import check_fragments
 from servicerouter.render.fragments import TemplateError, load_fragments
 from servicerouter.render.label_templates import compile_label_templates
+from tests.paths import LEGACY_TEMPLATES
 
 
 def _dir(tmp_path: Path, name: str, text: str) -> Path:
@@ -76,7 +77,7 @@ def test_render_errors_fail_at_startup(tmp_path: Path, name: str, text: str, lin
 
 def test_default_and_legacy_fragments_pass() -> None:
     check_fragments(load_fragments())
-    legacy = Path(__file__).parent / "fixtures" / "legacy_templates"
+    legacy = LEGACY_TEMPLATES
     if legacy.is_dir():
         check_fragments(load_fragments([legacy]))
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from servicerouter.model.services import build_model, has_group, service_ports
+from tests.paths import MARATHON_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "marathon"
+FIXTURES = MARATHON_FIXTURES
 
 
 def ident(host: str) -> str | None:

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
+
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_routes_real_requests(tmp_path: Path, haproxy_bin: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "servicerouter.emulator.demo", "--free-ports", "--duration", "1",
          "--workdir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("  ok  ") == 4, proc.stdout

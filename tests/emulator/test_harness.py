@@ -32,6 +32,7 @@ from tests.harness import (
     wait_for_port,
     wait_until,
 )
+from tests.paths import TESTS_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -284,6 +285,6 @@ def test_stop_leaves_no_process(tmp_path: Path, haproxy_bin: str) -> None:
 
 def test_backend_script_runs_standalone() -> None:
     """The script is also a tool: `python tests/backend_server.py --help` works without the harness."""
-    script = Path(__file__).with_name("backend_server.py")
+    script = TESTS_DIR / "backend_server.py"
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--tls-cert" in out.stdout

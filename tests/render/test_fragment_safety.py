@@ -39,11 +39,12 @@ from servicerouter.render.fragments import (
     load_fragments,
     printable,
 )
+from tests.engine.test_runner_live import app as live_app
+from tests.engine.test_runner_live import rig_factory  # noqa: F401 - the live engine fixture
 from tests.harness import wait_until
-from tests.test_runner_live import app as live_app
-from tests.test_runner_live import rig_factory  # noqa: F401 - the live engine fixture
+from tests.paths import LEGACY_TEMPLATES, MARATHON_FIXTURES
 
-LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_templates"
+LEGACY = LEGACY_TEMPLATES
 DEFAULT_BACKEND_HEAD = (default_templates_dir() / "HAPROXY_BACKEND_HEAD.j2").read_text()
 OPTIONS = RenderOptions(crt_list="/state/crt-list", default_cert="/state/default.pem")
 INJECTION = "x\n  http-request deny\nlisten pwn\n  bind 127.0.0.1:2222\n  server s 1.2.3.4:22"
@@ -188,15 +189,21 @@ def _plain_defaults():
     return FragmentSet(chosen)
 
 
-SHARED_FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "marathon"
 
 
-@pytest.mark.parametrize("fixture", sorted(p.name for p in SHARED_FIXTURES.glob("*.json"))
-                         if SHARED_FIXTURES.is_dir() else [])
+def _app_list_fixtures() -> list[str]:
+    """The fixtures that are ``/v2/apps`` answers (the others are single apps, task lists)."""
+    names = []
+    for path in sorted(MARATHON_FIXTURES.glob("*.json")):
+        body = json.loads(path.read_text())
+        if isinstance(body, dict) and isinstance(body.get("apps"), list):
+            names.append(path.name)
+    return names
+
+
+@pytest.mark.parametrize("fixture", _app_list_fixtures())
 def test_default_fragments_render_byte_identically_with_the_check(fixture: str) -> None:
-    body = json.loads((SHARED_FIXTURES / fixture).read_text())
-    if not isinstance(body, dict) or not isinstance(body.get("apps"), list):
-        pytest.skip("not a list of apps")
+    body = json.loads((MARATHON_FIXTURES / fixture).read_text())
     services = _services(body["apps"])
     checked = render_guarded(services, load_fragments(), OPTIONS)
     assert not checked.problems

@@ -26,7 +26,7 @@ from servicerouter.render.budget import (
 from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.fragments import load_fragments
 from servicerouter.render.label_templates import TemplateChecker, compile_label_templates
-from tests.test_label_templates import label_template_router
+from tests.render.test_label_templates import label_template_router
 
 FRAGMENTS = load_fragments([])
 OPTIONS = RenderOptions(crt_list="/state/crt-list")
