@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from servicerouter.cli import flags, logs
 from servicerouter.cli import main as cli
 from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.model.labels import SETTINGS
@@ -42,14 +43,14 @@ def web_app(app_id: str = "/web", **labels: str) -> dict:
 # --- flags -------------------------------------------------------------------------
 
 def test_servicerouter_py_flags_and_defaults() -> None:
-    args = cli.parse_args(["-m", "http://a", "http://b", "--marathon", "http://c"])
+    args = flags.parse_args(["-m", "http://a", "http://b", "--marathon", "http://c"])
     assert args.marathon == ["http://a", "http://b", "http://c"]
     assert args.listening is None and args.command is None
     assert args.haproxy_config == "/etc/haproxy/haproxy.cfg"
     assert args.log_format == "%(name)s: %(message)s"
     assert args.syslog_socket in ("/dev/log", "/var/run/syslog")
     assert args.group == []
-    args = cli.parse_args(["-m", "http://x", "--group", "a", "--group", "*", "-l", "http://lb:9000",
+    args = flags.parse_args(["-m", "http://x", "--group", "a", "--group", "*", "-l", "http://lb:9000",
                            "-c", "reload it", "--syslog-socket", "/dev/null",
                            "--log-format", "%(message)s", "--haproxy-config", "/tmp/h.cfg"])
     assert args.group == ["a", "*"] and args.listening == "http://lb:9000"
@@ -76,7 +77,7 @@ def test_longhelp_comes_from_the_registries(tmp_path: Path) -> None:
 def test_yaml_config_file(tmp_path: Path) -> None:
     path = tmp_path / "sr.yaml"
     path.write_text("marathon: http://m1:8080\ngroup: [external]\nhttp-port: 8080\n")
-    args = cli.parse_args(["--config", str(path)])
+    args = flags.parse_args(["--config", str(path)])
     assert args.marathon == ["http://m1:8080"] and args.group == ["external"]
     assert args.http_port == 8080
 
@@ -201,7 +202,7 @@ def test_syslog_socket_is_optional(tmp_path: Path, socket_path: str) -> None:
 ])
 def test_servicerouter_py_abbreviations_still_work(argv: list[str], attr: str, value: str) -> None:
     """argparse let servicerouter.py's users shorten flags; new flags must not break that."""
-    assert getattr(cli.parse_args(["-m", "file:x", *argv]), attr) == value
+    assert getattr(flags.parse_args(["-m", "file:x", *argv]), attr) == value
 
 
 def test_a_new_bad_label_leaves_the_config_byte_identical(tmp_path: Path) -> None:
@@ -339,7 +340,7 @@ def restore_logging() -> Iterator[None]:
     yield
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-        if isinstance(handler, cli.QuietSysLogHandler):
+        if isinstance(handler, logs.QuietSysLogHandler):
             handler.close()
     for handler in saved[0]:
         logger.addHandler(handler)
@@ -364,7 +365,7 @@ def test_syslog_that_goes_away_warns_once_and_comes_back(restore_logging, capsys
 
     server = syslogd()
     try:
-        cli.setup_logging(path, "%(name)s: %(message)s")
+        logs.setup_logging(path, "%(name)s: %(message)s")
         log = logging.getLogger("servicerouter.test")
         log.warning("first")
         assert b"servicerouter.test: first" in server.recv(4096)

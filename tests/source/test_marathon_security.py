@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from servicerouter.cli import flags
 from servicerouter.cli import main as cli
 from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.source.events import EventStream
@@ -270,16 +271,16 @@ def _wait(predicate: object, timeout: float = 10.0) -> None:
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    return cli.parse_args(["-m", "https://127.0.0.1:1", *argv])
+    return flags.parse_args(["-m", "https://127.0.0.1:1", *argv])
 
 
 def test_credential_flags(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    assert cli.client_settings(_args("--auth-credentials", f"{USER}:{PASSWORD}")).auth == (
+    assert flags.client_settings(_args("--auth-credentials", f"{USER}:{PASSWORD}")).auth == (
         USER, PASSWORD)
     secret = tmp_path / "credentials"
     secret.write_text(f"{USER}:{PASSWORD}\n")
     secret.chmod(0o600)
-    settings = cli.client_settings(_args("--marathon-auth-credential-file", str(secret)))
+    settings = flags.client_settings(_args("--marathon-auth-credential-file", str(secret)))
     assert settings.auth == (USER, PASSWORD)
     assert PASSWORD not in repr(settings)  # settings may be logged
     secret.chmod(0o644)
@@ -298,7 +299,7 @@ def test_credential_flags(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
 ])
 def test_bad_access_flags_fail_at_startup(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message) as err:
-        cli.client_settings(_args(*argv))
+        flags.client_settings(_args(*argv))
     assert PASSWORD not in str(err.value)
 
 
@@ -367,7 +368,7 @@ def test_credential_file_is_not_world_readable_in_examples(tmp_path: Path) -> No
 def test_bad_marathon_urls_exit_2_without_the_password(
         url: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        cli.parse_args(["-m", "http://ok:8080", "-m", url])
+        flags.parse_args(["-m", "http://ok:8080", "-m", url])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "error: --marathon" in err
@@ -377,9 +378,9 @@ def test_bad_marathon_urls_exit_2_without_the_password(
 def test_different_credentials_per_host_need_one_flag(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["-m", "http://a:S3cret1@h1:1", "-m", "http://b:S3cret2@h2:1"]
     with pytest.raises(SystemExit):
-        cli.parse_args(argv)
+        flags.parse_args(argv)
     assert "different credentials" in capsys.readouterr().err
-    cli.parse_args([*argv, "--auth-credentials", "c:d"])  # the flag wins: fine
+    flags.parse_args([*argv, "--auth-credentials", "c:d"])  # the flag wins: fine
     with pytest.raises(ValueError, match="different credentials"):
         MarathonClient(argv[1::2])
 

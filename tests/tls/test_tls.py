@@ -207,7 +207,8 @@ def test_listing_format(tmp_path: Path, pki: dict[str, Path]) -> None:
 
 def test_list_certs_cli(tmp_path: Path, pki: dict[str, Path],
                         capsys: pytest.CaptureFixture[str]) -> None:
-    from servicerouter.cli.main import list_certs, parse_args
+    from servicerouter.cli.flags import parse_args
+    from servicerouter.cli.main import list_certs
 
     code = list_certs(parse_args(["--list-certs", "--certs-dir", str(pki["dir"]), "--ssl-certs",
                                   str(pki["ordered"])]))

@@ -1,0 +1,314 @@
+"""The flags: servicerouter.py's eight unchanged, new ones beside them, and ``--config``.
+
+servicerouter.py's eight flags keep their names, short forms, defaults and
+meaning; ``-m`` now also adds hosts when repeated.  New flags follow
+marathon-lb's names where one exists.  An optional YAML file (``--config``)
+holds the same keys as the long flags (dashes or underscores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from servicerouter import __version__
+
+DEFAULT_HAPROXY_BIN = "haproxy"
+
+
+def default_syslog_socket() -> str:
+    return "/var/run/syslog" if sys.platform == "darwin" else "/dev/log"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicerouter",
+        description="Marathon HAProxy Service Router",
+        epilog="--longhelp describes every app setting and template fragment.",
+    )
+    # --- servicerouter.py's flags, unchanged -------------------------------------
+    parser.add_argument("--longhelp", action="store_true",
+                        help="Print out configuration details")
+    parser.add_argument("--marathon", "-m", nargs="+", action="extend",
+                        help="Marathon endpoint, eg. -m http://marathon1:8080 "
+                             "-m http://marathon2:8080 (or file:PATH of a saved "
+                             "/v2/apps?embed=apps.tasks body)")
+    parser.add_argument("--listening", "-l",
+                        help="The HTTP address that Marathon can call this script back "
+                             "at (http://lb1:8080)")
+    parser.add_argument("--syslog-socket", default=default_syslog_socket(),
+                        help="Socket to write syslog messages to. Use '/dev/null' to "
+                             "disable logging to syslog")
+    parser.add_argument("--log-format", default="%(name)s: %(message)s",
+                        help="Set log message format")
+    parser.add_argument("--haproxy-config", default="/etc/haproxy/haproxy.cfg",
+                        help="Location of haproxy configuration")
+    parser.add_argument("--group", action="append", default=[],
+                        help="Only generate config for apps which list the specified names. "
+                             "Defaults to apps without groups. Use '*' to match all groups")
+    parser.add_argument("--command", "-c",
+                        help="If set, run this command to reload haproxy (shell-split). "
+                             "Default: detect upstart, systemd or sysvinit")
+
+    # --- new flags ---------------------------------------------------------------
+    new = parser.add_argument_group("servicerouter additions")
+    new.add_argument("--version", action="version", version=f"servicerouter {__version__}")
+    new.add_argument("--config", metavar="FILE",
+                     help="YAML file with the same keys as the long flags")
+    new.add_argument("--templates-dir", action="append", default=[], metavar="DIR",
+                     help="Directory of fragment overrides, searched before ./templates "
+                          "(repeatable; the first given wins)")
+    new.add_argument("--dry", action="store_true",
+                     help="Print the config (and its diff against the file on disk to "
+                          "stderr); write and reload nothing")
+    new.add_argument("--skip-validation", action="store_true",
+                     help="Do not check the config with 'haproxy -c' before writing it")
+    new.add_argument("--haproxy-bin", default=None, metavar="PATH",
+                     help="HAProxy binary used for validation (and run by --manage-haproxy); "
+                          "default 'haproxy' from PATH, validation skipped with a warning "
+                          "when there is none. A given one must exist")
+    new.add_argument("--ssl-certs", default="", metavar="PATHS",
+                     help="Comma-separated PEM bundles or directories of them for the "
+                          "shared HTTPS frontend (a self-signed default is generated "
+                          "when none is valid)")
+    new.add_argument("--certs-dir", default="certs", metavar="DIR",
+                     help="Directory of certificate bundles also served (default ./certs)")
+    new.add_argument("--state-dir", metavar="DIR",
+                     help="Where generated certificates and crt-lists are written "
+                          "(default: '.servicerouter' beside --haproxy-config)")
+    new.add_argument("--cookie-secret-file", metavar="FILE",
+                     help="Secret that keys sticky ports' dynamic cookies, so a cookie does "
+                          "not reveal its server's address; give every edge node the same "
+                          "file so a client stays on its server whichever node it reaches "
+                          "(default: keys derived from the backend name, the same everywhere)")
+    new.add_argument("--bind-addr", default="*",
+                     help="Bind address of the shared frontends and of ports without "
+                          "HAPROXY_{n}_BIND_ADDR (default '*')")
+    new.add_argument("--http-port", type=int, default=80, help="Shared HTTP frontend port")
+    new.add_argument("--https-port", type=int, default=443, help="Shared HTTPS frontend port")
+    new.add_argument("--appid-port", type=int, default=81,
+                     help="X-Marathon-App-Id frontend port")
+    new.add_argument("--stats-port", type=int, default=9090, help="HAProxy stats port")
+    new.add_argument("--listening-addr", default="", metavar="ADDR",
+                     help="Address the --listening callback server binds to (default all)")
+    new.add_argument("--marathon-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="Read timeout of Marathon requests")
+    new.add_argument("--connect-timeout", type=float, default=5.0, metavar="SECONDS",
+                     help="Connect timeout of Marathon requests")
+    new.add_argument("--min-wait", type=float, default=0.2, metavar="SECONDS",
+                     help="Quiet time after the last event before a sync")
+    new.add_argument("--max-wait", type=float, default=2.0, metavar="SECONDS",
+                     help="Longest delay between an event and its sync")
+    new.add_argument("--resync-interval", type=float, default=300.0, metavar="SECONDS",
+                     help="Full resync period in event modes")
+    new.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"],
+                     help="Log level (default info)")
+
+    live = parser.add_argument_group("event streams, managed HAProxy and status")
+    live.add_argument("--sse", action="store_true",
+                      help="Follow Marathon's event stream (GET /v2/events) and keep HAProxy "
+                           "in step; reconnects across the --marathon hosts")
+    live.add_argument("--sse-stall-timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="Reconnect when the event stream sends nothing (not even a "
+                           "keep-alive) for this long")
+    live.add_argument("--backoff-initial", type=float, default=1.0, metavar="SECONDS",
+                      help="First retry delay after Marathon fails (doubles, jittered)")
+    live.add_argument("--backoff-max", type=float, default=30.0, metavar="SECONDS",
+                      help="Longest retry delay after Marathon fails")
+    live.add_argument("--manage-haproxy", action="store_true",
+                      help="Run HAProxy (--haproxy-bin) in master-worker mode and reload it "
+                           "seamlessly through its master socket; restart it if it dies")
+    live.add_argument("--haproxy-stop-on-exit", action="store_true",
+                      help="With --manage-haproxy: stop HAProxy when servicerouter exits "
+                           "(default: leave it serving; the next start adopts it)")
+    live.add_argument("--hard-stop-after", default="60s", metavar="TIME",
+                      help="With --manage-haproxy: HAProxy's hard-stop-after, the longest "
+                           "an old worker may linger after a reload (default 60s)")
+    live.add_argument("--runtime-socket", metavar="PATH",
+                      help="Runtime API socket for a HAProxy reloaded by --command: written "
+                           "as 'stats socket' in the config (every mode, --dry too) and, "
+                           "in the event modes, used to change servers without reloading")
+    live.add_argument("--no-runtime-api", action="store_true",
+                      help="Always reload, never change servers through the Runtime API")
+    live.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+                      help="How long a removed server drains before it is deleted")
+    live.add_argument("--status-listen", metavar="HOST:PORT",
+                      help="Serve /healthz, /status and /metrics (a bare PORT binds "
+                           "127.0.0.1; other addresses need --status-token)")
+    live.add_argument("--status-token", default=os.environ.get("SERVICEROUTER_STATUS_TOKEN"),
+                      metavar="TOKEN",
+                      help="Bearer token for the status endpoint (default: "
+                           "$SERVICEROUTER_STATUS_TOKEN)")
+
+    routing = parser.add_argument_group("routing features and TLS")
+    routing.add_argument("--strict-mode", action="store_true",
+                         help="Only route ports whose app sets HAPROXY_{n}_ENABLED=true")
+    routing.add_argument("--health-check", "-H", action="store_true",
+                         help="Only route tasks that are running, pass all their Marathon "
+                              "health checks and readiness checks; drain tasks being killed")
+    routing.add_argument("--min-serv-port-ip-per-task", type=int, default=10050,
+                         metavar="PORT",
+                         help="Lowest service port given to IP-per-task apps Marathon gave "
+                              "none (default 10050)")
+    routing.add_argument("--max-serv-port-ip-per-task", type=int, default=10100,
+                         metavar="PORT",
+                         help="Highest service port given to IP-per-task apps (default 10100)")
+    routing.add_argument("--allow-label-templates", action="store_true",
+                         help="Let apps replace per-port fragments with HAPROXY_{n}_<FRAGMENT> "
+                              "labels (sandboxed Jinja2; a bad one quarantines only its app)")
+    routing.add_argument("--list-certs", action="store_true",
+                         help="List the certificate bundles (--ssl-certs, --certs-dir and, "
+                              "with -m, the apps' HAPROXY_{n}_SSL_CERT) with their names, "
+                              "expiry and problems; exit 1 if any is unusable")
+
+    access = parser.add_argument_group("Marathon access")
+    access.add_argument("--marathon-auth-credential-file", metavar="FILE",
+                        help="File whose first line is USER:PASSWORD for Marathon's HTTP "
+                             "basic auth (keep it mode 600)")
+    access.add_argument("--auth-credentials", metavar="USER:PASSWORD",
+                        default=os.environ.get("SERVICEROUTER_MARATHON_CREDENTIALS"),
+                        help="Marathon basic auth (default: "
+                             "$SERVICEROUTER_MARATHON_CREDENTIALS); visible to other local "
+                             "users in the process list: prefer the credential file")
+    access.add_argument("--marathon-ca-cert", metavar="FILE",
+                        help="CA bundle that signs Marathon's certificate (https is "
+                             "verified against the system CAs otherwise)")
+    access.add_argument("--marathon-insecure", action="store_true",
+                        help="Do not verify Marathon's TLS certificate (logs a warning)")
+    access.add_argument("--marathon-client-cert", metavar="FILE",
+                        help="Client certificate for mutual TLS with Marathon (PEM; may "
+                             "also hold the key)")
+    access.add_argument("--marathon-client-key", metavar="FILE",
+                        help="Private key of --marathon-client-cert, if in its own file")
+    return parser
+
+
+def client_settings(args: argparse.Namespace) -> Any:
+    """ClientSettings from the flags; ValueError (never echoing a secret) if unusable."""
+    from servicerouter.source.marathon import (
+        ClientSettings,
+        parse_credentials,
+        read_credential_file,
+    )
+
+    auth = None
+    if args.marathon_auth_credential_file and args.auth_credentials:
+        raise ValueError("give --auth-credentials or --marathon-auth-credential-file, not both")
+    if args.marathon_auth_credential_file:
+        auth = read_credential_file(args.marathon_auth_credential_file)
+    elif args.auth_credentials:
+        auth = parse_credentials(args.auth_credentials, "--auth-credentials")
+    if args.marathon_insecure and args.marathon_ca_cert:
+        raise ValueError("--marathon-insecure and --marathon-ca-cert contradict each other")
+    if args.marathon_client_key and not args.marathon_client_cert:
+        raise ValueError("--marathon-client-key needs --marathon-client-cert")
+    for flag in ("marathon_ca_cert", "marathon_client_cert", "marathon_client_key"):
+        path = getattr(args, flag)
+        if path and not os.access(path, os.R_OK):
+            raise ValueError(f"--{flag.replace('_', '-')} {path}: not a readable file")
+    verify: bool | str = False if args.marathon_insecure else (args.marathon_ca_cert or True)
+    cert: tuple[str, str] | str | None = args.marathon_client_cert
+    if args.marathon_client_cert and args.marathon_client_key:
+        cert = (args.marathon_client_cert, args.marathon_client_key)
+    return ClientSettings(connect_timeout=args.connect_timeout,
+                          read_timeout=args.marathon_timeout, auth=auth, verify=verify,
+                          client_cert=cert)
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Load ``--config`` YAML into the parser's defaults (flags still win)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if not known.config:
+        return
+    import yaml
+
+    try:
+        with open(known.config, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as err:
+        parser.error(f"cannot read --config {known.config}: {err}")
+    if not isinstance(data, dict):
+        parser.error(f"--config {known.config}: expected a mapping of flag names to values")
+    dests = {a.dest for a in parser._actions}
+    defaults: dict[str, Any] = {}
+    for key, value in data.items():
+        dest = str(key).lstrip("-").replace("-", "_")
+        if dest not in dests or dest in ("config", "help", "version"):
+            parser.error(f"--config {known.config}: unknown key {key!r}")
+        if dest in ("marathon", "group", "templates_dir") and isinstance(value, str):
+            value = [value]
+        defaults[dest] = value
+    parser.set_defaults(**defaults)
+
+
+LEGACY_LONG_FLAGS = ("--help", "--longhelp", "--marathon", "--listening", "--syslog-socket",
+                     "--log-format", "--haproxy-config", "--group", "--command")
+
+
+def expand_legacy_abbreviations(parser: argparse.ArgumentParser,
+                                argv: Sequence[str]) -> list[str]:
+    """Spell out abbreviations that named one of servicerouter.py's flags.
+
+    ``--haproxy x.cfg`` meant ``--haproxy-config`` there; our new flags would make
+    it ambiguous, and a drop-in must not break an operator's command line. An
+    argument that is a full flag of ours, or not a prefix of exactly one legacy
+    flag, is left to argparse.
+    """
+    known = set(parser._option_string_actions)
+    expanded = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return expanded + list(argv[index:])
+        name, sep, value = arg.partition("=")
+        if name.startswith("--") and name not in known:
+            matches = [flag for flag in LEGACY_LONG_FLAGS if flag.startswith(name)]
+            if len(matches) == 1:
+                arg = matches[0] + sep + value
+        expanded.append(arg)
+    return expanded
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    argv = expand_legacy_abbreviations(parser, sys.argv[1:] if argv is None else argv)
+    _apply_config_file(parser, argv)
+    args = parser.parse_args(argv)
+    # Given (flag or --config) or defaulted: only a given binary must exist.
+    args.haproxy_bin_given = args.haproxy_bin is not None
+    if args.haproxy_bin is None:
+        args.haproxy_bin = DEFAULT_HAPROXY_BIN
+    if not args.longhelp and not args.list_certs and not args.marathon:
+        parser.error("argument --marathon/-m is required")
+    if args.marathon:
+        _check_marathon_urls(parser, args)
+    low, high = args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task
+    if not 1 <= low <= high <= 65535:
+        parser.error("--min/--max-serv-port-ip-per-task must satisfy 1 <= min <= max <= 65535")
+    return args
+
+
+def _check_marathon_urls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every -m URL usable, or exit 2 now (the message never shows a password)."""
+    from servicerouter.source.marathon import parse_marathon_url
+
+    urls: list[str] = args.marathon
+    found: set[tuple[str, str] | None] = set()
+    for url in urls:
+        try:
+            found.add(parse_marathon_url(url)[1])
+        except ValueError as err:
+            parser.error(str(err))
+    found.discard(None)
+    if len(found) > 1 and not (args.auth_credentials or args.marathon_auth_credential_file):
+        parser.error("the --marathon URLs carry different credentials; give one "
+                     "--auth-credentials instead")
+    if len(urls) > 1 and any(u.startswith("file:") for u in urls):
+        parser.error("a file: snapshot cannot be mixed with Marathon hosts")
+
+
