@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import requests
 
-from servicerouter.emulator.marathon import MarathonEmulator, service_ports
+from servicerouter.emulator.marathon import MarathonEmulator
+from servicerouter.emulator.payloads import service_ports
 from tests.paths import MARATHON_FIXTURES, REPO
 
 FIXTURES = MARATHON_FIXTURES
