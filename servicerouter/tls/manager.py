@@ -1,7 +1,8 @@
 """TLS bundles for the config: which certificates HAProxy serves, and from which files.
 
-:mod:`servicerouter.tls.bundles` validates one bundle and writes files; this module decides,
-each sync, what the shared HTTPS frontend and the per-port frontends use:
+:mod:`servicerouter.tls.bundles` validates one bundle and :mod:`servicerouter.tls.bundle_layout`
+writes files; this module decides, each sync, what the shared HTTPS frontend and the per-port
+frontends use:
 
 * every bundle from ``--ssl-certs``, the ``certs/`` directory and the ports'
   ``HAPROXY_{n}_SSL_CERT`` goes into the shared frontend's crt-list (SNI picks the
@@ -43,6 +44,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from servicerouter.tls import bundle_layout
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.bundles import Bundle, BundleError
 from servicerouter.tls.swap import ServedCert, has_companions, served_cert
@@ -144,12 +146,12 @@ class TlsManager:
         # the crt-list, but its port still needs the normalised copy.
         extra = [b for b in port_bundles if b.fingerprint not in listed_fps and not ready[b.source]]
         if write:
-            files = certs.materialize_bundles(listed, state_dir, default_pem, stable,
+            files = bundle_layout.materialize_bundles(listed, state_dir, default_pem, stable,
                                               default=default, extra=extra)
         else:
-            layout = certs.plan_layout(listed, state_dir, default_pem, stable,
+            layout = bundle_layout.plan_layout(listed, state_dir, default_pem, stable,
                                        default=default, extra=extra)
-            files = certs.Materialized(layout.crt_list, layout.paths, frozenset(),
+            files = bundle_layout.Materialized(layout.crt_list, layout.paths, frozenset(),
                                        layout.default_cert)
         by_fingerprint: dict[str, Bundle] = {}
         for bundle in [*listed, *extra]:  # the first of a fingerprint is the one written

@@ -1,7 +1,7 @@
 """Certificate changes without a reload: HAProxy's ``set ssl cert`` / ``commit ssl cert``.
 
 In the long-running modes bundle files have stable paths
-(:func:`servicerouter.tls.bundles.stable_bundle_name`), so a renewed certificate for
+(:func:`servicerouter.tls.bundle_layout.stable_bundle_name`), so a renewed certificate for
 the same names changes neither haproxy.cfg nor the crt-list, only the content of
 a file HAProxy read at its last (re)load.  Each sync the live engine compares
 what every served file holds now with what HAProxy was last given

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from servicerouter.apply import haproxy
+from servicerouter.tls import bundle_layout
 from servicerouter.tls import bundles as certs
 from tests.paths import REPO
 
@@ -119,7 +120,7 @@ def test_private_keys_are_0600_in_a_0700_directory(tmp_path: Path, umask_zero: N
     assert _mode(default) == 0o600
     bundle = certs.parse_bundle(certs.generate_self_signed("a.test"), "a.pem",
                                 certs.datetime.now(certs.UTC))
-    crt_list = Path(certs.materialize([bundle], str(state), str(default)))
+    crt_list = Path(bundle_layout.materialize([bundle], str(state), str(default)))
     for path in [crt_list, *(state / "bundles").iterdir()]:
         if "PRIVATE KEY" in path.read_text():
             assert _mode(path) == 0o600, path

@@ -1,4 +1,4 @@
-"""Tests for servicerouter.tls.bundles: every validation rule, the file edges, and real HAProxy.
+"""Tests for servicerouter.tls.bundles and bundle_layout: every validation rule, the file edges, and real HAProxy.
 
 All key material is generated here with ``cryptography`` (EC where possible, so it is fast).
 """
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dh, ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from servicerouter.tls import bundle_layout
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.bundles import Bundle, BundleError
 
@@ -464,7 +465,7 @@ def _bundle(source: str, names: tuple[str, ...], fingerprint: str = "ab" * 32) -
 
 
 def test_build_crt_list_is_sorted_and_filtered_by_names() -> None:
-    text = certs.build_crt_list(
+    text = bundle_layout.build_crt_list(
         "/s/default.pem",
         [
             ("/s/bundles/b.pem", _bundle("x", ("b.example.com", "*.b.example.com"))),
@@ -477,7 +478,7 @@ def test_build_crt_list_is_sorted_and_filtered_by_names() -> None:
         "/s/bundles/a.pem a.example.com\n"
         "/s/bundles/b.pem b.example.com *.b.example.com\n"
     )
-    assert certs.build_crt_list("/s/default.pem", []) == "/s/default.pem\n"
+    assert bundle_layout.build_crt_list("/s/default.pem", []) == "/s/default.pem\n"
 
 
 @pytest.mark.parametrize(
@@ -492,7 +493,7 @@ def test_build_crt_list_is_sorted_and_filtered_by_names() -> None:
 )
 def test_build_crt_list_rejects_unsafe_tokens(default, path, names) -> None:
     with pytest.raises(ValueError):
-        certs.build_crt_list(default, [(path, _bundle("x", names))])
+        bundle_layout.build_crt_list(default, [(path, _bundle("x", names))])
 
 
 def test_materialize_writes_private_files_and_removes_stale(tmp_path, pki: Pki) -> None:
@@ -510,7 +511,7 @@ def test_materialize_writes_private_files_and_removes_stale(tmp_path, pki: Pki) 
     foreign = bundle_dir / "operator-notes.txt"
     foreign.write_text("not ours")
 
-    crt_list = certs.materialize([two, one, one], str(state), default)
+    crt_list = bundle_layout.materialize([two, one, one], str(state), default)
 
     assert os.path.dirname(crt_list) == str(state)
     assert os.path.basename(crt_list).startswith("crt-list-")
@@ -524,7 +525,7 @@ def test_materialize_writes_private_files_and_removes_stale(tmp_path, pki: Pki) 
 
     # Unchanged bundles are not rewritten; a dropped bundle's file goes away.
     inode = os.stat(p1).st_ino
-    second = certs.materialize([one], str(state), default)
+    second = bundle_layout.materialize([one], str(state), default)
     assert os.stat(p1).st_ino == inode
     assert not p2.exists()
     assert second != crt_list  # content-addressed: a change yields a new path
@@ -534,7 +535,7 @@ def test_materialize_writes_private_files_and_removes_stale(tmp_path, pki: Pki) 
 def test_materialize_creates_private_state_dir(tmp_path, pki: Pki) -> None:
     one = certs.parse_bundle(pki.bundle_text(), "one.pem", NOW)
     state = tmp_path / "new-state"
-    certs.materialize([one], str(state), str(tmp_path / "default.pem"))
+    bundle_layout.materialize([one], str(state), str(tmp_path / "default.pem"))
     assert _mode(state) == 0o700 and _mode(state / "bundles") == 0o700
 
 
@@ -587,7 +588,7 @@ def _haproxy_setup(tmp_path, pki: Pki) -> tuple[str, str, int, list[Bundle], lis
     bundles, errors = certs.load_bundles([str(src)], now=NOW)
     state = tmp_path / "state"
     default = certs.ensure_default_certificate(str(state), now=NOW)
-    crt_list = certs.materialize(bundles, str(state), default)
+    crt_list = bundle_layout.materialize(bundles, str(state), default)
     port = _free_port()
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(
@@ -684,7 +685,7 @@ def _dated(source: str, names: tuple[str, ...], days: int, fingerprint: str,
 def test_build_crt_list_puts_the_default_bundle_first_with_its_filters() -> None:
     a = _bundle("a", ("a.example.com",))
     z = _bundle("z", ("z.example.com", "www.z.example.com"))
-    text = certs.build_crt_list("/s/z.pem", [("/s/a.pem", a), ("/s/z.pem", z)])
+    text = bundle_layout.build_crt_list("/s/z.pem", [("/s/a.pem", a), ("/s/z.pem", z)])
     assert text == "/s/z.pem z.example.com www.z.example.com\n/s/a.pem a.example.com\n"
 
 
@@ -714,13 +715,13 @@ def test_plan_layout_is_what_materialize_writes_without_touching_the_disk(
     two_text = cert_pem(pki.other) + cert_pem(pki.inter) + key_pem(pki.other_key)
     two = certs.parse_bundle(two_text, "two.pem", NOW)
     state = tmp_path / "state"
-    certs.plan_layout([one, two], str(state), str(state / "default.pem"), default=two)
+    bundle_layout.plan_layout([one, two], str(state), str(state / "default.pem"), default=two)
     assert not state.exists()
     for stable in (False, True):
         for default in (None, two):
-            plan = certs.plan_layout([one, two], str(state), str(state / "default.pem"),
+            plan = bundle_layout.plan_layout([one, two], str(state), str(state / "default.pem"),
                                      stable, default=default)
-            done = certs.materialize_bundles([one, two], str(state),
+            done = bundle_layout.materialize_bundles([one, two], str(state),
                                              str(state / "default.pem"), stable, default=default)
             assert (done.crt_list, done.paths, done.default_cert) == (
                 plan.crt_list, plan.paths, plan.default_cert)
@@ -733,7 +734,7 @@ def test_materialize_writes_extra_bundles_without_listing_them(tmp_path, pki: Pk
     one = certs.parse_bundle(pki.bundle_text(), "one.pem", NOW)
     two_text = cert_pem(pki.other) + cert_pem(pki.inter) + key_pem(pki.other_key)
     two = certs.parse_bundle(two_text, "two.pem", NOW)
-    done = certs.materialize_bundles([one], str(tmp_path), str(tmp_path / "d.pem"), extra=[two])
+    done = bundle_layout.materialize_bundles([one], str(tmp_path), str(tmp_path / "d.pem"), extra=[two])
     assert os.path.isfile(done.paths[two.fingerprint])
     assert done.paths[two.fingerprint] not in open(done.crt_list).read()
 

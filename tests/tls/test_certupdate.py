@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from servicerouter.apply.managed import RuntimeUpdateError
+from servicerouter.tls import bundle_layout
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.manager import TlsManager
 from servicerouter.tls.swap import (
@@ -253,15 +254,15 @@ def test_switching_naming_schemes_prunes_only_our_files(tmp_path: Path) -> None:
     bundle = certs.parse_bundle(pem_for("a.example.com"), str(tmp_path / "a.pem"),
                                 datetime.now(UTC))
     default = certs.ensure_default_certificate(str(state))
-    by_content = certs.materialize_bundles([bundle], str(state), default)
+    by_content = bundle_layout.materialize_bundles([bundle], str(state), default)
     (state / "bundles" / "notes.txt").write_text("operator's")
-    by_source = certs.materialize_bundles([bundle], str(state), default, stable=True)
+    by_source = bundle_layout.materialize_bundles([bundle], str(state), default, stable=True)
     stable_file = by_source.paths[bundle.fingerprint]
     assert sorted(os.listdir(state / "bundles")) == sorted(
         ["notes.txt", os.path.basename(stable_file)])
     assert not os.path.exists(by_content.paths[bundle.fingerprint])
     assert by_source.crt_list != by_content.crt_list
-    certs.materialize_bundles([bundle], str(state), default)
+    bundle_layout.materialize_bundles([bundle], str(state), default)
     assert not os.path.exists(stable_file)
 
 
