@@ -36,7 +36,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from servicerouter.apply.managed import RuntimeUpdateError
+from servicerouter.apply.runtime_api import RuntimeUpdateError
 
 log = logging.getLogger("servicerouter.certupdate")
 
@@ -153,7 +153,7 @@ def open_transaction(show_output: str) -> str | None:
 
 
 class CommandAPI(Protocol):
-    """The one method of :class:`servicerouter.apply.managed.RuntimeAPI` used here."""
+    """The one method of :class:`servicerouter.apply.runtime_api.RuntimeAPI` used here."""
 
     def command(self, command: str) -> str: ...
 

@@ -1,4 +1,4 @@
-"""Managed HAProxy and the Runtime API (servicerouter.apply.managed), with a real HAProxy."""
+"""Managed HAProxy (servicerouter.apply.managed) and the Runtime API (servicerouter.apply.runtime_api), with a real HAProxy."""
 
 from __future__ import annotations
 
@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 
 from servicerouter.apply.confdiff import RuntimePlan, ServerLine
-from servicerouter.apply.managed import (
-    ManagedHAProxy,
-    ManagedSettings,
-    RuntimeAPI,
-    RuntimeApplier,
-    RuntimeUpdateError,
-    parse_show_proc,
-)
+from servicerouter.apply.managed import ManagedHAProxy, ManagedSettings, parse_show_proc
+from servicerouter.apply.runtime_api import RuntimeAPI, RuntimeApplier, RuntimeUpdateError
 from tests.harness import Backend, free_port, http_get, wait_until
 
 SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>

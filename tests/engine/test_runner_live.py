@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from servicerouter.apply.confdiff import RuntimePlan
-from servicerouter.apply.managed import ReloadResult, RuntimeStats, RuntimeUpdateError
+from servicerouter.apply.managed import ReloadResult
+from servicerouter.apply.runtime_api import RuntimeStats, RuntimeUpdateError
 from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.engine.live import LiveRouter, LiveSettings
 from servicerouter.engine.runner import Router, RouterSettings

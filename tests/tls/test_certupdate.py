@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from servicerouter.apply.managed import RuntimeUpdateError
+from servicerouter.apply.runtime_api import RuntimeUpdateError
 from servicerouter.tls import bundle_layout
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.manager import TlsManager

@@ -27,14 +27,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from servicerouter.apply.managed import (
-    ManagedHAProxy,
-    ManagedSettings,
-    RuntimeAPI,
-    RuntimeApplier,
-    parse_show_proc,
-    unix_command,
-)
+from servicerouter.apply.managed import ManagedHAProxy, ManagedSettings, parse_show_proc
+from servicerouter.apply.runtime_api import RuntimeAPI, RuntimeApplier, unix_command
 from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.engine import live
 from servicerouter.engine.live import LiveRouter, LiveSettings
