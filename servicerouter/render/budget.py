@@ -43,7 +43,8 @@ from jinja2.exceptions import TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
-from servicerouter.render.fragments import Fragment, _Sandbox
+from servicerouter.render.fragments import Fragment
+from servicerouter.render.sandbox import TemplateSandbox
 
 MAX_STEPS = 100_000  # template nodes evaluated, calls and items made, per fragment render
 MAX_CHARS = 1_000_000  # characters written or made by operations, per fragment render
@@ -385,7 +386,7 @@ def _finalize(context: Any, value: Any) -> Any:
 # --------------------------------------------------------------------------- the environment
 
 
-class BudgetSandbox(_Sandbox):
+class BudgetSandbox(TemplateSandbox):
     """The label-template sandbox: Jinja2's immutable sandbox with a work budget."""
 
     code_generator_class = _BudgetCodeGenerator

@@ -1,9 +1,10 @@
-"""The registry of config fragments, and loading them from template directories.
+"""Loading config fragments from template directories, and the loaded fragments.
 
-Every piece of the config is a fragment with a fixed name.  The defaults are
-files in the top-level ``templates/`` directory; a file of the same name in a
-user's directory (``--templates-dir``, then ``./templates`` as servicerouter.py
-read it) overrides one fragment at a time.
+Every piece of the config is a fragment with a fixed name (the registry:
+:mod:`servicerouter.render.fragment_registry`).  The defaults are files in the
+top-level ``templates/`` directory; a file of the same name in a user's directory
+(``--templates-dir``, then ``./templates`` as servicerouter.py read it) overrides one
+fragment at a time.
 
 Two kinds of file:
 
@@ -11,18 +12,12 @@ Two kinds of file:
   placeholders listed in :data:`FRAGMENTS` (literal braces doubled).
 * ``NAME.j2``: Jinja2 with the same names plus richer context (``service``,
   ``app``, ``labels``, ``servers``, ``options``...), for fragments the old
-  placeholders cannot express.
+  placeholders cannot express; they run in the sandbox of
+  :mod:`servicerouter.render.sandbox`, which refuses any printed value that would
+  break or end a config line.
 
 Fragments are checked when loaded, so a typo in a placeholder fails at
 startup naming the file and line, not at the first sync.
-
-Whatever a Jinja2 fragment prints with ``{{ }}`` comes from Marathon (labels,
-the app) as often as from the operator, so no printed value may break or end a
-line: :func:`printable` refuses control characters, line and paragraph
-separators and ``#`` (which starts a comment) in every value written, and the
-service whose fragment tried is left out of the config (see
-:func:`servicerouter.render.config.render_guarded`).  Line breaks belong in the
-fragment text itself.
 """
 
 from __future__ import annotations
@@ -37,225 +32,18 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-import jinja2.sandbox
-from jinja2 import nodes
-from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import new_context
 
-HEALTHCHECK_PLACEHOLDERS = (
-    "healthCheck",
-    "healthCheckPortIndex",
-    "healthCheckProtocol",
-    "healthCheckPath",
-    "healthCheckTimeoutSeconds",
-    "healthCheckIntervalSeconds",
-    "healthCheckIgnoreHttp1xx",
-    "healthCheckGracePeriodSeconds",
-    "healthCheckMaxConsecutiveFailures",
-    "healthCheckFalls",
-)
-
-# Extra names every Jinja2 fragment may use, beyond its legacy placeholders.
-JINJA_GLOBAL_NAMES = ("options", "services")
-JINJA_SERVICE_NAMES = ("service", "app", "labels", "servers", "vhosts", "bindOptions")
-JINJA_SERVER_NAMES = ("server",)
-JINJA_VHOST_NAMES = ("vhost", "hostAcl", "path", "pathAcl")
-
-
-@dataclass(frozen=True, slots=True)
-class FragmentSpec:
-    """A fragment name, where it goes, what it may use, and what it is for."""
-
-    name: str
-    scope: str  # "global", "service", "vhost" or "server"
-    placeholders: tuple[str, ...]
-    help: str
-    strip_prefix: bool = False  # servicerouter.py stripped these and prefixed one space
-    jinja_extra: tuple[str, ...] = ()  # names only .j2 files of this fragment get
-
-    @property
-    def jinja_names(self) -> tuple[str, ...]:
-        names = self.placeholders + self.jinja_extra + JINJA_GLOBAL_NAMES
-        if self.scope in ("service", "vhost", "server"):
-            names += JINJA_SERVICE_NAMES
-        if self.scope == "vhost":
-            names += JINJA_VHOST_NAMES
-        if self.scope == "server":
-            names += JINJA_SERVER_NAMES
-        return names
-
-
-FRAGMENTS: tuple[FragmentSpec, ...] = (
-    FragmentSpec("HAPROXY_HEAD", "global", (),
-                 "Head of the config: global settings, defaults and the stats listener."),
-    FragmentSpec("HAPROXY_HTTP_FRONTEND_HEAD", "global", (),
-                 "Shared HTTP frontend (:80) gathering every virtual host."),
-    FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_HEAD", "global", (),
-                 "HTTP frontend (:81) routing on the X-Marathon-App-Id header to each app's "
-                 "first http-mode port."),
-    FragmentSpec("HAPROXY_HTTPS_FRONTEND_HEAD", "global", (),
-                 "Shared HTTPS frontend (:443) gathering every virtual host; serves the "
-                 "certificate bundles (crt-list) and routes on the Host header."),
-    FragmentSpec("HAPROXY_FRONTEND_HEAD", "service",
-                 ("backend", "bindAddr", "servicePort", "mode", "sslCertOptions"),
-                 "Frontend of one service port: bind address, port and mode (the default "
-                 "adds HAPROXY_{n}_BIND_OPTIONS, also given to .j2 files as bindOptions)."),
-    FragmentSpec("HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS", "service", ("bindAddr",),
-                 "Added to the port's frontend when HAPROXY_{n}_REDIRECT_TO_HTTPS is set "
-                 "(the default is empty: HAPROXY_BACKEND_HEAD redirects in the backend instead, "
-                 "only requests that came in on the shared HTTP frontend)."),
-    FragmentSpec("HAPROXY_BACKEND_HEAD", "service", ("backend", "mode"),
-                 "Backend of one service port: balance algorithm (HAPROXY_{n}_BALANCE) and "
-                 "mode; the default also 301-redirects plain HTTP that came in on the shared "
-                 "HTTP frontend for ports with HAPROXY_{n}_REDIRECT_TO_HTTPS."),
-    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL", "vhost",
-                 ("cleanedUpHostname", "hostname", "appId", "backend"),
-                 "ACL in the shared HTTP frontend sending one virtual host to its backend."),
-    FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_ACL", "service",
-                 ("cleanedUpAppId", "hostname", "appId", "backend"),
-                 "ACL in the app-id frontend sending one app's requests to its backend."),
-    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL", "vhost",
-                 ("cleanedUpHostname", "hostname", "appId", "backend"),
-                 "ACL in the shared HTTPS frontend sending one virtual host to its backend."),
-    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH", "vhost",
-                 ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
-                 "ACL in the shared HTTP frontend sending one virtual host and path prefix "
-                 "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
-                 "longest prefix first. .j2 files also get pathIgnoreCase (true when "
-                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
-                 jinja_extra=("pathIgnoreCase",)),
-    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH", "vhost",
-                 ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
-                 "ACL in the shared HTTPS frontend sending one virtual host and path prefix "
-                 "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
-                 "longest prefix first. .j2 files also get pathIgnoreCase (true when "
-                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
-                 jinja_extra=("pathIgnoreCase",)),
-    FragmentSpec("HAPROXY_USERLIST_HEAD", "service",
-                 ("backend", "realm", "user", "passwordHash"),
-                 "userlist section holding the HAPROXY_{n}_AUTH user, written before the "
-                 "port's backend."),
-    FragmentSpec("HAPROXY_BACKEND_AUTH_OPTIONS", "service", ("backend", "realm"),
-                 "Backend rule answering 401 to requests without the HAPROXY_{n}_AUTH "
-                 "credentials."),
-    FragmentSpec("HAPROXY_BACKEND_HSTS_OPTIONS", "service", (),
-                 "Strict-Transport-Security on HTTPS responses of backends with "
-                 "HAPROXY_{n}_USE_HSTS."),
-    FragmentSpec("HAPROXY_BACKEND_HTTP_OPTIONS", "service", (),
-                 "Options of http-mode backends (X-Forwarded-* headers)."),
-    FragmentSpec("HAPROXY_BACKEND_HTTP_HEALTHCHECK_OPTIONS", "service", HEALTHCHECK_PLACEHOLDERS,
-                 "Backend health-check options of http-mode ports with a Marathon health check."),
-    FragmentSpec("HAPROXY_BACKEND_TCP_HEALTHCHECK_OPTIONS", "service", HEALTHCHECK_PLACEHOLDERS,
-                 "Backend health-check options of tcp-mode ports with a Marathon health check."),
-    FragmentSpec("HAPROXY_BACKEND_STICKY_OPTIONS", "service", (),
-                 "Sticky-session cookie of backends with HAPROXY_{n}_STICKY (name from "
-                 "HAPROXY_{n}_STICKY_COOKIE in the default). The default sets a dynamic "
-                 "cookie keyed by dynamicCookieKey (.j2: secret, stable, per backend), "
-                 "so servers need no cookie of their own and scale without a reload.",
-                 jinja_extra=("dynamicCookieKey",)),
-    FragmentSpec("HAPROXY_BACKEND_SERVER_OPTIONS", "server",
-                 ("serverName", "host", "host_ipv4", "port", "cookieOptions",
-                  "healthCheckOptions"),
-                 "One server line per task. A task being killed (with --health-check) is "
-                 "drained: ' weight 0' ends its healthCheckOptions. cookieOptions is empty "
-                 "when the backend's sticky fragment set 'cookie ... dynamic' (as the "
-                 "default does: HAProxy then derives each server's cookie); .j2: "
-                 "dynamicCookie says so.",
-                 jinja_extra=("dynamicCookie",)),
-    FragmentSpec("HAPROXY_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS", "server",
-                 HEALTHCHECK_PLACEHOLDERS,
-                 "Per-server health-check options (http mode); stripped, then prefixed "
-                 "with one space when not empty.", strip_prefix=True),
-    FragmentSpec("HAPROXY_BACKEND_SERVER_TCP_HEALTHCHECK_OPTIONS", "server",
-                 HEALTHCHECK_PLACEHOLDERS,
-                 "Per-server health-check options (tcp mode); stripped, then prefixed "
-                 "with one space when not empty.", strip_prefix=True),
-    FragmentSpec("HAPROXY_FRONTEND_BACKEND_GLUE", "service", ("backend",),
-                 "Glues the port's frontend to its backend."),
-)
-
-FRAGMENTS_BY_NAME: dict[str, FragmentSpec] = {spec.name: spec for spec in FRAGMENTS}
+from servicerouter.render.fragment_registry import FRAGMENTS, FragmentSpec
+from servicerouter.render.sandbox import SAFE_FORMATTER, fragment_env
 
 
 class TemplateError(ValueError):
     """A fragment file that cannot be used; the message names file and line."""
 
 
-class UnsafeValueError(ValueError):
-    """A fragment tried to print a value that would break or end a config line."""
-
-
-# What may never come out of a printed value: anything that ends a line for
-# HAProxy's parser (or a log or terminal reading the config), and '#', which
-# starts a comment and so can cut the condition off a rule.
-_UNSAFE_RE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029#]")
-_UNSAFE_NAMES = {"#": "'#' (starts a comment)", "\n": "a line feed", "\r": "a carriage return",
-                 "\x00": "a NUL", "\x85": "a next-line (U+0085)",
-                 "\u2028": "a line separator (U+2028)", "\u2029": "a paragraph separator (U+2029)"}
 # Widths and precisions in a legacy format spec ({mode:>20}) above this are refused.
 MAX_FORMAT_WIDTH = 1024
-
-
-def unsafe_reason(text: str) -> str | None:
-    """Why ``text`` may not be printed into a config line (None: it may)."""
-    found = _UNSAFE_RE.search(text)
-    if found is None:
-        return None
-    char = found.group()
-    what = _UNSAFE_NAMES.get(char) or f"a control character (U+{ord(char):04X})"
-    shown = text if len(text) <= 60 else text[:60] + "..."
-    return f"printed value {shown!r} contains {what}; a printed value may not break or end a line"
-
-
-class _Rendered(str):
-    """Text a fragment itself wrote (a macro, a ``{% set %}`` or call block).
-
-    Every value printed inside it already went through :func:`printable`; its line
-    breaks are the fragment's own, so printing it whole (``{{ my_macro() }}``) is
-    allowed.  Any string operation on it gives a plain ``str`` again.
-    """
-
-    __slots__ = ()
-
-
-def _rendered_concat(parts: Iterable[str]) -> str:
-    return _Rendered("".join(parts))
-
-
-def printable(value: Any) -> Any:
-    """The Jinja2 ``finalize`` hook: every ``{{ }}`` value of a fragment goes through here.
-
-    Plain words cost two C-level scans; anything else is converted and searched.
-    """
-    cls = value.__class__
-    if cls is str:
-        if value.isprintable() and "#" not in value:
-            return value
-        text = value
-    elif cls is int or cls is _Rendered:
-        return value
-    else:
-        text = str(value)  # Undefined raises here, as without the hook
-        if text.isprintable() and "#" not in text:
-            return text
-    reason = unsafe_reason(text)
-    if reason is not None:
-        raise UnsafeValueError(reason)
-    return text  # printable after all: non-ASCII spaces, format characters...
-
-
-class _SafeFormatter(string.Formatter):
-    """``str.format`` for legacy fragments reaching into raw data (``{healthCheck[x]}``)."""
-
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        text = format(value, format_spec)
-        reason = unsafe_reason(text)
-        if reason is not None:
-            raise UnsafeValueError(reason)
-        return text
-
-
-_SAFE_FORMATTER = _SafeFormatter()
 
 
 class Fragment:
@@ -281,7 +69,7 @@ class Fragment:
         if template is None and spec.placeholders:
             self._format = text.format_map
             if _reaches_into_values(text):
-                self._format = lambda values, _text=text: _SAFE_FORMATTER.vformat(_text, (),
+                self._format = lambda values, _text=text: SAFE_FORMATTER.vformat(_text, (),
                                                                                   values)
         # Whether the fragment may read the whole list of services (conservative).
         self.uses_services = template is not None and "services" in text
@@ -329,7 +117,7 @@ class Fragment:
             return line
         for number, text in enumerate(self.text.splitlines(), 1):
             try:
-                _SAFE_FORMATTER.vformat(text, (), values)
+                SAFE_FORMATTER.vformat(text, (), values)
             except Exception:  # the line that fails on its own
                 return number
         return 1
@@ -355,105 +143,6 @@ def default_templates_dir() -> Path:
     if (installed / "HAPROXY_HEAD.j2").is_file():
         return installed
     return package.parent / "templates"
-
-
-class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, with a shortcut for servicerouter's own values.
-
-    Attribute reads such as ``service.settings.sticky`` are a large part of a
-    default config's render time.  On instances of our frozen dataclasses
-    the sandbox's checks (no leading underscore, not a function or frame
-    internal, not a mutable container's method) always pass for a name
-    without a leading underscore, so the shortcut returns the same value
-    without running them; everything else takes the sandbox's own path.
-    """
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._plain_types: dict[type, bool] = {}
-
-    def _is_plain(self, cls: type) -> bool:
-        plain = self._plain_types.get(cls)
-        if plain is None:
-            params = getattr(cls, "__dataclass_params__", None)
-            plain = (cls.__module__.startswith("servicerouter.") and params is not None
-                     and params.frozen)
-            self._plain_types[cls] = plain
-        return plain
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if attribute[:1] != "_" and self._is_plain(type(obj)):
-            try:
-                return getattr(obj, attribute)
-            except AttributeError:
-                pass
-        return super().getattr(obj, attribute)
-
-
-# Names whose values the label registry and the model have already validated as
-# single safe tokens (every legacy placeholder but the raw healthCheck dict, and the
-# .j2 names derived from them): printed as a bare {{ name }}, they skip the check.
-VALIDATED_NAMES = frozenset(
-    {name for spec in FRAGMENTS for name in spec.placeholders} - {"healthCheck"}
-    | {"vhost", "hostAcl", "pathAcl", "bindOptions", "dynamicCookieKey"}
-)
-
-
-class _FragmentCodeGenerator(CodeGenerator):
-    """Jinja2's code generator, minus the ``finalize`` call on validated placeholders.
-
-    ``{{ backend }}`` prints a value the registry guarantees is one safe token (as
-    a legacy fragment would), so only a bare name from :data:`VALIDATED_NAMES`
-    that the template never rebinds skips :func:`printable`; attributes, items,
-    filters, calls and every other name (``labels``, ``app``, ``service``...) go
-    through it.  Most values a default config prints are such placeholders.
-    """
-
-    _rebound: frozenset[str] = frozenset()
-
-    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
-        rebound = {n.name for n in node.find_all(nodes.Name) if n.ctx != "load"}
-        for imp in node.find_all((nodes.Import, nodes.FromImport)):
-            if isinstance(imp, nodes.Import):
-                rebound.add(imp.target)
-            else:
-                rebound.update(n if isinstance(n, str) else n[-1] for n in imp.names)
-        self._rebound = frozenset(rebound)
-        super().visit_Template(node, frame)
-
-    def _validated(self, node: nodes.Expr) -> bool:
-        return (isinstance(node, nodes.Name) and node.ctx == "load"
-                and node.name in VALIDATED_NAMES and node.name not in self._rebound)
-
-    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        if self._validated(node):
-            finalize = finalize._replace(src=None)
-        super()._output_child_pre(node, frame, finalize)
-
-    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        if self._validated(node):
-            finalize = finalize._replace(src=None)
-        super()._output_child_post(node, frame, finalize)
-
-
-class _FragmentSandbox(_Sandbox):
-    """The fragment files' sandbox: every printed value checked (see :func:`printable`)."""
-
-    code_generator_class = _FragmentCodeGenerator
-
-
-def _jinja_env() -> jinja2.Environment:
-    """The environment of fragment files (the defaults and the operator's)."""
-    env = _FragmentSandbox(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-        finalize=printable,
-    )
-    env.concat = _rendered_concat  # type: ignore[method-assign]  # macros, set and call blocks
-    return env
 
 
 def _line_of(text: str, offset: int) -> int:
@@ -514,7 +203,7 @@ def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
     if not jinja:
         check_format_fragment(spec, text, source)
         return Fragment(spec, text, source, None)
-    env = env or _jinja_env()
+    env = env or fragment_env()
     try:
         ast = env.parse(text)
         template = env.from_string(text)
@@ -548,7 +237,7 @@ def load_fragments(user_dirs: Sequence[str | os.PathLike[str]] = (),
     directory ``NAME.j2`` wins over ``NAME``.
     """
     dirs = [Path(d) for d in user_dirs] + [Path(defaults_dir or default_templates_dir())]
-    env = _jinja_env()
+    env = fragment_env()
     chosen: dict[str, Fragment] = {}
     for spec in FRAGMENTS:
         for directory in dirs:

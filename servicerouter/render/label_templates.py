@@ -39,13 +39,8 @@ from servicerouter.model.labels import MAX_VALUE_LENGTH, Problem
 from servicerouter.model.services import Service
 from servicerouter.render.budget import BudgetedFragment, budget_env
 from servicerouter.render.config import RenderOptions, render_config, render_guarded
-from servicerouter.render.fragments import (
-    FRAGMENTS,
-    Fragment,
-    FragmentSet,
-    TemplateError,
-    compile_fragment,
-)
+from servicerouter.render.fragment_registry import FRAGMENTS
+from servicerouter.render.fragments import Fragment, FragmentSet, TemplateError, compile_fragment
 
 log = logging.getLogger("servicerouter.label_templates")
 

@@ -15,7 +15,7 @@ from servicerouter.cli import flags, logs
 from servicerouter.cli import main as cli
 from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.model.labels import SETTINGS
-from servicerouter.render.fragments import FRAGMENTS
+from servicerouter.render.fragment_registry import FRAGMENTS
 from tests.harness import free_port
 from tests.paths import REPO
 

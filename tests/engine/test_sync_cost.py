@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from benchmarks.generate import dumps_state, generate_state
 from servicerouter.engine.runner import Router, RouterSettings, gc_paused
 from servicerouter.model.services import Server, clean_name
-from servicerouter.render.fragments import FRAGMENTS_BY_NAME, compile_fragment, load_fragments
+from servicerouter.render.fragment_registry import FRAGMENTS_BY_NAME
+from servicerouter.render.fragments import compile_fragment, load_fragments
 from servicerouter.source.marathon import SnapshotSource
 
 

@@ -29,16 +29,15 @@ from servicerouter.render.config import (
     render_config,
     render_guarded,
 )
+from servicerouter.render.fragment_registry import FRAGMENTS_BY_NAME
 from servicerouter.render.fragments import (
-    FRAGMENTS_BY_NAME,
     FragmentSet,
     TemplateError,
-    _Sandbox,
     compile_fragment,
     default_templates_dir,
     load_fragments,
-    printable,
 )
+from servicerouter.render.sandbox import TemplateSandbox, printable
 from tests.engine.test_runner_live import app as live_app
 from tests.engine.test_runner_live import rig_factory  # noqa: F401 - the live engine fixture
 from tests.harness import wait_until
@@ -177,8 +176,8 @@ def test_printable_accepts_words_and_refuses_line_breakers() -> None:
 
 def _plain_defaults():
     """The default fragments compiled without the check (as before it existed)."""
-    env = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                   trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env = TemplateSandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                          trim_blocks=True, lstrip_blocks=True, autoescape=False)
     chosen = {}
     for name, fragment in load_fragments().fragments.items():
         if fragment.is_jinja:

@@ -1,0 +1,144 @@
+"""The registry of config fragments: every fragment's name, scope and the names it may use.
+
+A fragment file (default or the operator's) is checked against its entry here when
+loaded (:mod:`servicerouter.render.fragments`), and ``--longhelp`` and the README's
+tables are generated from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEALTHCHECK_PLACEHOLDERS = (
+    "healthCheck",
+    "healthCheckPortIndex",
+    "healthCheckProtocol",
+    "healthCheckPath",
+    "healthCheckTimeoutSeconds",
+    "healthCheckIntervalSeconds",
+    "healthCheckIgnoreHttp1xx",
+    "healthCheckGracePeriodSeconds",
+    "healthCheckMaxConsecutiveFailures",
+    "healthCheckFalls",
+)
+
+# Extra names every Jinja2 fragment may use, beyond its legacy placeholders.
+JINJA_GLOBAL_NAMES = ("options", "services")
+JINJA_SERVICE_NAMES = ("service", "app", "labels", "servers", "vhosts", "bindOptions")
+JINJA_SERVER_NAMES = ("server",)
+JINJA_VHOST_NAMES = ("vhost", "hostAcl", "path", "pathAcl")
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentSpec:
+    """A fragment name, where it goes, what it may use, and what it is for."""
+
+    name: str
+    scope: str  # "global", "service", "vhost" or "server"
+    placeholders: tuple[str, ...]
+    help: str
+    strip_prefix: bool = False  # servicerouter.py stripped these and prefixed one space
+    jinja_extra: tuple[str, ...] = ()  # names only .j2 files of this fragment get
+
+    @property
+    def jinja_names(self) -> tuple[str, ...]:
+        names = self.placeholders + self.jinja_extra + JINJA_GLOBAL_NAMES
+        if self.scope in ("service", "vhost", "server"):
+            names += JINJA_SERVICE_NAMES
+        if self.scope == "vhost":
+            names += JINJA_VHOST_NAMES
+        if self.scope == "server":
+            names += JINJA_SERVER_NAMES
+        return names
+
+
+FRAGMENTS: tuple[FragmentSpec, ...] = (
+    FragmentSpec("HAPROXY_HEAD", "global", (),
+                 "Head of the config: global settings, defaults and the stats listener."),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_HEAD", "global", (),
+                 "Shared HTTP frontend (:80) gathering every virtual host."),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_HEAD", "global", (),
+                 "HTTP frontend (:81) routing on the X-Marathon-App-Id header to each app's "
+                 "first http-mode port."),
+    FragmentSpec("HAPROXY_HTTPS_FRONTEND_HEAD", "global", (),
+                 "Shared HTTPS frontend (:443) gathering every virtual host; serves the "
+                 "certificate bundles (crt-list) and routes on the Host header."),
+    FragmentSpec("HAPROXY_FRONTEND_HEAD", "service",
+                 ("backend", "bindAddr", "servicePort", "mode", "sslCertOptions"),
+                 "Frontend of one service port: bind address, port and mode (the default "
+                 "adds HAPROXY_{n}_BIND_OPTIONS, also given to .j2 files as bindOptions)."),
+    FragmentSpec("HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS", "service", ("bindAddr",),
+                 "Added to the port's frontend when HAPROXY_{n}_REDIRECT_TO_HTTPS is set "
+                 "(the default is empty: HAPROXY_BACKEND_HEAD redirects in the backend instead, "
+                 "only requests that came in on the shared HTTP frontend)."),
+    FragmentSpec("HAPROXY_BACKEND_HEAD", "service", ("backend", "mode"),
+                 "Backend of one service port: balance algorithm (HAPROXY_{n}_BALANCE) and "
+                 "mode; the default also 301-redirects plain HTTP that came in on the shared "
+                 "HTTP frontend for ports with HAPROXY_{n}_REDIRECT_TO_HTTPS."),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL", "vhost",
+                 ("cleanedUpHostname", "hostname", "appId", "backend"),
+                 "ACL in the shared HTTP frontend sending one virtual host to its backend."),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_ACL", "service",
+                 ("cleanedUpAppId", "hostname", "appId", "backend"),
+                 "ACL in the app-id frontend sending one app's requests to its backend."),
+    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL", "vhost",
+                 ("cleanedUpHostname", "hostname", "appId", "backend"),
+                 "ACL in the shared HTTPS frontend sending one virtual host to its backend."),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH", "vhost",
+                 ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
+                 "ACL in the shared HTTP frontend sending one virtual host and path prefix "
+                 "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
+                 "longest prefix first. .j2 files also get pathIgnoreCase (true when "
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH", "vhost",
+                 ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
+                 "ACL in the shared HTTPS frontend sending one virtual host and path prefix "
+                 "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
+                 "longest prefix first. .j2 files also get pathIgnoreCase (true when "
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_USERLIST_HEAD", "service",
+                 ("backend", "realm", "user", "passwordHash"),
+                 "userlist section holding the HAPROXY_{n}_AUTH user, written before the "
+                 "port's backend."),
+    FragmentSpec("HAPROXY_BACKEND_AUTH_OPTIONS", "service", ("backend", "realm"),
+                 "Backend rule answering 401 to requests without the HAPROXY_{n}_AUTH "
+                 "credentials."),
+    FragmentSpec("HAPROXY_BACKEND_HSTS_OPTIONS", "service", (),
+                 "Strict-Transport-Security on HTTPS responses of backends with "
+                 "HAPROXY_{n}_USE_HSTS."),
+    FragmentSpec("HAPROXY_BACKEND_HTTP_OPTIONS", "service", (),
+                 "Options of http-mode backends (X-Forwarded-* headers)."),
+    FragmentSpec("HAPROXY_BACKEND_HTTP_HEALTHCHECK_OPTIONS", "service", HEALTHCHECK_PLACEHOLDERS,
+                 "Backend health-check options of http-mode ports with a Marathon health check."),
+    FragmentSpec("HAPROXY_BACKEND_TCP_HEALTHCHECK_OPTIONS", "service", HEALTHCHECK_PLACEHOLDERS,
+                 "Backend health-check options of tcp-mode ports with a Marathon health check."),
+    FragmentSpec("HAPROXY_BACKEND_STICKY_OPTIONS", "service", (),
+                 "Sticky-session cookie of backends with HAPROXY_{n}_STICKY (name from "
+                 "HAPROXY_{n}_STICKY_COOKIE in the default). The default sets a dynamic "
+                 "cookie keyed by dynamicCookieKey (.j2: secret, stable, per backend), "
+                 "so servers need no cookie of their own and scale without a reload.",
+                 jinja_extra=("dynamicCookieKey",)),
+    FragmentSpec("HAPROXY_BACKEND_SERVER_OPTIONS", "server",
+                 ("serverName", "host", "host_ipv4", "port", "cookieOptions",
+                  "healthCheckOptions"),
+                 "One server line per task. A task being killed (with --health-check) is "
+                 "drained: ' weight 0' ends its healthCheckOptions. cookieOptions is empty "
+                 "when the backend's sticky fragment set 'cookie ... dynamic' (as the "
+                 "default does: HAProxy then derives each server's cookie); .j2: "
+                 "dynamicCookie says so.",
+                 jinja_extra=("dynamicCookie",)),
+    FragmentSpec("HAPROXY_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS", "server",
+                 HEALTHCHECK_PLACEHOLDERS,
+                 "Per-server health-check options (http mode); stripped, then prefixed "
+                 "with one space when not empty.", strip_prefix=True),
+    FragmentSpec("HAPROXY_BACKEND_SERVER_TCP_HEALTHCHECK_OPTIONS", "server",
+                 HEALTHCHECK_PLACEHOLDERS,
+                 "Per-server health-check options (tcp mode); stripped, then prefixed "
+                 "with one space when not empty.", strip_prefix=True),
+    FragmentSpec("HAPROXY_FRONTEND_BACKEND_GLUE", "service", ("backend",),
+                 "Glues the port's frontend to its backend."),
+)
+
+FRAGMENTS_BY_NAME: dict[str, FragmentSpec] = {spec.name: spec for spec in FRAGMENTS}
