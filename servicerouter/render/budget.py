@@ -25,37 +25,43 @@ a second per render (at worst; real templates cost microseconds).  Nothing here
 runs for the default fragments: only label
 templates are compiled in this environment.  Counting is deterministic (no
 clock), so an app passes or fails the same way on every machine.
+
+This module meters (the render context, filters, calls and operators); the limits
+and the checks made before an operation runs are :mod:`servicerouter.render.budget_limits`,
+the ticks compiled into loops and macros :mod:`servicerouter.render.budget_codegen`.
 """
 
 from __future__ import annotations
 
-import copy
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import jinja2
-from jinja2 import nodes
-from jinja2.compiler import CodeGenerator, Frame, operators
-from jinja2.exceptions import TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
+from servicerouter.render.budget_codegen import BudgetCodeGenerator
+from servicerouter.render.budget_limits import (
+    MAX_CHARS,
+    MAX_STEPS,
+    MAX_TOTAL_CHARS,
+    MAX_TOTAL_STEPS,
+    MAX_VALUE,
+    BudgetExceeded,
+    check_binop,
+    check_format,
+    check_int,
+    check_join,
+    check_replace,
+    check_size,
+    check_str_method,
+    check_width,
+    size_of,
+)
 from servicerouter.render.fragments import Fragment
 from servicerouter.render.sandbox import TemplateSandbox
-
-MAX_STEPS = 100_000  # template nodes evaluated, calls and items made, per fragment render
-MAX_CHARS = 1_000_000  # characters written or made by operations, per fragment render
-MAX_VALUE = 65_536  # characters (or items) of one value an operation may make
-MAX_INT_BITS = 4_096  # size of a number an operation may make
-MAX_TOTAL_STEPS = 500_000  # per app, over the trial renders of all its ports' fragments
-MAX_TOTAL_CHARS = 4_000_000
-
-
-class BudgetExceeded(TemplateRuntimeError):
-    """A label template wanted more work or memory than a render may use."""
 
 
 class _Meter:
@@ -101,153 +107,6 @@ def _meter(context: Any) -> _Meter | None:
     return getattr(context, "meter", None)
 
 
-# --------------------------------------------------------------------------- code generation
-
-
-_TICK = "budget_tick"
-
-
-def _tick(steps: int, chars: int, lineno: int) -> nodes.Call:
-    """``environment.budget_tick(context, steps, chars)`` as a node.
-
-    Jinja2 allows no custom node types; an EnvironmentAttribute call is never
-    made by the parser, so the code generator can recognise this one safely.
-    """
-    return nodes.Call(nodes.EnvironmentAttribute(_TICK, lineno=lineno),
-                      [nodes.Const(steps, lineno=lineno), nodes.Const(chars, lineno=lineno)],
-                      [], None, None, lineno=lineno)
-
-
-def _body_cost(body: Sequence[nodes.Node]) -> tuple[int, int]:
-    """Nodes a body can evaluate and literal characters it can write, per run.
-
-    Nested bodies are counted again by their own ticks: an overestimate, never less.
-    An empty body still costs one step: the iteration itself.
-    """
-    steps, chars = 1, 0
-    for stmt in body:
-        steps += 1
-        for node in stmt.find_all(nodes.Node):
-            steps += 1
-            if isinstance(node, nodes.TemplateData):
-                chars += len(node.data)
-        if isinstance(stmt, nodes.TemplateData):  # pragma: no cover - always inside Output
-            chars += len(stmt.data)
-    return steps, chars
-
-
-def _with_tick(node: Any) -> Any:
-    steps, chars = _body_cost(node.body)
-    ticked = copy.copy(node)
-    ticked.body = [nodes.ExprStmt(_tick(steps, chars, node.lineno), lineno=node.lineno),
-                   *node.body]
-    return ticked
-
-
-class _BudgetCodeGenerator(CodeGenerator):
-    """Jinja2's code generator with budget ticks in every body that can repeat."""
-
-    def visit_For(self, node: nodes.For, frame: Frame) -> None:
-        ticked = _with_tick(node)
-        if node.test is not None:
-            ticked.test = nodes.And(_tick(1, 0, node.lineno), node.test, lineno=node.lineno)
-        super().visit_For(ticked, frame)
-
-    def visit_Macro(self, node: nodes.Macro, frame: Frame) -> None:
-        super().visit_Macro(_with_tick(node), frame)
-
-    def visit_CallBlock(self, node: nodes.CallBlock, frame: Frame) -> None:
-        super().visit_CallBlock(_with_tick(node), frame)
-
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.budget_concat(context, (")
-        for arg in node.nodes:
-            self.visit(arg, frame)
-            self.write(", ")
-        self.write("))")
-
-    # Comparisons walk their operands (``x in items``, ``list == list``): charge their size.
-    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
-        self.write("(environment.budget_sized(context, ")
-        self.visit(node.expr, frame)
-        self.write(")")
-        for op in node.ops:
-            self.visit(op, frame)
-        self.write(")")
-
-    def visit_Operand(self, node: nodes.Operand, frame: Frame) -> None:
-        self.write(f" {operators[node.op]} environment.budget_sized(context, ")
-        self.visit(node.expr, frame)
-        self.write(")")
-
-    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
-        if not isinstance(node.arg, nodes.Slice):
-            super().visit_Getitem(node, frame)
-            return
-        # Slices bypass the sandbox's getitem: charge the copy they make.
-        self.write("environment.budget_made(context, ")
-        super().visit_Getitem(node, frame)
-        self.write(")")
-
-    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
-        target = node.node
-        if isinstance(target, nodes.EnvironmentAttribute) and target.name == _TICK:
-            steps, chars = (int(arg.value) for arg in node.args)  # type: ignore[attr-defined]
-            self.write(f"environment.{_TICK}(context, {steps}, {chars})")
-            return
-        super().visit_Call(node, frame, forward_caller=forward_caller)
-
-
-# --------------------------------------------------------------------------- size checks
-
-
-def _too_big(what: str) -> BudgetExceeded:
-    return BudgetExceeded(f"{what} would be over {MAX_VALUE} characters or items")
-
-
-def _check_size(size: int, what: str) -> None:
-    if size > MAX_VALUE:
-        raise _too_big(what)
-
-
-def _size_of(value: Any) -> int:
-    return len(value) if isinstance(value, (str, bytes, list, tuple, dict)) else 0
-
-
-def _check_int(value: Any, what: str) -> None:
-    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        raise BudgetExceeded(f"{what} would be a number over {MAX_INT_BITS} bits")
-
-
-_DIGITS_RE = re.compile(r"\d+")
-
-
-def _format_bound(fmt: str | bytes, args: Sequence[Any], kwargs: Mapping[str, Any],
-                  field: str) -> int:
-    """An upper bound of ``fmt`` formatted with these arguments (``%`` or ``{}``)."""
-    text = fmt.decode("latin-1") if isinstance(fmt, bytes) else fmt
-    widths = [len(run) for run in _DIGITS_RE.findall(text)]
-    if widths and max(widths) > 6:
-        raise _too_big("a formatted string")
-    width = max((int(run) for run in _DIGITS_RE.findall(text)), default=0)
-    values = list(args) + list(kwargs.values())
-    longest = 0
-    for value in values:
-        if isinstance(value, Mapping):
-            values.extend(value.values())
-            continue
-        if isinstance(value, int) and not isinstance(value, bool):
-            width = max(width, abs(value))  # a '*' width, or a number written out
-            _check_int(value, "a formatted number")
-        longest = max(longest, len(str(value)))
-    return len(text) + text.count(field) * (longest + width)
-
-
-def _check_format(fmt: Any, args: Sequence[Any], kwargs: Mapping[str, Any], field: str) -> None:
-    if isinstance(fmt, (str, bytes)):
-        _check_size(_format_bound(fmt, args, kwargs, field), "a formatted string")
-
-
 def _join_items(context: Any, iterable: Any) -> list[Any]:
     items = list(iterable)
     meter = _meter(context)
@@ -255,53 +114,6 @@ def _join_items(context: Any, iterable: Any) -> list[Any]:
         meter.charge(len(items))
     return items
 
-
-def _check_join(sep: Any, items: Sequence[Any]) -> None:
-    size = len(sep) * max(len(items) - 1, 0) if isinstance(sep, (str, bytes)) else 0
-    for item in items:
-        size += len(item) if isinstance(item, (str, bytes)) else 32
-        if size > MAX_VALUE:
-            raise _too_big("a joined string")
-
-
-def _check_replace(value: Any, old: Any, new: Any, count: Any = -1) -> None:
-    if not isinstance(value, (str, bytes)) or not isinstance(new, type(value)):
-        return
-    hits = value.count(old) if old else len(value) + 1
-    if isinstance(count, int) and count >= 0:
-        hits = min(hits, count)
-    _check_size(len(value) + hits * max(len(new) - len(old or ""), 0), "a replaced string")
-
-
-def _check_width(value: Any, width: Any, what: str) -> None:
-    if isinstance(width, int):
-        _check_size(max(_size_of(value), width), what)
-
-
-def _check_str_method(owner: str | bytes, name: str, args: tuple[Any, ...],
-                      kwargs: Mapping[str, Any]) -> None:
-    """Refuse a str/bytes method call whose result would be too big, before it runs."""
-    if name in ("center", "ljust", "rjust", "zfill"):
-        _check_width(owner, args[0] if args else kwargs.get("width"), f"str.{name}()")
-    elif name == "expandtabs":
-        size = args[0] if args else kwargs.get("tabsize", 8)
-        if isinstance(size, int):
-            tab = "\t" if isinstance(owner, str) else b"\t"
-            _check_size(len(owner) + owner.count(tab) * max(size, 0), "str.expandtabs()")  # type: ignore[arg-type]
-    elif name == "replace" and len(args) >= 2:
-        _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
-    elif name == "translate" and args and isinstance(args[0], Mapping):
-        longest = max((len(v) for v in args[0].values() if isinstance(v, (str, bytes))), default=1)
-        _check_size(len(owner) * max(longest, 1), "str.translate()")
-    elif name in ("format", "format_map"):
-        _check_format(owner, args, kwargs, "{")
-    else:
-        for arg in (*args, *kwargs.values()):
-            if isinstance(arg, int) and abs(arg) > MAX_VALUE:
-                raise BudgetExceeded(f"str.{name}() argument {arg} is too large")
-
-
-# --------------------------------------------------------------------------- filters and globals
 
 # Filters whose arguments set a result size or a loop count.
 _WIDTH_FILTERS = {"center": "width", "indent": "width", "batch": "linecount", "slice": "slices",
@@ -317,22 +129,22 @@ def _budget_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def budget_filter(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         meter = _meter(context)
         if meter is not None:  # filters and tests walk their input (``is in`` its argument)
-            meter.charge(1 + _size_of(value) + sum(_size_of(a) for a in args))
+            meter.charge(1 + size_of(value) + sum(size_of(a) for a in args))
         if name in _WIDTH_FILTERS:
             width = args[0] if args else kwargs.get(_WIDTH_FILTERS[name])
             if isinstance(width, int) and width > MAX_VALUE:
                 raise BudgetExceeded(f"filter {name}({width}) is too large")
             if name == "indent" and isinstance(value, str) and isinstance(width, int):
-                _check_size(len(value) + (value.count("\n") + 1) * width, "an indented string")
+                check_size(len(value) + (value.count("\n") + 1) * width, "an indented string")
             elif name == "center":
-                _check_width(value, width, "a centred string")
+                check_width(value, width, "a centred string")
         elif name == "join":
             value = _join_items(context, value)
-            _check_join(args[0] if args else kwargs.get("d", ""), value)
+            check_join(args[0] if args else kwargs.get("d", ""), value)
         elif name == "replace" and len(args) >= 2:
-            _check_replace(str(value), args[0], args[1], args[2] if len(args) > 2 else -1)
+            check_replace(str(value), args[0], args[1], args[2] if len(args) > 2 else -1)
         elif name == "format":
-            _check_format(value, args, kwargs, "%")
+            check_format(value, args, kwargs, "%")
         if pass_name == "context":
             result = func(context, value, *args, **kwargs)
         elif pass_name == "eval_context":
@@ -359,7 +171,7 @@ def _charge_made(context: Any, result: Any) -> None:
     elif isinstance(result, (list, tuple, dict, set, frozenset)):
         meter.charge(len(result))
     elif isinstance(result, int):
-        _check_int(result, "an operation")
+        check_int(result, "an operation")
 
 
 @pass_context
@@ -369,7 +181,7 @@ def _budget_range(context: Any, *args: int) -> range:
     meter = _meter(context)
     if meter is not None:
         meter.charge(len(rng))
-    _check_size(len(rng), "range()")
+    check_size(len(rng), "range()")
     return rng
 
 
@@ -383,13 +195,10 @@ def _finalize(context: Any, value: Any) -> Any:
     return text
 
 
-# --------------------------------------------------------------------------- the environment
-
-
 class BudgetSandbox(TemplateSandbox):
     """The label-template sandbox: Jinja2's immutable sandbox with a work budget."""
 
-    code_generator_class = _BudgetCodeGenerator
+    code_generator_class = BudgetCodeGenerator
     context_class = _BudgetContext
     intercepted_binops = frozenset({"+", "*", "**", "%"})
 
@@ -428,7 +237,7 @@ class BudgetSandbox(TemplateSandbox):
     def budget_sized(self, context: Any, value: Any) -> Any:
         meter = _meter(context)
         if meter is not None:
-            meter.charge(1 + _size_of(value))
+            meter.charge(1 + size_of(value))
         return value
 
     def budget_made(self, context: Any, value: Any) -> Any:
@@ -439,14 +248,14 @@ class BudgetSandbox(TemplateSandbox):
         """``a ~ b ~ c``: the parts' size is checked before they are joined."""
         texts = [str(part) for part in parts]
         size = sum(len(text) for text in texts)
-        _check_size(size, "a ~ concatenation")
+        check_size(size, "a ~ concatenation")
         meter = _meter(context)
         if meter is not None:
             meter.charge(1, size)
         return "".join(texts)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _check_binop(operator, left, right)
+        check_binop(operator, left, right)
         result = self.binop_table[operator](left, right)
         meter = _meter(context)
         if meter is not None:
@@ -459,42 +268,17 @@ class BudgetSandbox(TemplateSandbox):
         owner = getattr(target, "__self__", None)
         meter = _meter(__context)
         if meter is not None:  # a method walks its object and arguments (s.find(), l.count())
-            meter.charge(1 + _size_of(owner) + sum(_size_of(a) for a in args))
+            meter.charge(1 + size_of(owner) + sum(size_of(a) for a in args))
         if isinstance(owner, (str, bytes)):
             name = getattr(target, "__name__", "")
             if name == "join" and args:
                 args = (_join_items(__context, args[0]), *args[1:])
-                _check_join(owner, args[0])
+                check_join(owner, args[0])
             else:
-                _check_str_method(owner, name, args, kwargs)
+                check_str_method(owner, name, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
         _charge_made(__context, result)
         return result
-
-
-def _check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse an operation whose result would be too big, before computing it."""
-    if operator == "*":
-        if isinstance(left, int) and isinstance(right, int):
-            if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                raise BudgetExceeded(f"a product would be a number over {MAX_INT_BITS} bits")
-        elif isinstance(right, int) and _size_of(left):
-            _check_size(_size_of(left) * right, "a repetition")
-        elif isinstance(left, int) and _size_of(right):
-            _check_size(_size_of(right) * left, "a repetition")
-    elif operator == "**":
-        if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-            if left.bit_length() * right > MAX_INT_BITS:
-                raise BudgetExceeded(f"a power would be a number over {MAX_INT_BITS} bits")
-    elif operator == "+":
-        _check_size(_size_of(left) + _size_of(right), "a sum")
-    elif operator == "%" and isinstance(left, (str, bytes)):
-        if isinstance(right, tuple):
-            _check_format(left, right, {}, "%")
-        elif isinstance(right, Mapping):
-            _check_format(left, (), right, "%")
-        else:
-            _check_format(left, (right,), {}, "%")
 
 
 def budget_env() -> BudgetSandbox:
@@ -531,11 +315,6 @@ class BudgetedFragment(Fragment):
 
 
 __all__ = [
-    "MAX_CHARS",
-    "MAX_INT_BITS",
-    "MAX_STEPS",
-    "MAX_VALUE",
-    "BudgetExceeded",
     "BudgetSandbox",
     "BudgetedFragment",
     "budget_env",

@@ -16,13 +16,8 @@ import pytest
 
 from servicerouter.apply import haproxy
 from servicerouter.model.services import build_model
-from servicerouter.render.budget import (
-    MAX_STEPS,
-    BudgetedFragment,
-    BudgetExceeded,
-    BudgetSandbox,
-    budget_env,
-)
+from servicerouter.render.budget import BudgetedFragment, BudgetSandbox, budget_env
+from servicerouter.render.budget_limits import MAX_STEPS, BudgetExceeded
 from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.fragments import load_fragments
 from servicerouter.render.label_templates import TemplateChecker, compile_label_templates
