@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from servicerouter.model.labels import PORT_SETTINGS, SettingError
+from servicerouter.model.label_values import SettingError
+from servicerouter.model.labels import PORT_SETTINGS
 
 # --------------------------------------------------------------------------- building blocks
 

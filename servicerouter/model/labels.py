@@ -8,33 +8,43 @@ that app and port, never an exception that stops a sync.
 
 Validation is strict on purpose: whatever a label says ends up inside an
 HAProxy config, so a value may only ever be one safe token.  Newlines, ``#``,
-spaces, quotes, braces and backslashes can never reach the config.
+spaces, quotes, braces and backslashes can never reach the config.  The value
+parsers are in :mod:`servicerouter.model.label_values`, the bind options' allow-list
+in :mod:`servicerouter.model.bind_options`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-TRUE_WORDS = frozenset({"true", "t", "yes", "y"})
-
-# A host name as HAProxy will see it in a Host header: DNS labels (underscores
-# allowed, as servicerouter.py never refused them), an optional leading
-# ``*.`` wildcard and an optional ``:port``.
-_HOST_RE = re.compile(
-    r"^(\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?"
-    r"(?::[0-9]{1,5})?$"
+from servicerouter.model.bind_options import BIND_KEYWORDS, parse_bind_options
+from servicerouter.model.label_values import (
+    MAX_PATH_PREFIXES,
+    BasicAuth,
+    SettingError,
+    parse_auth,
+    parse_balance,
+    parse_bind_addr,
+    parse_bool,
+    parse_cookie_name,
+    parse_groups,
+    parse_mode,
+    parse_path,
+    parse_port,
+    parse_port_groups,
+    parse_switch,
+    parse_url_path,
+    parse_vhosts,
+    parse_weight,
+    shorten,
 )
-_PATH_RE = re.compile(r"^[A-Za-z0-9_./@+=:,%~-]+$")
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
-MAX_VALUE_LENGTH = 4096
 
-
-class SettingError(ValueError):
-    """A setting value that cannot be used; the message says why."""
+# Value helpers model/services.py imports from here, kept only until its rework (in
+# parallel) imports them from servicerouter.model.label_values.
+from servicerouter.model.label_values import path_ignores_case as path_ignores_case
+from servicerouter.model.label_values import path_prefixes as path_prefixes
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +93,7 @@ class Problem:
     def _key_and_value(self) -> str:
         if self.value is None:
             return str(self.key)
-        return f"{self.key}={_shorten(self.value)!r}"
+        return f"{self.key}={shorten(self.value)!r}"
 
 
 def mark_still_routed(problems: Iterable[Problem],
@@ -99,444 +109,6 @@ def mark_still_routed(problems: Iterable[Problem],
         if p.port_index is not None and not p.port_routes and (p.app_id, p.port_index) in routed
         else p
         for p in problems)
-
-
-def _shorten(value: str, limit: int = 80) -> str:
-    return value if len(value) <= limit else value[:limit] + "..."
-
-
-# Characters that end or break a line in HAProxy's parser, logs or terminals:
-# C0 and C1 controls (tab, CR and LF included), DEL and Unicode line separators.
-_LINE_BREAKING_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def _check_length(value: str) -> str:
-    """The checks every raw value gets first: its length, and no control character.
-
-    A control character or line separator is refused anywhere in the value,
-    even where surrounding blanks are stripped: ``'www.example.com\\r'`` is a
-    value something mangled, not a host to route.
-    """
-    if len(value) > MAX_VALUE_LENGTH:
-        raise SettingError(f"value is {len(value)} characters long (at most {MAX_VALUE_LENGTH})")
-    bad = _LINE_BREAKING_RE.search(value)
-    if bad is not None:
-        raise SettingError(f"value holds the control character {bad.group()!r} "
-                           "(control characters and line breaks are never accepted)")
-    return value
-
-
-_WORD_RE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
-
-
-def parse_bool(value: str) -> bool:
-    """servicerouter.py semantics: true/t/yes/y in any case is true, any other word false.
-
-    Surrounding spaces are tolerated and, as in servicerouter.py, make the word
-    false (``'true '`` is not ``'true'``): an app that routed before still routes.
-    A value that is not a word at all (quotes, control characters, inner blanks)
-    is a malformed label, not a quiet "false".
-    """
-    if not _WORD_RE.fullmatch(_check_length(value).strip(" ")):
-        raise SettingError("not a truth value (true/t/yes/y; any other word is false)")
-    return value.lower() in TRUE_WORDS
-
-
-def parse_port(value: str) -> int:
-    """A TCP port, 1-65535 (surrounding blanks tolerated, as int() did)."""
-    _check_length(value)
-    try:
-        port = int(value.strip(), 10)
-    except ValueError:
-        raise SettingError("not an integer port") from None
-    if not 1 <= port <= 65535:
-        raise SettingError("port out of range 1-65535")
-    return port
-
-
-def parse_mode(value: str) -> str:
-    """``tcp`` or ``http``; upper case is repaired (HAProxy only takes lower case)."""
-    mode = _check_length(value).strip().lower()
-    if mode not in ("tcp", "http"):
-        raise SettingError("mode must be 'tcp' or 'http'")
-    return mode
-
-
-def check_host(host: str) -> str:
-    """One virtual host: a single safe token, kept exactly as written."""
-    if not host or len(host) > 253 or not _HOST_RE.fullmatch(host):
-        raise SettingError(
-            f"{_shorten(host)!r} is not a valid host name (letters, digits, '-', '_', '.', "
-            "an optional leading '*.' and ':port')"
-        )
-    if ":" in host:
-        if host.startswith("*."):
-            # The wildcard rule matches the Host header's name with its port cut off,
-            # so a wildcard with a port could never match a request.
-            raise SettingError(f"{host!r}: a wildcard host cannot have a :port (it would "
-                               "never match; use the wildcard without the port)")
-        port = int(host.rsplit(":", 1)[1])
-        if not 1 <= port <= 65535:
-            raise SettingError(f"{host!r}: port out of range 1-65535")
-    return host
-
-
-def parse_vhosts(value: str) -> tuple[str, ...]:
-    """Comma-separated virtual hosts; each must be a safe host token.
-
-    A blank value means no virtual host, as in servicerouter.py (its ``if vhost``):
-    the port is routed on its own frontend only.
-    """
-    _check_length(value)
-    if not value.strip(" "):
-        return ()
-    hosts = tuple(part.strip() for part in value.split(","))
-    if not any(hosts):
-        raise SettingError("no host name given")
-    for host in hosts:
-        check_host(host)
-    # Keep the first occurrence of each host (HAProxy matches case-insensitively).
-    first: dict[str, str] = {}
-    for host in hosts:
-        first.setdefault(host.lower(), host)
-    return tuple(first.values())
-
-
-def parse_bind_addr(value: str) -> str:
-    """``*``, an IPv4/IPv6 literal or a host name to bind a frontend to."""
-    addr = _check_length(value).strip()
-    if addr == "*":
-        return addr
-    try:
-        ipaddress.ip_address(addr)
-        return addr
-    except ValueError:
-        pass
-    if not _HOSTNAME_RE.fullmatch(addr):
-        raise SettingError("bind address must be '*', an IP address or a host name")
-    return addr
-
-
-def parse_path(value: str) -> str:
-    """A file path HAProxy will read: one token without blanks or comment signs."""
-    path = _check_length(value)
-    if not _PATH_RE.fullmatch(path):
-        raise SettingError("path may only hold letters, digits and _ . / @ + = : , % ~ -")
-    return path
-
-
-def parse_groups(value: str) -> tuple[str, ...]:
-    """servicerouter.py split HAPROXY_GROUP on ',' without trimming; so do we."""
-    return tuple(_check_length(value).split(","))
-
-
-FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off"})
-_SWITCH_TRUE = TRUE_WORDS | {"1", "on"}
-# URL path prefix: RFC 3986 path characters minus everything HAProxy's line
-# parser treats specially (quotes, '#', '$', '\\', braces, blanks).
-_URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,;=:@%/-]{0,1023}$")
-_COOKIE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_ARG_NAME = r"[A-Za-z0-9_.-]{1,64}"
-_BALANCE_RE = re.compile(
-    r"^(?:roundrobin|static-rr|leastconn|first|source|uri|random|rdp-cookie"
-    rf"|(?:hdr|rdp-cookie)\({_ARG_NAME}\)|random\([1-9][0-9]{{0,2}}\)|url_param {_ARG_NAME})$"
-)
-_REALM_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_AUTH_USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-# crypt(3) hashes HAProxy hands to the C library: traditional DES, or $id$...
-# (MD5, bcrypt, SHA-256/512, scrypt, yescrypt).
-_CRYPT_RE = re.compile(
-    r"^(?:[A-Za-z0-9./]{13}|\$(?:1|2[aby]|5|6|7|y|gy)\$[A-Za-z0-9./$=]{1,512})$"
-)
-
-
-def parse_switch(value: str) -> bool:
-    """A strict on/off for new keys: a typo must not silently mean 'off'."""
-    word = _check_length(value).strip().lower()
-    if word in _SWITCH_TRUE:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise SettingError("expected true/false (also yes/no, t/f, y/n, 1/0, on/off)")
-
-
-def parse_port_groups(value: str) -> tuple[str, ...]:
-    """Groups of one port; split like HAPROXY_GROUP so both read the same."""
-    return parse_groups(value)
-
-
-MAX_PATH_PREFIXES = 32
-_URL_PATH_ERROR = ("path must start with '/' and hold only letters, digits and . _ ~ ! & ( ) * + , "
-                   "; = : @ % / - (at most 1024 characters)")
-
-
-def parse_url_path(value: str) -> str:
-    """URL path prefixes for path routing, as marathon-lb's HAPROXY_{n}_PATH.
-
-    One prefix ('/' then safe path characters), or several separated by single
-    spaces, optionally after ``-i`` (match ignoring case, HAProxy's ``path_beg -i``).
-    The value comes back normalised: blanks around it trimmed, repeated prefixes
-    once (ignoring case under ``-i``), so a single prefix is returned as given.
-    Read it with :func:`path_prefixes` and :func:`path_ignores_case`.
-    """
-    path = _check_length(value).strip()
-    if _URL_PATH_RE.fullmatch(path):  # the common case: one prefix
-        return path
-    words = path.split(" ")
-    ignore_case = words[0] == "-i"
-    if ignore_case:
-        words = words[1:]
-        if not words:
-            raise SettingError("'-i' needs at least one path prefix after it")
-    if len(words) == 1 and not ignore_case:
-        raise SettingError(_URL_PATH_ERROR)
-    prefixes: dict[str, str] = {}
-    for word in words:
-        if not word:
-            raise SettingError("path prefixes must be separated by single spaces")
-        if word == "-i":
-            raise SettingError("'-i' must come first, before the path prefixes")
-        if not _URL_PATH_RE.fullmatch(word):
-            raise SettingError(f"{_shorten(word, 40)!r}: {_URL_PATH_ERROR}")
-        prefixes.setdefault(word.lower() if ignore_case else word, word)
-    if len(prefixes) > MAX_PATH_PREFIXES:
-        raise SettingError(f"at most {MAX_PATH_PREFIXES} path prefixes")
-    return ("-i " if ignore_case else "") + " ".join(prefixes.values())
-
-
-def path_prefixes(path: str) -> tuple[str, ...]:
-    """The prefixes of a value :func:`parse_url_path` returned, in their order."""
-    words = path.split(" ")
-    return tuple(words[1:]) if words[0] == "-i" else tuple(words)
-
-
-def path_ignores_case(path: str) -> bool:
-    """Whether a value :func:`parse_url_path` returned matches ignoring case (``-i``)."""
-    return path.startswith("-i ")
-
-
-def parse_weight(value: str) -> int:
-    """An integer ordering route rules; higher is evaluated first."""
-    _check_length(value)
-    try:
-        weight = int(value.strip(), 10)
-    except ValueError:
-        raise SettingError("not an integer") from None
-    if not -1_000_000 <= weight <= 1_000_000:
-        raise SettingError("weight out of range -1000000..1000000")
-    return weight
-
-
-def parse_cookie_name(value: str) -> str:
-    """A cookie name HAProxy can insert: letters, digits, '_', '.', '-'."""
-    name = _check_length(value).strip()
-    if not _COOKIE_RE.fullmatch(name):
-        raise SettingError("cookie name may only hold letters, digits, '_', '.' and '-' (1-64)")
-    return name
-
-
-def parse_balance(value: str) -> str:
-    """One HAProxy balance algorithm (arguments only where HAProxy takes one word)."""
-    algorithm = " ".join(_check_length(value).split())
-    if not _BALANCE_RE.fullmatch(algorithm):
-        raise SettingError(
-            "balance must be roundrobin, static-rr, leastconn, first, source, uri, random, "
-            "random(N), rdp-cookie, rdp-cookie(NAME), hdr(NAME) or 'url_param NAME'"
-        )
-    return algorithm
-
-
-@dataclass(frozen=True, slots=True)
-class BasicAuth:
-    """HTTP basic auth of one port: realm, user and crypt(3) password hash."""
-
-    realm: str
-    user: str
-    password_hash: str = field(repr=False)
-
-
-def parse_auth(value: str) -> BasicAuth:
-    """``realm:user:hashed-password`` (the hash as ``openssl passwd -6`` prints it)."""
-    parts = _check_length(value).strip().split(":")
-    if len(parts) != 3:
-        raise SettingError("expected realm:user:hashed-password")
-    realm, user, password_hash = parts
-    if not _REALM_RE.fullmatch(realm):
-        raise SettingError("realm may only hold letters, digits, '_', '.', '@' and '-'")
-    if not _AUTH_USER_RE.fullmatch(user):
-        raise SettingError("user may only hold letters, digits, '_', '.', '@' and '-'")
-    if not _CRYPT_RE.fullmatch(password_hash):
-        raise SettingError(
-            "password must be a crypt(3) hash ($6$..., $5$..., $1$..., $2y$..., $y$...; "
-            "e.g. from 'openssl passwd -6'), never a clear-text password"
-        )
-    return BasicAuth(realm, user, password_hash)
-
-
-# HAProxy bind keywords a label may add, with a check of their argument
-# (None: a flag). Anything else is refused: an unknown keyword or an argument
-# HAProxy cannot use would make it reject the whole config.
-def _pattern(regex: str) -> Callable[[str], bool]:
-    compiled = re.compile(regex)
-    return lambda value: compiled.fullmatch(value) is not None
-
-
-# Curve names OpenSSL takes, each with the group it names (aliases name the same
-# group, and OpenSSL refuses a list naming one group twice).
-_CURVE_GROUPS = {"X25519": "X25519", "X448": "X448", "P-256": "P-256", "P-384": "P-384",
-                 "P-521": "P-521", "prime256v1": "P-256", "secp384r1": "P-384",
-                 "secp521r1": "P-521"}
-_CURVE_NAMES = frozenset(_CURVE_GROUPS)
-_TLS13_SUITES = frozenset({"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
-                           "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
-                           "TLS_AES_128_CCM_8_SHA256"})
-_CIPHER_WORDS = _pattern(r"[A-Za-z0-9_+:!@=.-]{1,1024}")
-
-
-def _cipher_list(value: str) -> bool:
-    """An OpenSSL cipher list that selects at least one cipher (HAProxy's test too)."""
-    if not _CIPHER_WORDS(value):
-        return False
-    import ssl
-
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(value)
-    except ssl.SSLError:
-        return False
-    return True
-
-
-def _names_from(allowed: frozenset[str]) -> Callable[[str], bool]:
-    return lambda value: bool(value) and all(part in allowed for part in value.split(":"))
-
-
-def _curve_list(value: str) -> bool:
-    """Known curve names, ':'-separated, no group twice (OpenSSL refuses the list)."""
-    parts = value.split(":")
-    if not all(part in _CURVE_GROUPS for part in parts):
-        return False
-    return len({_CURVE_GROUPS[part] for part in parts}) == len(parts)
-
-
-_INTEGER_RE = re.compile(r"0|-?[1-9][0-9]{0,9}")  # no leading zeros, no '-0'
-
-
-def _integer(low: int, high: int, *, zero: bool = True) -> Callable[[str], bool]:
-    """A decimal integer in ``low..high`` (0 only if ``zero``)."""
-    def check(value: str) -> bool:
-        if _INTEGER_RE.fullmatch(value) is None:
-            return False
-        number = int(value)
-        return low <= number <= high and (zero or number != 0)
-    return check
-
-
-# HAProxy's timer units, in milliseconds; a timer may not exceed 2^31-1 ms (~24.8 days).
-_TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000,
-                  "d": 86_400_000, "": 1}
-_TIME_RE = re.compile(r"(0|[1-9][0-9]{0,9})(us|ms|s|m|h|d)?")
-MAX_TIMER_MS = 2**31 - 1
-
-
-def _timer(value: str) -> bool:
-    """A time HAProxy's parser accepts for a millisecond timer (tcp-ut)."""
-    match = _TIME_RE.fullmatch(value)
-    if match is None:
-        return False
-    return int(match.group(1)) * _TIME_UNITS_MS[match.group(2) or ""] <= MAX_TIMER_MS
-
-
-_NUMBER = _integer(1, 9_999_999, zero=False)
-_PROTOCOLS = _pattern(r"[A-Za-z0-9_./-]{1,32}(?:,[A-Za-z0-9_./-]{1,32}){0,15}")
-# Below TLS 1.2 is refused: the default head sets ssl-min-ver TLSv1.2, so an older
-# maximum would leave a bind with no protocol at all (HAProxy rejects the config).
-_TLS_VERSION = _pattern(r"TLSv1\.[23]")
-_BIND_KEYWORDS: dict[str, Callable[[str], bool] | None] = {
-    "accept-proxy": None,
-    "allow-0rtt": None,
-    "defer-accept": None,
-    "no-ca-names": None,
-    "no-sslv3": None,
-    "no-tls-tickets": None,
-    "no-tlsv10": None,
-    "no-tlsv11": None,
-    "no-tlsv12": None,
-    "no-tlsv13": None,
-    "prefer-client-ciphers": None,
-    "strict-sni": None,
-    "tfo": None,
-    "transparent": None,
-    "v4v6": None,
-    "v6only": None,
-    "alpn": _PROTOCOLS,
-    "backlog": _NUMBER,
-    "ciphers": _cipher_list,
-    "ciphersuites": _names_from(_TLS13_SUITES),
-    "curves": _curve_list,
-    "ecdhe": lambda value: value in _CURVE_NAMES,
-    "id": _NUMBER,
-    "interface": _pattern(r"[A-Za-z0-9_.-]{1,15}"),
-    "maxconn": _NUMBER,
-    # HAProxy: an absolute value 1..65535 (a negative one is a maximum, not a fixed MSS).
-    "mss": _integer(-65535, 65535, zero=False),
-    "name": _pattern(r"[A-Za-z0-9_.-]{1,64}"),
-    "nice": _integer(-1024, 1024),
-    "npn": _PROTOCOLS,
-    "ssl-max-ver": _TLS_VERSION,
-    "ssl-min-ver": _TLS_VERSION,
-    "tcp-ut": _timer,
-}
-# What a keyword's argument must be, where "well-formed" would not say enough.
-_BIND_ARGUMENTS = {
-    "backlog": "an integer 1-9999999",
-    "curves": "curve names joined by ':', each group once (prime256v1 is P-256, ...)",
-    "id": "an integer 1-9999999",
-    "maxconn": "an integer 1-9999999",
-    "mss": "a non-zero integer -65535..65535",
-    "nice": "an integer -1024..1024",
-    "tcp-ut": f"a time of at most {MAX_TIMER_MS} ms (~24.8 days): a number with an optional "
-              "unit us, ms, s, m, h or d",
-}
-
-
-def parse_bind_options(value: str) -> tuple[str, ...]:
-    """Extra ``bind`` options: known keywords with well-formed arguments only.
-
-    Returned as words; the renderer joins them with single spaces, so blanks in
-    the label never reach the config as written.
-    """
-    words = _check_length(value).split()
-    if not words:
-        raise SettingError("no bind option given")
-    out: list[str] = []
-    arguments: dict[str, str | None] = {}
-    position = 0
-    while position < len(words):
-        keyword = words[position]
-        if keyword not in _BIND_KEYWORDS:
-            raise SettingError(f"unsupported bind option {_shorten(keyword, 40)!r} (supported: "
-                               f"{', '.join(sorted(_BIND_KEYWORDS))})")
-        if keyword in arguments:
-            # HAProxy refuses some repeats (a second 'id') and silently overrides others.
-            raise SettingError(f"bind option {keyword!r} is given more than once")
-        argument_ok = _BIND_KEYWORDS[keyword]
-        out.append(keyword)
-        position += 1
-        arguments[keyword] = None
-        if argument_ok is None:
-            continue
-        if position >= len(words) or not argument_ok(words[position]):
-            wanted = _BIND_ARGUMENTS.get(keyword)
-            raise SettingError(f"bind option {keyword!r} needs a valid argument"
-                               + (f" ({wanted})" if wanted else ""))
-        out.append(words[position])
-        arguments[keyword] = words[position]
-        position += 1
-    if "v4v6" in arguments and "v6only" in arguments:
-        raise SettingError("bind options 'v4v6' and 'v6only' contradict each other")
-    if (arguments.get("ssl-min-ver") or "TLSv1.2") > (arguments.get("ssl-max-ver") or "TLSv1.3"):
-        raise SettingError("ssl-min-ver is above ssl-max-ver: no TLS version would be left")
-    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,7 +270,7 @@ SETTINGS: tuple[Setting, ...] = (
         "HAPROXY_{n}_BIND_OPTIONS", "bind_options", parse_bind_options, (),
         "Extra options of the port's bind line: only these keywords, each at most once and "
         "with an argument HAProxy accepts where it takes one (numbers in HAProxy's ranges): "
-        + ", ".join(sorted(_BIND_KEYWORDS)) + ".",
+        + ", ".join(sorted(BIND_KEYWORDS)) + ".",
         "HAPROXY_0_BIND_OPTIONS=accept-proxy maxconn 2000", origin="servicerouter",
     ),
 )

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servicerouter.apply.bisection import find_culprits
-from servicerouter.model.labels import MAX_VALUE_LENGTH, Problem
+from servicerouter.model.label_values import MAX_VALUE_LENGTH
+from servicerouter.model.labels import Problem
 from servicerouter.model.services import Service
 from servicerouter.render.budget import BudgetedFragment, budget_env
 from servicerouter.render.config import RenderOptions, render_config, render_guarded

@@ -11,16 +11,12 @@ import re
 
 import pytest
 
-from servicerouter.model.labels import (
-    DEFAULT_PORT_SETTINGS,
-    SETTINGS,
+from servicerouter.model.bind_options import parse_bind_options
+from servicerouter.model.label_values import (
     BasicAuth,
-    Problem,
     SettingError,
-    mark_still_routed,
     parse_auth,
     parse_balance,
-    parse_bind_options,
     parse_bool,
     parse_cookie_name,
     parse_mode,
@@ -31,6 +27,12 @@ from servicerouter.model.labels import (
     parse_weight,
     path_ignores_case,
     path_prefixes,
+)
+from servicerouter.model.labels import (
+    DEFAULT_PORT_SETTINGS,
+    SETTINGS,
+    Problem,
+    mark_still_routed,
     read_port_settings,
 )
 

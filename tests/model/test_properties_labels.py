@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servicerouter.model import labels as registry
+from servicerouter.model.bind_options import parse_bind_options
+from servicerouter.model.label_values import BasicAuth, SettingError
 from servicerouter.model.preflight import PortChecks
 from servicerouter.model.services import build_model
 from servicerouter.render.config import RenderOptions, render_config
@@ -200,8 +202,8 @@ def check_lines(text: str, fixed: set[str]) -> None:
             words = line.split()[2:]
             if words[:2] == ["ssl", "crt"]:
                 words = words[3:]
-            registry.parse_bind_options(" ".join(words)) if words else None
-            assert not words or tuple(words) == registry.parse_bind_options(" ".join(words))
+            parse_bind_options(" ".join(words)) if words else None
+            assert not words or tuple(words) == parse_bind_options(" ".join(words))
 
 
 # --------------------------------------------------------------------------- the property
@@ -306,11 +308,11 @@ def test_arbitrary_label_values_never_break_the_config(env: dict, haproxy_bin: s
 def test_a_value_is_either_refused_or_one_safe_token_per_word(key, value: str) -> None:
     try:
         parsed = key.parse(value)
-    except registry.SettingError:
+    except SettingError:
         return
     parts = parsed if isinstance(parsed, tuple) else (parsed,)
     for part in parts:
-        text = str(part) if not isinstance(part, registry.BasicAuth) else \
+        text = str(part) if not isinstance(part, BasicAuth) else \
             f"{part.realm} {part.user} {part.password_hash}"
         for word in text.split(" "):
             if key.key == "HAPROXY_{n}_GROUP" or isinstance(part, bool):
@@ -333,8 +335,8 @@ def test_numeric_bind_options_pass_haproxy_when_accepted(env: dict, haproxy_bin:
     @given(value=numeric_bind_options)
     def one_draw(value: str) -> None:
         try:
-            words = registry.parse_bind_options(value)
-        except registry.SettingError:
+            words = parse_bind_options(value)
+        except SettingError:
             refused.append(value)
             return
         assert " ".join(words) == " ".join(value.split())
