@@ -141,7 +141,12 @@ def test_stalled_stream_is_dropped_and_reopened() -> None:
         assert any("stalled" in e for e in rec.errors)
     finally:
         stream.stop()
+        # shutdown() wakes the accept() in serve(); a bare close() would leave it
+        # blocked on a descriptor number a later test's listener may be given.
+        listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+        thread.join(5)
+        assert not thread.is_alive()
         for conn in conns:
             conn.close()
 
