@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Print out configuration details")
     parser.add_argument("--marathon", "-m", nargs="+", action="extend",
                         help="Marathon endpoint, eg. -m http://marathon1:8080 "
-                             "-m http://marathon2:8080 (or file:PATH of a saved "
+                             "-m http://marathon2:8080 (HOST:PORT means http; several "
+                             "hosts may be comma-separated; or file:PATH of a saved "
                              "/v2/apps?embed=apps.tasks body)")
     parser.add_argument("--listening", "-l",
                         help="The HTTP address that Marathon can call this script back "
@@ -295,8 +296,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_marathon_urls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every -m URL usable, or exit 2 now (the message never shows a password)."""
-    from servicerouter.source.marathon import parse_marathon_url
+    from servicerouter.source.marathon import parse_marathon_url, split_marathon_hosts
 
+    try:  # -m a:8080,b:8080 is two hosts (the bridge's and marathon-lb's users' form)
+        args.marathon = split_marathon_hosts(args.marathon)
+    except ValueError as err:
+        parser.error(str(err))
     urls: list[str] = args.marathon
     found: set[tuple[str, str] | None] = set()
     for url in urls:
