@@ -23,9 +23,9 @@ def default_syslog_socket() -> str:
     return "/var/run/syslog" if sys.platform == "darwin" else "/dev/log"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="servicerouter",
+        prog=prog,
         description="Marathon HAProxy Service Router",
         epilog="--longhelp describes every app setting and template fragment.",
     )
@@ -275,8 +275,13 @@ def expand_legacy_abbreviations(parser: argparse.ArgumentParser,
     return expanded
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
+def parse_args(argv: Sequence[str] | None = None, *, prog: str = "servicerouter",
+               defaults: dict[str, Any] | None = None) -> argparse.Namespace:
+    """Flags -> settings. ``defaults`` (a subcommand's own, e.g. the bridge's) sit
+    under ``--config`` and the command line, which both still win."""
+    parser = build_parser(prog)
+    if defaults:
+        parser.set_defaults(**defaults)
     argv = expand_legacy_abbreviations(parser, sys.argv[1:] if argv is None else argv)
     _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
