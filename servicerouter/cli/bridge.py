@@ -110,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from servicerouter.cli.logs import setup_logging
 
     args = parse_args([*marathon, *rest], prog=PROG, defaults=BRIDGE_DEFAULTS)
+    modes = [flag for flag, on in (("--dry", args.dry), ("--sse", args.sse),
+                                   ("--listening", args.listening),
+                                   ("--manage-haproxy", args.manage_haproxy)) if on]
+    if modes:
+        sys.stderr.write(f"{PROG}: {modes[0]} is not a bridge form: the bridge prints or "
+                         "refreshes once; run servicerouter itself for that mode\n")
+        return 2
     if not args.group:
         args.group = list(BRIDGE_GROUPS)
     setup_logging(args.syslog_socket, args.log_format, args.log_level)

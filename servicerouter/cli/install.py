@@ -95,6 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
     root = os.path.abspath(ns.root) if ns.root else "/"
+    try:
+        return _main(parser, ns, rest, root)
+    except (OSError, ValueError) as err:  # not root, a read-only tree, a broken manifest
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 1
+
+
+def _main(parser: argparse.ArgumentParser, ns: argparse.Namespace, rest: list[str],
+          root: str) -> int:
     report = Report()
     if ns.uninstall:
         if ns.marathon or rest or ns.cron:

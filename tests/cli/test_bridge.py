@@ -203,3 +203,10 @@ def test_console_scripts_are_declared() -> None:
     for name in ("servicerouter", "servicerouter-bridge"):
         module, _, function = scripts[name].partition(":")
         assert callable(getattr(importlib.import_module(module), function))
+
+
+@pytest.mark.parametrize("flag", [["--sse"], ["--dry"], ["--manage-haproxy"],
+                                  ["--listening", "http://lb:8000"]])
+def test_servicerouter_modes_are_not_bridge_forms(tmp_path: Path, flag: list[str]) -> None:
+    proc = bridge("m:8080", *flag, cwd=tmp_path)
+    assert proc.returncode == 2 and "is not a bridge form" in proc.stderr and proc.stdout == ""

@@ -203,3 +203,11 @@ def test_the_bridge_installation_is_taken_over(tmp_path: Path) -> None:
     args = flags.parse_args(["--config", str(root / "etc/servicerouter/config.yml")])
     assert args.marathon == ["m1:8080", "m2:8080"] and args.group == ["*"]
     assert (root / "etc/cron.d/servicerouter").is_file()
+
+
+def test_a_tree_it_cannot_write_is_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.write_text("a file where the root directory should be\n")
+    proc = run("--root", str(root), "-m", "m1:8080", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("servicerouter install: ") and len(proc.stderr.splitlines()) == 1
