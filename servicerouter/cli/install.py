@@ -68,7 +68,8 @@ class Report:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Install servicerouter as a service (or a cron job); "
+        prog=PROG, allow_abbrev=False,  # a servicerouter flag abbreviation passes through
+        description="Install servicerouter as a service (or a cron job); "
         "any other servicerouter flag given here goes into its config file",
         epilog="Run it again with other settings to change the installation.")
     parser.add_argument("--marathon", "-m", nargs="+", action="extend", default=[],
@@ -149,7 +150,6 @@ def settings_from_flags(parser: argparse.ArgumentParser, argv: list[str]) -> dic
     from servicerouter.cli import flags
     from servicerouter.source.marathon import split_marathon_hosts
 
-    flags.parse_args(argv, prog=PROG)  # every check a run would make; exits 2 on error
     given = flags.build_parser(PROG)
     for action in given._actions:
         action.default = argparse.SUPPRESS
@@ -157,6 +157,7 @@ def settings_from_flags(parser: argparse.ArgumentParser, argv: list[str]) -> dic
     for dest, why in REFUSED.items():
         if dest in values:
             parser.error(f"--{dest.replace('_', '-')}: {why}")
+    flags.parse_args(argv, prog=PROG)  # every check a run would make; exits 2 on error
     values["marathon"] = split_marathon_hosts(values["marathon"])
     return values
 

@@ -176,6 +176,7 @@ def test_a_foreign_file_needs_force_and_comes_back_at_uninstall(tmp_path: Path) 
 @pytest.mark.parametrize("argv, message", [
     (["-m", "m1:8080", "--dry"], "--dry:"),
     (["-m", "m1:8080", "--sse"], "live mode is the default"),
+    (["-m", "m1:8080", "--config", "/nonexistent.yml"], "writes the config file itself"),
     (["-m", "m1"], "expected HOST:PORT"),
     ([], "-m HOST:PORT is required"),
     (["--uninstall", "-m", "m1:8080"], "takes no other settings"),
@@ -211,3 +212,12 @@ def test_a_tree_it_cannot_write_is_one_line(tmp_path: Path) -> None:
     proc = run("--root", str(root), "-m", "m1:8080", cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("servicerouter install: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_servicerouter_abbreviations_and_short_flags_reach_the_config(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    proc = run("--root", str(root), "-m", "m1:8080", "--haproxy", "/srv/haproxy.cfg",
+               "-c", "systemctl reload haproxy", "--com", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    args = flags.parse_args(["--config", str(root / "etc/servicerouter/config.yml")])
+    assert args.haproxy_config == "/srv/haproxy.cfg" and args.command == "true"
