@@ -84,9 +84,12 @@ def split_hosts(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # the bridge printed its usage too, and failed
+        sys.stderr.write(USAGE)
+        return 2
+    if argv[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
-        return 0 if argv else 2
+        return 0
     logged = argv[0] == "logged"
     if logged:
         argv = argv[1:]
@@ -112,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args([*marathon, *rest], prog=PROG, defaults=BRIDGE_DEFAULTS)
     modes = [flag for flag, on in (("--dry", args.dry), ("--sse", args.sse),
                                    ("--listening", args.listening),
-                                   ("--manage-haproxy", args.manage_haproxy)) if on]
+                                   ("--manage-haproxy", args.manage_haproxy),
+                                   ("--longhelp", args.longhelp),
+                                   ("--list-certs", args.list_certs)) if on]
     if modes:
         sys.stderr.write(f"{PROG}: {modes[0]} is not a bridge form: the bridge prints or "
                          "refreshes once; run servicerouter itself for that mode\n")

@@ -27,7 +27,10 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Marathon HAProxy Service Router",
-        epilog="--longhelp describes every app setting and template fragment.",
+        epilog="--longhelp describes every app setting and template fragment. "
+               "Subcommands: 'servicerouter bridge HOST:PORT...' (haproxy-marathon-bridge's "
+               "command line) and 'servicerouter install' (service or cron job); each has "
+               "its own --help.",
     )
     # --- servicerouter.py's flags, unchanged -------------------------------------
     parser.add_argument("--longhelp", action="store_true",

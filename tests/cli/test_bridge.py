@@ -181,6 +181,11 @@ def test_other_bridge_forms_are_one_line_refusals(tmp_path: Path, form: str,
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_no_arguments_is_the_usage_on_stderr(tmp_path: Path) -> None:
+    proc = bridge(cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "" and "usage: servicerouter-bridge" in proc.stderr
+
+
 def test_servicerouter_flag_only_command_line_is_unchanged(tmp_path: Path) -> None:
     """A subcommand word must not change how servicerouter.py's flags parse."""
     snapshot = tmp_path / "apps.json"
@@ -205,8 +210,10 @@ def test_console_scripts_are_declared() -> None:
         assert callable(getattr(importlib.import_module(module), function))
 
 
-@pytest.mark.parametrize("flag", [["--sse"], ["--dry"], ["--manage-haproxy"],
-                                  ["--listening", "http://lb:8000"]])
-def test_servicerouter_modes_are_not_bridge_forms(tmp_path: Path, flag: list[str]) -> None:
-    proc = bridge("m:8080", *flag, cwd=tmp_path)
+@pytest.mark.parametrize("argv", [["m:8080", "--sse"], ["m:8080", "--dry"],
+                                  ["m:8080", "--manage-haproxy"],
+                                  ["m:8080", "--listening", "http://lb:8000"],
+                                  ["--longhelp"], ["--list-certs"]])
+def test_servicerouter_modes_are_not_bridge_forms(tmp_path: Path, argv: list[str]) -> None:
+    proc = bridge(*argv, cwd=tmp_path)
     assert proc.returncode == 2 and "is not a bridge form" in proc.stderr and proc.stdout == ""
