@@ -23,18 +23,22 @@ def default_syslog_socket() -> str:
     return "/var/run/syslog" if sys.platform == "darwin" else "/dev/log"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="servicerouter",
+        prog=prog,
         description="Marathon HAProxy Service Router",
-        epilog="--longhelp describes every app setting and template fragment.",
+        epilog="--longhelp describes every app setting and template fragment. "
+               "Subcommands: 'servicerouter bridge HOST:PORT...' (haproxy-marathon-bridge's "
+               "command line) and 'servicerouter install' (service or cron job); each has "
+               "its own --help.",
     )
     # --- servicerouter.py's flags, unchanged -------------------------------------
     parser.add_argument("--longhelp", action="store_true",
                         help="Print out configuration details")
     parser.add_argument("--marathon", "-m", nargs="+", action="extend",
                         help="Marathon endpoint, eg. -m http://marathon1:8080 "
-                             "-m http://marathon2:8080 (or file:PATH of a saved "
+                             "-m http://marathon2:8080 (HOST:PORT means http; several "
+                             "hosts may be comma-separated; or file:PATH of a saved "
                              "/v2/apps?embed=apps.tasks body)")
     parser.add_argument("--listening", "-l",
                         help="The HTTP address that Marathon can call this script back "
@@ -274,8 +278,13 @@ def expand_legacy_abbreviations(parser: argparse.ArgumentParser,
     return expanded
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
+def parse_args(argv: Sequence[str] | None = None, *, prog: str = "servicerouter",
+               defaults: dict[str, Any] | None = None) -> argparse.Namespace:
+    """Flags -> settings. ``defaults`` (a subcommand's own, e.g. the bridge's) sit
+    under ``--config`` and the command line, which both still win."""
+    parser = build_parser(prog)
+    if defaults:
+        parser.set_defaults(**defaults)
     argv = expand_legacy_abbreviations(parser, sys.argv[1:] if argv is None else argv)
     _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
@@ -295,8 +304,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_marathon_urls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every -m URL usable, or exit 2 now (the message never shows a password)."""
-    from servicerouter.source.marathon import parse_marathon_url
+    from servicerouter.source.marathon import parse_marathon_url, split_marathon_hosts
 
+    try:  # -m a:8080,b:8080 is two hosts (the bridge's and marathon-lb's users' form)
+        args.marathon = split_marathon_hosts(args.marathon)
+    except ValueError as err:
+        parser.error(str(err))
     urls: list[str] = args.marathon
     found: set[tuple[str, str] | None] = set()
     for url in urls:

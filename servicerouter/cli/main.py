@@ -20,7 +20,21 @@ from servicerouter.cli.logs import setup_logging
 log = logging.getLogger("servicerouter")
 
 
+# Subcommands, each in its own module; anything else is servicerouter.py's flag-only
+# command line (which has no positional argument, so a word here cannot be a flag value).
+SUBCOMMANDS = {"bridge": "servicerouter.cli.bridge", "install": "servicerouter.cli.install"}
+
+
+class StartupError(Exception):
+    """A setting that stops the router before its first sync (exit 2)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return int(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
     args = parse_args(argv)
     if args.longhelp:
         from servicerouter.cli.docs import longhelp_text
@@ -104,23 +118,47 @@ def check_haproxy_bin(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Wire the stages together from parsed flags."""
+    from servicerouter.engine.runner import SyncTrigger, run_listening, run_once
+    from servicerouter.source.marathon import MarathonClient
+
+    try:
+        router = build_router(args)
+    except StartupError as err:
+        log.error("%s", err)
+        return 2
+    settings = router.settings
+    source = router.source
+    if not args.dry:  # temp files a crash left beside the config or certificates
+        from servicerouter.apply.tempfiles import clean_startup
+        from servicerouter.engine.runner import default_state_dir
+
+        state_dir = settings.state_dir or default_state_dir(settings.config_path)
+        clean_startup(settings.config_path, [state_dir, os.path.join(state_dir, "bundles")])
+    if args.sse or args.manage_haproxy or (args.listening and not args.dry):
+        return _run_live(args, router)
+    if args.listening:
+        if not isinstance(source, MarathonClient):
+            log.error("--listening needs a Marathon URL, not a file: snapshot")
+            return 2
+        trigger = SyncTrigger(args.min_wait, args.max_wait, args.resync_interval)
+        return run_listening(router, source, args.listening, args.listening_addr, trigger)
+    return run_once(router)
+
+
+def build_router(args: argparse.Namespace) -> Any:
+    """The Router (servicerouter.engine.runner) the flags describe; every mode and
+    subcommand that syncs (the bridge too) starts from this one, so they cannot
+    drift apart. StartupError says why the flags cannot make one."""
     from servicerouter.apply import haproxy
-    from servicerouter.engine.runner import (
-        Router,
-        RouterSettings,
-        SyncTrigger,
-        run_listening,
-        run_once,
-    )
+    from servicerouter.engine.runner import Router, RouterSettings
     from servicerouter.render.config import RenderOptions
     from servicerouter.render.fragment_check import check_fragments
     from servicerouter.render.fragments import TemplateError, load_fragments
-    from servicerouter.source.marathon import MarathonClient, make_source
+    from servicerouter.source.marathon import make_source
 
     problem = check_haproxy_bin(args)
     if problem:
-        log.error("%s", problem)
-        return 2
+        raise StartupError(problem)
     user_dirs = list(args.templates_dir)
     if os.path.isdir("templates"):
         user_dirs.append("templates")
@@ -128,8 +166,7 @@ def run(args: argparse.Namespace) -> int:
         fragments = load_fragments(user_dirs)
         check_fragments(fragments)  # a fragment that raises fails now, not at a sync
     except TemplateError as err:
-        log.error("template error: %s", err)
-        return 2
+        raise StartupError(f"template error: {err}") from None
     for name, source in fragments.sources().items():
         log.debug("fragment %s from %s", name, source)
 
@@ -137,13 +174,11 @@ def run(args: argparse.Namespace) -> int:
         source = make_source(args.marathon, client_settings(args),
                              embed_readiness=args.health_check)
     except ValueError as err:
-        log.error("%s", err)
-        return 2
+        raise StartupError(str(err)) from None
     try:
         cookie_secret = read_cookie_secret(args.cookie_secret_file)
     except ValueError as err:
-        log.error("%s", err)
-        return 2
+        raise StartupError(str(err)) from None
     options = RenderOptions(
         bind_addr=args.bind_addr, http_port=args.http_port, https_port=args.https_port,
         appid_port=args.appid_port, stats_port=args.stats_port, cookie_secret=cookie_secret,
@@ -166,22 +201,7 @@ def run(args: argparse.Namespace) -> int:
         ip_per_task_ports=(args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task),
         allow_label_templates=args.allow_label_templates,
     )
-    router = Router(source, fragments, settings)
-    if not args.dry:  # temp files a crash left beside the config or certificates
-        from servicerouter.apply.tempfiles import clean_startup
-        from servicerouter.engine.runner import default_state_dir
-
-        state_dir = settings.state_dir or default_state_dir(settings.config_path)
-        clean_startup(settings.config_path, [state_dir, os.path.join(state_dir, "bundles")])
-    if args.sse or args.manage_haproxy or (args.listening and not args.dry):
-        return _run_live(args, router)
-    if args.listening:
-        if not isinstance(source, MarathonClient):
-            log.error("--listening needs a Marathon URL, not a file: snapshot")
-            return 2
-        trigger = SyncTrigger(args.min_wait, args.max_wait, args.resync_interval)
-        return run_listening(router, source, args.listening, args.listening_addr, trigger)
-    return run_once(router)
+    return Router(source, fragments, settings)
 
 
 def _run_live(args: argparse.Namespace, router: Any) -> int:

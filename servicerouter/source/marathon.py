@@ -333,16 +333,25 @@ def parse_marathon_url(text: str) -> tuple[str, tuple[str, str] | None]:
     """One ``--marathon`` value -> (URL without credentials, (user, password) or None).
 
     ``file:`` snapshots pass as they are.  Anything else must be an
-    ``http(s)://HOST[:PORT][/PATH]`` URL; the ValueError says what is wrong
-    without repeating the password (the URL is shown redacted).
+    ``http(s)://HOST[:PORT][/PATH]`` URL, or ``HOST:PORT[/PATH]`` without a
+    scheme, which means http (haproxy-marathon-bridge's form, and Marathon's
+    docs'); without a scheme the port is required, since a bare name would
+    otherwise silently mean port 80 where Marathon listens on 8080.  The
+    ValueError says what is wrong without repeating the password (the URL is
+    shown redacted).
     """
     if text.startswith("file:"):
         return text, None
     shown = _shown(text)
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    implied_http = match is None
     if match is None:
-        raise ValueError(f"--marathon {shown}: expected http://HOST:PORT, https://HOST:PORT "
-                         "or file:PATH")
+        if "://" in text or not _has_port(text):
+            raise ValueError(f"--marathon {shown}: expected HOST:PORT, http://HOST:PORT, "
+                             "https://HOST:PORT or file:PATH")
+        text = "http://" + text
+        match = re.match(r"(http)://", text)
+        assert match is not None
     scheme = match.group(1).lower()
     if scheme not in ("http", "https"):
         raise ValueError(f"--marathon {shown}: scheme {scheme!r} is not supported "
@@ -367,9 +376,48 @@ def parse_marathon_url(text: str) -> tuple[str, tuple[str, str] | None]:
         port = parsed.port
     except ValueError:
         raise ValueError(f"--marathon {shown}: bad host or port") from None
-    if not parsed.hostname or port == 0:
+    if not parsed.hostname or port == 0 or (implied_http and port is None):
         raise ValueError(f"--marathon {shown}: bad host or port")
     return f"{scheme}://{authority}{tail}".rstrip("/"), auth
+
+
+def _has_port(text: str) -> bool:
+    """Whether a scheme-less ``[USER:PASSWORD@]HOST:PORT[/PATH]`` names a port at all
+    (whether it is a valid one is checked with the rest of the URL)."""
+    authority = re.split(r"[/?#]", text, maxsplit=1)[0].rpartition("@")[2]
+    if authority.startswith("["):  # [IPv6]:PORT
+        return "]:" in authority
+    return ":" in authority
+
+
+def split_marathon_hosts(values: Sequence[str]) -> list[str]:
+    """``--marathon`` values with comma-separated lists split: ``a:8080,b:8080``.
+
+    The bridge and marathon-lb users' configuration management often holds the
+    hosts as one comma-joined string.  A value is split only when every
+    non-blank piece is a usable location on its own: a comma inside a password
+    (``http://u:p,w@h:8080``) keeps the value whole.  Raises the ValueError of
+    the first unusable piece when neither reading works.
+    """
+    hosts: list[str] = []
+    for value in values:
+        pieces = [piece.strip() for piece in value.split(",")]
+        pieces = [piece for piece in pieces if piece]
+        if len(pieces) == 1 and "," not in value:
+            hosts.append(value)
+            continue
+        try:
+            for piece in pieces:
+                parse_marathon_url(piece)
+        except ValueError as piece_error:
+            try:
+                parse_marathon_url(value)
+            except ValueError:
+                raise piece_error from None
+            hosts.append(value)
+            continue
+        hosts.extend(pieces)
+    return hosts
 
 
 def _shown(text: str) -> str:

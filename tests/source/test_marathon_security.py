@@ -357,7 +357,8 @@ def test_credential_file_is_not_world_readable_in_examples(tmp_path: Path) -> No
     ("http://alice:pa/S3cret@127.0.0.1:1", "percent-encode"),  # '/' in the password
     ("http://alice:pa?S3cret@127.0.0.1:1", "percent-encode"),
     ("http://alice:pa#S3cret@127.0.0.1:1", "percent-encode"),
-    ("alice:S3cret@h:1", "expected http://HOST:PORT"),  # no scheme
+    ("alice:S3cret@h", "expected HOST:PORT"),  # no scheme and no port
+    ("alice:S3cret@h:", "bad host or port"),  # no scheme, an empty port
     ("ftp://alice:S3cret@h:1", "scheme 'ftp' is not supported"),
     ("http://alice:S3cret@h:99999", "bad host or port"),
     ("http://alice:S3cret@[::1", "bad host or port"),
