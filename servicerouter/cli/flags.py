@@ -169,6 +169,24 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                               "with -m, the apps' HAPROXY_{n}_SSL_CERT) with their names, "
                               "expiry and problems; exit 1 if any is unusable")
 
+    holds = parser.add_argument_group(
+        "removal holds (a Marathon answer that would empty the load balancer waits)")
+    holds.add_argument("--removal-hold-threshold", type=_fraction, default=0.5,
+                       metavar="FRACTION",
+                       help="Hold a sync that would remove more than this fraction of the "
+                            "routed servers or backends (removing all of them always holds; "
+                            "default 0.5)")
+    holds.add_argument("--removal-hold-fetches", type=_non_negative_int, default=3,
+                       metavar="N",
+                       help="Apply a held removal once N consecutive syncs saw it (default 3; "
+                            "0 turns holds off)")
+    holds.add_argument("--removal-hold-seconds", type=_non_negative_float, default=30.0,
+                       metavar="SECONDS",
+                       help="...and at least this long after the first (default 30)")
+    holds.add_argument("--confirm-removal", action="store_true",
+                       help="Apply the removal this run would hold (one-shot runs; live runs: "
+                            "POST /removal/confirm on --status-listen with the token)")
+
     access = parser.add_argument_group("Marathon access")
     access.add_argument("--marathon-auth-credential-file", metavar="FILE",
                         help="File whose first line is USER:PASSWORD for Marathon's HTTP "
@@ -189,6 +207,33 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     access.add_argument("--marathon-client-key", metavar="FILE",
                         help="Private key of --marathon-client-cert, if in its own file")
     return parser
+
+
+def _fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
 
 
 def client_settings(args: argparse.Namespace) -> Any:

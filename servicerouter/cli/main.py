@@ -150,6 +150,7 @@ def build_router(args: argparse.Namespace) -> Any:
     subcommand that syncs (the bridge too) starts from this one, so they cannot
     drift apart. StartupError says why the flags cannot make one."""
     from servicerouter.apply import haproxy
+    from servicerouter.engine.holds import HoldSettings
     from servicerouter.engine.runner import Router, RouterSettings
     from servicerouter.render.config import RenderOptions
     from servicerouter.render.fragment_check import check_fragments
@@ -200,6 +201,9 @@ def build_router(args: argparse.Namespace) -> Any:
         health_check=args.health_check,
         ip_per_task_ports=(args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task),
         allow_label_templates=args.allow_label_templates,
+        removal_hold=HoldSettings(args.removal_hold_threshold, args.removal_hold_fetches,
+                                  args.removal_hold_seconds),
+        confirm_removal=args.confirm_removal,
     )
     return Router(source, fragments, settings)
 

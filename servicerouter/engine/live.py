@@ -48,6 +48,7 @@ from servicerouter.apply.managed import (
     RuntimeApplier,
     RuntimeUpdateError,
 )
+from servicerouter.engine import removal_guard
 from servicerouter.engine.runner import Router, SyncTrigger, gc_paused, utc_iso, without_unrendered
 from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.services import Model, Service
@@ -474,7 +475,7 @@ class LiveRouter:
             router.resolver.new_sync()
         assert self._apps is not None
         router.port_checks.new_sync()
-        model = router.build_model(self._apps.values())
+        model = router.build_model(self._apps.values(), removal_guard.routed_before(self))
         options = router._prepare_certificates(options, model.services, stable_paths=True)
         try:  # an app a fragment fails to render for is left out, with a problem
             model = router._label_templates(model, options)
@@ -500,6 +501,8 @@ class LiveRouter:
                 self._applied_text = text
             self._set_services(services)
             return True
+        if removal_guard.removal_held(self, text, model.app_count):
+            return True  # the last config keeps serving (servicerouter.engine.holds)
         ok = self._apply(text, services, options)
         return ok
 
@@ -1043,6 +1046,7 @@ class LiveRouter:
             "last_certificate_update": (utc_iso(state.last_cert_update)
                                         if state.last_cert_update else None),
             "certificates": self._certificates(),
+            "removal_hold": self.router.removal_guard.status(),
         }
         if self.manager is not None:
             ms = self.manager.stats
@@ -1142,8 +1146,10 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
     try:
         if options.status_listen is not None:
             try:
-                status_server = StatusServer(options.status_listen, metrics, live.snapshot,
-                                             live.health, options.status_token)
+                status_server = StatusServer(
+                    options.status_listen, metrics, live.snapshot, live.health,
+                    options.status_token,
+                    confirm_removal=lambda: removal_guard.confirm_removal(live))
             except OSError as err:  # the port is taken: one line, exit 2
                 raise listen_error("--status-listen", options.status_listen, err) from None
             status_server.start()

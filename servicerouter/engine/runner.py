@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicerouter.apply import haproxy
+from servicerouter.engine.holds import HoldSettings, routed_addresses
 from servicerouter.model.preflight import PortChecks
 from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.services import Model, Service, build_model
@@ -53,6 +54,9 @@ class RouterSettings:
     health_check: bool = False  # only healthy, ready tasks; drain killing ones
     ip_per_task_ports: tuple[int, int] = (10050, 10100)
     allow_label_templates: bool = False  # HAPROXY_{n}_<FRAGMENT> labels, sandboxed
+    # Large removals wait (servicerouter.engine.holds); --confirm-removal applies one now.
+    removal_hold: HoldSettings = field(default_factory=HoldSettings)
+    confirm_removal: bool = False
 
 
 @dataclass
@@ -69,6 +73,7 @@ class SyncResult:
     # Certificate bundles served: source, names, not_after, days_left, expiring
     # (within 14 days), problem (why a bundle was left out).
     certificates: list[dict[str, Any]] = field(default_factory=list)
+    held: bool = False  # a large removal is held: the last config keeps serving
 
 
 class Router:
@@ -98,6 +103,11 @@ class Router:
         self.written_certs: frozenset[str] = frozenset()
         self.last: SyncResult | None = None
         self._lock = threading.Lock()
+        from servicerouter.engine.removal_guard import HOLD_FILE, RemovalGuard
+
+        self.removal_guard = RemovalGuard(
+            settings.removal_hold, os.path.join(self._state_dir(), HOLD_FILE),
+            confirm_first=settings.confirm_removal)
 
     def sync(self) -> SyncResult:
         """One full pass; never raises for bad input or an unreachable Marathon."""
@@ -121,13 +131,16 @@ class Router:
             log.error("keeping the current config: %s", err)
             return SyncResult(ok=False, error=str(err), timings=timings)
 
+        from servicerouter.engine import removal_guard
+
         mark = time.perf_counter()
         if isinstance(self.resolver, CachingResolver):
             self.resolver.new_sync()
         settings = self.settings
         options = settings.render_options
         self.port_checks.new_sync()
-        model = self.build_model(apps)
+        previous = removal_guard.previous_on_disk(self)  # what HAProxy is given now
+        model = self.build_model(apps, routed_addresses(previous) if previous else None)
         timings["model"] = time.perf_counter() - mark
         for problem in model.problems:
             log.warning("%s", problem.log_line())
@@ -154,6 +167,9 @@ class Router:
             self._print_dry(text)
             timings["write"] = time.perf_counter() - mark
             return SyncResult(ok=True, timings=timings, model=model)
+        if removal_guard.check_one_shot(self, previous, text, model.app_count).held:
+            return SyncResult(ok=False, held=True, timings=timings, model=model,
+                              error="a large removal is held")
         applied = haproxy.apply_config(
             text, settings.config_path, validate=settings.validate,
             haproxy_bin=settings.haproxy_bin,
@@ -227,8 +243,12 @@ class Router:
                                       if s.app_id not in compiled.bad_apps),
                        problems=model.problems + compiled.problems)
 
-    def build_model(self, apps: Any) -> Model:
-        """The model of ``apps`` under this router's settings (every sync path uses it)."""
+    def build_model(self, apps: Any, routed_before: frozenset[str] | None = None) -> Model:
+        """The model of ``apps`` under this router's settings (every sync path uses it).
+
+        ``routed_before``: the server addresses the serving config routes; with
+        --health-check a task whose health is not known yet keeps its place.
+        """
         settings = self.settings
         options = settings.render_options
         if self._port_assignments is None:
@@ -241,7 +261,8 @@ class Router:
                             strict_mode=settings.strict_mode,
                             health_check=settings.health_check,
                             ip_per_task_ports=settings.ip_per_task_ports,
-                            port_assignments=self._port_assignments)
+                            port_assignments=self._port_assignments,
+                            routed_before=routed_before)
         if model.port_assignments != self._port_assignments or self._ports_unsaved:
             self._port_assignments = model.port_assignments
             if not settings.dry:  # --dry writes nothing
@@ -250,9 +271,10 @@ class Router:
         return model
 
     def _ports_file(self) -> str:
-        settings = self.settings
-        state_dir = settings.state_dir or default_state_dir(settings.config_path)
-        return os.path.join(state_dir, PORTS_FILE)
+        return os.path.join(self._state_dir(), PORTS_FILE)
+
+    def _state_dir(self) -> str:
+        return self.settings.state_dir or default_state_dir(self.settings.config_path)
 
     def _prepare_certificates(self, options: RenderOptions,
                               services: Sequence[Service] = (),
@@ -545,8 +567,16 @@ def without_unrendered(model: Model, rendered: Rendered) -> Model:
 
 
 def run_once(router: Router) -> int:
-    """servicerouter.py's default mode: one sync, exit status says how it went."""
+    """servicerouter.py's default mode: one sync, exit status says how it went.
+
+    75 (EX_TEMPFAIL) when a large removal is held: nothing was written; a later
+    run applies it once it persists, or ``--confirm-removal`` now.
+    """
+    from servicerouter.engine.removal_guard import EXIT_HELD
+
     result = router.sync()
+    if result.held:
+        return EXIT_HELD
     return 0 if result.ok else 1
 
 

@@ -343,9 +343,14 @@ class _TaskFilter:
 
     check_count: int  # Marathon health checks every task must pass
     not_ready: frozenset[str]  # task ids whose readiness check has not passed
+    # Server addresses ("ip:port") the serving config routes: a task whose health
+    # is not known yet (just after a Marathon leader change, marathon#3419) keeps
+    # its place there instead of being dropped.
+    routed_before: frozenset[str] = frozenset()
 
 
-def _task_filter(app: Mapping[str, Any]) -> _TaskFilter:
+def _task_filter(app: Mapping[str, Any],
+                 routed_before: frozenset[str] = frozenset()) -> _TaskFilter:
     checks = app.get("healthChecks")
     count = sum(1 for c in checks if isinstance(c, Mapping)) if isinstance(checks, list) else 0
     results = app.get("readinessCheckResults")
@@ -356,11 +361,11 @@ def _task_filter(app: Mapping[str, Any]) -> _TaskFilter:
                 task_id = result.get("taskId")
                 if isinstance(task_id, str):
                     not_ready.add(task_id)
-    return _TaskFilter(count, frozenset(not_ready))
+    return _TaskFilter(count, frozenset(not_ready), routed_before)
 
 
 def _task_admission(task: Mapping[str, Any], task_id: str, rules: _TaskFilter) -> str | None:
-    """'serve', 'drain' or None (leave out) for one task under --health-check."""
+    """'serve', 'drain', 'unknown' (no verdict yet) or None (leave out) under --health-check."""
     state = task.get("state")
     if state == "TASK_KILLING":
         return "drain"  # keep it for the sessions it has; HAProxy sends it nothing new
@@ -370,10 +375,12 @@ def _task_admission(task: Mapping[str, Any], task_id: str, rules: _TaskFilter) -
         return None
     if rules.check_count:
         results = task.get("healthCheckResults")
-        if not isinstance(results, list) or len(results) < rules.check_count:
+        if not isinstance(results, list):
+            return "unknown" if results is None else None
+        if any(not isinstance(r, Mapping) or r.get("alive") is not True for r in results):
             return None
-        if not all(isinstance(r, Mapping) and r.get("alive") is True for r in results):
-            return None
+        if len(results) < rules.check_count:
+            return "unknown"
     return "serve"
 
 
@@ -437,6 +444,7 @@ def _read_app(
     router_groups: frozenset[str],
     strict_mode: bool = False,
     health_check: bool = False,
+    routed_before: frozenset[str] | None = None,
 ) -> tuple[list[_Draft], int]:
     """One app's services with their servers (unfiltered by conflicts)."""
     app_id = app.get("id")
@@ -511,7 +519,7 @@ def _read_app(
     tasks = app.get("tasks") or []
     if not isinstance(tasks, list):
         raise _AppError("'tasks' is not a list")
-    rules = _task_filter(app) if health_check else None
+    rules = _task_filter(app, routed_before or frozenset()) if health_check else None
     for task in tasks:
         _add_task(app_id, task, by_index, resolve, problems, rules, container_ports is not None)
     return [d for d in by_index if d is not None], len(tasks)
@@ -541,8 +549,11 @@ def _add_task(
     draining = False
     if rules is not None:
         admission = _task_admission(task, task_id, rules)
-        if admission is None:
-            return
+        if admission == "unknown" and _was_routed(task, host, by_index, resolve, rules,
+                                                  ip_per_task):
+            admission = "serve"  # as it was: no health verdict is not a failed one
+        if admission not in ("serve", "drain"):
+            return  # failing, or unknown and new: not routed until healthy
         draining = admission == "drain"
     if ip_per_task:
         address = _task_ipv4(task)
@@ -587,6 +598,22 @@ def _add_task(
         draft.servers.setdefault((host, port), Server(host, ipv4, port, task_id, draining))
 
 
+def _was_routed(task: Mapping[str, Any], host: str, by_index: Sequence[_Draft | None],
+                resolve: Resolver, rules: _TaskFilter, ip_per_task: bool) -> bool:
+    """Whether the serving config routes one of this task's endpoints."""
+    if not rules.routed_before:
+        return False
+    ports: list[Any]
+    if ip_per_task:
+        address = _task_ipv4(task)
+        ports = [d.container_port for d in by_index if d is not None]
+    else:
+        address = resolve(host)
+        raw = task.get("ports")
+        ports = raw if isinstance(raw, list) else []
+    return address is not None and any(f"{address}:{p}" in rules.routed_before for p in ports)
+
+
 def build_model(
     apps: Iterable[Any],
     groups: Iterable[str],
@@ -599,6 +626,7 @@ def build_model(
     ip_per_task_ports: tuple[int, int] = DEFAULT_IP_PER_TASK_PORTS,
     port_assignments: Iterable[tuple[str, int]] = (),
     check_port: PortCheck | None = None,
+    routed_before: frozenset[str] | None = None,
 ) -> Model:
     """Turn Marathon apps into the services to route (pure but for ``resolve``).
 
@@ -612,6 +640,9 @@ def build_model(
     ``check_port``: says why a port's settings cannot work on this host (a
     missing certificate, a foreign bind address); such a port is skipped
     before it can claim a bind port or a virtual host.
+    ``routed_before``: server addresses the serving config routes; with
+    ``health_check``, a task whose health is not known yet stays routed if it
+    is among them (and is left out, as before, if it is not).
     """
     router_groups = frozenset(groups)
     problems: list[Problem] = []
@@ -626,7 +657,7 @@ def build_model(
             if not isinstance(app, Mapping):
                 raise _AppError("app is not a JSON object")
             app_drafts, tasks = _read_app(app, resolve, problems, router_groups,
-                                          strict_mode, health_check)
+                                          strict_mode, health_check, routed_before)
         except (_AppError, TypeError, AttributeError, ValueError) as err:
             problems.append(Problem(str(app_id)[:200], f"app skipped: {err}"))
             continue

@@ -212,6 +212,11 @@ class Metrics:
         self.services = Gauge("servicerouter_services", "Routed service ports.")
         self.last_sync = Gauge("servicerouter_last_sync_timestamp_seconds",
                                "Unix time of the last successful sync.")
+        # Removal holds (servicerouter.engine.holds): the last config keeps serving.
+        self.removal_held = Gauge("servicerouter_removal_held",
+                                  "1 while a large removal is held, else 0.")
+        self.removal_held_servers = Gauge("servicerouter_removal_held_servers",
+                                          "Servers the held removal would take away.")
 
     def all(self) -> list[_Metric]:
         return [m for m in vars(self).values() if isinstance(m, _Metric)]
@@ -317,6 +322,49 @@ class _Handler(GuardedHandler):
         self.close_connection = True
         self._send(405, "read-only: GET or HEAD\n", "text/plain; charset=utf-8")
 
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        """``POST /removal/confirm``: apply a held removal now (the only action here).
+
+        Changing routing needs the token even on loopback, where GET does not:
+        any local user, or a web page through a browser, can reach 127.0.0.1.
+        """
+        path = self.path.split("?", 1)[0]
+        confirm = self.server.confirm_removal
+        if path != "/removal/confirm" or confirm is None:
+            self._not_allowed()
+            return
+        self._drain_body()
+        if not self.server.token or not self._authorized():
+            self.close_connection = True
+            self._send(401 if self.server.token else 403,
+                       "token required\n" if self.server.token
+                       else "confirming a removal needs --status-token\n",
+                       "text/plain; charset=utf-8")
+            return
+        try:
+            held = confirm()
+        except Exception:  # a bug here must never take the router down
+            log.exception("status endpoint failed on %s", path)
+            self._send(500, "internal error\n", "text/plain; charset=utf-8")
+            return
+        if held is None:
+            self._send(409, json.dumps({"confirmed": False, "error": "no removal is held"})
+                       + "\n", "application/json")
+            return
+        self._send(202, json.dumps({"confirmed": True, "removal_hold": held},
+                                   sort_keys=True, default=str) + "\n", "application/json")
+
+    def _drain_body(self) -> None:
+        """Read a small request body so the connection stays usable (none is needed)."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= 4096:
+            self.rfile.read(length)
+        elif length:
+            self.close_connection = True
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0]
         authorized = self._authorized()
@@ -368,7 +416,8 @@ class StatusServer(GuardedHTTPServer):
                  snapshot: Callable[[], dict[str, Any]],
                  health: Callable[[], tuple[bool, str]],
                  token: str | None = None, *, max_connections: int = MAX_CONNECTIONS,
-                 connection_deadline: float = CONNECTION_DEADLINE) -> None:
+                 connection_deadline: float = CONNECTION_DEADLINE,
+                 confirm_removal: Callable[[], dict[str, Any] | None] | None = None) -> None:
         host = address[0]
         if not is_loopback(host) and not token:
             raise ValueError(f"--status-listen on {host} (not loopback) needs --status-token")
@@ -380,6 +429,8 @@ class StatusServer(GuardedHTTPServer):
         self.snapshot = snapshot
         self.health = health
         self.token = token
+        # POST /removal/confirm (live runs): the held removal's status, None if none.
+        self.confirm_removal = confirm_removal
         self._thread: threading.Thread | None = None
 
     @property
