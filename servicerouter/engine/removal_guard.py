@@ -173,11 +173,10 @@ class RemovalGuard:
             return
         assert removal is not None
         what = (f"{removal.servers_lost} of {removal.servers_before} servers and "
-                f"{removal.backends_lost} of {removal.backends_before} backends "
-                f"(Marathon answered {removal.apps} apps)")
+                f"{removal.backends_lost} of {removal.backends_before} backends")
         names = ", ".join(removal.lost_backends or removal.lost_servers)
         if names:
-            what += f", e.g. {names}"
+            what += f" (e.g. {names})"
         if decision.action == CONFIRMED:
             log.warning("applying a removal of %s: confirmed by the operator", what)
             return
@@ -191,11 +190,11 @@ class RemovalGuard:
         assert state is not None
         s = self.settings
         if self._warned is None or self._warned.since != state.since or state.fetches == 1:
-            log.warning("removal held, keeping the current config: this sync would remove %s; "
-                        "%s. It is applied once it persists for %d syncs over %.0fs "
-                        "(seen %d) or when confirmed (--confirm-removal, or POST %s)",
-                        what, decision.reason, s.fetches, s.seconds, state.fetches,
-                        CONFIRM_PATH)
+            log.warning("removal held, keeping the current config: %s; this sync would "
+                        "remove %s. It is applied once it persists for %d syncs over %.0fs "
+                        "(seen %d over %.0fs), or at once with --confirm-removal (one-shot) "
+                        "or POST %s (live)", decision.reason, what, s.fetches, s.seconds,
+                        state.fetches, self.clock() - state.since, CONFIRM_PATH)
         else:
             log.info("removal still held (%s): seen %d of %d syncs, %.0fs of %.0fs",
                      decision.reason, state.fetches, s.fetches,

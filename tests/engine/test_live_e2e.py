@@ -103,12 +103,18 @@ class RouterProcess:
     status_port: int
     workdir: Path
     log_path: Path
+    token: str | None = None  # --status-token, sent with every status request
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def status(self) -> dict[str, Any]:
-        return json.loads(http_get(f"http://127.0.0.1:{self.status_port}/status").text)
+        return json.loads(http_get(f"http://127.0.0.1:{self.status_port}/status",
+                                   headers=self.headers()).text)
 
     def metrics(self) -> str:
-        return http_get(f"http://127.0.0.1:{self.status_port}/metrics").text
+        return http_get(f"http://127.0.0.1:{self.status_port}/metrics",
+                        headers=self.headers()).text
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -141,7 +147,8 @@ def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rou
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(argv, cwd=workdir, stdout=log_file, stderr=subprocess.STDOUT,
                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
-        router = RouterProcess(proc, status_port, workdir, log_path)
+        token = extra[extra.index("--status-token") + 1] if "--status-token" in extra else None
+        router = RouterProcess(proc, status_port, workdir, log_path, token)
         started.append(router)
         wait_until(lambda: router.status()["last_apply"] in ("reload", "runtime", "unchanged")
                    and router.status()["haproxy"]["running"], 30,
