@@ -70,8 +70,11 @@ class HoldState:
 class Removal:
     """What a sync would take away, counted against the config serving now.
 
-    Servers are counted as a backend's net loss: a task replaced by another in
-    the same backend (a rolling restart) removes nothing from capacity.
+    The counts are net: what a sync adds makes up for what it removes, so a
+    rolling restart (every task replaced), an app replaced by another or a
+    renamed backend holds nothing; only the load balancer shrinking does.  A
+    lying Marathon answers *less*, never as much of something else.  The
+    samples name what would go (backends, then ``backend/address`` servers).
     """
 
     servers_before: int
@@ -107,23 +110,22 @@ class Decision:
 
 
 def measure(previous: Routed, new: Routed, apps: int) -> Removal:
-    """Count what going from ``previous`` to ``new`` removes."""
+    """Count what going from ``previous`` to ``new`` removes (net, see :class:`Removal`)."""
     lost_backends = sorted(b for b in previous if b not in new)
-    servers_lost = 0
     lost_servers: list[str] = []
     for backend in sorted(previous):
-        before, after = previous[backend], new.get(backend, frozenset())
-        loss = len(before) - len(after)
-        if loss > 0:
-            servers_lost += loss
-            if len(lost_servers) < SAMPLE_SIZE:
-                lost_servers.extend(f"{backend}/{a}" for a in sorted(before - after))
+        if len(lost_servers) >= SAMPLE_SIZE:
+            break
+        gone = previous[backend] - new.get(backend, frozenset())
+        lost_servers.extend(f"{backend}/{a}" for a in sorted(gone)[:SAMPLE_SIZE])
+    servers_before = sum(len(s) for s in previous.values())
+    servers_after = sum(len(s) for s in new.values())
     return Removal(
-        servers_before=sum(len(s) for s in previous.values()),
-        servers_lost=servers_lost,
+        servers_before=servers_before,
+        servers_lost=max(0, servers_before - servers_after),
         backends_before=len(previous),
-        backends_lost=len(lost_backends),
-        servers_after=sum(len(s) for s in new.values()),
+        backends_lost=max(0, len(previous) - len(new)),
+        servers_after=servers_after,
         backends_after=len(new),
         apps=apps,
         lost_backends=tuple(lost_backends[:SAMPLE_SIZE]),

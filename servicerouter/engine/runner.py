@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicerouter.apply import haproxy
+from servicerouter.engine import removal_guard
 from servicerouter.engine.holds import HoldSettings, routed_addresses
 from servicerouter.model.preflight import PortChecks
 from servicerouter.model.resolver import CachingResolver
@@ -103,10 +104,8 @@ class Router:
         self.written_certs: frozenset[str] = frozenset()
         self.last: SyncResult | None = None
         self._lock = threading.Lock()
-        from servicerouter.engine.removal_guard import HOLD_FILE, RemovalGuard
-
-        self.removal_guard = RemovalGuard(
-            settings.removal_hold, os.path.join(self._state_dir(), HOLD_FILE),
+        self.removal_guard = removal_guard.RemovalGuard(
+            settings.removal_hold, os.path.join(self._state_dir(), removal_guard.HOLD_FILE),
             confirm_first=settings.confirm_removal)
 
     def sync(self) -> SyncResult:
@@ -130,8 +129,6 @@ class Router:
         except MarathonError as err:
             log.error("keeping the current config: %s", err)
             return SyncResult(ok=False, error=str(err), timings=timings)
-
-        from servicerouter.engine import removal_guard
 
         mark = time.perf_counter()
         if isinstance(self.resolver, CachingResolver):
@@ -572,11 +569,9 @@ def run_once(router: Router) -> int:
     75 (EX_TEMPFAIL) when a large removal is held: nothing was written; a later
     run applies it once it persists, or ``--confirm-removal`` now.
     """
-    from servicerouter.engine.removal_guard import EXIT_HELD
-
     result = router.sync()
     if result.held:
-        return EXIT_HELD
+        return removal_guard.EXIT_HELD
     return 0 if result.ok else 1
 
 

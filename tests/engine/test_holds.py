@@ -43,6 +43,11 @@ DEFAULT = HoldSettings()
     ("three of four servers go", routed(a=4), routed(a=1), 1, HOLD),
     ("rolling restart: all replaced", routed(a=3),
      {"a": frozenset({"10.9.9.1:1", "10.9.9.2:1", "10.9.9.3:1"})}, 1, APPLY),
+    ("one app replaced by another", routed(a=1), routed(bb=1), 1, APPLY),
+    ("every backend renamed (ports changed)", TEN,
+     {f"{name}x": servers for name, servers in TEN.items()}, 10, APPLY),
+    ("most apps gone while one scales up", TEN, {"b0": frozenset(
+        f"10.1.0.{i}:1" for i in range(20))}, 1, HOLD),
     ("additions only", routed(a=1), routed(a=1, bb=5), 2, APPLY),
     ("an emptied backend among many", TEN, {**TEN, "b0": frozenset()}, 10, APPLY),
 ])
