@@ -279,6 +279,19 @@ def check_one_shot(router: Any, previous: Routed | None, text: str, apps: int) -
     return router.removal_guard.check(previous, routed_of(parse_config(text)), apps)
 
 
+def preview_dry(router: Any, previous: Routed | None, text: str, apps: int) -> None:
+    """--dry: say when a real run would hold this removal (nothing is kept or counted)."""
+    settings: HoldSettings = router.removal_guard.settings
+    if not previous or not settings.enabled:
+        return
+    decision = decide(previous, routed_of(parse_config(text)), apps, settings, None, 0.0)
+    if decision.held and decision.removal is not None:
+        removal = decision.removal
+        log.warning("a run without --dry would hold this removal (%s): %d of %d servers and "
+                    "%d of %d backends would go", decision.reason, removal.servers_lost,
+                    removal.servers_before, removal.backends_lost, removal.backends_before)
+
+
 def _live_previous(live: Any) -> dict[str, frozenset[str]] | None:
     """What HAProxy runs now, as the live engine knows it (the file on disk before that)."""
     guard: RemovalGuard = live.router.removal_guard
@@ -333,6 +346,7 @@ __all__ = [
     "check_one_shot",
     "confirm_removal",
     "load_hold",
+    "preview_dry",
     "previous_on_disk",
     "removal_held",
     "routed_before",

@@ -161,6 +161,7 @@ class Router:
 
         mark = time.perf_counter()
         if settings.dry:
+            removal_guard.preview_dry(self, previous, text, model.app_count)
             self._print_dry(text)
             timings["write"] = time.perf_counter() - mark
             return SyncResult(ok=True, timings=timings, model=model)

@@ -71,6 +71,12 @@ def test_zero_apps_is_held_config_untouched_and_confirm_applies(tmp_path: Path) 
     assert "--confirm-removal" in line
     assert run.hold_file.exists()
 
+    preview = run.run([], "--dry")
+    assert preview.returncode == 0 and run.config.read_bytes() == before
+    assert "a run without --dry would hold this removal (Marathon answered no apps)" \
+        in preview.stderr
+    assert json.loads(run.hold_file.read_text())["fetches"] == 1  # --dry counts nothing
+
     confirmed = run.run([], "--confirm-removal")
     assert confirmed.returncode == 0, confirmed.stderr
     assert "confirmed by the operator" in confirmed.stderr
