@@ -30,6 +30,7 @@ from tests.harness import Backend, free_port, wait_until
 pytestmark = pytest.mark.e2e
 
 TOKEN = "hold-test-token-0123456789"
+HOLD_SECONDS = 8  # long enough to watch traffic while held, even on a loaded machine
 
 
 def serving(emu: MarathonEmulator, backend_factory: Callable[..., Backend]) -> int:
@@ -72,7 +73,8 @@ def test_empty_answer_is_held_without_a_failed_request_then_applied_once_it_pers
     with MarathonEmulator(keepalive_interval=1.0) as emu:
         web_port = serving(emu, backend_factory)
         router = start_router(emu, "--removal-hold-fetches", "3",
-                              "--removal-hold-seconds", "4", "--status-token", TOKEN)
+                              "--removal-hold-seconds", str(HOLD_SECONDS),
+                              "--status-token", TOKEN)
         front = http_port(router)
         wait_until(lambda: {answer(web_port) for _ in range(6)} == {"w0", "w1"}, 15)
         load = LoadGenerator([(web_port, None), (front, "web.test")]).start()
@@ -84,6 +86,7 @@ def test_empty_answer_is_held_without_a_failed_request_then_applied_once_it_pers
             time.sleep(1.0)  # traffic keeps flowing while held
         finally:
             load.stop()
+        assert hold(router)["held"], "applied before the load stopped: raise HOLD_SECONDS"
         assert load.failures == [], f"{len(load.failures)} of {load.sent} failed"
         assert load.sent > 20
         assert status["reason"] == "Marathon answered no apps"
