@@ -160,7 +160,8 @@ def basis_of(previous: Routed) -> str:
 
 
 def decide(previous: Routed, new: Routed, apps: int, settings: HoldSettings,
-           state: HoldState | None, now: float, confirmed: bool = False) -> Decision:
+           state: HoldState | None, now: float, confirmed: bool = False,
+           fresh: bool = True) -> Decision:
     """Apply the new config, hold it, or apply a held removal that persisted or was confirmed.
 
     ``state`` is the hold so far (None: none); the returned decision's
@@ -168,6 +169,11 @@ def decide(previous: Routed, new: Routed, apps: int, settings: HoldSettings,
     removes little ends any hold: "consecutive" means consecutive.  A hold
     whose start lies in the future (a clock stepped back, a state file from
     elsewhere) starts again now instead of never ending.
+
+    ``fresh``: this sync fetched every app.  A sync built from events on the
+    apps fetched earlier (the live engine's incremental syncs) may hold or end
+    a hold but never counts towards persistence: a removal is applied only on
+    a fresh view of Marathon, never on a stale copy of an empty answer.
     """
     removal = measure(previous, new, apps)
     reason = hold_reason(removal, settings.threshold) if settings.enabled else None
@@ -176,10 +182,13 @@ def decide(previous: Routed, new: Routed, apps: int, settings: HoldSettings,
     if confirmed:
         return Decision(CONFIRMED, reason, removal)
     basis = basis_of(previous)
+    seen = 1 if fresh else 0
     if state is None or state.basis != basis or state.since > now:
-        state = HoldState(now, 1, basis)
-    else:
-        state = HoldState(state.since, state.fetches + 1, basis)
+        state = HoldState(now, seen, basis)
+    elif seen:
+        state = HoldState(state.since, state.fetches + seen, basis)
+    if not fresh:
+        return Decision(HOLD, reason, removal, state)
     if state.fetches >= settings.fetches and now - state.since >= settings.seconds:
         return Decision(PERSISTED, reason, removal)
     return Decision(HOLD, reason, removal, state)

@@ -501,7 +501,7 @@ class LiveRouter:
                 self._applied_text = text
             self._set_services(services)
             return True
-        if removal_guard.removal_held(self, text, model.app_count):
+        if removal_guard.removal_held(self, text, model.app_count, kind == "full"):
             return True  # the last config keeps serving (servicerouter.engine.holds)
         ok = self._apply(text, services, options)
         return ok

@@ -86,15 +86,18 @@ class RemovalGuard:
         return routed
 
     def check(self, previous: Routed | None, new: Routed, apps: int,
-              metrics: Any = None) -> Decision:
-        """Decide this sync, keep the hold, log and report it; never raises."""
+              metrics: Any = None, fresh: bool = True) -> Decision:
+        """Decide this sync, keep the hold, log and report it; never raises.
+
+        ``fresh``: the sync fetched every app (see :func:`~servicerouter.engine.holds.decide`).
+        """
         with self._lock:
             confirmed, self._confirm = self._confirm, False  # a confirmation is used once
         if not previous:  # nothing routed yet: nothing to lose
             decision = Decision(APPLY)
         else:
             decision = decide(previous, new, apps, self.settings, self._load(), self.clock(),
-                              confirmed)
+                              confirmed, fresh)
         self._report(decision)
         self._keep(decision.state)
         self.held = decision if decision.held else None
@@ -189,7 +192,7 @@ class RemovalGuard:
         state = decision.state
         assert state is not None
         s = self.settings
-        if self._warned is None or self._warned.since != state.since or state.fetches == 1:
+        if self._warned is None or self._warned.since != state.since:  # a new hold
             log.warning("removal held, keeping the current config: %s; this sync would "
                         "remove %s. It is applied once it persists for %d syncs over %.0fs "
                         "(seen %d over %.0fs), or at once with --confirm-removal (one-shot) "
@@ -312,15 +315,18 @@ def routed_before(live: Any) -> frozenset[str] | None:
     return routed_addresses(previous) if previous else None
 
 
-def removal_held(live: Any, text: str, apps: int) -> bool:
-    """The live engine's hook: True when ``text`` is held (the last config keeps serving)."""
+def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:
+    """The live engine's hook: True when ``text`` is held (the last config keeps serving).
+
+    ``fresh``: a full fetch (only those count towards persistence).
+    """
     guard: RemovalGuard = live.router.removal_guard
     if not guard.settings.enabled or live.router.settings.dry:
         return False
     if text == live._applied_text and guard.state is None:  # nothing removed, nothing held
         return False
     decision = guard.check(_live_previous(live), guard.routed(live._parse(text)) or {}, apps,
-                           live.metrics)
+                           live.metrics, fresh)
     if not decision.held:
         return False
     live.state.last_apply = "held"

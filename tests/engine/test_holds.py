@@ -121,6 +121,23 @@ def test_a_hold_from_the_future_starts_again_now() -> None:
     assert decision.held and decision.state == HoldState(100.0, 1, basis_of(TEN))
 
 
+def test_syncs_from_events_hold_but_never_count_towards_persistence() -> None:
+    stale = decide(TEN, {}, 0, DEFAULT, None, 0.0, fresh=False)
+    assert stale.held and stale.state == HoldState(0.0, 0, basis_of(TEN))
+    state = stale.state
+    for now in (10.0, 20.0, 40.0, 100.0):  # long past the window: still not applied
+        decision = decide(TEN, {}, 0, DEFAULT, state, now, fresh=False)
+        assert decision.held and decision.state == state
+    actions = []
+    for now in (101.0, 102.0, 103.0):  # three full fetches: applied at the third
+        decision = decide(TEN, {}, 0, DEFAULT, state, now)
+        actions.append(decision.action)
+        state = decision.state
+    assert actions == [HOLD, HOLD, PERSISTED]
+    # an event-built sync that removes little still ends the hold
+    assert decide(TEN, TEN, 10, DEFAULT, stale.state, 5.0, fresh=False).action == APPLY
+
+
 def test_confirmation_applies_what_would_be_held_and_only_that() -> None:
     assert decide(TEN, {}, 0, DEFAULT, None, 0.0, confirmed=True).action == CONFIRMED
     assert decide(TEN, TEN, 10, DEFAULT, None, 0.0, confirmed=True).action == APPLY
@@ -175,20 +192,28 @@ def test_property_losing_everything_is_always_held_when_enabled(
 
 @settings(max_examples=300, deadline=None)
 @given(routed_sets, routed_sets, st.integers(0, 50), policies,
-       st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=8))
+       st.lists(st.tuples(st.floats(0, 10, allow_nan=False), st.booleans()),
+                min_size=1, max_size=8))
 def test_property_a_repeated_removal_is_applied_exactly_when_it_persisted(
-        previous: dict, new: dict, apps: int, policy: HoldSettings, gaps: list[float]) -> None:
+        previous: dict, new: dict, apps: int, policy: HoldSettings,
+        syncs: list[tuple[float, bool]]) -> None:
     now, state, seen = 0.0, None, 0
-    for gap in gaps:
+    start = syncs[0][0]
+    for gap, fresh in syncs:
         now += gap
-        decision = decide(previous, new, apps, policy, state, now)
+        decision = decide(previous, new, apps, policy, state, now, fresh=fresh)
         if decision.action == APPLY:
             assert state is None and decision.state is None  # never held at all
             return
+        if not fresh:  # seen, never counted, never applied
+            assert decision.held and decision.state is not None
+            assert decision.state.fetches == seen and decision.state.since == start
+            state = decision.state
+            continue
         seen += 1
-        persisted = seen >= policy.fetches and now - gaps[0] >= policy.seconds
+        persisted = seen >= policy.fetches and now - start >= policy.seconds
         assert decision.action == (PERSISTED if persisted else HOLD)
         if persisted:
             return
         state = decision.state
-        assert state is not None and state.fetches == seen and state.since == gaps[0]
+        assert state is not None and state.fetches == seen and state.since == start

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from servicerouter.engine.holds import HoldSettings
+from servicerouter.engine.live import LiveSettings
 from tests.engine.test_runner_live import Rig, rig_factory  # noqa: F401 - the rig fixture
 from tests.harness import wait_until
 
@@ -48,3 +49,27 @@ def test_unknown_health_after_a_leader_change_keeps_routed_tasks(rig_factory) ->
     wait_until(lambda: "127.0.0.1:31003" in rig.text(), 10)
     emu.set_task_health("/web", first["id"], False)  # a verdict, not unknown: it goes
     wait_until(lambda: "127.0.0.1:31001" not in rig.text(), 10)
+
+
+def test_a_removal_seen_only_through_events_waits_for_a_full_fetch(
+        rig_factory, caplog) -> None:  # noqa: F811
+    """Apps deleted: the event-built sync holds; only a fresh full fetch applies it."""
+    rig = rig_factory([{"id": f"/a{i}", "portDefinitions": [{"port": 10010 + i}],
+                        "labels": {}} for i in range(4)],
+                      settings=LiveSettings(min_wait=0.3, max_wait=1.0,  # one sync for all
+                                            backoff_base=0.05, backoff_cap=0.2))
+    emu, live = rig.emulator, rig.live
+    for i in range(4):
+        emu.add_task(f"/a{i}", "127.0.0.1", [31010 + i])
+    wait_until(lambda: all(f"127.0.0.1:{31010 + i}" in rig.text() for i in range(4)), 10)
+    # applied by the first full fetch that sees it (no minimum time)
+    live.router.removal_guard.settings = HoldSettings(0.5, 1, 0.0)
+    caplog.set_level("INFO", "servicerouter")
+    fetches = rig.full_fetches()
+    for i in (1, 2, 3):
+        emu.remove_app(f"/a{i}")
+    wait_until(lambda: "a3_10013" not in rig.text(), 10, message="never applied")
+    held = [r.getMessage() for r in caplog.records if "removal held" in r.getMessage()]
+    assert held and "(seen 0 over" in held[0]  # the event-built sync held it
+    assert rig.full_fetches() > fetches  # and a full fetch applied it
+    assert "persisted for 1 syncs" in caplog.text
