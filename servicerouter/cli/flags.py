@@ -196,6 +196,12 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                         help="Marathon basic auth (default: "
                              "$SERVICEROUTER_MARATHON_CREDENTIALS); visible to other local "
                              "users in the process list: prefer the credential file")
+    access.add_argument("--dcos-auth-credentials", metavar="JSON",
+                        default=os.environ.get("DCOS_SERVICE_ACCOUNT_CREDENTIAL"),
+                        help="DC/OS service account (JSON with uid, private_key, "
+                             "login_endpoint): log in with a signed JWT and send its token "
+                             "to Marathon, refreshed before expiry and on 401 (default: "
+                             "$DCOS_SERVICE_ACCOUNT_CREDENTIAL, marathon-lb's variable)")
     access.add_argument("--marathon-ca-cert", metavar="FILE",
                         help="CA bundle that signs Marathon's certificate (https is "
                              "verified against the system CAs otherwise)")
@@ -247,6 +253,10 @@ def client_settings(args: argparse.Namespace) -> Any:
     auth = None
     if args.marathon_auth_credential_file and args.auth_credentials:
         raise ValueError("give --auth-credentials or --marathon-auth-credential-file, not both")
+    dcos_given = getattr(args, "dcos_auth_credentials", None)
+    if dcos_given and (args.marathon_auth_credential_file or args.auth_credentials):
+        raise ValueError("give --dcos-auth-credentials or basic auth "
+                         "(--auth-credentials/--marathon-auth-credential-file), not both")
     if args.marathon_auth_credential_file:
         auth = read_credential_file(args.marathon_auth_credential_file)
     elif args.auth_credentials:
@@ -263,9 +273,15 @@ def client_settings(args: argparse.Namespace) -> Any:
     cert: tuple[str, str] | str | None = args.marathon_client_cert
     if args.marathon_client_cert and args.marathon_client_key:
         cert = (args.marathon_client_cert, args.marathon_client_key)
+    token_auth = None
+    if dcos_given:
+        from servicerouter.source.dcos_auth import DcosAuth, parse_dcos_credentials
+
+        token_auth = DcosAuth(parse_dcos_credentials(dcos_given), verify=verify,
+                              timeout=(args.connect_timeout, args.marathon_timeout))
     return ClientSettings(connect_timeout=args.connect_timeout,
                           read_timeout=args.marathon_timeout, auth=auth, verify=verify,
-                          client_cert=cert)
+                          client_cert=cert, token_auth=token_auth)
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:

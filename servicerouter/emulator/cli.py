@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between SSE keep-alive comments (default 5)")
     parser.add_argument("--credentials", metavar="USER:PASSWORD",
                         help="require HTTP basic auth on /v2 and /ping")
+    parser.add_argument("--service-account", nargs=2, metavar=("UID", "PUBLIC_KEY_PEM"),
+                        help="require DC/OS tokens on /v2 and /ping, issued by POST "
+                             "/acs/api/v1/auth/login to this service account")
     parser.add_argument("--ssl-cert", metavar="PEM",
                         help="serve HTTPS with this PEM (certificate + key)")
     parser.add_argument("--ssl-key", metavar="PEM", help="private key, if not in --ssl-cert")
@@ -58,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.ssl_cert, args.ssl_key)
 
+    service_account = None
+    if args.service_account:
+        uid, key_path = args.service_account
+        with open(key_path, "rb") as fh:
+            service_account = (uid, fh.read())
     emulator = MarathonEmulator(host=args.host, port=args.port, credentials=credentials,
-                                ssl_context=context, keepalive_interval=args.keepalive_interval)
+                                ssl_context=context, keepalive_interval=args.keepalive_interval,
+                                service_account=service_account)
     if args.state:
         with open(args.state, encoding="utf-8") as fh:
             emulator.load_state(json.load(fh))

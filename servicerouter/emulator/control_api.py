@@ -57,6 +57,10 @@ class ControlApi:
                 except ValueError as exc:
                     raise EmulatorError(422, str(exc)) from None
                 handler.send_json(200, {})
+            elif rest == "/auth/expire" and method == "POST":
+                if emulator.dcos_login is None:
+                    raise EmulatorError(409, "no service account is configured")
+                handler.send_json(200, {"expired": emulator.dcos_login.expire_tokens()})
             elif rest == "/requests" and method == "GET":
                 handler.send_json(200, {"requests": [list(r) for r in emulator.request_log]})
             elif rest.startswith("/apps/"):

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from servicerouter.emulator.apps import AppDefinitions
 from servicerouter.emulator.control_api import TASKS_PATH, ControlApi
+from servicerouter.emulator.dcos_login import LOGIN_PATH, DcosLogin
 from servicerouter.emulator.events import EventBus, EventStreamSettings, serve_event_stream
 from servicerouter.emulator.payloads import (
     EmulatorError,
@@ -56,7 +57,8 @@ class MarathonHttpApi:
 
     def __init__(self, emulator: MarathonEmulator, store: AppStore, definitions: AppDefinitions,
                  bus: EventBus, control: ControlApi, *, host: str,
-                 credentials: tuple[str, str] | None) -> None:
+                 credentials: tuple[str, str] | None,
+                 dcos_login: DcosLogin | None = None) -> None:
         self._emulator = emulator
         self._store = store
         self._definitions = definitions
@@ -64,6 +66,7 @@ class MarathonHttpApi:
         self._control = control
         self._host = host
         self._credentials = credentials
+        self._dcos_login = dcos_login
 
     def handle(self, handler: RequestHandler, method: str) -> None:
         """Entry point of every request: log, outage, auth, route, map errors."""
@@ -93,7 +96,19 @@ class MarathonHttpApi:
                     return
                 handler.send_json(status, {"message": "Marathon is unavailable (emulated)"})
                 return
-            if not self._authorized(handler):
+            if self._dcos_login is not None:
+                if path == LOGIN_PATH:
+                    allow(method, "POST")
+                    status, answer = self._dcos_login.login(json_body(handler))
+                    cookie = ({"Set-Cookie": f"dcos-acs-auth-cookie={answer['token']}"}
+                              if status == 200 else None)
+                    handler.send_json(status, answer, headers=cookie)
+                    return
+                if not self._dcos_login.authorized(handler.headers.get("Authorization", "")):
+                    handler.send_json(401, {"message": "invalid or expired token"},
+                                      headers={"WWW-Authenticate": "acsjwt"})
+                    return
+            elif not self._authorized(handler):
                 handler.send_json(401, {"message": "Invalid username or password."},
                                   headers={"WWW-Authenticate": 'Basic realm="Mesosphere"'})
                 return

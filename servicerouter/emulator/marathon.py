@@ -35,6 +35,7 @@ from typing import Any
 
 from servicerouter.emulator.apps import AppDefinitions
 from servicerouter.emulator.control_api import ControlApi
+from servicerouter.emulator.dcos_login import DcosLogin
 from servicerouter.emulator.events import DEFAULT_MAX_OUTSTANDING_EVENTS, EventBus
 from servicerouter.emulator.http_api import MarathonHttpApi
 from servicerouter.emulator.payloads import (
@@ -65,7 +66,8 @@ class MarathonEmulator:
                  port: int = 0, credentials: tuple[str, str] | None = None,
                  ssl_context: ssl.SSLContext | None = None, keepalive_interval: float = 5.0,
                  callback_timeout: float = 2.0,
-                 max_outstanding_events: int = DEFAULT_MAX_OUTSTANDING_EVENTS) -> None:
+                 max_outstanding_events: int = DEFAULT_MAX_OUTSTANDING_EVENTS,
+                 service_account: tuple[str, bytes | str] | None = None) -> None:
         self._host = host
         self._port = port
         self._ssl_context = ssl_context
@@ -76,9 +78,12 @@ class MarathonEmulator:
         self._bus = EventBus(callback_timeout)
         self._tasks = TaskStates(self._store, self.emit)
         self._definitions = AppDefinitions(self._store, self._tasks, self.emit)
+        # DC/OS login: (uid, RSA public key PEM) of the one service account accepted;
+        # Marathon calls then need a token from POST /acs/api/v1/auth/login.
+        self.dcos_login = DcosLogin(*service_account) if service_account else None
         self._http = MarathonHttpApi(self, self._store, self._definitions, self._bus,
                                      ControlApi(self, self._store), host=host,
-                                     credentials=credentials)
+                                     credentials=credentials, dcos_login=self.dcos_login)
         self._server: EmulatorServer | None = None
         self._serve_thread: threading.Thread | None = None
         self.request_log: list[tuple[str, str]] = []

@@ -248,6 +248,8 @@ class EventStream:
         session.headers.update({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
         if self.settings.auth:
             session.auth = self.settings.auth
+        if self.settings.token_auth is not None:
+            session.auth = self.settings.token_auth
         session.verify = self.settings.verify
         if self.settings.client_cert:
             session.cert = self.settings.client_cert

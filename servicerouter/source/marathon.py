@@ -20,6 +20,8 @@ from urllib.parse import quote, unquote, urlparse
 
 import requests
 
+from servicerouter.source.dcos_auth import DcosLoginError
+
 log = logging.getLogger("servicerouter.marathon")
 
 try:  # orjson parses Marathon's large bodies several times faster
@@ -82,6 +84,9 @@ class ClientSettings:
     auth: tuple[str, str] | None = field(default=None, repr=False)
     verify: bool | str = True  # False, True or a CA bundle path
     client_cert: tuple[str, str] | str | None = None
+    # A requests AuthBase sending DC/OS ACS tokens (source.dcos_auth.DcosAuth), shared
+    # by the REST client and the event stream so both use one token; replaces ``auth``.
+    token_auth: Any = field(default=None, repr=False)
 
 
 def parse_credentials(text: str, where: str) -> tuple[str, str]:
@@ -126,6 +131,8 @@ class MarathonClient:
         self._session.headers.update({"Accept": "application/json"})
         if self.settings.auth:
             self._session.auth = self.settings.auth
+        if self.settings.token_auth is not None:
+            self._session.auth = self.settings.token_auth
         self._session.verify = self.settings.verify
         if self.settings.client_cert:
             self._session.cert = self.settings.client_cert
@@ -153,6 +160,8 @@ class MarathonClient:
             url = host + path
             try:
                 response = self._session.request(method, url, timeout=timeout, **kwargs)
+            except DcosLoginError as err:  # its text is one line without secrets
+                reason = str(err)
             except requests.exceptions.SSLError as err:
                 reason = tls_reason(err)
             except requests.exceptions.Timeout:
