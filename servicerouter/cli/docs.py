@@ -74,7 +74,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-GENERATED = {"settings": settings_table, "fragments": fragments_table}
+def marathon_lb_flags_table() -> str:
+    from servicerouter.cli.flags import build_parser
+    from servicerouter.cli.marathon_lb_flags import flags_table
+
+    return flags_table(build_parser())
+
+
+GENERATED = {"settings": settings_table, "fragments": fragments_table,
+             "marathon-lb-flags": marathon_lb_flags_table}
 
 
 def stale_sections(readme: str) -> list[str]:

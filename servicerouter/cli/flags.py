@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from servicerouter import __version__
+from servicerouter.cli.marathon_lb_flags import add_refused_flags, refusal_for_key
 
 DEFAULT_HAPROXY_BIN = "haproxy"
 
@@ -65,7 +66,7 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     new.add_argument("--templates-dir", action="append", default=[], metavar="DIR",
                      help="Directory of fragment overrides, searched before ./templates "
                           "(repeatable; the first given wins)")
-    new.add_argument("--dry", action="store_true",
+    new.add_argument("--dry", "-d", action="store_true",
                      help="Print the config (and its diff against the file on disk to "
                           "stderr); write and reload nothing")
     new.add_argument("--skip-validation", action="store_true",
@@ -108,12 +109,12 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                      help="Longest delay between an event and its sync")
     new.add_argument("--resync-interval", type=float, default=300.0, metavar="SECONDS",
                      help="Full resync period in event modes")
-    new.add_argument("--log-level", default="info",
+    new.add_argument("--log-level", default="info", type=str.lower,
                      choices=["debug", "info", "warning", "error"],
-                     help="Log level (default info)")
+                     help="Log level, any case (default info)")
 
     live = parser.add_argument_group("event streams, managed HAProxy and status")
-    live.add_argument("--sse", action="store_true",
+    live.add_argument("--sse", "-s", action="store_true",
                       help="Follow Marathon's event stream (GET /v2/events) and keep HAProxy "
                            "in step; reconnects across the --marathon hosts")
     live.add_argument("--sse-stall-timeout", type=float, default=60.0, metavar="SECONDS",
@@ -121,7 +122,7 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                            "keep-alive) for this long")
     live.add_argument("--backoff-initial", type=float, default=1.0, metavar="SECONDS",
                       help="First retry delay after Marathon fails (doubles, jittered)")
-    live.add_argument("--backoff-max", type=float, default=30.0, metavar="SECONDS",
+    live.add_argument("--backoff-max", "--max-backoff", type=float, default=30.0, metavar="SECONDS",
                       help="Longest retry delay after Marathon fails")
     live.add_argument("--manage-haproxy", action="store_true",
                       help="Run HAProxy (--haproxy-bin) in master-worker mode and reload it "
@@ -212,6 +213,8 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                              "also hold the key)")
     access.add_argument("--marathon-client-key", metavar="FILE",
                         help="Private key of --marathon-client-cert, if in its own file")
+    # marathon-lb flags without a meaning here: exit 2 with the reason, never ignored.
+    add_refused_flags(parser)
     return parser
 
 
@@ -301,9 +304,16 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
     if not isinstance(data, dict):
         parser.error(f"--config {known.config}: expected a mapping of flag names to values")
     dests = {a.dest for a in parser._actions}
+    # Another long name of a flag (e.g. marathon-lb's --max-backoff) is a key too.
+    aliases = {o[2:].replace("-", "_"): a.dest for o, a in parser._option_string_actions.items()
+               if o.startswith("--")}
     defaults: dict[str, Any] = {}
     for key, value in data.items():
         dest = str(key).lstrip("-").replace("-", "_")
+        dest = aliases.get(dest, dest)
+        refusal = refusal_for_key(str(key))
+        if refusal:
+            parser.error(f"--config {known.config}: {refusal}")
         if dest not in dests or dest in ("config", "help", "version"):
             parser.error(f"--config {known.config}: unknown key {key!r}")
         if dest in ("marathon", "group", "templates_dir") and isinstance(value, str):

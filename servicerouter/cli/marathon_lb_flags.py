@@ -1,0 +1,159 @@
+"""marathon-lb's command line, flag by flag: accepted with its meaning, or refused.
+
+A marathon-lb user's command line must either work or fail at once with one line
+saying what to do instead; a flag silently ignored would change behaviour without
+a word.  Accepted flags are ordinary flags of :mod:`servicerouter.cli.flags` (the
+same option strings); the refused ones are registered here with an action that
+exits 2 naming the reason, on the command line and in ``--config`` alike.  The
+README table comes from the same registry and the parser, so it cannot drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MarathonLbFlag:
+    """One marathon-lb flag: its option strings, and what servicerouter does with it.
+
+    ``takes_value`` matters only for refused flags (their value is consumed, so
+    the refusal, not "unrecognized arguments: 3", is what the user sees); ``note`` says how
+    an accepted flag differs from marathon-lb, or why a refused one is refused
+    and what to use instead.
+    """
+
+    options: tuple[str, ...]
+    note: str
+    refused: bool = False
+    takes_value: bool = False
+
+
+MARATHON_LB_FLAGS: tuple[MarathonLbFlag, ...] = (
+    MarathonLbFlag(("--longhelp",), "Same."),
+    MarathonLbFlag(("--marathon", "-m"),
+                   "Same; also repeatable. No default: marathon-lb's "
+                   "`http://master.mesos:8080` must be given explicitly."),
+    MarathonLbFlag(("--haproxy-config",), "Same."),
+    MarathonLbFlag(("--group",),
+                   "Same; not required: without it, apps without HAPROXY_GROUP are "
+                   "routed (servicerouter.py's default)."),
+    MarathonLbFlag(("--command", "-c"), "Same (shell-split)."),
+    MarathonLbFlag(("--max-reload-retries",),
+                   "servicerouter does not poll for new HAProxy PIDs: a failed reload puts "
+                   "the previous config back and the next sync retries; use "
+                   "--manage-haproxy for reloads confirmed through the master socket",
+                   refused=True, takes_value=True),
+    MarathonLbFlag(("--reload-interval",),
+                   "a failed reload is retried at the next sync, not on a timer; tune "
+                   "--resync-interval, or use --manage-haproxy",
+                   refused=True, takes_value=True),
+    MarathonLbFlag(("--strict-mode",), "Same."),
+    MarathonLbFlag(("--sse", "-s"), "Same."),
+    MarathonLbFlag(("--archive-versions",),
+                   "no copies of past configs are kept in /tmp: a config HAProxy rejects "
+                   "is never written, and --dry prints the diff against the config on disk",
+                   refused=True, takes_value=True),
+    MarathonLbFlag(("--health-check", "-H"),
+                   "Same; readiness checks are honoured too, and tasks being killed drain."),
+    MarathonLbFlag(("--lru-cache-capacity",),
+                   "servicerouter keeps no per-task cache to size; remove the flag",
+                   refused=True, takes_value=True),
+    MarathonLbFlag(("--haproxy-map",), "Same (map files for vhost and app-id routing)."),
+    MarathonLbFlag(("--dont-bind-http-https",), "Same."),
+    MarathonLbFlag(("--group-https-by-vhost",),
+                   "HTTPS is terminated once in marathon_https_in, with each vhost's "
+                   "certificate picked by SNI from a crt-list; there are no per-vhost "
+                   "frontends to group, remove the flag",
+                   refused=True),
+    MarathonLbFlag(("--ssl-certs",),
+                   "Same; without a usable one a self-signed default is generated "
+                   "(marathon-lb defaults to /etc/ssl/cert.pem)."),
+    MarathonLbFlag(("--skip-validation",), "Same."),
+    MarathonLbFlag(("--skip-config-cleanup",),
+                   "an app that makes the config invalid is always found (bisection) and "
+                   "left out while the rest keep routing; there is no switch to turn that "
+                   "off, remove the flag",
+                   refused=True),
+    MarathonLbFlag(("--dry", "-d"),
+                   "Same: prints the config (and the diff against the file on disk to "
+                   "stderr)."),
+    MarathonLbFlag(("--min-serv-port-ip-per-task",), "Same."),
+    MarathonLbFlag(("--max-serv-port-ip-per-task",), "Same."),
+    MarathonLbFlag(("--max-backoff",),
+                   "Same: the longest wait before reconnecting to Marathon (another name "
+                   "for --backoff-max; default 30s, marathon-lb's 300s)."),
+    MarathonLbFlag(("--syslog-socket",), "Same."),
+    MarathonLbFlag(("--log-format",),
+                   "Same (default without the time stamp, as servicerouter.py)."),
+    MarathonLbFlag(("--log-level",),
+                   "Same names, any case (default info; marathon-lb's is DEBUG)."),
+    MarathonLbFlag(("--marathon-auth-credential-file",), "Same."),
+    MarathonLbFlag(("--auth-credentials",), "Same."),
+    MarathonLbFlag(("--dcos-auth-credentials",),
+                   "Same, also from $DCOS_SERVICE_ACCOUNT_CREDENTIAL; the token is "
+                   "refreshed before it expires and on a 401."),
+    MarathonLbFlag(("--marathon-ca-cert",),
+                   "Same; it also verifies the DC/OS login endpoint."),
+)
+
+
+def _refusal(flag: MarathonLbFlag) -> str:
+    return f"{flag.options[0]} (a marathon-lb flag) is not supported: {flag.note}"
+
+
+class _Refused(argparse.Action):
+    """Exits 2 with the flag's reason as soon as argparse meets it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, reason: str = "",
+                 **kwargs: Any) -> None:
+        self.reason = reason
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        # Only the reason: the usage text would bury the one line that matters.
+        parser.exit(2, f"{parser.prog}: error: {self.reason}\n")
+
+
+def add_refused_flags(parser: argparse.ArgumentParser) -> None:
+    """Register every refused marathon-lb flag (hidden from --help, in the README)."""
+    for flag in MARATHON_LB_FLAGS:
+        if flag.refused:
+            parser.add_argument(*flag.options, action=_Refused, reason=_refusal(flag),
+                                nargs="?" if flag.takes_value else 0,
+                                dest=f"refused_{flag.options[0].lstrip('-').replace('-', '_')}",
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def refusal_for_key(key: str) -> str | None:
+    """The refusal of a ``--config`` key naming a refused flag (dashes or underscores)."""
+    name = "--" + key.lstrip("-").replace("_", "-")
+    for flag in MARATHON_LB_FLAGS:
+        if flag.refused and name in flag.options:
+            return _refusal(flag)
+    return None
+
+
+def flags_table(parser: argparse.ArgumentParser) -> str:
+    """Markdown table: each marathon-lb flag and what servicerouter does with it.
+
+    "accepted" is read from the parser, so a flag the registry calls accepted but
+    the parser lacks shows as what it is: an unknown flag.
+    """
+    known = parser._option_string_actions
+    rows = ["| marathon-lb flag | servicerouter | notes |", "| --- | --- | --- |"]
+    for flag in MARATHON_LB_FLAGS:
+        names = ", ".join(f"`{o}`" for o in flag.options)
+        action = known.get(flag.options[0])
+        if isinstance(action, _Refused):
+            status, note = "refused (exit 2)", flag.note + "."
+        elif action is not None and all(o in known for o in flag.options):
+            status, note = "accepted", flag.note
+        else:
+            status, note = "not yet (unknown flag, exit 2)", ""
+        rows.append(f"| {names} | {status} | {note.replace('|', chr(92) + '|')} |")
+    return "\n".join(rows)
