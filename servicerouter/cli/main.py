@@ -155,6 +155,7 @@ def build_router(args: argparse.Namespace) -> Any:
     from servicerouter.render.config import RenderOptions
     from servicerouter.render.fragment_check import check_fragments
     from servicerouter.render.fragments import TemplateError, load_fragments
+    from servicerouter.serve.haproxy_endpoints import stats_lua_script
     from servicerouter.source.marathon import make_source
 
     problem = check_haproxy_bin(args)
@@ -185,6 +186,7 @@ def build_router(args: argparse.Namespace) -> Any:
         appid_port=args.appid_port, stats_port=args.stats_port, cookie_secret=cookie_secret,
         # Written in every mode, one-shot and --dry too (live modes also use it).
         runtime_socket=args.runtime_socket,
+        stats_lua=stats_lua_script(args.haproxy_bin),  # marathon-lb's /_haproxy_get*
     )
     settings = RouterSettings(
         config_path=args.haproxy_config,

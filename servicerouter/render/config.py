@@ -38,6 +38,9 @@ class RenderOptions:
     runtime_socket: str | None = None
     hard_stop_after: str | None = None
     master_worker: bool = False
+    # serve/haproxy_endpoints.lua, loaded when HAProxy has Lua: marathon-lb's
+    # /_haproxy_get* endpoints on the stats listener (None: not served).
+    stats_lua: str | None = None
     # HAPROXY_{n}_SSL_CERT paths whose file is not in HAProxy's order -> normalised copy.
     cert_paths: tuple[tuple[str, str], ...] = ()
     # Per-installation secret (from the state directory, see runner) that keys the

@@ -1,0 +1,131 @@
+"""marathon-lb's endpoints on the stats port, answered by a real HAProxy.
+
+``/_haproxy_health_check`` (monitor-uri), ``/_haproxy_getconfig`` (the config the
+running HAProxy loaded), ``/_haproxy_getvhostmap`` / ``/_haproxy_getappmap`` (the
+map files beside the config, empty without them) and ``/_haproxy_getpids`` (the
+PIDs of that HAProxy, space-separated), with marathon-lb's paths and text/plain
+bodies. Without Lua in HAProxy the config never names the script; legacy
+fragments render exactly as before.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from servicerouter.model.services import build_model
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.fragments import load_fragments
+from servicerouter.serve.haproxy_endpoints import LUA_SCRIPT, haproxy_has_lua, stats_lua_script
+from tests.e2e.test_e2e_core import app, make_edge, servicerouter
+from tests.harness import HAProxy, free_port, http_get, wait_for_port, wait_until
+from tests.paths import LEGACY_TEMPLATES
+from tests.render.test_render import EXPECTED, STATE, ident
+
+PATHS = ("/_haproxy_getconfig", "/_haproxy_getvhostmap", "/_haproxy_getappmap",
+         "/_haproxy_getpids")
+
+
+def _fake_haproxy(tmp_path: Path, version_text: str) -> str:
+    """A stand-in binary whose ``-vv`` prints ``version_text``."""
+    path = tmp_path / "haproxy"
+    path.write_text(f"#!/bin/sh\ncat <<'EOF'\n{version_text}\nEOF\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_lua_detection(tmp_path: Path, haproxy_bin: str) -> None:
+    assert haproxy_has_lua(haproxy_bin) == ("USE_LUA=1" in _vv(haproxy_bin))
+    no_lua = _fake_haproxy(tmp_path, "HAProxy version 2.6\n  OPTIONS = USE_OPENSSL=1\n"
+                                     "Feature list : +EPOLL -LUA +OPENSSL")
+    assert not haproxy_has_lua(no_lua)
+    assert stats_lua_script(no_lua) is None
+    assert not haproxy_has_lua(str(tmp_path / "missing"))
+
+
+def test_script_path_must_be_writable_unquoted(tmp_path: Path, haproxy_bin: str) -> None:
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    (spaced / "x.lua").write_text("-- nothing\n")
+    assert stats_lua_script(haproxy_bin, spaced / "x.lua") is None
+    assert stats_lua_script(haproxy_bin, tmp_path / "absent.lua") is None
+
+
+def test_head_routes_the_paths_only_with_the_script() -> None:
+    model = build_model(STATE, (), ident)
+    fragments = load_fragments()
+    without = render_config(model.services, fragments, RenderOptions())
+    assert "lua" not in without and "monitor-uri /_haproxy_health_check" in without
+    with_lua = render_config(model.services, fragments, RenderOptions(stats_lua="/x/e.lua"))
+    assert "  lua-load /x/e.lua\n" in with_lua
+    for path in PATHS:
+        assert f"if {{ path {path} }}" in with_lua
+
+
+def test_legacy_fragments_render_unchanged() -> None:
+    model = build_model(STATE, (), ident)
+    out = render_config(model.services, load_fragments([LEGACY_TEMPLATES]),
+                        RenderOptions(stats_lua=str(LUA_SCRIPT)))
+    assert out == EXPECTED
+
+
+@pytest.mark.e2e
+def test_endpoints_on_a_real_haproxy(tmp_path: Path, backend_factory, haproxy_factory,
+                                     haproxy_bin: str) -> None:
+    if not haproxy_has_lua(haproxy_bin):
+        pytest.skip("this HAProxy has no Lua")
+    from servicerouter.emulator.marathon import MarathonEmulator
+
+    edge = make_edge(tmp_path)
+    web = backend_factory("web")
+    marathon = MarathonEmulator([app("/web", free_port(), [web], HAPROXY_0_VHOST="web.example.com")])
+    marathon.start()
+    try:
+        servicerouter(edge, marathon.url)
+    finally:
+        marathon.stop()
+    proxy: HAProxy = haproxy_factory(str(edge.cfg))
+    wait_for_port(edge.stats)
+    base = f"http://127.0.0.1:{edge.stats}"
+
+    health = http_get(base + "/_haproxy_health_check")
+    assert health.status_code == 200
+
+    loaded = edge.cfg.read_text()
+    config = http_get(base + "/_haproxy_getconfig")
+    assert config.status_code == 200 and config.headers["content-type"] == "text/plain"
+    assert config.text == loaded and "lua-load" in loaded
+
+    for path in ("/_haproxy_getvhostmap", "/_haproxy_getappmap"):  # no maps: empty
+        answer = http_get(base + path)
+        assert (answer.status_code, answer.text) == (200, "")
+    vhost_map = "web.example.com web_10000\n"
+    (edge.cfg.parent / "domain2backend.map").write_text(vhost_map)
+    (edge.cfg.parent / "app2backend.map").write_text("/web web_10000\n")
+    assert http_get(base + "/_haproxy_getvhostmap").text == vhost_map  # read per request
+    assert http_get(base + "/_haproxy_getappmap").text == "/web web_10000\n"
+
+    pids = http_get(base + "/_haproxy_getpids")
+    assert pids.status_code == 200
+    assert sorted(int(p) for p in pids.text.split(" ")) == sorted(proxy.running_pids())
+
+    # getconfig is what the running HAProxy loaded: a file changed on disk shows only
+    # after a reload, and the PIDs follow the reload.
+    edge.cfg.write_text(loaded + "\n# changed\n")
+    assert http_get(base + "/_haproxy_getconfig").text == loaded
+    old_pid = proxy.pid
+    proxy.reload()
+    wait_until(lambda: http_get(base + "/_haproxy_getconfig").text.endswith("# changed\n"),
+               timeout=10)
+    after = [int(p) for p in http_get(base + "/_haproxy_getpids").text.split(" ")]
+    assert old_pid not in after and proxy.pid in after
+    assert http_get(base + "/haproxy?stats").status_code == 200  # the stats page stays
+
+
+def _vv(haproxy_bin: str) -> str:
+    import subprocess
+
+    return subprocess.run([haproxy_bin, "-vv"], capture_output=True, text=True,
+                          timeout=10).stdout
