@@ -167,8 +167,11 @@ def print_config(args: argparse.Namespace, out: TextIO | None = None) -> int:
     state_dir = os.path.abspath(args.state_dir or default_state_dir(args.haproxy_config))
     with tempfile.TemporaryDirectory(prefix="servicerouter-bridge-") as workdir:
         target = os.path.join(workdir, "haproxy.cfg")
+        # No lua-load of marathon-lb's endpoints: the printed config must not depend on
+        # where this servicerouter is installed.
+        render = replace(router.settings.render_options, stats_lua=None)
         router.settings = replace(router.settings, config_path=target, reload=None,
-                                  state_dir=state_dir)
+                                  state_dir=state_dir, render_options=render)
         result = router.sync()
         if not result.ok or not os.path.exists(target):
             log.error("no config printed: %s", result.error or "the sync wrote nothing")

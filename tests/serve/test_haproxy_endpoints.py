@@ -129,3 +129,20 @@ def _vv(haproxy_bin: str) -> str:
 
     return subprocess.run([haproxy_bin, "-vv"], capture_output=True, text=True,
                           timeout=10).stdout
+
+
+def test_bridge_printout_does_not_load_the_script(tmp_path: Path, haproxy_bin: str) -> None:
+    """The bridge's printed config stands alone: nothing from servicerouter's install."""
+    if not haproxy_has_lua(haproxy_bin):
+        pytest.skip("this HAProxy has no Lua")
+    import json
+
+    from tests.cli.test_bridge import bridge, edge_flags
+
+    snapshot = tmp_path / "apps.json"
+    snapshot.write_text(json.dumps({"apps": [
+        {"id": "/a", "ports": [10001], "labels": {},
+         "tasks": [{"id": "a.1", "host": "127.0.0.1", "ports": [31001]}]}]}))
+    printed = bridge(f"file:{snapshot}", *edge_flags(tmp_path, free_port()), cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert "backend a_10001" in printed.stdout and "lua" not in printed.stdout
