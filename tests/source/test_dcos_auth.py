@@ -247,3 +247,45 @@ def test_control_api_expires_tokens(dcos_marathon: MarathonEmulator,
     assert answer.json() == {"expired": 1}
     assert requests.get(dcos_marathon.url + "/ping", headers=headers,
                         timeout=10).status_code == 401
+
+
+def test_emulator_command_line_takes_a_service_account(tmp_path: Path,
+                                                       account_key: rsa.RSAPrivateKey) -> None:
+    """``--service-account UID PEM`` as a separate process: 401 without a token, then a
+    login with the matching key reads the apps."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.paths import REPO
+
+    public = tmp_path / "public.pem"
+    public.write_bytes(_public_pem(account_key))
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servicerouter.emulator.marathon", "--port", "0",
+         "--port-file", str(port_file), "--service-account", UID, str(public)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), line
+        url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        assert requests.get(url + "/v2/apps", timeout=10).status_code == 401
+        account = json.dumps({"uid": UID, "private_key": _private_pem(account_key),
+                              "login_endpoint": url + LOGIN_PATH})
+        client = MarathonClient([url], ClientSettings(
+            token_auth=DcosAuth(parse_dcos_credentials(account))))
+        assert json.loads(client.fetch_apps_body()) == {"apps": []}
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
