@@ -122,7 +122,8 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                            "keep-alive) for this long")
     live.add_argument("--backoff-initial", type=float, default=1.0, metavar="SECONDS",
                       help="First retry delay after Marathon fails (doubles, jittered)")
-    live.add_argument("--backoff-max", "--max-backoff", type=float, default=30.0, metavar="SECONDS",
+    live.add_argument("--backoff-max", "--max-backoff", type=float, default=30.0,
+                      metavar="SECONDS",
                       help="Longest retry delay after Marathon fails")
     live.add_argument("--manage-haproxy", action="store_true",
                       help="Run HAProxy (--haproxy-bin) in master-worker mode and reload it "
@@ -258,8 +259,9 @@ def client_settings(args: argparse.Namespace) -> Any:
         raise ValueError("give --auth-credentials or --marathon-auth-credential-file, not both")
     dcos_given = getattr(args, "dcos_auth_credentials", None)
     if dcos_given and (args.marathon_auth_credential_file or args.auth_credentials):
-        raise ValueError("give --dcos-auth-credentials or basic auth "
-                         "(--auth-credentials/--marathon-auth-credential-file), not both")
+        raise ValueError("give --dcos-auth-credentials (or $DCOS_SERVICE_ACCOUNT_CREDENTIAL) "
+                         "or basic auth (--auth-credentials/--marathon-auth-credential-file), "
+                         "not both")
     if args.marathon_auth_credential_file:
         auth = read_credential_file(args.marathon_auth_credential_file)
     elif args.auth_credentials:

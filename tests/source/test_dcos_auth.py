@@ -142,6 +142,31 @@ def test_event_stream_sends_the_token(dcos_marathon: MarathonEmulator,
         stream.stop()
 
 
+def test_event_stream_reconnects_with_a_new_token(account_key: rsa.RSAPrivateKey) -> None:
+    """A reconnect after the token expired: 401, login, the stream is back."""
+    from servicerouter.source.events import Backoff
+
+    emulator = MarathonEmulator([dict(APP)], service_account=(UID, _public_pem(account_key)))
+    emulator.start()
+    auth = DcosAuth(parse_dcos_credentials(_account(emulator, account_key)))
+    connected: list[str] = []
+    stream = EventStream([emulator.url], lambda _event: None, connected.append,
+                         settings=ClientSettings(read_timeout=10, token_auth=auth),
+                         backoff=Backoff(base=0.05, cap=0.2))
+    stream.start()
+    try:
+        _wait(lambda: len(connected) == 1)
+        assert emulator.dcos_login is not None
+        emulator.dcos_login.expire_tokens()
+        emulator.stop()  # ends the stream; same port again below
+        emulator.start()
+        _wait(lambda: len(connected) == 2)
+        assert auth.logins == 2
+    finally:
+        stream.stop()
+        emulator.stop()
+
+
 def test_wrong_key_is_one_line_naming_the_problem(dcos_marathon: MarathonEmulator) -> None:
     stranger = _rsa_key()
     auth = DcosAuth(parse_dcos_credentials(_account(dcos_marathon, stranger)))
