@@ -52,17 +52,22 @@ class FragmentSpec:
         return names
 
 
+_NEEDED_HELP = (" .j2 files also get needed: whether any service has a rule there (the "
+                "default binds nothing otherwise).")
 FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_HEAD", "global", (),
                  "Head of the config: global settings, defaults and the stats listener."),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_HEAD", "global", (),
-                 "Shared HTTP frontend (:80) gathering every virtual host."),
+                 "Shared HTTP frontend (:80) gathering every virtual host." + _NEEDED_HELP,
+                 jinja_extra=("needed",)),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_HEAD", "global", (),
                  "HTTP frontend (:81) routing on the X-Marathon-App-Id header to each app's "
-                 "first http-mode port."),
+                 "first http-mode port." + _NEEDED_HELP,
+                 jinja_extra=("needed",)),
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_HEAD", "global", (),
                  "Shared HTTPS frontend (:443) gathering every virtual host; serves the "
-                 "certificate bundles (crt-list) and routes on the Host header."),
+                 "certificate bundles (crt-list) and routes on the Host header." + _NEEDED_HELP,
+                 jinja_extra=("needed",)),
     FragmentSpec("HAPROXY_FRONTEND_HEAD", "service",
                  ("backend", "bindAddr", "servicePort", "mode", "sslCertOptions"),
                  "Frontend of one service port: bind address, port and mode (the default "
