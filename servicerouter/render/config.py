@@ -417,12 +417,17 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     map_dir = options.map_dir or ""
     shared: list[str] = []
     if options.bind_http_https and _bound(frag["HAPROXY_HTTP_FRONTEND_HEAD"], http[0]):
-        shared += http + assemble("http", (route[2] for route in routes), map_dir, maps)
+        shared += http + assemble("http", (route[2] for route in routes), map_dir, maps,
+                                  _VHOST_KINDS if map_http else ())
     if _bound(frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"], appid_head):
         shared += [appid_head] + assemble("appid", appid, map_dir, maps)
     if options.bind_http_https and _bound(frag["HAPROXY_HTTPS_FRONTEND_HEAD"], https[0]):
-        shared += https + assemble("https", (route[3] for route in routes), map_dir, maps)
+        shared += https + assemble("https", (route[3] for route in routes), map_dir, maps,
+                                   _VHOST_KINDS if map_https else ())
     return "".join(head + shared + frontends + backends) + map_block(maps)
+
+
+_VHOST_KINDS = ("beg", "end")  # exact hosts, then wildcards: read even when empty
 
 
 def _maps_for(options: RenderOptions, frontend_head: Fragment) -> bool:

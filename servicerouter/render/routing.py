@@ -100,22 +100,40 @@ def appid_entry(app_id: str, backend: str) -> MapEntry:
 
 
 def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
-             maps: dict[str, list[tuple[str, str]]]) -> list[str]:
+             maps: dict[str, list[tuple[str, str]]], kinds: tuple[str, ...] = ()) -> list[str]:
     """The lines of one shared frontend's rules, in order; map runs go into ``maps``.
 
     ``maps`` gathers (map path -> entries) over the frontends of one config.
+    ``kinds`` (exact hosts first, wildcards last): maps the frontend reads even
+    when empty, so that the first vhost of a kind is a map entry, not a new map
+    file (and a reload).
     """
+    # Segments in order: a rule's own text, or a run of entries of one kind.
+    segments: list[str | tuple[str, list[MapEntry]]] = []
+    for rule in rules:
+        if rule is None:
+            continue
+        if isinstance(rule, str):
+            segments.append(rule)
+            continue
+        last = segments[-1] if segments else None
+        if isinstance(last, tuple) and last[0] == rule.kind:
+            last[1].append(rule)
+        else:
+            segments.append((rule.kind, [rule]))
+    present = {segment[0] for segment in segments if isinstance(segment, tuple)}
+    if kinds and kinds[0] not in present:
+        segments.insert(0, (kinds[0], []))
+    if kinds and kinds[-1] not in present:
+        segments.append((kinds[-1], []))
     out: list[str] = []
-    run: list[MapEntry] = []
     count = 0
-    uses_route_var = False
-
-    def close_run() -> None:
-        nonlocal count, uses_route_var
-        if not run:
-            return
+    for segment in segments:
+        if isinstance(segment, str):
+            out.append(segment)
+            continue
         count += 1
-        kind = run[0].kind
+        kind, run = segment
         path = f"{map_dir}/{frontend}-{count}-{kind}.map"
         entries: list[tuple[str, str]] = []
         seen: set[str] = set()
@@ -126,22 +144,8 @@ def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
         maps[path] = entries
         lookup = f"{_LOOKUPS[kind]}({path})"
         out.append(f"  use_backend %[{lookup}] if {{ {lookup} -m found }}\n")
-        uses_route_var = uses_route_var or kind == "beg"
-        run.clear()
-
-    for rule in rules:
-        if rule is None:
-            continue
-        if isinstance(rule, MapEntry):
-            if run and run[0].kind != rule.kind:
-                close_run()
-            run.append(rule)
-        else:
-            close_run()
-            out.append(rule)
-    close_run()
-    if uses_route_var:  # http-request rules run before use_backend: say it first
-        out.insert(0, SET_ROUTE_VAR)
+    if count and any(isinstance(seg, tuple) and seg[0] == "beg" for seg in segments):
+        out.insert(0, SET_ROUTE_VAR)  # http-request rules run before use_backend: first
     return out
 
 

@@ -83,7 +83,9 @@ def test_rules_a_map_cannot_hold_keep_their_acl_and_their_place() -> None:
     uses = [line for line in lines if line.startswith("use_backend")]
     assert [u.split()[1] for u in uses] == [
         f"%[var(txn.sr_route),map_beg({MAPS}/http-1-beg.map)]", "b_10001",
-        "c_10002", f"%[var(txn.sr_route),map_beg({MAPS}/http-2-beg.map)]"]
+        "c_10002", f"%[var(txn.sr_route),map_beg({MAPS}/http-2-beg.map)]",
+        f"%[req.hdr(host),field(1,:),lower,map_end({MAPS}/http-3-end.map)]"]
+    assert maps(text)[f"{MAPS}/http-3-end.map"] == ()  # read even empty: see below
     assert "acl path_b_10001 path_beg -i /api" in lines
     assert maps(text)[f"{MAPS}/http-1-beg.map"] == (("a.test//api/v1", "a_10000"),)
     assert maps(text)[f"{MAPS}/http-2-beg.map"] == (("a.test/", "d_10003"),)
@@ -150,6 +152,10 @@ def test_a_vhost_change_is_a_map_change_and_a_wildcard_out_of_order_is_not() -> 
                                  (f"{MAPS}/https-1-beg.map", "new.test/", "a_10000")}
     assert set(plan.map_del) == {(f"{MAPS}/http-1-beg.map", "b.test/", ""),
                                  (f"{MAPS}/https-1-beg.map", "b.test/", "")}
+    # the first wildcard (or exact host) goes into a map the config already reads
+    only_exact = render([web("/a", 10000, "a.test")])
+    only_wild = render([web("/a", 10000, "*.a.test")])
+    assert plan_runtime_update(parse_config(only_exact), parse_config(only_wild)).plan
     # map_end takes the first entry in file order: one that must come first is a reload
     wild = render([web("/b", 10001, "*.x.test"), web("/c", 10002, "c.test")])
     first = render([web("/a", 10000, "*.y.x.test"), web("/b", 10001, "*.x.test"),
