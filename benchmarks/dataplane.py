@@ -209,8 +209,8 @@ def _requests(output: str) -> int:
     raise ValueError(f"no request count in wrk output:\n{output}")
 
 
-def load(pid: int, port: int, host: str, seconds: float, connections: int) -> Load:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
+def load(pid: int, port: int, host: str, seconds: int, connections: int) -> Load:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                "-H", f"Host: {host}", f"http://{LOCALHOST}:{port}/"]
     before = cpu_seconds(pid)
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
@@ -237,7 +237,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def measure(size: int, mode: str, workdir: Path, haproxy: str, backend_port: int,
-            cert: Path, seconds: float, connections: int) -> SizeResult:
+            cert: Path, seconds: int, connections: int) -> SizeResult:
     ports = {"http": free_port(), "https": free_port(), "appid": free_port(),
              "stats": free_port(), "services": free_range(size)}
     cfg = render(size, mode, workdir, ports, backend_port, cert)
@@ -282,8 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "acl: one acl + use_backend per vhost")
     parser.add_argument("--compare-acl", action="store_true",
                         help="run every size in both modes")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="wrk duration per vhost and size (default 3)")
+    parser.add_argument("--seconds", type=int, default=3,
+                        help="wrk duration per vhost and size, whole seconds (default 3)")
     parser.add_argument("--connections", type=int, default=8,
                         help="wrk keep-alive connections (default 8)")
     parser.add_argument("--haproxy-bin", default="haproxy")
