@@ -107,12 +107,13 @@ def free_port() -> int:
 
 def free_range(count: int) -> int:
     """A first port of ``count`` consecutive ports nobody holds on the loopback now."""
-    for base in range(20000, 60000 - count, 1000):
+    for base in range(10000, 65000 - count, 1000):  # below the ephemeral range first
         held = []
         try:
             for port in range(base, base + count):
                 sock = socket.socket()
                 held.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy
                 sock.bind((LOCALHOST, port))
             return base
         except OSError:
