@@ -104,7 +104,7 @@ def test_dataplane_benchmark_smoke_run() -> None:
         pytest.skip("wrk not installed (Debian package wrk)")
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "dataplane.py"), "--sizes", "1,20",
-         "--seconds", "1", "--connections", "2", "--compare-acl"],
+         "--seconds", "1", "--rounds", "1", "--connections", "2", "--compare-acl"],
         capture_output=True, text=True, timeout=120, check=False,
         env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
