@@ -54,6 +54,8 @@ class FragmentSpec:
 
 _NEEDED_HELP = (" .j2 files also get needed: whether any service has a rule there (the "
                 "default binds nothing otherwise).")
+_MAPPED_HELP = (" The built-in file is rendered only for rules a map file cannot hold (the "
+                "rest go into the shared frontend's maps); yours always is.")
 FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_HEAD", "global", (),
                  "Head of the config: global settings, defaults and the stats listener."),
@@ -82,26 +84,26 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  "HTTP frontend for ports with HAPROXY_{n}_REDIRECT_TO_HTTPS."),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend"),
-                 "ACL in the shared HTTP frontend sending one virtual host to its backend."),
+                 "ACL in the shared HTTP frontend sending one virtual host to its backend." + _MAPPED_HELP),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_ACL", "service",
                  ("cleanedUpAppId", "hostname", "appId", "backend"),
-                 "ACL in the app-id frontend sending one app's requests to its backend."),
+                 "ACL in the app-id frontend sending one app's requests to its backend." + _MAPPED_HELP),
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend"),
-                 "ACL in the shared HTTPS frontend sending one virtual host to its backend."),
+                 "ACL in the shared HTTPS frontend sending one virtual host to its backend." + _MAPPED_HELP),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
                  "ACL in the shared HTTP frontend sending one virtual host and path prefix "
                  "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
                  "longest prefix first. .j2 files also get pathIgnoreCase (true when "
-                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i)." + _MAPPED_HELP,
                  jinja_extra=("pathIgnoreCase",)),
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
                  "ACL in the shared HTTPS frontend sending one virtual host and path prefix "
                  "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
                  "longest prefix first. .j2 files also get pathIgnoreCase (true when "
-                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i)." + _MAPPED_HELP,
                  jinja_extra=("pathIgnoreCase",)),
     FragmentSpec("HAPROXY_USERLIST_HEAD", "service",
                  ("backend", "realm", "user", "passwordHash"),

@@ -234,9 +234,12 @@ def test_churn_scale_without_reloads_and_no_failed_request(
                        == {f"w{i}" for i in tasks}, 15)
 
             for change in range(1, 21):
+                # a new vhost alone is a map entry (no reload): the balance change reloads
                 host = f"other-{change}.test"
                 emu.put_app({"id": "/other", "portDefinitions": [{"port": other_port}],
-                             "labels": {"HAPROXY_0_VHOST": host}})
+                             "labels": {"HAPROXY_0_VHOST": host,
+                                        "HAPROXY_0_BALANCE": ("roundrobin", "leastconn")[
+                                            change % 2]}})
                 wait_until(lambda host=host: answer(front, host) == "o0", 15,
                            message=f"vhost {host} not routed")
             # the worker serves before the master confirms: the count follows shortly
