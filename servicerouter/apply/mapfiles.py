@@ -21,7 +21,13 @@ import stat
 import tempfile
 
 from servicerouter.apply.files import fsync_dir
-from servicerouter.render.routing import MAP_NAME_RE, MapFiles, parse_map_block
+from servicerouter.render.routing import (
+    BLOCK_MARKER,
+    FILE_PREFIX,
+    MAP_NAME_RE,
+    MapFiles,
+    parse_map_block,
+)
 
 log = logging.getLogger("servicerouter.haproxy")
 
@@ -34,6 +40,17 @@ def default_map_dir(config_path: str) -> str:
 
 def maps_of(text: str, map_dir: str | None) -> MapFiles:
     return parse_map_block(text, map_dir)
+
+
+def map_dir_of(text: str) -> str | None:
+    """The directory of the maps a rendered config reads, for checks that only have
+    the text (the label-template checker); None when it reads none."""
+    start = text.rfind("\n" + BLOCK_MARKER + "\n")
+    found = text.find("\n" + FILE_PREFIX, start) if start >= 0 else -1
+    if found < 0:
+        return None
+    line = text[found + 1 + len(FILE_PREFIX):].split("\n", 1)[0]
+    return os.path.dirname(line) or None
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -142,3 +142,29 @@ def test_dry_prints_a_config_haproxy_accepts_with_its_maps_in_a_temp_dir(
 def test_the_map_directory_sits_beside_the_config() -> None:
     assert mapfiles.default_map_dir("/etc/haproxy/haproxy.cfg") == \
         "/etc/haproxy/haproxy.cfg.maps"
+
+
+def test_label_template_checks_read_the_new_maps_on_a_fresh_host(tmp_path: Path,
+                                                                 haproxy_bin: str) -> None:
+    """One-shot with label templates: the combined check runs with the config's own maps
+    (none on disk yet), so it still finds the app that breaks the whole config."""
+    from dataclasses import replace
+
+    from servicerouter.engine.runner import run_once
+    from tests.render.test_label_templates import CLASH, app, label_template_router
+
+    apps = [app("/ok", 43001, HAPROXY_0_MODE="http", HAPROXY_0_VHOST="ok.test"),
+            app("/dup", 43008, HAPROXY_0_MODE="http", HAPROXY_0_BACKEND_HEAD=CLASH),
+            app("/plain", 43003, HAPROXY_0_MODE="http", HAPROXY_0_VHOST="*.plain.test")]
+    router = label_template_router(tmp_path, apps, haproxy_bin)
+    cfg = tmp_path / "haproxy.cfg"
+    map_dir = mapfiles.default_map_dir(str(cfg))
+    options = replace(router.settings.render_options, map_dir=map_dir,
+                      default_cert=self_signed_cert(tmp_path / "default.pem"))
+    router.settings = replace(router.settings, render_options=options)
+    assert run_once(router) == 0, router.last.error if router.last else None
+    text = cfg.read_text()
+    assert "dup_43008" not in text and "map_beg(" in text
+    problems = [p for p in router.last.model.problems if p.app_id == "/dup"]
+    assert len(problems) == 1 and "together with the other apps" in problems[0].reason
+    assert (Path(map_dir) / "http-2-end.map").read_text() == ".plain.test plain_43003\n"
