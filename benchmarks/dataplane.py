@@ -262,11 +262,11 @@ def measure(size: int, mode: str, workdir: Path, haproxy: str, backend_port: int
         wait_routes(ports["http"], vhost(size - 1), 10)
         # First and last alternate, so a neighbour's load drifting over time weighs on
         # both alike; each figure sums (CPU, requests) over its rounds, p50 the median.
-        runs: dict[int, list[Load]] = {0: [], size - 1: []}
+        runs: list[tuple[int, list[Load]]] = [(0, []), (size - 1, [])]  # one vhost: twice
         for _round in range(rounds):
-            for index, done in runs.items():
+            for index, done in runs:
                 done.append(load(proc.pid, ports["http"], vhost(index), seconds, connections))
-        first, last = combine(runs[0]), combine(runs[size - 1])
+        first, last = combine(runs[0][1]), combine(runs[1][1])
     finally:
         stop(proc)
     return SizeResult(size, mode, check_seconds, start_seconds, first, last)
