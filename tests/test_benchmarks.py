@@ -92,3 +92,27 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert [s["apps"] for s in data["sizes"]] == [20, 40]
     assert all(len(s["servicerouter"]) == 1 and s["stages"]["render"] for s in data["sizes"])
     assert data["resync"]["one_task_written"] is True
+
+
+def test_dataplane_benchmark_smoke_run() -> None:
+    """benchmarks/dataplane.py at tiny sizes, both routings: real HAProxy, wrk, its table."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk not installed (Debian package wrk)")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "dataplane.py"), "--sizes", "1,20",
+         "--seconds", "1", "--rounds", "1", "--connections", "2", "--compare-acl"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = proc.stdout.split("\n\n")[-2].splitlines()
+    rows = [line.split() for line in table[2:]]
+    assert [(row[0], row[1]) for row in rows] == [("1", "maps"), ("1", "acl"),
+                                                  ("20", "maps"), ("20", "acl")]
+    for row in rows:
+        first, last, ratio = float(row[4]), float(row[5]), float(row[6])
+        assert first > 0 and last > 0 and abs(ratio - last / first) < 0.02
+        assert int(row[9]) > 0 and int(row[10]) > 0  # requests served, all 2xx

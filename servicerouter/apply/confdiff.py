@@ -36,6 +36,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from servicerouter.render.routing import (
+    BLOCK_MARKER,
+    ENTRY_PREFIX,
+    FILE_PREFIX,
+    ORDERED_KINDS,
+    map_kind,
+)
+
 # Keywords HAProxy 2.6 accepts after ``add server <be>/<srv> <addr>`` (management
 # guide, "add server").  Flags take no value; the others take exactly one.
 _DYNAMIC_FLAGS = frozenset({
@@ -91,6 +99,12 @@ class ParsedConfig:
     static_lb: frozenset[str] = frozenset()  # backends that refuse dynamic servers
     binds: dict[str, tuple[str, ...]] = field(default_factory=dict)  # section -> addresses
     dynamic_cookie: frozenset[str] = frozenset()  # backends with ``cookie ... dynamic``
+    # Map file path -> its entries (key, backend), from the config's map block.
+    maps: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+
+# One map entry to change live: (map file path, key, value; "" for a deletion).
+MapChange = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -103,14 +117,22 @@ class RuntimePlan:
     # Backends among ``add``/``readdress`` whose servers get dynamic cookies: HAProxy
     # computes a new or moved server's cookie only on ``enable dynamic-cookie backend``.
     dynamic_cookie: tuple[str, ...] = ()
+    # Map entries (vhosts, paths, app ids of existing backends): added, changed, deleted.
+    map_add: tuple[MapChange, ...] = ()
+    map_set: tuple[MapChange, ...] = ()
+    map_del: tuple[MapChange, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.add or self.remove or self.readdress)
+        return not (self.add or self.remove or self.readdress or self.map_changes)
+
+    @property
+    def map_changes(self) -> int:
+        return len(self.map_add) + len(self.map_set) + len(self.map_del)
 
     @property
     def size(self) -> int:
-        return len(self.add) + len(self.remove) + len(self.readdress)
+        return len(self.add) + len(self.remove) + len(self.readdress) + self.map_changes
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,7 @@ def parse_config(text: str) -> ParsedConfig:
     cookie: dict[str, bool] = {}
     backend: str | None = None
     section: tuple[str, str] | None = None  # (keyword, name) of the section we are in
+    text, maps = _split_map_block(text)
     for line in text.splitlines():
         words = line.split()
         if words and not line[:1].isspace() and words[0] in _SECTION_KEYWORDS:
@@ -172,7 +195,35 @@ def parse_config(text: str) -> ParsedConfig:
                        or (balance in _HASH_BALANCES and hash_type != "consistent"))
     return ParsedConfig(tuple(skeleton), servers, frozenset(with_default), static,
                         dynamic_cookie=frozenset(name for name, on in cookie.items() if on),
-                        binds={name: tuple(addresses) for name, addresses in binds.items()})
+                        binds={name: tuple(addresses) for name, addresses in binds.items()},
+                        maps=maps)
+
+
+def _split_map_block(text: str) -> tuple[str, dict[str, tuple[tuple[str, str], ...]]]:
+    """The config without its map entry lines (the skeleton keeps the marker and the
+    file names: a map appearing or going is a reload), and the entries of each map.
+
+    Only the last block counts (see servicerouter.render.routing), and only maps a
+    ``use_backend`` line of the config reads.
+    """
+    start = text.rfind("\n" + BLOCK_MARKER + "\n")
+    if start < 0:
+        return text, {}
+    head, block = text[:start + len(BLOCK_MARKER) + 2], text[start + len(BLOCK_MARKER) + 2:]
+    kept: list[str] = []
+    maps: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for line in block.splitlines(keepends=True):
+        if line.startswith(ENTRY_PREFIX):
+            words = line[len(ENTRY_PREFIX):].split()
+            if current is not None and len(words) == 2:
+                current.append((words[0], words[1]))
+            continue
+        if line.startswith(FILE_PREFIX):
+            path = line[len(FILE_PREFIX):].strip()
+            current = maps.setdefault(path, []) if f"({path})]" in head else None
+        kept.append(line)
+    return head + "".join(kept), {path: tuple(entries) for path, entries in maps.items()}
 
 
 def _set_lb(current: tuple[str, str], keyword: str, value: str) -> tuple[str, str]:
@@ -231,7 +282,41 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
                 remove.append((backend, line))
     moved = {backend for backend, _line in add + readdress}
     dynamic = tuple(sorted(moved & new.dynamic_cookie))
-    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress), dynamic))
+    changes = plan_map_changes(old.maps, new.maps)
+    if isinstance(changes, str):
+        return Verdict(None, changes)
+    map_add, map_set, map_del = changes
+    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress), dynamic,
+                               map_add, map_set, map_del))
+
+
+def plan_map_changes(
+    old: dict[str, tuple[tuple[str, str], ...]], new: dict[str, tuple[tuple[str, str], ...]],
+) -> tuple[tuple[MapChange, ...], tuple[MapChange, ...], tuple[MapChange, ...]] | str:
+    """(add, set, del) turning the running maps into ``new``; a reason when impossible.
+
+    Tree lookups (``map_beg``, ``map_str``) do not depend on order.  A list lookup
+    (``map_end``) takes the first entry in file order, and ``add map`` appends: an
+    entry that belongs before others can only come with a reload.
+    """
+    add: list[MapChange] = []
+    changed: list[MapChange] = []
+    delete: list[MapChange] = []
+    for path, entries in new.items():
+        before = dict(old.get(path, ()))
+        after = dict(entries)
+        if map_kind(path) in ORDERED_KINDS:
+            kept = [key for key, _value in old.get(path, ()) if key in after]
+            added = [key for key, _value in entries if key not in before]
+            if [key for key, _value in entries] != kept + added:
+                return f"the order of map {path} changed"
+        for key, value in entries:
+            if key not in before:
+                add.append((path, key, value))
+            elif before[key] != value:
+                changed.append((path, key, value))
+        delete.extend((path, key, "") for key in before if key not in after)
+    return tuple(add), tuple(changed), tuple(delete)
 
 
 def new_binds(old: ParsedConfig | None, new: ParsedConfig) -> dict[str, tuple[str, ...]]:
@@ -255,6 +340,7 @@ def has_check(line: ServerLine) -> bool:
 
 
 __all__ = [
+    "MapChange",
     "ParsedConfig",
     "RuntimePlan",
     "ServerLine",
@@ -262,6 +348,7 @@ __all__ = [
     "has_check",
     "new_binds",
     "parse_config",
+    "plan_map_changes",
     "plan_runtime_update",
     "unsupported_args",
 ]

@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
+from servicerouter.apply import mapfiles
 from servicerouter.apply.files import fsync_dir
 
 log = logging.getLogger("servicerouter.haproxy")
@@ -259,10 +260,13 @@ def apply_config(
     haproxy_bin: str = "haproxy",
     reload: list[str] | None = None,
     current: bytes | None = None,
+    map_dir: str | None = None,
 ) -> ApplyResult:
     """Write ``text`` to ``path`` if it differs, validated, then reload.
 
-    ``current`` is the file's content if the caller already read it.
+    ``current`` is the file's content if the caller already read it.  With
+    ``map_dir``, the map files the text reads (its map block) are checked with
+    it and written there just before the config (:mod:`servicerouter.apply.mapfiles`).
     """
     data = text.encode("utf-8")
     if current is None:
@@ -283,7 +287,11 @@ def apply_config(
     try:
         if validate:
             if haproxy_available(haproxy_bin):
-                ok, message = check_config(tmp, haproxy_bin)
+                if mapfiles.maps_of(text, map_dir).files:
+                    ok, message = mapfiles.check_text(text, map_dir, directory, haproxy_bin)
+                    message = message.replace("<config>", tmp)
+                else:
+                    ok, message = check_config(tmp, haproxy_bin)
                 if not ok:
                     shown = message.replace(tmp, "<new config>")
                     log.error("HAProxy rejected the new config; keeping %s as it is:\n%s",
@@ -291,6 +299,7 @@ def apply_config(
                     return ApplyResult(changed=True, error=f"haproxy -c failed: {shown}")
             else:
                 log.warning("%s not found: writing the config without validating it", haproxy_bin)
+        mapfiles.install(text, map_dir)
         os.replace(tmp, path)
         tmp = ""
         fsync_dir(directory)
@@ -310,6 +319,8 @@ def apply_config(
         # HAProxy did not load the new file: it must not stay as if it were running,
         # or the next run would find it "unchanged" and never reload again.
         put_back(path, current, mode, existed=True)
+        if current is not None:
+            restore_maps(current, map_dir)
     else:
         # Nothing to go back to, and most likely no HAProxy running yet (a reload of
         # a stopped service fails): keep the validated config it will start with.
@@ -317,6 +328,14 @@ def apply_config(
                     "starts", path)
         return ApplyResult(changed=True, written=True, error=f"reload failed: {message}")
     return ApplyResult(changed=True, error=f"reload failed: {message}")
+
+
+def restore_maps(previous: bytes, map_dir: str | None) -> None:
+    """The map files of the config put back (after a failed reload), logged on failure."""
+    try:
+        mapfiles.install(previous.decode("utf-8", "replace"), map_dir)
+    except OSError as err:
+        log.error("cannot restore the map files in %s: %s", map_dir, err)
 
 
 def put_back(path: str, previous: bytes | None, mode: int = DEFAULT_MODE, *,

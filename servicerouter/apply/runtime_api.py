@@ -187,6 +187,7 @@ class RuntimeApplier:
                 if "disabled" not in line.args:
                     _expect_empty(api.command(f"enable server {target}"), f"enable {target}")
                 self.stats.added += 1
+            self._apply_maps(plan)
             # removals last: a backend never goes without a server in between
             for backend, line in plan.remove:
                 target = f"{backend}/{line.name}"
@@ -196,6 +197,19 @@ class RuntimeApplier:
                 self._draining[(backend, line.name)] = _Draining(
                     backend, line, now + self.drain_timeout, now + self.drain_timeout + 60)
             self.stats.draining = len(self._draining)
+
+    def _apply_maps(self, plan: RuntimePlan) -> None:
+        """Map entries (vhosts, paths, app ids) changed live, on the maps' own paths.
+
+        HAProxy answers nothing to a command it carried out, an error otherwise.
+        """
+        api = self.api
+        for path, key, value in plan.map_set:
+            _expect_empty(api.command(f"set map {path} {key} {value}"), f"set map {key}")
+        for path, key, value in plan.map_add:
+            _expect_empty(api.command(f"add map {path} {key} {value}"), f"add map {key}")
+        for path, key, _value in plan.map_del:
+            _expect_empty(api.command(f"del map {path} {key}"), f"del map {key}")
 
     def _dynamic_cookies(self, backend: str) -> None:
         """Have HAProxy compute the cookie of servers added or moved live.

@@ -76,16 +76,56 @@ def remove_stale(directory: str, patterns: Sequence[re.Pattern[str]], *,
     return removed
 
 
+_MAP_TMP = re.compile(rf"\.(?:http|https|appid)-[0-9]+-(?:beg|end|str)\.map\.{_MKSTEMP}\.tmp")
+_CHECK_DIR = re.compile(rf"\.sr-check-{_MKSTEMP}")  # mapfiles.check_text: config + maps
+
+
+def remove_stale_check_dirs(directory: str, *, older_than: float = STALE_AFTER,
+                            now: float | None = None) -> list[str]:
+    """Our stale ``haproxy -c`` directories (a config and its maps) in ``directory``:
+    owned by us, not a symlink, holding regular files only; removed with their files."""
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    try:
+        names = [n for n in os.listdir(directory) if _CHECK_DIR.fullmatch(n)]
+    except OSError:
+        return removed
+    uid = os.geteuid()
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            info = os.lstat(path)
+            if (not stat.S_ISDIR(info.st_mode) or info.st_uid != uid
+                    or now - info.st_mtime <= older_than):
+                continue
+            inside = [os.path.join(path, n) for n in os.listdir(path)]
+            if not all(stat.S_ISREG(os.lstat(f).st_mode) for f in inside):
+                continue
+            for file in inside:
+                os.unlink(file)
+            os.rmdir(path)
+        except OSError:
+            continue
+        log.info("removed stale check directory %s (left by an earlier crash)", path)
+        removed.append(path)
+    return removed
+
+
 def clean_startup(config_path: str, state_dirs: Iterable[str], *,
                   older_than: float = STALE_AFTER, now: float | None = None) -> list[str]:
-    """Sweep the config's directory and the certificate state directories once."""
+    """Sweep the config's directory, its map directory and the certificate state
+    directories once."""
     config_path = os.path.abspath(config_path)
     removed = remove_stale(os.path.dirname(config_path),
                            config_dir_patterns(os.path.basename(config_path)),
                            older_than=older_than, now=now)
+    removed += remove_stale_check_dirs(os.path.dirname(config_path), older_than=older_than,
+                                       now=now)
+    removed += remove_stale(config_path + ".maps", [_MAP_TMP], older_than=older_than, now=now)
     for directory in state_dirs:
         removed += remove_stale(directory, [_CERT_TMP], older_than=older_than, now=now)
     return removed
 
 
-__all__ = ["STALE_AFTER", "clean_startup", "config_dir_patterns", "remove_stale"]
+__all__ = ["STALE_AFTER", "clean_startup", "config_dir_patterns", "remove_stale",
+           "remove_stale_check_dirs"]

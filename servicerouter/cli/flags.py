@@ -97,6 +97,10 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     new.add_argument("--appid-port", type=int, default=81,
                      help="X-Marathon-App-Id frontend port")
     new.add_argument("--stats-port", type=int, default=9090, help="HAProxy stats port")
+    new.add_argument("--dont-bind-http-https", action="store_true",
+                     help="Never bind the shared HTTP and HTTPS frontends (--http-port, "
+                          "--https-port), as marathon-lb's flag: virtual hosts are then "
+                          "served on their app's service port only")
     new.add_argument("--listening-addr", default="", metavar="ADDR",
                      help="Address the --listening callback server binds to (default all)")
     new.add_argument("--marathon-timeout", type=float, default=30.0, metavar="SECONDS",

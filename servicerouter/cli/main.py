@@ -181,12 +181,17 @@ def build_router(args: argparse.Namespace) -> Any:
         cookie_secret = read_cookie_secret(args.cookie_secret_file)
     except ValueError as err:
         raise StartupError(str(err)) from None
+    from servicerouter.apply.mapfiles import default_map_dir
+
     options = RenderOptions(
         bind_addr=args.bind_addr, http_port=args.http_port, https_port=args.https_port,
         appid_port=args.appid_port, stats_port=args.stats_port, cookie_secret=cookie_secret,
         # Written in every mode, one-shot and --dry too (live modes also use it).
         runtime_socket=args.runtime_socket,
         stats_lua=stats_lua_script(args.haproxy_bin),  # marathon-lb's /_haproxy_get*
+        # The built-in fragments route vhosts and app ids through map files kept here.
+        map_dir=default_map_dir(args.haproxy_config),
+        bind_http_https=not args.dont_bind_http_https,
     )
     settings = RouterSettings(
         config_path=args.haproxy_config,

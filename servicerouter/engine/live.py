@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from servicerouter.apply import haproxy
+from servicerouter.apply import haproxy, mapfiles
 from servicerouter.apply.bisection import find_culprits
 from servicerouter.apply.confdiff import ParsedConfig, new_binds, parse_config, plan_runtime_update
 from servicerouter.apply.files import fsync_dir
@@ -542,7 +542,8 @@ class LiveRouter:
                 return True
             settings = self.router.settings
             applied = haproxy.apply_config(text, settings.config_path, validate=False,
-                                           haproxy_bin=settings.haproxy_bin, reload=None)
+                                           haproxy_bin=settings.haproxy_bin, reload=None,
+                                           map_dir=settings.render_options.map_dir)
             if not applied.ok:
                 result = ReloadResult(False, applied.error or "cannot write the config")
                 break
@@ -642,8 +643,9 @@ class LiveRouter:
         self.metrics.runtime_servers.inc(len(plan.readdress), action="readdress")
         self.state.last_apply = "runtime"
         self.state.last_runtime_update = time.time()
-        log.info("applied through the Runtime API without reload: +%d -%d ~%d servers",
-                 len(plan.add), len(plan.remove), len(plan.readdress))
+        log.info("applied through the Runtime API without reload: +%d -%d ~%d servers, "
+                 "%d map entries", len(plan.add), len(plan.remove), len(plan.readdress),
+                 plan.map_changes)
         return True
 
     # ------------------------------------------------------------------ certificates
@@ -697,6 +699,7 @@ class LiveRouter:
         except OSError:
             mode = haproxy.DEFAULT_MODE
         try:
+            mapfiles.install(text, self.router.settings.render_options.map_dir)
             tmp = haproxy.write_temp(directory, os.path.basename(path), text.encode(), mode)
             os.replace(tmp, path)
             fsync_dir(directory)
@@ -737,6 +740,11 @@ class LiveRouter:
         if not settings.validate or not haproxy.haproxy_available(settings.haproxy_bin):
             return True, ""
         directory = os.path.dirname(os.path.abspath(settings.config_path))
+        map_dir = settings.render_options.map_dir
+        if mapfiles.maps_of(text, map_dir).files:  # checked with its maps, out of place
+            ok, message = mapfiles.check_text(text, map_dir, directory, settings.haproxy_bin)
+            self.metrics.validations.inc(result="ok" if ok else "failed")
+            return ok, message
         fd, path = tempfile.mkstemp(prefix=".sr-check-", suffix=".cfg", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -172,6 +172,7 @@ class Router:
             text, settings.config_path, validate=settings.validate,
             haproxy_bin=settings.haproxy_bin,
             reload=list(settings.reload) if settings.reload else None,
+            map_dir=options.map_dir,
         )
         timings["write"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - start
@@ -315,11 +316,11 @@ class Router:
             self.served_certs = {cert.path: cert for cert in result.served}
             self.written_certs = result.written
         return replace(options, default_cert=result.default_cert, crt_list=result.crt_list,
-                       cert_paths=result.cert_paths)
+                       cert_paths=result.cert_paths, tls_configured=bool(paths))
 
     def _print_dry(self, text: str) -> None:
         current = haproxy.read_current(self.settings.config_path)
-        self.out.write(text)
+        self.out.write(self._dry_maps(text))
         self.out.flush()
         old = (current or b"").decode("utf-8", "replace").splitlines(keepends=True)
         diff = list(difflib.unified_diff(old, text.splitlines(keepends=True),
@@ -328,6 +329,19 @@ class Router:
             sys.stderr.write("".join(diff))
         else:
             sys.stderr.write(f"no difference with {self.settings.config_path}\n")
+
+
+    def _dry_maps(self, text: str) -> str:
+        """--dry: the map files the config reads, written to a temporary directory it
+        then reads them from (said on stderr), so the printed config is complete."""
+        from servicerouter.apply import mapfiles
+
+        printed, directory = mapfiles.dry_copy(text, self.settings.render_options.map_dir)
+        if directory is not None:
+            sys.stderr.write(f"map files written to {directory} (the config reads them "
+                             f"there; servicerouter writes them to "
+                             f"{self.settings.render_options.map_dir})\n")
+        return printed
 
 
 @contextmanager

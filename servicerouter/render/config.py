@@ -17,7 +17,17 @@ from typing import Any
 
 from servicerouter.model.labels import Problem
 from servicerouter.model.services import Service, clean_name, route_order_key
+from servicerouter.render.failures import describe_failure, service_failure
 from servicerouter.render.fragments import Fragment, FragmentSet
+from servicerouter.render.routing import (
+    Rule,
+    appid_entry,
+    assemble,
+    host_acl_name,
+    host_entry,
+    map_block,
+    path_rules,
+)
 
 # Per-service fragment overrides (HAPROXY_{n}_<FRAGMENT> label templates), by backend name.
 Overrides = Mapping[str, Mapping[str, Fragment]]
@@ -46,6 +56,14 @@ class RenderOptions:
     # Per-installation secret (from the state directory, see runner) that keys the
     # dynamic sticky cookies: without it, a cookie value gives its server's address away.
     cookie_secret: str | None = field(default=None, repr=False)
+    # Where the map files of the built-in fragments' shared-frontend routing go (see
+    # servicerouter.render.routing); None: one ACL per rule, as servicerouter.py.
+    map_dir: str | None = None
+    # False (--dont-bind-http-https): no shared :80/:443 frontends, whatever the fragments.
+    bind_http_https: bool = True
+    # The operator gave certificates (--ssl-certs, a certificates directory): the
+    # built-in HTTPS frontend serves them even before any virtual host needs it.
+    tls_configured: bool = False
 
     def reserved_ports(self, fragments: FragmentSet | None = None) -> tuple[int, ...]:
         """Ports the shared frontends bind, which no service may bind too.
@@ -59,8 +77,10 @@ class RenderOptions:
                  (self.https_port, "HAPROXY_HTTPS_FRONTEND_HEAD"),
                  (self.appid_port, "HAPROXY_HTTP_FRONTEND_APPID_HEAD"),
                  (self.stats_port, "HAPROXY_HEAD"))
+        unbound = () if self.bind_http_https else ("HAPROXY_HTTP_FRONTEND_HEAD",
+                                                   "HAPROXY_HTTPS_FRONTEND_HEAD")
         return tuple(port for port, head in ports
-                     if fragments is None or fragments[head].is_jinja)
+                     if (fragments is None or fragments[head].is_jinja) and head not in unbound)
 
 
 def _health_check_values(service: Service) -> dict[str, Any]:
@@ -145,17 +165,6 @@ def service_values(service: Service, options: RenderOptions,
     return values
 
 
-def host_acl_name(host: str) -> str:
-    """An ACL name for one vhost, distinct for distinct hosts (case aside).
-
-    servicerouter.py's cleanedUpHostname maps 'a.b' and 'a_b' to the same
-    name, merging their ACLs; HAProxy ACL names accept '.', ':' and '-', so
-    the host can be kept as is (wildcards get their own prefix).
-    """
-    host = host.lower()
-    return "hostw_" + host[2:] if host.startswith("*.") else "host_" + host
-
-
 class RenderError(Exception):
     """A fragment rendered once for the whole config (a head) failed: nothing to skip."""
 
@@ -236,37 +245,6 @@ def _adjacent(services: Sequence[Service], apps: set[str]) -> bool:
     return True
 
 
-def _service_failure(service: Service, err: Exception) -> Problem:
-    """The Problem for a service a fragment failed on: its file, line and the error."""
-    return Problem(service.app_id, _describe_failure(err) + "; app skipped", service.index,
-                   kind="render")
-
-
-def _describe_failure(err: Exception) -> str:
-    """Which fragment (file and line) failed, and how."""
-    fragment = values = None
-    tb = err.__traceback__
-    while tb is not None:  # the innermost Fragment.render frame: which fragment, what values
-        frame = tb.tb_frame
-        if frame.f_code is _FRAGMENT_RENDER:
-            fragment, values = frame.f_locals.get("self"), frame.f_locals.get("values")
-        tb = tb.tb_next
-    if isinstance(fragment, Fragment):
-        line = fragment.failing_line(values or {}, err)
-        where = f"fragment {fragment.spec.name} ({fragment.source}: line {line})"
-    else:
-        where = "a fragment"
-    detail = str(err)
-    if len(detail) > 300:
-        detail = detail[:300] + "..."
-    if not detail.isprintable():  # an error may quote the data: keep the log line one line
-        detail = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in detail)
-    return f"{where} fails to render: {type(err).__name__}: {detail}"
-
-
-_FRAGMENT_RENDER = Fragment.render.__code__
-
-
 def _render(services: Sequence[Service], fragments: FragmentSet,
             options: RenderOptions | None, overrides: Overrides | None,
             failures: list[Problem] | None) -> str:
@@ -275,15 +253,22 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     frag = fragments.fragments
     global_values: dict[str, Any] = {"options": options, "services": services}
 
+    # The shared frontends bind only when some service needs them (built-in heads).
+    vhosts_needed = options.bind_http_https and any(s.rule_vhosts for s in services)
+    appid_needed = any(s.mode == "http" for s in services)
     try:
         head = [frag["HAPROXY_HEAD"].render(global_values)]
-        http = [frag["HAPROXY_HTTP_FRONTEND_HEAD"].render(global_values)]
-        appid = [frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"].render(global_values)]
-        https = [frag["HAPROXY_HTTPS_FRONTEND_HEAD"].render(global_values)]
+        http = [frag["HAPROXY_HTTP_FRONTEND_HEAD"].render(dict(global_values,
+                                                               needed=vhosts_needed))]
+        appid_head = frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"].render(
+            dict(global_values, needed=appid_needed))
+        https = [frag["HAPROXY_HTTPS_FRONTEND_HEAD"].render(dict(
+            global_values, needed=vhosts_needed or (options.bind_http_https
+                                                    and options.tls_configured)))]
     except Exception as err:
         if failures is None:
             raise
-        raise RenderError(_describe_failure(err)) from err
+        raise RenderError(describe_failure(err)) from err
     frontends: list[str] = []
     backends: list[str] = []
 
@@ -312,10 +297,15 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     }
 
     apps_with_appid_acl: set[str] = set()
-    # Vhost rules: (rank, sequence, http text, https text). HAProxy takes the first
+    appid: list[Rule] = []
+    # Map routing for rules of built-in fragments in built-in frontends (routing.py).
+    map_http = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_HEAD"])
+    map_https = _maps_for(options, frag["HAPROXY_HTTPS_FRONTEND_HEAD"])
+    map_appid = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"])
+    # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
     # equal ranks keep service order, as servicerouter.py.
-    routes: list[tuple[tuple[int, int, bool, bool], int, str | None, str | None]] = []
+    routes: list[tuple[tuple[int, int, bool, bool], int, Rule | None, Rule | None]] = []
     # Where the current app's output starts in each buffer, to take it back if a
     # fragment fails on one of its ports (guarded renders only).
     current_app: str | None = None
@@ -347,7 +337,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             else:
                 route_http = pick(http_path_acl, "HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH")
                 route_https = pick(https_path_acl, "HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH")
-                rules = _path_rules(service.backend, paths)
+                rules = path_rules(service.backend, paths)
             shadowed = service.shadowed_vhosts
             lost_paths, shadowed_paths = service.lost_paths, service.shadowed_paths
             ignore_case = service.path_ignore_case if paths else False
@@ -365,22 +355,24 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                         # servicerouter.py's own ACL fragments match the Host header exactly,
                         # so wildcards and ports need no precedence: keep its order.
                         rank = (False, rank[1], rank[2], True)
-                    if hidden and route_http.is_jinja:
-                        # An older app owns this vhost and its rule comes first: only
-                        # servicerouter.py's own (legacy) fragments still write this one.
-                        http_text = None
-                    else:
-                        http_text = route_http.render(vhost_values)
-                    if hidden and route_https.is_jinja:
-                        https_text = None
-                    else:
-                        https_text = route_https.render(vhost_values)
-                    routes.append((rank, len(routes), http_text, https_text))
+                    entry = None if ignore_case else host_entry(host, path, service.backend)
+                    http_rule: Rule | None = None
+                    https_rule: Rule | None = None
+                    # An older app owns a hidden vhost and its rule comes first: only
+                    # servicerouter.py's own (legacy) fragments still write this one.
+                    if not (hidden and route_http.is_jinja):
+                        http_rule = entry if entry and map_http and route_http.builtin \
+                            else route_http.render(vhost_values)
+                    if not (hidden and route_https.is_jinja):
+                        https_rule = entry if entry and map_https and route_https.builtin \
+                            else route_https.render(vhost_values)
+                    routes.append((rank, len(routes), http_rule, https_rule))
 
             if service.mode == "http" and service.app_id not in apps_with_appid_acl:
                 apps_with_appid_acl.add(service.app_id)
-                appid.append(pick(appid_acl, "HAPROXY_HTTP_FRONTEND_APPID_ACL")
-                             .render(values))
+                appid_rule = pick(appid_acl, "HAPROXY_HTTP_FRONTEND_APPID_ACL")
+                appid.append(appid_entry(service.app_id, service.backend)
+                             if map_appid and appid_rule.builtin else appid_rule.render(values))
 
             if service.mode == "http":
                 if settings.auth is not None:
@@ -419,26 +411,38 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
         except Exception as err:
             if failures is None:
                 raise
-            failures.append(_service_failure(service, err))
+            failures.append(service_failure(service, err))
             failed_app = current_app
             del frontends[marks[0]:], backends[marks[1]:], appid[marks[2]:], routes[marks[3]:]
 
     routes.sort(key=lambda route: (route[0], route[1]))
-    for _rank, _seq, http_text, https_text in routes:
-        if http_text is not None:
-            http.append(http_text)
-        if https_text is not None:
-            https.append(https_text)
+    maps: dict[str, list[tuple[str, str]]] = {}
+    map_dir = options.map_dir or ""
+    shared: list[str] = []
+    if options.bind_http_https and _bound(frag["HAPROXY_HTTP_FRONTEND_HEAD"], http[0]):
+        shared += http + assemble("http", (route[2] for route in routes), map_dir, maps,
+                                  _VHOST_KINDS if map_http else ())
+    if _bound(frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"], appid_head):
+        shared += [appid_head] + assemble("appid", appid, map_dir, maps)
+    if options.bind_http_https and _bound(frag["HAPROXY_HTTPS_FRONTEND_HEAD"], https[0]):
+        shared += https + assemble("https", (route[3] for route in routes), map_dir, maps,
+                                   _VHOST_KINDS if map_https else ())
+    return "".join(head + shared + frontends + backends) + map_block(maps)
 
-    return "".join(head + http + appid + https + frontends + backends)
+
+_VHOST_KINDS = ("beg", "end")  # exact hosts, then wildcards: read even when empty
 
 
-def _path_rules(backend: str, paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(prefix, ACL name) of each path rule of a port: one ACL per prefix, so each rule
-    is ranked (and matches) by its own prefix. The first keeps the one-prefix name;
-    ':' cannot occur in a backend name, so the others never meet another port's ACL."""
-    acl = "path_" + backend
-    return tuple((path, acl if k == 0 else f"{acl}:{k}") for k, path in enumerate(paths))
+def _maps_for(options: RenderOptions, frontend_head: Fragment) -> bool:
+    """Whether a shared frontend's built-in rules go into map files: a map directory is
+    set and the frontend is the built-in one (a user's head keeps its own rules)."""
+    return options.map_dir is not None and frontend_head.builtin
+
+
+def _bound(frontend_head: Fragment, text: str) -> bool:
+    """A Jinja2 shared-frontend head that rendered nothing binds nothing: its rules
+    would land in the section before, so they go too.  Legacy heads always bind."""
+    return not frontend_head.is_jinja or bool(text.strip())
 
 
 def _picker(override: Mapping[str, Fragment] | None) -> Any:

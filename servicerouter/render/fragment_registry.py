@@ -52,17 +52,24 @@ class FragmentSpec:
         return names
 
 
+_NEEDED_HELP = (" .j2 files also get needed: whether any service has a rule there (the "
+                "default binds nothing otherwise).")
+_MAPPED_HELP = (" The built-in file is rendered only for rules a map file cannot hold (the "
+                "rest go into the shared frontend's maps); yours always is.")
 FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_HEAD", "global", (),
                  "Head of the config: global settings, defaults and the stats listener."),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_HEAD", "global", (),
-                 "Shared HTTP frontend (:80) gathering every virtual host."),
+                 "Shared HTTP frontend (:80) gathering every virtual host." + _NEEDED_HELP,
+                 jinja_extra=("needed",)),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_HEAD", "global", (),
                  "HTTP frontend (:81) routing on the X-Marathon-App-Id header to each app's "
-                 "first http-mode port."),
+                 "first http-mode port." + _NEEDED_HELP,
+                 jinja_extra=("needed",)),
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_HEAD", "global", (),
                  "Shared HTTPS frontend (:443) gathering every virtual host; serves the "
-                 "certificate bundles (crt-list) and routes on the Host header."),
+                 "certificate bundles (crt-list) and routes on the Host header." + _NEEDED_HELP,
+                 jinja_extra=("needed",)),
     FragmentSpec("HAPROXY_FRONTEND_HEAD", "service",
                  ("backend", "bindAddr", "servicePort", "mode", "sslCertOptions"),
                  "Frontend of one service port: bind address, port and mode (the default "
@@ -77,26 +84,26 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  "HTTP frontend for ports with HAPROXY_{n}_REDIRECT_TO_HTTPS."),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend"),
-                 "ACL in the shared HTTP frontend sending one virtual host to its backend."),
+                 "ACL in the shared HTTP frontend sending one virtual host to its backend." + _MAPPED_HELP),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_APPID_ACL", "service",
                  ("cleanedUpAppId", "hostname", "appId", "backend"),
-                 "ACL in the app-id frontend sending one app's requests to its backend."),
+                 "ACL in the app-id frontend sending one app's requests to its backend." + _MAPPED_HELP),
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend"),
-                 "ACL in the shared HTTPS frontend sending one virtual host to its backend."),
+                 "ACL in the shared HTTPS frontend sending one virtual host to its backend." + _MAPPED_HELP),
     FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
                  "ACL in the shared HTTP frontend sending one virtual host and path prefix "
                  "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
                  "longest prefix first. .j2 files also get pathIgnoreCase (true when "
-                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i)." + _MAPPED_HELP,
                  jinja_extra=("pathIgnoreCase",)),
     FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_PATH", "vhost",
                  ("cleanedUpHostname", "hostname", "appId", "backend", "path"),
                  "ACL in the shared HTTPS frontend sending one virtual host and path prefix "
                  "(HAPROXY_{n}_PATH) to its backend; rendered once per prefix (path), "
                  "longest prefix first. .j2 files also get pathIgnoreCase (true when "
-                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i).",
+                 "HAPROXY_{n}_PATH starts with -i: match with path_beg -i)." + _MAPPED_HELP,
                  jinja_extra=("pathIgnoreCase",)),
     FragmentSpec("HAPROXY_USERLIST_HEAD", "service",
                  ("backend", "realm", "user", "passwordHash"),

@@ -50,12 +50,13 @@ class Fragment:
     """One loaded fragment, ready to render with a dict of values."""
 
     __slots__ = ("spec", "source", "text", "_template", "is_empty", "_format", "_globals",
-                 "_constant", "uses_services")
+                 "_constant", "uses_services", "builtin")
 
     def __init__(self, spec: FragmentSpec, text: str, source: str,
                  template: jinja2.Template | None) -> None:
         self.spec = spec
         self.source = source
+        self.builtin = False  # from the built-in templates/ (load_fragments says so)
         self._template = template
         if template is None and spec.strip_prefix:
             stripped = text.strip()
@@ -249,6 +250,7 @@ def load_fragments(user_dirs: Sequence[str | os.PathLike[str]] = (),
                     found = compile_fragment(spec, text, str(path), jinja=jinja, env=env)
                     break
             if found is not None:
+                found.builtin = directory == dirs[-1]
                 chosen[spec.name] = found
                 break
         else:

@@ -249,10 +249,15 @@ class TemplateChecker:
         )
 
     def _haproxy_check(self, text: str) -> tuple[bool, str]:
-        from servicerouter.apply import haproxy
+        from servicerouter.apply import haproxy, mapfiles
 
         if not haproxy.haproxy_available(self.haproxy_bin):
             return True, ""
+        map_dir = mapfiles.map_dir_of(text)
+        if map_dir is not None:  # the config with its own maps, not those on disk (if any)
+            ok, message = mapfiles.check_text(text, map_dir, self.workdir or tempfile.gettempdir(),
+                                              self.haproxy_bin)
+            return ok, message.replace("<config>", "<app config>")
         fd, path = tempfile.mkstemp(prefix=".sr-label-", suffix=".cfg", dir=self.workdir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -110,3 +110,24 @@ def test_startup_cleans_before_the_first_sync(tmp_path: Path) -> None:
                  "--skip-validation", "--command", "true", "--state-dir", str(tmp_path / "st")])
     assert code == 0 and config.exists()
     assert not stale.exists()
+
+
+def test_crashed_map_writes_and_check_directories_are_swept(tmp_path: Path) -> None:
+    """Map temp files in <config>.maps/ and haproxy -c directories (config + maps)."""
+    cfg = tmp_path / "haproxy.cfg"
+    maps = tmp_path / "haproxy.cfg.maps"
+    maps.mkdir()
+    stale_map = Path(tempfile.mkstemp(prefix=".http-1-beg.map.", suffix=".tmp", dir=maps)[1])
+    live_map = maps / "http-1-beg.map"
+    live_map.write_text("a.test/ a_1\n")
+    check = Path(tempfile.mkdtemp(prefix=".sr-check-", dir=tmp_path))
+    (check / "haproxy.cfg").write_text("global\n")
+    (check / "http-1-beg.map").write_text("a.test/ a_1\n")
+    odd = Path(tempfile.mkdtemp(prefix=".sr-check-", dir=tmp_path))
+    (odd / "sub").mkdir()  # not what we write: left alone
+    old = time.time() - 3600
+    for path in (stale_map, check, odd):
+        os.utime(path, (old, old))
+    removed = clean_startup(str(cfg), [])
+    assert sorted(removed) == sorted([str(stale_map), str(check)])
+    assert live_map.exists() and odd.exists() and not check.exists()

@@ -82,7 +82,7 @@ def start_with_proxy(edge: Edge, apps: list[dict], haproxy_factory,
     marathon = MarathonEmulator(apps).start()
     servicerouter(edge, marathon.url, *extra)
     proxy = haproxy_factory(str(edge.cfg))
-    wait_for_port(edge.http)
+    wait_for_port(edge.stats)  # :80 binds only when a vhost needs it
     return marathon, proxy
 
 

@@ -234,9 +234,12 @@ def test_churn_scale_without_reloads_and_no_failed_request(
                        == {f"w{i}" for i in tasks}, 15)
 
             for change in range(1, 21):
+                # a new vhost alone is a map entry (no reload): the balance change reloads
                 host = f"other-{change}.test"
                 emu.put_app({"id": "/other", "portDefinitions": [{"port": other_port}],
-                             "labels": {"HAPROXY_0_VHOST": host}})
+                             "labels": {"HAPROXY_0_VHOST": host,
+                                        "HAPROXY_0_BALANCE": ("roundrobin", "leastconn")[
+                                            change % 2]}})
                 wait_until(lambda host=host: answer(front, host) == "o0", 15,
                            message=f"vhost {host} not routed")
             # the worker serves before the master confirms: the count follows shortly
@@ -505,9 +508,57 @@ def test_balance_kinds(
         assert after["runtime_updates"] > mid["runtime_updates"]
         assert "Runtime API refused" not in router.log()
 
-        # a reload (a vhost change elsewhere) gives the same cookies: still stuck
+        # a reload (a balance change elsewhere; a new vhost is only a map entry now)
+        # gives the same cookies: still stuck
         emu.put_app({"id": "/src", "portDefinitions": [{"port": src_port}],
-                     "labels": {"HAPROXY_0_BALANCE": "source", "HAPROXY_0_VHOST": "src.test"}})
+                     "labels": {"HAPROXY_0_BALANCE": "leastconn"}})
         wait_until(lambda: router.status()["reloads"] == after["reloads"] + 1, 15)
         assert stuck()
         assert router.status()["failed_reloads"] == 0
+
+
+def test_vhost_changes_are_map_entries_applied_without_reload(
+    start_router: Callable[..., RouterProcess], backend_factory: Callable[..., Backend],
+) -> None:
+    """Adding, moving and removing vhosts, paths and wildcards of existing backends
+    goes through the Runtime API (add/set/del map) and the map files: 0 reloads."""
+    one, two = backend_factory("one"), backend_factory("two")
+    port_one, port_two = free_port(), free_port()
+
+    def put(app_id: str, port: int, **labels: str) -> None:
+        emu.put_app({"id": app_id, "portDefinitions": [{"port": port}], "labels": labels})
+
+    with MarathonEmulator(keepalive_interval=1.0) as emu:
+        put("/one", port_one, HAPROXY_0_VHOST="one.test")
+        put("/two", port_two, HAPROXY_0_VHOST="two.test")
+        emu.add_task("/one", "127.0.0.1", [one.port])
+        emu.add_task("/two", "127.0.0.1", [two.port])
+        router = start_router(emu)
+        http = http_port(router)
+        wait_until(lambda: answer(http, "one.test") == "one" and answer(http, "two.test") == "two",
+                   15)
+        before = router.status()
+
+        def routes(host: str, name: str, path: str = "/") -> bool:
+            reply = http_get(f"http://127.0.0.1:{http}{path}", host_header=host)
+            return (reply.text.strip() if reply.status_code == 200 else "503") == name
+
+        put("/two", port_two, HAPROXY_0_VHOST="two.test,extra.test,*.wild.test")
+        wait_until(lambda: routes("extra.test", "two") and routes("a.wild.test", "two"), 15)
+        put("/one", port_one, HAPROXY_0_VHOST="one.test,extra.test", HAPROXY_0_PATH="/x")
+        wait_until(lambda: routes("extra.test", "one", "/x/y") and routes("one.test", "one", "/x"),
+                   15)
+        assert routes("extra.test", "two", "/y") and routes("one.test", "503", "/")
+        put("/two", port_two, HAPROXY_0_VHOST="two.test")
+        wait_until(lambda: routes("a.wild.test", "503") and routes("extra.test", "503", "/y"), 15)
+        # the files follow the Runtime API (written right after it answered)
+        beg = router.workdir / "haproxy.cfg.maps" / "http-1-beg.map"
+        wait_until(lambda: sorted(beg.read_text().splitlines()) == [
+            f"extra.test//x one_{port_one}", f"one.test//x one_{port_one}",
+            f"two.test/ two_{port_two}"], 10)
+        wait_until(lambda: router.status()["runtime_updates"] >= before["runtime_updates"] + 3,
+                   10)
+        after = router.status()
+        assert after["reloads"] == before["reloads"], "a map-only change reloaded"
+        assert after["failed_reloads"] == 0
+        assert router.log().count("map entries") >= 3

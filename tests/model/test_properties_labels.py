@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # Lines written as they are: the head, and fragments without any placeholder.
     fixed = set(empty.splitlines())
     fixed.update(FRAGMENTS["HAPROXY_BACKEND_HTTP_OPTIONS"].text.splitlines())
+    for head in ("HAPROXY_HTTP_FRONTEND_HEAD", "HAPROXY_HTTPS_FRONTEND_HEAD",
+                 "HAPROXY_HTTP_FRONTEND_APPID_HEAD"):  # bound only when needed: not in `empty`
+        fixed.update(FRAGMENTS[head].render({"options": options, "services": [],
+                                             "needed": True}).splitlines())
     return {"root": root, "cert": str(cert), "options": options, "fixed": fixed,
             "checks": PortChecks(getaddrinfo=loopback_only)}
 
@@ -300,6 +305,56 @@ def test_arbitrary_label_values_never_break_the_config(env: dict, haproxy_bin: s
     with ThreadPoolExecutor(max_workers=2) as pool:
         failures = [f for f in pool.map(check_batch, range(len(batches))) if f]
     assert not failures, failures[0]
+
+
+MAP_LINES = [re.compile(p) for p in (
+    r'  http-request set-var-fmt\(txn\.sr_route\) "%\[req\.hdr\(host\),field\(1,:\),lower\]'
+    r'/%\[path\]"',
+    r"  use_backend %\[(?P<lookup>(?:var\(txn\.sr_route\),map_beg|req\.hdr\(host\),field\(1,:\),"
+    r"lower,map_end|req\.hdr\(x-marathon-app-id\),lower,map_str)\(MAPS/(?:http|https|appid)-"
+    r"[0-9]+-(?:beg|end|str)\.map\))\] if \{ (?P=lookup) -m found \}",
+)]
+BLOCK_LINES = [re.compile(p) for p in (
+    r"# servicerouter map entries: the map files named below are written from these lines",
+    r"#map-file MAPS/(?:http|https|appid)-[0-9]+-(?:beg|end|str)\.map", rf"#map {T} {T}",
+)]
+
+
+@pytest.mark.e2e
+def test_arbitrary_label_values_never_break_map_routing(env: dict, haproxy_bin: str) -> None:
+    """The same draws with map routing: every line, in the config and in its map block,
+    is one of the expected shapes, and batches of draws pass haproxy -c with their maps."""
+    from servicerouter.apply import mapfiles
+
+    maps_dir = str(env["root"] / "maps")
+    options = replace(env["options"], map_dir=maps_dir)
+    map_lines = [re.compile(p.pattern.replace("MAPS", re.escape(maps_dir))) for p in MAP_LINES]
+    block_lines = [re.compile(p.pattern.replace("MAPS", re.escape(maps_dir)))
+                   for p in BLOCK_LINES]
+    drawn: list[list[dict]] = []
+
+    @settings(max_examples=EXAMPLES // 2, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(apps=draws)
+    def one_draw(apps: tuple[dict, ...]) -> None:
+        concrete = with_cert(apps, env["cert"])
+        text = render_config(model_of(concrete, env).services, FRAGMENTS, options)
+        config, _marker, block = text.partition("\n# servicerouter map entries")
+        routing = [line for line in config.splitlines() if any(p.fullmatch(line)
+                                                               for p in map_lines)]
+        check_lines("\n".join(line for line in config.splitlines() if line not in routing),
+                    env["fixed"])
+        for line in ("# servicerouter map entries" + block).splitlines() if block else ():
+            assert any(p.fullmatch(line) for p in block_lines), f"unexpected line {line!r}"
+        drawn.append(concrete)
+
+    one_draw()
+    batches = [drawn[i:i + BATCH] for i in range(0, len(drawn), BATCH)]
+    for batch in batches:
+        apps = [app for k, draw_apps in enumerate(batch) for app in renamed(k, draw_apps)]
+        text = render_config(model_of(apps, env).services, FRAGMENTS, options)
+        ok, output = mapfiles.check_text(text, maps_dir, str(env["root"]), haproxy_bin)
+        assert ok, output[-2000:]
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None)

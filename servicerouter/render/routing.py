@@ -1,0 +1,202 @@
+"""Shared-frontend routing through HAProxy map files.  Pure: rules in, lines and maps out.
+
+One ``acl`` + ``use_backend`` pair per virtual host makes HAProxy try every
+rule in turn, so the last of 10,000 vhosts costs hundreds of times the first
+(and ``haproxy -c`` takes seconds).  A map file is an index HAProxy searches
+in one step: ``map_beg`` and ``map_str`` look keys up in a tree (longest
+prefix / exact), ``map_end`` walks a list in file order.
+
+Precedence stays exactly what the rules' order says.  Rules come sorted (by
+:func:`servicerouter.model.services.route_order_key`, then service order);
+consecutive rules a map can hold form a *run*, one map file and one
+``use_backend`` line, and every rule a map cannot hold (another fragment's
+text) stays a line of its own between the runs.  Within a run of exact-host
+rules the map key is ``host/path``: the longest matching prefix is the rule
+with the longest path, which is also the first rule in order (two rules with
+the same host and path never both reach the render: one owns the claim).
+Wildcard hosts keep their order because ``map_end`` takes the first entry in
+file order.
+
+The entries travel inside the config text, as a block of comment lines at its
+very end (:func:`map_block`), so the text alone still says everything HAProxy
+will run: the engine compares, diffs, validates and restores one artifact, and
+the files are written from it (:mod:`servicerouter.apply.mapfiles`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+# How each kind of entry is looked up: the converter and the sample it is applied to.
+# ``txn.sr_route`` holds "host/path" (host lower-cased, without its port).
+ROUTE_VAR = "txn.sr_route"
+SET_ROUTE_VAR = f'  http-request set-var-fmt({ROUTE_VAR}) "%[req.hdr(host),field(1,:),lower]/%[path]"\n'
+_LOOKUPS = {
+    "beg": f"var({ROUTE_VAR}),map_beg",  # exact host (+ path prefix): longest prefix
+    "end": "req.hdr(host),field(1,:),lower,map_end",  # wildcard host: first in file order
+    "str": "req.hdr(x-marathon-app-id),lower,map_str",  # app id: exact
+}
+# Kinds whose lookup is a list (order matters): an entry added at runtime goes last.
+ORDERED_KINDS = frozenset({"end"})
+
+BLOCK_MARKER = "# servicerouter map entries: the map files named below are written from these lines"
+FILE_PREFIX = "#map-file "
+ENTRY_PREFIX = "#map "
+MAP_NAME_RE = re.compile(r"^(http|https|appid)-[0-9]{1,6}-(beg|end|str)\.map$")
+
+
+@dataclass(frozen=True, slots=True)
+class MapEntry:
+    """One rule a map can hold: its lookup kind, key and backend."""
+
+    kind: str  # "beg", "end" or "str"
+    key: str
+    backend: str
+
+
+# A rule in a shared frontend: the text of its own fragment, or a map entry.
+Rule = str | MapEntry
+
+
+def host_entry(host: str, path: str | None, backend: str) -> MapEntry | None:
+    """The map entry of a vhost (and path prefix) rule, or None: it needs its own ACL.
+
+    Not in a map: a host with a ``:port`` (it matches the whole Host header, the
+    maps look at the name without its port) and a wildcard with a path (neither
+    lookup matches a suffix and a prefix at once).  Paths matched ignoring case
+    are left out by the caller.
+    """
+    host = host.lower()
+    if ":" in host:
+        return None
+    if host.startswith("*."):
+        return None if path else MapEntry("end", host[1:], backend)
+    return MapEntry("beg", f"{host}/{path or ''}", backend)
+
+
+def host_acl_name(host: str) -> str:
+    """An ACL name for one vhost, distinct for distinct hosts (case aside).
+
+    servicerouter.py's cleanedUpHostname maps 'a.b' and 'a_b' to the same
+    name, merging their ACLs; HAProxy ACL names accept '.', ':' and '-', so
+    the host can be kept as is (wildcards get their own prefix).
+    """
+    host = host.lower()
+    return "hostw_" + host[2:] if host.startswith("*.") else "host_" + host
+
+
+def path_rules(backend: str, paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(prefix, ACL name) of each path rule of a port: one ACL per prefix, so each rule
+    is ranked (and matches) by its own prefix. The first keeps the one-prefix name;
+    ':' cannot occur in a backend name, so the others never meet another port's ACL."""
+    acl = "path_" + backend
+    return tuple((path, acl if k == 0 else f"{acl}:{k}") for k, path in enumerate(paths))
+
+
+def appid_entry(app_id: str, backend: str) -> MapEntry:
+    return MapEntry("str", app_id.lower(), backend)
+
+
+def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
+             maps: dict[str, list[tuple[str, str]]], kinds: tuple[str, ...] = ()) -> list[str]:
+    """The lines of one shared frontend's rules, in order; map runs go into ``maps``.
+
+    ``maps`` gathers (map path -> entries) over the frontends of one config.
+    ``kinds`` (exact hosts first, wildcards last): maps the frontend reads even
+    when empty, so that the first vhost of a kind is a map entry, not a new map
+    file (and a reload).
+    """
+    # Segments in order: a rule's own text, or a run of entries of one kind.
+    segments: list[str | tuple[str, list[MapEntry]]] = []
+    for rule in rules:
+        if rule is None:
+            continue
+        if isinstance(rule, str):
+            segments.append(rule)
+            continue
+        last = segments[-1] if segments else None
+        if isinstance(last, tuple) and last[0] == rule.kind:
+            last[1].append(rule)
+        else:
+            segments.append((rule.kind, [rule]))
+    present = {segment[0] for segment in segments if isinstance(segment, tuple)}
+    if kinds and kinds[0] not in present:
+        segments.insert(0, (kinds[0], []))
+    if kinds and kinds[-1] not in present:
+        segments.append((kinds[-1], []))
+    out: list[str] = []
+    count = 0
+    for segment in segments:
+        if isinstance(segment, str):
+            out.append(segment)
+            continue
+        count += 1
+        kind, run = segment
+        path = f"{map_dir}/{frontend}-{count}-{kind}.map"
+        entries: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for entry in run:
+            if entry.key not in seen:  # the first rule in order wins, as with ACLs
+                seen.add(entry.key)
+                entries.append((entry.key, entry.backend))
+        maps[path] = entries
+        lookup = f"{_LOOKUPS[kind]}({path})"
+        out.append(f"  use_backend %[{lookup}] if {{ {lookup} -m found }}\n")
+    if count and any(isinstance(seg, tuple) and seg[0] == "beg" for seg in segments):
+        out.insert(0, SET_ROUTE_VAR)  # http-request rules run before use_backend: first
+    return out
+
+
+def map_block(maps: Mapping[str, Sequence[tuple[str, str]]]) -> str:
+    """The comment block carrying every map's entries, written last in the config."""
+    if not maps:
+        return ""
+    lines = ["\n", BLOCK_MARKER, "\n"]
+    for path, entries in maps.items():
+        lines.append(f"{FILE_PREFIX}{path}\n")
+        lines.extend(f"{ENTRY_PREFIX}{key} {backend}\n" for key, backend in entries)
+    return "".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class MapFiles:
+    """The map files a config reads: path -> entries (in file order)."""
+
+    files: Mapping[str, tuple[tuple[str, str], ...]]
+
+    def content(self, path: str) -> bytes:
+        return "".join(f"{key} {value}\n" for key, value in self.files[path]).encode()
+
+
+def parse_map_block(text: str, map_dir: str | None) -> MapFiles:
+    """The map files a config's last map block describes, confined to ``map_dir``.
+
+    Only the block after the LAST marker counts (the render writes it after every
+    fragment's output, so nothing a fragment wrote can come after it), and only
+    files named as the render names them, directly in ``map_dir``.
+    """
+    if map_dir is None:
+        return MapFiles({})
+    start = text.rfind("\n" + BLOCK_MARKER + "\n")
+    if start < 0:
+        return MapFiles({})
+    files: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    prefix = map_dir.rstrip("/") + "/"
+    for line in text[start + len(BLOCK_MARKER) + 2:].splitlines():
+        if line.startswith(FILE_PREFIX):
+            path = line[len(FILE_PREFIX):]
+            name = path[len(prefix):] if path.startswith(prefix) else ""
+            current = files.setdefault(path, []) if MAP_NAME_RE.match(name) else None
+        elif line.startswith(ENTRY_PREFIX) and current is not None:
+            words = line[len(ENTRY_PREFIX):].split()
+            if len(words) == 2:
+                current.append((words[0], words[1]))
+    return MapFiles({path: tuple(entries) for path, entries in files.items()})
+
+
+def map_kind(path: str) -> str:
+    """"beg", "end" or "str", from a map file's name."""
+    return path.rsplit("-", 1)[-1].split(".", 1)[0]
