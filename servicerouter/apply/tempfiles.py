@@ -8,9 +8,13 @@ or a power cut leaves one, and nothing would ever remove it.  At startup the
 directories servicerouter writes to are swept for files that:
 
 * match exactly one of our temp-file names (prefix, random part, suffix);
-* are regular files (a symlink is never followed nor removed), owned by us;
-* were last modified more than :data:`STALE_AFTER` seconds ago, so a temp
-  file another process is writing (or ``haproxy -c`` is reading) is left alone.
+* are regular files (a symlink is never followed nor removed), owned by us.
+
+The run that sweeps holds the writer lock (:mod:`servicerouter.apply.writer_lock`):
+no other servicerouter is writing there, so every such file is a dead run's and
+goes at once (``older_than=0``).  The age threshold (:data:`STALE_AFTER`, long
+enough for a ``haproxy -c`` still reading a candidate) is only for a caller
+without that proof.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def remove_stale(directory: str, patterns: Sequence[re.Pattern[str]], *,
                 continue
             if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
                 continue
-            if now - info.st_mtime <= older_than:
+            if older_than > 0 and now - info.st_mtime <= older_than:
                 continue
             try:
                 os.unlink(name, dir_fd=dir_fd)  # removes the entry itself, never a target

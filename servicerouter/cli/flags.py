@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from servicerouter import __version__
-from servicerouter.cli.marathon_lb_flags import add_refused_flags, refusal_for_key
+from servicerouter.cli import values
+from servicerouter.cli.marathon_lb_flags import add_refused_flags
 
 DEFAULT_HAPROXY_BIN = "haproxy"
 
@@ -62,13 +63,20 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     new = parser.add_argument_group("servicerouter additions")
     new.add_argument("--version", action="version", version=f"servicerouter {__version__}")
     new.add_argument("--config", metavar="FILE",
-                     help="YAML file with the same keys as the long flags")
+                     help="YAML file with the same keys as the long flags, checked as "
+                          "they are (booleans: true/false; lists for repeatable flags); "
+                          "flags given on the command line win")
+    new.add_argument("--print-config", action="store_true",
+                     help="Print the effective settings (flags, --config file, defaults) "
+                          "as YAML, secrets redacted, and exit")
     new.add_argument("--templates-dir", action="append", default=[], metavar="DIR",
                      help="Directory of fragment overrides, searched before ./templates "
                           "(repeatable; the first given wins)")
     new.add_argument("--dry", "-d", action="store_true",
-                     help="Print the config (and its diff against the file on disk to "
-                          "stderr); write and reload nothing")
+                     help="One-shot preview, whatever else is given: print the config (and "
+                          "its diff against the file on disk to stderr); the certificate "
+                          "files it names go to a temporary directory named on stderr; "
+                          "write, reload, subscribe and start nothing else")
     new.add_argument("--skip-validation", action="store_true",
                      help="Do not check the config with 'haproxy -c' before writing it")
     new.add_argument("--haproxy-bin", default=None, metavar="PATH",
@@ -89,29 +97,34 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                           "not reveal its server's address; give every edge node the same "
                           "file so a client stays on its server whichever node it reaches "
                           "(default: keys derived from the backend name, the same everywhere)")
-    new.add_argument("--bind-addr", default="*",
+    new.add_argument("--bind-addr", default="*", type=values.bind_address,
                      help="Bind address of the shared frontends and of ports without "
                           "HAPROXY_{n}_BIND_ADDR (default '*')")
-    new.add_argument("--http-port", type=int, default=80, help="Shared HTTP frontend port")
-    new.add_argument("--https-port", type=int, default=443, help="Shared HTTPS frontend port")
-    new.add_argument("--appid-port", type=int, default=81,
+    new.add_argument("--http-port", type=values.port, default=80, help="Shared HTTP frontend port")
+    new.add_argument("--https-port", type=values.port, default=443, help="Shared HTTPS frontend port")
+    new.add_argument("--appid-port", type=values.port, default=81,
                      help="X-Marathon-App-Id frontend port")
-    new.add_argument("--stats-port", type=int, default=9090, help="HAProxy stats port")
+    new.add_argument("--stats-port", type=values.port, default=9090,
+                     help="HAProxy stats and health (/_haproxy_health_check) port")
+    new.add_argument("--stats-bind-addr", default="127.0.0.1", type=values.bind_address,
+                     metavar="ADDR",
+                     help="Address the stats and health listener binds to (default "
+                          "127.0.0.1; '*' to let external health checks reach it)")
     new.add_argument("--dont-bind-http-https", action="store_true",
                      help="Never bind the shared HTTP and HTTPS frontends (--http-port, "
                           "--https-port), as marathon-lb's flag: virtual hosts are then "
                           "served on their app's service port only")
     new.add_argument("--listening-addr", default="", metavar="ADDR",
                      help="Address the --listening callback server binds to (default all)")
-    new.add_argument("--marathon-timeout", type=float, default=30.0, metavar="SECONDS",
+    new.add_argument("--marathon-timeout", type=values.positive_seconds, default=30.0, metavar="SECONDS",
                      help="Read timeout of Marathon requests")
-    new.add_argument("--connect-timeout", type=float, default=5.0, metavar="SECONDS",
+    new.add_argument("--connect-timeout", type=values.positive_seconds, default=5.0, metavar="SECONDS",
                      help="Connect timeout of Marathon requests")
-    new.add_argument("--min-wait", type=float, default=0.2, metavar="SECONDS",
+    new.add_argument("--min-wait", type=values.seconds, default=0.2, metavar="SECONDS",
                      help="Quiet time after the last event before a sync")
-    new.add_argument("--max-wait", type=float, default=2.0, metavar="SECONDS",
+    new.add_argument("--max-wait", type=values.seconds, default=2.0, metavar="SECONDS",
                      help="Longest delay between an event and its sync")
-    new.add_argument("--resync-interval", type=float, default=300.0, metavar="SECONDS",
+    new.add_argument("--resync-interval", type=values.positive_seconds, default=300.0, metavar="SECONDS",
                      help="Full resync period in event modes")
     new.add_argument("--log-level", default="info", type=str.lower,
                      choices=["debug", "info", "warning", "error"],
@@ -121,13 +134,13 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     live.add_argument("--sse", "-s", action="store_true",
                       help="Follow Marathon's event stream (GET /v2/events) and keep HAProxy "
                            "in step; reconnects across the --marathon hosts")
-    live.add_argument("--sse-stall-timeout", type=float, default=60.0, metavar="SECONDS",
+    live.add_argument("--sse-stall-timeout", type=values.positive_seconds, default=60.0, metavar="SECONDS",
                       help="Reconnect when the event stream sends nothing (not even a "
                            "keep-alive) for this long")
-    live.add_argument("--backoff-initial", type=float, default=1.0, metavar="SECONDS",
+    live.add_argument("--backoff-initial", type=values.positive_seconds, default=1.0, metavar="SECONDS",
                       help="First retry delay after Marathon fails (doubles, jittered)")
-    live.add_argument("--backoff-max", "--max-backoff", type=float, default=30.0,
-                      metavar="SECONDS",
+    live.add_argument("--backoff-max", "--max-backoff", type=values.positive_seconds,
+                      default=30.0, metavar="SECONDS",
                       help="Longest retry delay after Marathon fails")
     live.add_argument("--manage-haproxy", action="store_true",
                       help="Run HAProxy (--haproxy-bin) in master-worker mode and reload it "
@@ -136,6 +149,7 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                       help="With --manage-haproxy: stop HAProxy when servicerouter exits "
                            "(default: leave it serving; the next start adopts it)")
     live.add_argument("--hard-stop-after", default="60s", metavar="TIME",
+                      type=values.haproxy_time,
                       help="With --manage-haproxy: HAProxy's hard-stop-after, the longest "
                            "an old worker may linger after a reload (default 60s)")
     live.add_argument("--runtime-socket", metavar="PATH",
@@ -144,7 +158,7 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                            "in the event modes, used to change servers without reloading")
     live.add_argument("--no-runtime-api", action="store_true",
                       help="Always reload, never change servers through the Runtime API")
-    live.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+    live.add_argument("--drain-timeout", type=values.seconds, default=10.0, metavar="SECONDS",
                       help="How long a removed server drains before it is deleted")
     live.add_argument("--status-listen", metavar="HOST:PORT",
                       help="Serve /healthz, /status and /metrics (a bare PORT binds "
@@ -160,11 +174,11 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     routing.add_argument("--health-check", "-H", action="store_true",
                          help="Only route tasks that are running, pass all their Marathon "
                               "health checks and readiness checks; drain tasks being killed")
-    routing.add_argument("--min-serv-port-ip-per-task", type=int, default=10050,
+    routing.add_argument("--min-serv-port-ip-per-task", type=values.port, default=10050,
                          metavar="PORT",
                          help="Lowest service port given to IP-per-task apps Marathon gave "
                               "none (default 10050)")
-    routing.add_argument("--max-serv-port-ip-per-task", type=int, default=10100,
+    routing.add_argument("--max-serv-port-ip-per-task", type=values.port, default=10100,
                          metavar="PORT",
                          help="Highest service port given to IP-per-task apps (default 10100)")
     routing.add_argument("--allow-label-templates", action="store_true",
@@ -293,39 +307,25 @@ def client_settings(args: argparse.Namespace) -> Any:
                           client_cert=cert, token_auth=token_auth)
 
 
-def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """Load ``--config`` YAML into the parser's defaults (flags still win)."""
+def _apply_config_file(parser: argparse.ArgumentParser,
+                       argv: Sequence[str]) -> frozenset[str]:
+    """Load ``--config`` YAML, checked by the flags' own actions, into the parser's defaults.
+
+    Returns the dests the file sets.
+    """
+    from servicerouter.cli import config_file
+
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
     if not known.config:
-        return
-    import yaml
-
+        return frozenset()
     try:
-        with open(known.config, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as err:
-        parser.error(f"cannot read --config {known.config}: {err}")
-    if not isinstance(data, dict):
-        parser.error(f"--config {known.config}: expected a mapping of flag names to values")
-    dests = {a.dest for a in parser._actions}
-    # Another long name of a flag (e.g. marathon-lb's --max-backoff) is a key too.
-    aliases = {o[2:].replace("-", "_"): a.dest for o, a in parser._option_string_actions.items()
-               if o.startswith("--")}
-    defaults: dict[str, Any] = {}
-    for key, value in data.items():
-        dest = str(key).lstrip("-").replace("-", "_")
-        dest = aliases.get(dest, dest)
-        refusal = refusal_for_key(str(key))
-        if refusal:
-            parser.error(f"--config {known.config}: {refusal}")
-        if dest not in dests or dest in ("config", "help", "version"):
-            parser.error(f"--config {known.config}: unknown key {key!r}")
-        if dest in ("marathon", "group", "templates_dir") and isinstance(value, str):
-            value = [value]
-        defaults[dest] = value
-    parser.set_defaults(**defaults)
+        settings = config_file.load(build_parser, known.config)
+    except config_file.ConfigError as err:
+        config_file.fail(parser.prog, known.config, err)
+    parser.set_defaults(**settings)
+    return frozenset(settings)
 
 
 LEGACY_LONG_FLAGS = ("--help", "--longhelp", "--marathon", "--listening", "--syslog-socket",
@@ -363,13 +363,20 @@ def parse_args(argv: Sequence[str] | None = None, *, prog: str = "servicerouter"
     if defaults:
         parser.set_defaults(**defaults)
     argv = expand_legacy_abbreviations(parser, sys.argv[1:] if argv is None else argv)
-    _apply_config_file(parser, argv)
+    from_file = _apply_config_file(parser, argv)
     args = parser.parse_args(argv)
+    # What the command line gave wins outright: a list flag replaces the file's list.
+    from servicerouter.cli.config_file import given_on_command_line
+
+    command_line = given_on_command_line(build_parser, argv)
+    for dest, value in command_line.items():
+        setattr(args, dest, value)
+    args.given = frozenset(command_line) | from_file  # dests set on purpose, not defaulted
     # Given (flag or --config) or defaulted: only a given binary must exist.
     args.haproxy_bin_given = args.haproxy_bin is not None
     if args.haproxy_bin is None:
         args.haproxy_bin = DEFAULT_HAPROXY_BIN
-    if not args.longhelp and not args.list_certs and not args.marathon:
+    if not (args.longhelp or args.list_certs or args.print_config or args.marathon):
         parser.error("argument --marathon/-m is required")
     if args.marathon:
         _check_marathon_urls(parser, args)

@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(longhelp_text())
         return 0
+    if args.print_config:
+        from servicerouter.cli.config_file import print_config
+        from servicerouter.cli.flags import build_parser
+
+        sys.stdout.write(print_config(build_parser(), args))
+        return 0
     setup_logging(args.syslog_socket, args.log_format, args.log_level)
     if args.list_certs:
         return list_certs(args)
@@ -117,32 +123,61 @@ def check_haproxy_bin(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Wire the stages together from parsed flags."""
-    from servicerouter.engine.runner import SyncTrigger, run_listening, run_once
-    from servicerouter.source.marathon import MarathonClient
+    """Pick the mode, take the writer lock (unless --dry), then run."""
+    from servicerouter.cli import modes
+    from servicerouter.engine.runner import default_state_dir
+
+    mode = modes.choose(args)
+    for line in modes.ignored_flags(args, mode, getattr(args, "given", ())):
+        log.warning("%s", line)
+    if mode.note:
+        log.info("%s", mode.note)
+    problem = check_haproxy_bin(args)
+    if problem:
+        log.error("%s", problem)
+        return 2
+    if mode.name == modes.DRY:  # writes nothing, so it needs no lock
+        return _run(args, mode)
+    from servicerouter.apply import writer_lock
+    from servicerouter.apply.tempfiles import clean_startup
+
+    state_dir = args.state_dir or default_state_dir(args.haproxy_config)
+    try:
+        locks = writer_lock.acquire_all(args.haproxy_config, state_dir)
+    except writer_lock.LockHeld as err:
+        log.error("%s; stop it, or give this one another --haproxy-config and --state-dir",
+                  err)
+        return 2
+    except OSError as err:
+        log.error("cannot take the writer lock beside %s: %s", args.haproxy_config,
+                  err.strerror or err)
+        return 2
+    try:
+        # We hold the lock: temp files beside the config or certificates are a dead
+        # run's (no one else writes here), so they go now, whatever their age.
+        clean_startup(args.haproxy_config, [state_dir, os.path.join(state_dir, "bundles")],
+                      older_than=0)
+        return _run(args, mode)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run(args: argparse.Namespace, mode: Any) -> int:
+    """Build the router, then run it once (--dry too) or keep it running."""
+    from servicerouter.engine.runner import run_once
 
     try:
         router = build_router(args)
     except StartupError as err:
         log.error("%s", err)
         return 2
-    settings = router.settings
-    source = router.source
-    if not args.dry:  # temp files a crash left beside the config or certificates
-        from servicerouter.apply.tempfiles import clean_startup
-        from servicerouter.engine.runner import default_state_dir
-
-        state_dir = settings.state_dir or default_state_dir(settings.config_path)
-        clean_startup(settings.config_path, [state_dir, os.path.join(state_dir, "bundles")])
-    if args.sse or args.manage_haproxy or (args.listening and not args.dry):
-        return _run_live(args, router)
-    if args.listening:
-        if not isinstance(source, MarathonClient):
-            log.error("--listening needs a Marathon URL, not a file: snapshot")
-            return 2
-        trigger = SyncTrigger(args.min_wait, args.max_wait, args.resync_interval)
-        return run_listening(router, source, args.listening, args.listening_addr, trigger)
-    return run_once(router)
+    if mode.live:
+        return _run_live(args, router, mode.name)
+    status = run_once(router)
+    if router.settings.dry_files_dir:
+        report_dry_files(router.settings.dry_files_dir)
+    return status
 
 
 def build_router(args: argparse.Namespace) -> Any:
@@ -186,6 +221,7 @@ def build_router(args: argparse.Namespace) -> Any:
     options = RenderOptions(
         bind_addr=args.bind_addr, http_port=args.http_port, https_port=args.https_port,
         appid_port=args.appid_port, stats_port=args.stats_port, cookie_secret=cookie_secret,
+        stats_bind_addr=args.stats_bind_addr,
         # Written in every mode, one-shot and --dry too (live modes also use it).
         runtime_socket=args.runtime_socket,
         stats_lua=stats_lua_script(args.haproxy_bin),  # marathon-lb's /_haproxy_get*
@@ -211,11 +247,33 @@ def build_router(args: argparse.Namespace) -> Any:
         removal_hold=HoldSettings(args.removal_hold_threshold, args.removal_hold_fetches,
                                   args.removal_hold_seconds),
         confirm_removal=args.confirm_removal,
+        dry_files_dir=dry_files_dir() if args.dry else None,
     )
     return Router(source, fragments, settings)
 
 
-def _run_live(args: argparse.Namespace, router: Any) -> int:
+def dry_files_dir() -> str:
+    """A new temporary directory for the files a --dry config names, reported on stderr.
+
+    The preview must pass ``haproxy -c`` on a host that never ran servicerouter,
+    so the default certificate and crt-lists it names have to exist somewhere;
+    the real state directory is only read (IP-per-task ports), never written.
+    """
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="servicerouter-dry-")
+
+
+def report_dry_files(directory: str) -> None:
+    """Name the --dry files directory on stderr, or remove it if nothing went there."""
+    try:
+        os.rmdir(directory)  # only succeeds when empty (Marathon could not be read)
+    except OSError:
+        sys.stderr.write(f"--dry: the certificate files this config names are in "
+                         f"{directory} (temporary: remove it when done)\n")
+
+
+def _run_live(args: argparse.Namespace, router: Any, mode: str) -> int:
     """--sse, --listening, --manage-haproxy: the long-running loop (servicerouter.engine.live)."""
     from dataclasses import replace
 
@@ -226,7 +284,7 @@ def _run_live(args: argparse.Namespace, router: Any) -> int:
     from servicerouter.serve.status import parse_listen
     from servicerouter.source.marathon import MarathonClient
 
-    if (args.sse or args.listening) and not isinstance(router.source, MarathonClient):
+    if mode in ("sse", "listening") and not isinstance(router.source, MarathonClient):
         log.error("--sse and --listening need a Marathon URL, not a file: snapshot")
         return 2
     status_listen = None
@@ -250,7 +308,6 @@ def _run_live(args: argparse.Namespace, router: Any) -> int:
     if runtime_socket:
         render = replace(render, runtime_socket=runtime_socket)
     router.settings = replace(settings, render_options=render)
-    mode = "sse" if args.sse else "listening" if args.listening else "poll"
     options = LiveOptions(
         mode=mode, callback_url=args.listening, listen_addr=args.listening_addr,
         status_listen=status_listen, status_token=args.status_token,

@@ -58,6 +58,9 @@ class RouterSettings:
     # Large removals wait (servicerouter.engine.holds); --confirm-removal applies one now.
     removal_hold: HoldSettings = field(default_factory=HoldSettings)
     confirm_removal: bool = False
+    # --dry: where the files its config names (certificates, crt-lists) and its
+    # haproxy -c candidates go, so the preview is checkable on a fresh host.
+    dry_files_dir: str | None = None
 
 
 @dataclass
@@ -225,8 +228,8 @@ class Router:
         if compiled.overrides and self.settings.validate:
             if self._template_checker is None:
                 self._template_checker = lt.TemplateChecker(
-                    self.settings.haproxy_bin,
-                    os.path.dirname(os.path.abspath(self.settings.config_path)))
+                    self.settings.haproxy_bin, self.settings.dry_files_dir
+                    or os.path.dirname(os.path.abspath(self.settings.config_path)))
             compiled = self._template_checker.quarantine(model.services, self.fragments,
                                                          options, compiled)
             if combined:
@@ -295,6 +298,9 @@ class Router:
 
         settings = self.settings
         state_dir = settings.state_dir or default_state_dir(settings.config_path)
+        write = not settings.dry or settings.dry_files_dir is not None
+        if settings.dry and settings.dry_files_dir:
+            state_dir = settings.dry_files_dir
         paths = list(settings.ssl_certs)
         if settings.certs_dir and os.path.isdir(settings.certs_dir):
             paths.append(settings.certs_dir)
@@ -303,10 +309,10 @@ class Router:
             self.tls = TlsManager()
         port_certs = sorted({s.settings.ssl_cert for s in services if s.settings.ssl_cert})
         try:
-            if not settings.dry:  # --dry writes nothing: same paths, computed only
+            if write:  # a bare --dry (no files dir) writes nothing: same paths, computed only
                 default_pem = certs.ensure_default_certificate(state_dir)
             result = self.tls.prepare(state_dir, default_pem, paths, port_certs,
-                                      stable=stable_paths, write=not settings.dry)
+                                      stable=stable_paths, write=write)
         except OSError as err:
             log.error("cannot prepare certificates in %s: %s", state_dir, err)
             self.served_certs, self.written_certs = {}, frozenset()

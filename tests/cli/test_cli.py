@@ -390,7 +390,7 @@ def test_syslog_that_goes_away_warns_once_and_comes_back(restore_logging, capsys
         os.rmdir(directory)
 
 
-@pytest.mark.parametrize("mode", ["status", "listening", "listening-dry"])
+@pytest.mark.parametrize("mode", ["status", "listening"])
 def test_a_busy_port_is_one_clear_startup_error(tmp_path: Path, mode: str) -> None:
     import socket
 
@@ -401,9 +401,7 @@ def test_a_busy_port_is_one_clear_startup_error(tmp_path: Path, mode: str) -> No
         dead = f"http://127.0.0.1:{free_port()}"
         extra = {"status": ["--sse", "--status-listen", f"127.0.0.1:{port}"],
                  "listening": ["--listening", f"http://127.0.0.1:{port}/",
-                               "--listening-addr", "127.0.0.1"],
-                 "listening-dry": ["--listening", f"http://127.0.0.1:{port}/",
-                                   "--listening-addr", "127.0.0.1", "--dry"]}[mode]
+                               "--listening-addr", "127.0.0.1"]}[mode]
         proc = run_cli("-m", dead, *common(tmp_path), *extra, cwd=tmp_path, timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
