@@ -93,12 +93,15 @@ def _holder_pid(fd: int, attempts: int = 10, pause: float = 0.02) -> int | None:
 
 
 def acquire_all(config_path: str, state_dir: str) -> list[WriterLock]:
-    """The config's lock, then the state directory's (created 0700 if missing).
+    """The config's lock, then the state directory's (both directories created if missing).
 
     Always in this order, so two runs never each hold one and wait for the other
     (they do not wait anyway: a held lock fails at once).
     """
-    held = [acquire(config_lock_path(config_path))]
+    lock_path = config_lock_path(config_path)
+    # As the state directory beside it always made it: a fresh host has no config dir yet.
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    held = [acquire(lock_path)]
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         held.append(acquire(os.path.join(state_dir, STATE_LOCK_NAME)))

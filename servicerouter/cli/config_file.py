@@ -5,7 +5,7 @@ A YAML value goes through the same argparse action as the flag it names (its
 ``--http-port 8o`` would, as one line naming the key, exit 2.  YAML 1.1 reads
 ``yes``, ``on`` and ``off`` as booleans; here only ``true`` and ``false`` are,
 so ``sse: yes`` is an error rather than a guess.  A repeatable flag takes a
-list (or one value).  Flags on the command line win over the file, a list flag
+list (or one value); ``null`` (or no value) means the flag's default.  Flags on the command line win over the file, a list flag
 given on the command line replaces the file's list.
 """
 
@@ -68,6 +68,8 @@ def _long_option(action: argparse.Action) -> str:
 def _tokens(key: str, action: argparse.Action, value: Any) -> list[str]:
     """The command-line tokens that give ``value`` to ``action``; ConfigError if none can."""
     option = _long_option(action)
+    if value is None and action.nargs != 0:
+        return []  # "key:" or null: the flag's default, as --print-config shows unset ones
     if action.nargs == 0:  # store_true and friends
         if type(value) is not bool:
             raise ConfigError(f"{key}: {value!r} is not a boolean (use true or false)")
@@ -120,8 +122,8 @@ def load(parser_factory: Any, path: str) -> dict[str, Any]:
         if action is None:
             raise ConfigError(f"unknown key {key!r}")
         tokens = _tokens(str(key), action, value)
-        if not tokens:
-            values[dest] = action.default if action.nargs == 0 else value
+        if not tokens:  # false, null or []: what not giving the flag means
+            values[dest] = [] if value == [] else action.default
             continue
         try:
             parsed = checker.parse_args(tokens)

@@ -71,6 +71,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def busy_port(ports: dict[str, int]) -> tuple[str, int] | None:
+    """The first of ``ports`` (name -> port) something already listens on, or None.
+
+    Checked before anything starts: otherwise HAProxy fails to bind deep inside
+    the run and the demo only says "timed out".  SO_REUSEADDR as HAProxy binds,
+    so a port merely in TIME_WAIT is not reported busy.
+    """
+    for name, port in ports.items():
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((LOCALHOST, port))
+            except OSError:
+                return name, port
+    return None
+
+
+class DemoStopped(Exception):
+    """The demo cannot go on; the message is the one line to print."""
+
+
+def router_failure(proc: subprocess.Popen[bytes], log_path: Path) -> str:
+    """One line on why servicerouter exited: its last error line, and where the log is."""
+    reason = ""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if "cannot " in line or "error" in line.lower():
+            reason = ": " + line.split(": ", 1)[-1]
+            break
+    return (f"servicerouter exited (status {proc.returncode}){reason} "
+            f"[log: {log_path}]")
+
+
 def demo_apps(backends: dict[str, int], service_ports: dict[str, int]) -> list[dict[str, Any]]:
     """Three apps showing vhosts, stickiness, app-id routing and a TCP port."""
     check = {"protocol": "HTTP", "path": "/", "portIndex": 0, "intervalSeconds": 2,
@@ -105,14 +141,19 @@ def running(cmd: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]
                 proc.wait()
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
+def wait_for(predicate: Any, timeout: float, what: str,
+             router: subprocess.Popen[bytes] | None = None,
+             log_path: Path | None = None) -> None:
+    """Poll ``predicate``; stop at once (DemoStopped) if ``router`` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if router is not None and router.poll() is not None:
+            raise DemoStopped(router_failure(router, log_path or Path("servicerouter.log")))
         with contextlib.suppress(Exception):
             if predicate():
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
+    raise DemoStopped(f"timed out waiting for {what}")
 
 
 def check_routes(ports: dict[str, int], service_ports: dict[str, int]) -> list[str]:
@@ -145,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--https-port", type=int, default=8443)
     parser.add_argument("--appid-port", type=int, default=8081)
     parser.add_argument("--stats-port", type=int, default=9090)
+    parser.add_argument("--status-port", type=int, default=9091,
+                        help="servicerouter's /status port")
     parser.add_argument("--free-ports", action="store_true", help="pick free ports instead")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: until Ctrl-C)")
@@ -156,14 +199,21 @@ def main(argv: list[str] | None = None) -> int:
         print("haproxy is not installed (apt-get install -y haproxy)", file=sys.stderr)
         return 2
     ports = {"http": args.http_port, "https": args.https_port, "appid": args.appid_port,
-             "stats": args.stats_port}
+             "stats": args.stats_port, "status": args.status_port}
     if args.free_ports:
         ports = {name: free_port() for name in ports}
+    taken = busy_port(ports)
+    if taken is not None:
+        name, port = taken
+        hint = " (8080 is also Marathon's default port)" if port == 8080 else ""
+        print(f"demo: port {port} (--{name}-port) is already in use on {LOCALHOST}{hint}; "
+              f"run with --free-ports, or pick another with --{name}-port", file=sys.stderr)
+        return 2
     service_ports = {"web": free_port(), "api": free_port(), "tcp": free_port()}
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="servicerouter-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "haproxy.cfg"
-    ports["status"] = free_port() if args.free_ports else 9091
+    router_log = workdir / "servicerouter.log"
 
     names = ["web-1", "web-2", "api-1", "tcp-1"]
     backends = {name: start_backend(name) for name in names}
@@ -185,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
             "--stats-port", str(ports["stats"]), "--state-dir", str(workdir / "state"),
             "--min-wait", "0.1", "--max-wait", "0.5",
         ]
-        with running(router_cmd, workdir / "servicerouter.log") as router:
+        with running(router_cmd, router_log) as router:
             wait_for(lambda: emulator.sse_clients, 30,
-                     f"servicerouter to follow the event stream (see {workdir}/servicerouter.log)")
-            wait_for(lambda: check_routes(ports, service_ports), 30, "routes to answer")
+                     f"servicerouter to follow the event stream (see {router_log})",
+                     router, router_log)
+            wait_for(lambda: check_routes(ports, service_ports), 30, "routes to answer",
+                     router, router_log)
             print(f"servicerouter demo is up (config, logs: {workdir})\n")
             for line in check_routes(ports, service_ports):
                 print("  ok  " + line)
@@ -209,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             while router.poll() is None and (deadline is None or time.monotonic() < deadline):
                 time.sleep(0.2)
             if router.poll() not in (None, 0):
-                print(f"servicerouter exited {router.returncode}; see {workdir}/servicerouter.log",
-                      file=sys.stderr)
+                print(f"demo: {router_failure(router, router_log)}", file=sys.stderr)
                 return 1
+    except DemoStopped as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     finally:
