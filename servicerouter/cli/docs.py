@@ -99,6 +99,25 @@ def stale_sections(readme: str) -> list[str]:
     return stale
 
 
+def undocumented_flags(readme: str) -> list[str]:
+    """Long flags of the parser the README never names as `` `--flag`` (start of a code span).
+
+    The flags tables are written by hand (their defaults and meanings say more than
+    ``--help``), so this only checks that none is missing.
+    """
+    import re
+
+    from servicerouter.cli.flags import build_parser
+
+    missing = []
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            if option.startswith("--") and not re.search(
+                    "`" + re.escape(option) + r"(?![A-Za-z0-9-])", readme):
+                missing.append(option)
+    return missing
+
+
 def update_readme(readme: str) -> str:
     for name, make in GENERATED.items():
         begin, end = BEGIN.format(name=name), END.format(name=name)
@@ -112,12 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--check"] and len(args) == 2:
         with open(args[1], encoding="utf-8") as handle:
-            stale = stale_sections(handle.read())
+            readme = handle.read()
+        stale = stale_sections(readme)
         if stale:
             print(f"{args[1]}: generated sections out of date: {', '.join(stale)} "
                   f"(run: python -m servicerouter.cli.docs --update {args[1]})")
-            return 1
-        return 0
+        missing = undocumented_flags(readme)
+        if missing:
+            print(f"{args[1]}: flags not in any table: {', '.join(missing)}")
+        return 1 if stale or missing else 0
     if args[:1] == ["--update"] and len(args) == 2:
         with open(args[1], encoding="utf-8") as handle:
             text = update_readme(handle.read())
