@@ -144,7 +144,8 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                       help="Longest retry delay after Marathon fails")
     live.add_argument("--manage-haproxy", action="store_true",
                       help="Run HAProxy (--haproxy-bin) in master-worker mode and reload it "
-                           "seamlessly through its master socket; restart it if it dies")
+                           "seamlessly through its master socket; restart it if it dies. "
+                           "Follows Marathon's event stream (as --sse) unless --listening")
     live.add_argument("--haproxy-stop-on-exit", action="store_true",
                       help="With --manage-haproxy: stop HAProxy when servicerouter exits "
                            "(default: leave it serving; the next start adopts it)")

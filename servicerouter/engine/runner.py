@@ -30,8 +30,7 @@ from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.services import Model, Service, build_model
 from servicerouter.render.config import Rendered, RenderError, RenderOptions, render_guarded
 from servicerouter.render.fragments import FragmentSet
-from servicerouter.source.changes import IGNORED as IGNORED_EVENTS
-from servicerouter.source.marathon import MarathonClient, MarathonError, Source, parse_apps, redact
+from servicerouter.source.marathon import MarathonError, Source, parse_apps
 
 log = logging.getLogger("servicerouter")
 
@@ -523,56 +522,6 @@ def install_signal_handlers(trigger: SyncTrigger) -> None:
     signal.signal(signal.SIGINT, _stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, _resync)
-
-
-def run_listening(router: Router, client: MarathonClient, callback_url: str,
-                  listen_addr: str, trigger: SyncTrigger | None = None) -> int:
-    """Subscribe, serve the callback, sync on events, unsubscribe on exit."""
-    from servicerouter.serve.callback import CallbackServer, callback_port, callback_token
-
-    trigger = trigger or SyncTrigger()
-    install_signal_handlers(trigger)
-
-    def on_event(event: dict[str, Any]) -> None:
-        event_type = event.get("eventType")
-        if event_type in IGNORED_EVENTS:  # cannot change routing
-            log.debug("ignoring %s", event_type)
-            return
-        log.info("received %s, scheduling a sync", event_type)
-        trigger.fire()
-
-    address = (listen_addr, callback_port(callback_url))
-    try:
-        server = CallbackServer(address, on_event, token=callback_token(callback_url))
-    except OSError as err:  # the port is taken: one line, exit 2 (as a usage error)
-        from servicerouter.serve.httpd import listen_error
-
-        log.error("%s", listen_error("--listening", address, err))
-        return 2
-    server.start()
-    log.info("serving Marathon callbacks on %s:%d", listen_addr or "*", server.port)
-    subscribed = False
-    try:
-        try:
-            client.add_subscriber(callback_url)
-            subscribed = True
-            log.info("subscribed %s to Marathon events", redact(callback_url))
-        except MarathonError as err:
-            log.error("could not subscribe %s: %s (will resync periodically)",
-                      redact(callback_url), redact(str(err)))
-        router.sync()
-        while trigger.wait():
-            router.sync()
-    finally:
-        server.stop()
-        if subscribed:
-            log.info("Cleanup, removing subscription to %s", redact(callback_url))
-            try:
-                client.remove_subscriber(callback_url)
-            except MarathonError as err:
-                log.error("could not remove subscription %s: %s", redact(callback_url),
-                          redact(str(err)))
-    return 0
 
 
 def without_unrendered(model: Model, rendered: Rendered) -> Model:

@@ -25,7 +25,7 @@ APP = {"id": "/web", "ports": [10001], "labels": {}, "env": {},
 
 
 def test_a_failed_reload_is_not_applied_and_the_next_sync_retries(tmp_path: Path) -> None:
-    """What run_once and run_listening do: a sync whose reload fails is an error, and the
+    """What one-shot and live syncs do: a sync whose reload fails is an error, and the
     next sync (the next event, or the next one-shot run) writes and reloads again."""
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text("previous\n")
