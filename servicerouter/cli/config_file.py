@@ -113,14 +113,17 @@ def load(parser_factory: Any, path: str) -> dict[str, Any]:
     checker = parser_factory()
     checker.error = _raise  # an ArgumentError becomes _Rejected, not exit(2) with usage
     actions = _actions(checker)
+    by_name = {option[2:].replace("-", "_"): action for action in actions.values()
+               for option in action.option_strings if option.startswith("--")}
     values: dict[str, Any] = {}
     for key, value in data.items():
-        dest = str(key).lstrip("-").replace("-", "_")
-        if dest in COMMANDS:
+        name = str(key).lstrip("-").replace("-", "_")
+        action = by_name.get(name) or actions.get(name)
+        if action is not None and action.dest in COMMANDS:
             raise ConfigError(f"{key}: is a command-line action, not a setting")
-        action = actions.get(dest)
         if action is None:
             raise ConfigError(f"unknown key {key!r}")
+        dest = action.dest
         tokens = _tokens(str(key), action, value)
         if not tokens:  # false, null or []: what not giving the flag means
             values[dest] = [] if value == [] else action.default
