@@ -90,8 +90,13 @@ def ignored_flags(args: argparse.Namespace, mode: Mode, given: Iterable[str]) ->
     unused = []
     if not args.manage_haproxy:
         unused += [flag for dest, flag in _MANAGED_ONLY.items() if dest in given]
-    elif "command" in given and args.command:
-        unused.append("--command (--manage-haproxy reloads HAProxy itself)")
+    else:
+        if "command" in given and args.command:
+            unused.append("--command (--manage-haproxy reloads HAProxy itself)")
+        if "runtime_socket" in given and args.runtime_socket:
+            unused.append("--runtime-socket (--manage-haproxy uses its own, in --state-dir)")
+    if "status_token" in given and not args.status_listen:
+        unused.append("--status-token (no --status-listen)")
     if mode.name != SSE and "sse_stall_timeout" in given:
         unused.append("--sse-stall-timeout")
     if mode.name != LISTENING and "listening_addr" in given:

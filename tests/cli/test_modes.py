@@ -79,9 +79,15 @@ def test_ignored_flags_are_named_in_one_line() -> None:
     args = flags.parse_args(["-m", "http://m:8080"])
     assert modes.ignored_flags(args, modes.choose(args), args.given) == []
     args = flags.parse_args(["-m", "http://m:8080", "--manage-haproxy", "--command", "x",
-                             "--listening-addr", "127.0.0.1"])
+                             "--listening-addr", "127.0.0.1", "--runtime-socket", "/r.sock",
+                             "--status-token", "t"])
     (line,) = modes.ignored_flags(args, modes.choose(args), args.given)
-    assert "--command" in line and "--listening-addr" in line
+    for flag in ("--command", "--listening-addr", "--runtime-socket", "--status-token"):
+        assert flag in line
+    # What a live run uses is not named.
+    args = flags.parse_args(["-m", "http://m:8080", "--sse", "--runtime-socket", "/r.sock",
+                             "--status-listen", "9091", "--status-token", "t", "--min-wait", "1"])
+    assert modes.ignored_flags(args, modes.choose(args), args.given) == []
 
 
 def test_a_one_shot_run_warns_once_about_live_flags(tmp_path: Path) -> None:
