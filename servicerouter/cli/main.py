@@ -16,6 +16,7 @@ from typing import Any
 
 from servicerouter.cli.flags import client_settings, parse_args
 from servicerouter.cli.logs import setup_logging
+from servicerouter.cli.modes import Mode
 
 log = logging.getLogger("servicerouter")
 
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             lock.release()
 
 
-def _run(args: argparse.Namespace, mode: Any) -> int:
+def _run(args: argparse.Namespace, mode: Mode) -> int:
     """Build the router, then run it once (--dry too) or keep it running."""
     from servicerouter.engine.runner import run_once
 
