@@ -82,7 +82,8 @@ def test_a_second_writer_fails_at_startup_naming_the_first(
                             env=ENV, capture_output=True, text=True, timeout=60)
     assert shared.returncode == 2 and f"PID {proc.pid}" in shared.stderr
     # --dry writes nothing, so it takes no lock and previews while the daemon runs.
-    dry = subprocess.run(_argv(config, _snapshot(tmp_path), "--dry"), env=ENV,
+    dry = subprocess.run(_argv(config, _snapshot(tmp_path), "--dry"),
+                         env={**ENV, "TMPDIR": str(tmp_path)},
                          capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr
     assert "backend web_10001" in dry.stdout

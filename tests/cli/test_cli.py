@@ -21,10 +21,12 @@ from tests.paths import REPO
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    scratch = cwd.parent / f"{cwd.name}.tmp"  # --dry's preview files: beside, not in /tmp
+    scratch.mkdir(exist_ok=True)
     return subprocess.run(
         [sys.executable, str(REPO / "bin" / "servicerouter.py"), *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(scratch)},
     )
 
 

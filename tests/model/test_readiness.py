@@ -8,6 +8,7 @@ against the Marathon emulator on 127.0.0.1.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,8 @@ def run_cli(emu: MarathonEmulator, tmp_path: Path, *flags: str) -> str:
         [sys.executable, "-m", "servicerouter", "-m", emu.url, "--dry",
          "--haproxy-config", str(tmp_path / "haproxy.cfg"), "--state-dir",
          str(tmp_path / "state"), "--syslog-socket", "/dev/null", *flags],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "TMPDIR": str(tmp_path)})  # --dry's preview files
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
