@@ -141,11 +141,15 @@ def check_text(text: str, map_dir: str | None, near: str,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def dry_copy(text: str, map_dir: str | None) -> tuple[str, str | None]:
-    """For ``--dry``: the maps written to a new temporary directory, and the text
-    reading them there (so it passes ``haproxy -c`` on a fresh host); (text, None)
-    when the text reads no map."""
+def dry_copy(text: str, map_dir: str | None,
+             directory: str | None = None) -> tuple[str, str | None]:
+    """For ``--dry``: the maps written to ``directory`` (created; by default a new
+    temporary directory), and the text reading them there (so it passes
+    ``haproxy -c`` on a fresh host); (text, None) when the text reads no map."""
     if map_dir is None or not maps_of(text, map_dir).files:
         return text, None
-    directory = tempfile.mkdtemp(prefix="servicerouter-maps-")
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="servicerouter-maps-")
+    else:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     return materialize(text, map_dir, directory), directory

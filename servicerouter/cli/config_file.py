@@ -22,7 +22,7 @@ import yaml
 # Not settings: what these do is run a command, once.
 COMMANDS = frozenset({"config", "help", "version", "longhelp", "list_certs", "print_config"})
 # Printed as "<redacted>" by --print-config: they give access to something.
-SECRETS = frozenset({"auth_credentials", "status_token"})
+SECRETS = frozenset({"auth_credentials", "status_token", "dcos_auth_credentials"})
 REDACTED = "<redacted>"
 
 
@@ -116,7 +116,12 @@ def load(parser_factory: Any, path: str) -> dict[str, Any]:
     by_name = {option[2:].replace("-", "_"): action for action in actions.values()
                for option in action.option_strings if option.startswith("--")}
     values: dict[str, Any] = {}
+    from servicerouter.cli.marathon_lb_flags import refusal_for_key
+
     for key, value in data.items():
+        refusal = refusal_for_key(str(key))
+        if refusal:  # a marathon-lb flag with no meaning here: its reason, not "unknown"
+            raise ConfigError(refusal)
         name = str(key).lstrip("-").replace("-", "_")
         action = by_name.get(name) or actions.get(name)
         if action is not None and action.dest in COMMANDS:

@@ -270,7 +270,7 @@ def report_dry_files(directory: str) -> None:
     try:
         os.rmdir(directory)  # only succeeds when empty (Marathon could not be read)
     except OSError:
-        sys.stderr.write(f"--dry: the certificate files this config names are in "
+        sys.stderr.write(f"--dry: the files this config names (certificates, maps) are in "
                          f"{directory} (temporary: remove it when done)\n")
 
 

@@ -341,7 +341,10 @@ class Router:
         then reads them from (said on stderr), so the printed config is complete."""
         from servicerouter.apply import mapfiles
 
-        printed, directory = mapfiles.dry_copy(text, self.settings.render_options.map_dir)
+        files_dir = self.settings.dry_files_dir  # beside the preview's certificates
+        printed, directory = mapfiles.dry_copy(
+            text, self.settings.render_options.map_dir,
+            os.path.join(files_dir, "maps") if files_dir else None)
         if directory is not None:
             sys.stderr.write(f"map files written to {directory} (the config reads them "
                              f"there; servicerouter writes them to "

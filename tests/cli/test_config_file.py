@@ -39,6 +39,7 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None
     ("group: [a, {b: c}]\n", "group", "is not a single value"),
     ("nonsense: 1\n", "nonsense", "unknown key"),
     ("list-certs: true\n", "list-certs", "not a setting"),
+    ("max-reload-retries: 3\n", "--max-reload-retries", "(a marathon-lb flag) is not supported"),
 ])
 def test_a_bad_value_is_one_line_naming_the_key(tmp_path: Path, text: str, key: str,
                                                  reason: str) -> None:
@@ -92,9 +93,10 @@ def test_print_config_shows_the_effective_settings_without_secrets(tmp_path: Pat
     proc = run_cli("--config", str(path), "-m", "http://admin:hunter22@m1:8080",
                    "--https-port", "8443", "--listening", "http://lb:9000/?token=t0ken-value",
                    "--print-config", cwd=tmp_path,
-                   env={"SERVICEROUTER_STATUS_TOKEN": "status-t0ken"})
+                   env={"SERVICEROUTER_STATUS_TOKEN": "status-t0ken",
+                        "DCOS_SERVICE_ACCOUNT_CREDENTIAL": '{"uid": "u", "private_key": "k3y"}'})
     assert proc.returncode == 0, proc.stderr
-    for secret in ("s3cret-pass", "hunter22", "t0ken-value", "status-t0ken"):
+    for secret in ("s3cret-pass", "hunter22", "t0ken-value", "status-t0ken", "k3y"):
         assert secret not in proc.stdout
     shown = yaml.safe_load(proc.stdout)
     assert shown["group"] == ["a"] and shown["http-port"] == 8080  # from the file

@@ -132,6 +132,7 @@ def test_dry_output_passes_haproxy_check_on_a_fresh_host(tmp_path: Path,
     assert check.returncode == 0, check.stdout + check.stderr
     (dry_dir,) = scratch.iterdir()  # the temporary directory, named on stderr
     assert f"are in {dry_dir} " in proc.stderr and str(dry_dir) in proc.stdout
+    assert f"{dry_dir}/maps/" in proc.stdout  # the vhost maps too, in the same place
     assert "--dry is a one-shot preview: ignoring --sse, --manage-haproxy" in proc.stderr
 
 
