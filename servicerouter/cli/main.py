@@ -211,6 +211,8 @@ def build_router(args: argparse.Namespace) -> Any:
         removal_hold=HoldSettings(args.removal_hold_threshold, args.removal_hold_fetches,
                                   args.removal_hold_seconds),
         confirm_removal=args.confirm_removal,
+        # A one-shot run skips parse and render when Marathon's answer was already applied.
+        skip_unchanged_body=not (args.sse or args.manage_haproxy or args.listening),
     )
     return Router(source, fragments, settings)
 
