@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.generate import dumps_state, generate_state
+from servicerouter.engine.holds import HoldSettings
 from servicerouter.engine.runner import Router, RouterSettings
 from servicerouter.engine.unchanged import RECORD_FILE, load_record
 from servicerouter.model.resolver import CachingResolver
@@ -48,7 +49,9 @@ class _Setup:
         reload_cmd = (sys.executable, "-c", f"open({str(self.marker)!r}, 'a').write('r\\n')")
         settings = RouterSettings(config_path=str(self.config), groups=("*",), validate=False,
                                   reload=reload_cmd, state_dir=str(self.state_dir),
-                                  certs_dir=str(self.certs), skip_unchanged_body=True)
+                                  certs_dir=str(self.certs), skip_unchanged_body=True,
+                                  # holds have their own tests; these change settings freely
+                                  removal_hold=HoldSettings(fetches=0))
         return replace(settings, **changes)
 
     def router(self, fragments: Any = None, resolver: Any = None, **changes: Any) -> Router:
@@ -212,6 +215,18 @@ def test_a_record_we_did_not_write_is_ignored(tmp_path: Path) -> None:
                  json.dumps({"version": 1, "body": 1, "shape": "x", "config": []})):
         setup.record.write_text(text)
         assert _full(setup.router().sync()), text
+
+
+def test_a_held_removal_is_never_skipped(tmp_path: Path) -> None:
+    setup = _Setup(tmp_path)
+    holds = HoldSettings()  # the default: a removal of more than half waits
+    assert _full(setup.router(removal_hold=holds).sync())
+    assert setup.router(removal_hold=holds).sync().unchanged
+    setup.state["apps"] = setup.state["apps"][:1]
+    setup.write_state()
+    for _ in range(2):  # the same held answer again: still checked, still held
+        held = setup.router(removal_hold=holds).sync()
+        assert held.held and not held.unchanged and "parse" in held.timings
 
 
 def test_dry_and_long_running_routers_never_skip(tmp_path: Path) -> None:
