@@ -11,9 +11,21 @@ The mix: one or two service ports per app; apps in nested groups
 ``container.docker.portMappings``, Marathon 1.5 ``container.portMappings``);
 virtual hosts (some sticky, some redirecting to HTTPS), plain TCP ports, HTTP
 and TCP health checks, ``HAPROXY_GROUP`` labels and a few legacy ``env``
-settings.  Task hosts are IPv4 literals on a pool of agents.
+settings.  Task hosts are IPv4 literals.
 
-Usage: ``python benchmarks/generate.py --apps 5000 --tasks 10 --out state.json``.
+Two address shapes (``--addresses``):
+
+* ``hosts`` (the default): host-networked tasks on a pool of agents (one per
+  ten apps), so task hosts repeat thousands of times, as on a cluster of big
+  agents;
+* ``distinct``: every task has its own address, as on IP-per-task clusters
+  (CNI / overlay networks): each task gets its own host and its own
+  ``ipAddresses`` entry, and the Marathon 1.5 container-shaped apps are on a
+  ``container`` network, so servicerouter routes them to the task's own IP.
+  Host caches cannot help here: 50,000 tasks are 50,000 addresses.
+
+Usage: ``python benchmarks/generate.py --apps 5000 --tasks 10 [--addresses distinct]
+--out state.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import sys
 from typing import Any
 
 FIRST_SERVICE_PORT = 10000
+ADDRESS_SHAPES = ("hosts", "distinct")
 _EPOCH_DAY = "2024-03-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
 
 
@@ -66,9 +79,19 @@ def app_id(number: int) -> str:
     return f"/team-{team:02d}/svc-{number:05d}"
 
 
+def _distinct_address(serial: int) -> str:
+    """The ``serial``-th task address of a distinct-address cluster: 10.0.0.1 onwards."""
+    serial += 1
+    return f"10.{(serial >> 16) & 255}.{(serial >> 8) & 255}.{serial & 255}"
+
+
 def _app(rng: random.Random, number: int, ports: list[int], tasks: int,
-         agents: list[tuple[str, str]]) -> dict[str, Any]:
-    """One app in Marathon 1.x's full shape, with ``tasks`` running tasks."""
+         agents: list[tuple[str, str]], first_serial: int | None = None) -> dict[str, Any]:
+    """One app in Marathon 1.x's full shape, with ``tasks`` running tasks.
+
+    ``first_serial`` (distinct addresses): task ``k`` gets the address of serial
+    ``first_serial + k``, both as its host and as its IP address.
+    """
     team = number % 40
     the_id = app_id(number)
     labels: dict[str, str] = {"owner": f"team-{team:02d}", "tier": rng.choice(("web", "api", "db"))}
@@ -111,6 +134,8 @@ def _app(rng: random.Random, number: int, ports: list[int], tasks: int,
             "image": f"registry.example.com/team-{team:02d}/svc:{number % 17}",
             "privileged": False, "parameters": [], "forcePullImage": False}}
         networks = [{"mode": "container/bridge"}]
+        if first_serial is not None:  # IP-per-task: reached on the task's own IP
+            networks = [{"mode": "container", "name": "overlay"}]
     app: dict[str, Any] = {
         "id": the_id,
         "cmd": None if container else f"./bin/svc --port $PORT0 --name svc-{number:05d}",
@@ -157,8 +182,10 @@ def _app(rng: random.Random, number: int, ports: list[int], tasks: int,
     app["ports"] = list(ports)
     prefix = the_id[1:].replace("/", "_")
     task_list = []
-    for _ in range(tasks):
+    for k in range(tasks):
         host, slave = rng.choice(agents)
+        if first_serial is not None:
+            host = _distinct_address(first_serial + k)
         started = _stamp(rng)
         task: dict[str, Any] = {
             "id": f"{prefix}.{_uuid(rng)}",
@@ -179,13 +206,22 @@ def _app(rng: random.Random, number: int, ports: list[int], tasks: int,
                 "alive": True, "consecutiveFailures": 0, "firstSuccess": started,
                 "lastFailure": None, "lastSuccess": started, "lastFailureCause": None,
                 "taskId": task["id"]}]
+        if first_serial is not None:
+            task["ipAddresses"][0]["ipAddress"] = host
         task_list.append(task)
     app["tasks"] = task_list
     return app
 
 
-def generate_state(apps: int, tasks: int = 10, seed: int = 1) -> dict[str, Any]:
-    """A ``/v2/apps?embed=apps.tasks`` document: same arguments, same document."""
+def generate_state(apps: int, tasks: int = 10, seed: int = 1,
+                   addresses: str = "hosts") -> dict[str, Any]:
+    """A ``/v2/apps?embed=apps.tasks`` document: same arguments, same document.
+
+    ``addresses``: ``hosts`` (tasks on a pool of agents) or ``distinct`` (an
+    address per task, see the module docstring).
+    """
+    if addresses not in ADDRESS_SHAPES:
+        raise ValueError(f"addresses must be one of {ADDRESS_SHAPES}, not {addresses!r}")
     rng = random.Random(f"servicerouter-bench-{seed}-{apps}-{tasks}")
     agent_count = max(10, apps // 10)
     agents = [(f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255 or 1}",
@@ -196,7 +232,8 @@ def generate_state(apps: int, tasks: int = 10, seed: int = 1) -> dict[str, Any]:
         count = 2 if number % 4 == 3 else 1
         ports = list(range(next_port, next_port + count))
         next_port += count
-        out.append(_app(rng, number, ports, tasks, agents))
+        first_serial = number * tasks if addresses == "distinct" else None
+        out.append(_app(rng, number, ports, tasks, agents, first_serial))
     # Marathon lists apps sorted by id.
     out.sort(key=lambda app: app["id"])
     return {"apps": out}
@@ -212,11 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=10, help="tasks per app")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--addresses", choices=ADDRESS_SHAPES, default="hosts",
+                        help="task addresses: a pool of agents, or one per task (IP-per-task)")
     parser.add_argument("--out", default="-", help="output file ('-' for stdout)")
     args = parser.parse_args(argv)
     if args.apps < 1 or args.tasks < 0:
         parser.error("--apps must be >= 1 and --tasks >= 0")
-    data = dumps_state(generate_state(args.apps, args.tasks, args.seed))
+    data = dumps_state(generate_state(args.apps, args.tasks, args.seed, args.addresses))
     if args.out == "-":
         sys.stdout.buffer.write(data)
     else:

@@ -1,31 +1,36 @@
-"""servicerouter against the floor: one command, whole processes, real HTTP.
+"""servicerouter's one-shot against the floor: one command, whole processes, real HTTP.
 
-For each size (apps x tasks per app) this generates a deterministic Marathon
-state (benchmarks/generate.py), serves it with the Marathon emulator in its own
-process on 127.0.0.1, then times fresh processes, interleaved round by round:
+For each size (apps x tasks per app) and address shape (``hosts``: tasks on a
+pool of agents; ``distinct``: an address per task, as on IP-per-task clusters)
+this generates a deterministic Marathon state (benchmarks/generate.py), serves
+it with the Marathon emulator in its own process on 127.0.0.1, then times
+fresh processes, interleaved round by round:
 
-* floor (json):   ``requests.get(url).json()``
-* floor (orjson): ``gc.disable(); orjson.loads(requests.get(url).content)``:
-  servicerouter parses with orjson when it is installed and pauses the cyclic
-  garbage collector during a sync, so this stricter floor is reported too;
-* servicerouter:  a one-shot writing the config (``--skip-validation``, so
-  HAProxy's own time is not counted; ``haproxy -c`` is timed separately).
+* floor (orjson), the one to judge by: ``gc.disable(); orjson.loads(requests.get(url).content)``,
+  the least a Python router must do (servicerouter parses with orjson and pauses
+  the cyclic garbage collector during a sync);
+* floor (json): ``requests.get(url).json()``;
+* servicerouter cold: a one-shot with no state from earlier runs (config and
+  state directory deleted first), writing the config (``--skip-validation``:
+  HAProxy's own time is not counted, ``haproxy -c`` is timed separately);
+* servicerouter unchanged: the same one-shot again right after, Marathon's
+  answer unchanged: the unchanged-body fast path.
 
-Wall time and peak RSS come from ``os.wait4`` on each child; per-stage times
-come from servicerouter's own ``sync timing:`` log line.  One untimed warm-up
-run of each command comes first (byte-code caches, the generated default
-certificate, the emulator's body cache).  Times are medians over ``--runs``,
-with the half-range as spread.  Then, in this process, a long-running router
-syncs the largest size up to 5,000 apps three times: the first sync, one that
-changes nothing (no write, no reload), and one after a single task was added.
+Wall time, CPU time and peak RSS (``ru_maxrss``) come from ``os.wait4`` on each
+child; per-stage times from servicerouter's own ``sync timing:`` log line.  One
+untimed warm-up round comes first.  Ratios are medians of the per-round ratios
+(paired runs: both sides of a ratio ran back to back).  Then, in this process,
+a long-running router syncs the largest size up to 5,000 apps three times: the
+first sync, one that changes nothing (no write, no reload), and one after a
+single task was added.
 
-Usage: ``python benchmarks/run.py [--sizes 1000,5000,10000] [--runs 5] [--quick]``.
+Usage: ``python benchmarks/run.py [--sizes 1000,5000,10000] [--addresses hosts,distinct]
+[--runs 5] [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -35,11 +40,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +50,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.generate import app_id, dumps_state, generate_state  # noqa: E402
+from benchmarks.children import APPS_PATH, Run, child_env, emulator, run_process  # noqa: E402
+from benchmarks.generate import ADDRESS_SHAPES, app_id, dumps_state, generate_state  # noqa: E402
 
-APPS_PATH = "/v2/apps?embed=apps.tasks"
 STAGES = ("fetch", "parse", "model", "certs", "render", "write", "total")
 _TIMING_RE = re.compile(r"sync timing: (.*)")
 _FIELD_RE = re.compile(r"(\w+)=([0-9.]+)s")
@@ -60,102 +63,28 @@ FLOOR_ORJSON = ("import gc, sys, orjson, requests; gc.disable(); "
 
 
 @dataclass
-class Run:
-    """One child process: wall and CPU seconds, peak RSS (KiB) and what it logged."""
-
-    wall: float
-    cpu: float  # user + system: less sensitive than wall time to other load
-    rss_kb: int
-    returncode: int
-    stderr: str
-
-
-@dataclass
 class SizeResult:
+    """Every timed run of one size and address shape."""
+
     apps: int
     tasks: int
+    addresses: str = "hosts"
     body_bytes: int = 0
     floor_json: list[Run] = field(default_factory=list)
     floor_orjson: list[Run] = field(default_factory=list)
-    router: list[Run] = field(default_factory=list)
+    router: list[Run] = field(default_factory=list)  # cold one-shots
+    unchanged: list[Run] = field(default_factory=list)  # the same answer again
     stages: dict[str, list[float]] = field(default_factory=dict)
+    unchanged_stages: dict[str, list[float]] = field(default_factory=dict)
     haproxy_check: list[float] = field(default_factory=list)
     config_bytes: int = 0
 
+    def paired(self, runs: list[Run], floor: list[Run], what: str = "wall") -> float:
+        """Median of the per-round ratios runs[i] / floor[i]."""
+        return _median([getattr(a, what) / getattr(b, what) for a, b in zip(runs, floor, strict=True)])
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
-        env.pop(name, None)
-    return env
-
-
-def run_process(cmd: Sequence[str], cwd: str, env: dict[str, str], log_path: str,
-                timeout: float = 600.0) -> Run:
-    """Run ``cmd`` to completion; time it and read its peak RSS with wait4."""
-    with open(log_path, "w+b") as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=log)
-        reaped = threading.Event()
-
-        def kill_if_hung() -> None:
-            if not reaped.is_set():
-                proc.kill()
-
-        killer = threading.Timer(timeout, kill_if_hung)
-        killer.start()
-        try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            reaped.set()
-            killer.cancel()
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        log.seek(0)
-        text = log.read().decode("utf-8", "replace")
-    cpu = usage.ru_utime + usage.ru_stime
-    return Run(wall, cpu, usage.ru_maxrss, proc.returncode, text)
-
-
-@contextmanager
-def emulator(state_file: str, workdir: str, env: dict[str, str]) -> Iterator[str]:
-    """The Marathon emulator serving ``state_file`` in its own process; yields its URL."""
-    port_file = os.path.join(workdir, "emulator.port")
-    if os.path.exists(port_file):
-        os.unlink(port_file)
-    log = open(os.path.join(workdir, "emulator.log"), "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "servicerouter.emulator.marathon", "--host", "127.0.0.1",
-         "--state", state_file, "--port-file", port_file],
-        cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 300
-        port = None
-        while port is None:
-            if proc.poll() is not None:
-                raise RuntimeError(f"emulator exited with {proc.returncode}; see {log.name}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("emulator did not start within 300s")
-            try:
-                with open(port_file, encoding="utf-8") as handle:
-                    port = int(handle.read().strip())
-            except (FileNotFoundError, ValueError):
-                time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        # Build the emulator's cached body before anything is timed.
-        with urllib.request.urlopen(url + APPS_PATH, timeout=300) as answer:
-            answer.read()
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    def rss_ratio(self, runs: list[Run], floor: list[Run]) -> float:
+        return _median([a.rss_kb for a in runs]) / _median([b.rss_kb for b in floor])
 
 
 def router_command(url: str, config: str, state_dir: str) -> list[str]:
@@ -171,13 +100,13 @@ def parse_timings(stderr: str) -> dict[str, float]:
     return {name: float(value) for name, value in _FIELD_RE.findall(match.group(1))}
 
 
-def measure_size(apps: int, tasks: int, runs: int, workdir: str, env: dict[str, str],
-                 haproxy_bin: str | None) -> SizeResult:
-    result = SizeResult(apps, tasks)
-    size_dir = os.path.join(workdir, f"{apps}x{tasks}")
+def measure_size(apps: int, tasks: int, addresses: str, runs: int, workdir: str,
+                 env: dict[str, str], haproxy_bin: str | None) -> SizeResult:
+    result = SizeResult(apps, tasks, addresses)
+    size_dir = os.path.join(workdir, f"{apps}x{tasks}-{addresses}")
     os.makedirs(size_dir, exist_ok=True)
     state_file = os.path.join(size_dir, "state.json")
-    body = dumps_state(generate_state(apps, tasks))
+    body = dumps_state(generate_state(apps, tasks, addresses=addresses))
     result.body_bytes = len(body)
     with open(state_file, "wb") as handle:
         handle.write(body)
@@ -186,17 +115,19 @@ def measure_size(apps: int, tasks: int, runs: int, workdir: str, env: dict[str, 
     state_dir = os.path.join(size_dir, "state")
     log_path = os.path.join(size_dir, "child.log")
     with emulator(state_file, size_dir, env) as url:
+        router = router_command(url, config, state_dir)
         commands = {
             "floor_json": [sys.executable, "-c", FLOOR_JSON, url + APPS_PATH],
             "floor_orjson": [sys.executable, "-c", FLOOR_ORJSON, url + APPS_PATH],
-            "router": router_command(url, config, state_dir),
+            "router": router,
+            "unchanged": router,
         }
-        if importlib.util.find_spec("orjson") is None:
-            del commands["floor_orjson"]  # reported as nan: servicerouter parses with json too
         for round_no in range(runs + 1):  # round 0 is the warm-up
             for name, cmd in commands.items():
-                if name == "router" and os.path.exists(config):
-                    os.unlink(config)  # every timed run really writes
+                if name == "router":  # cold: nothing from earlier runs
+                    shutil.rmtree(state_dir, ignore_errors=True)
+                    if os.path.exists(config):
+                        os.unlink(config)
                 run = run_process(cmd, size_dir, env, log_path)
                 if run.returncode != 0:
                     raise RuntimeError(f"{name} failed ({run.returncode}) at {apps} apps:\n"
@@ -204,13 +135,17 @@ def measure_size(apps: int, tasks: int, runs: int, workdir: str, env: dict[str, 
                 if round_no == 0:
                     continue
                 getattr(result, name).append(run)
-                if name == "router":
+                if name in ("router", "unchanged"):
                     timings = parse_timings(run.stderr)
                     if not timings:
                         raise RuntimeError(f"no 'sync timing:' line from servicerouter:\n"
                                            f"{run.stderr[-2000:]}")
-                    for stage in STAGES:
-                        result.stages.setdefault(stage, []).append(timings.get(stage, 0.0))
+                    if name == "unchanged" and "unchanged:" not in run.stderr:
+                        raise RuntimeError("the unchanged run did not take the fast path:\n"
+                                           f"{run.stderr[-2000:]}")
+                    stages = result.stages if name == "router" else result.unchanged_stages
+                    for stage, value in timings.items():
+                        stages.setdefault(stage, []).append(value)
     result.config_bytes = os.path.getsize(config)
     if haproxy_bin:
         for _ in range(max(1, min(runs, 3))):
@@ -286,21 +221,30 @@ def _fmt(values: Sequence[float]) -> str:
     return f"{_median(values):.3f}±{_spread(values):.3f}"
 
 
-def _targets(by_apps: dict[int, SizeResult]) -> list[str]:
-    """Issue 5's targets, where the sizes they name were measured."""
-    checks = []
-    if 5000 in by_apps:
-        r = by_apps[5000]
-        ratio = _median([x.wall for x in r.router]) / _median([x.wall for x in r.floor_json])
-        rss = _median([x.rss_kb for x in r.router]) / _median([x.rss_kb for x in r.floor_json])
-        checks.append(("time / floor at 5000 apps", ratio, 2.0))
-        checks.append(("peak RSS / floor at 5000 apps", rss, 2.0))
-    if 1000 in by_apps and 10000 in by_apps:
-        growth = (_median(by_apps[10000].stages.get("render", []))
-                  / _median(by_apps[1000].stages.get("render", [])))
-        checks.append(("render time 10000 / 1000 apps", growth, 12.0))
-    return [f"target: {name} = {value:.2f} (<= {limit:g}: {'met' if value <= limit else 'MISSED'})"
-            for name, value, limit in checks]
+# The goals of issue 10 (one-shot), judged against the orjson floor of the same run.
+TARGET_TIME = 2.0  # cold one-shot / floor at 5,000 apps, distinct addresses (aim: 1.5)
+TARGET_RSS = 1.5  # peak RSS / the floor's
+TARGET_UNCHANGED = 1.0  # an unchanged answer costs less than the floor
+
+
+def _targets(results: Sequence[SizeResult]) -> list[str]:
+    """The one-shot goals, where the sizes they name were measured."""
+    checks: list[tuple[str, float, float, str]] = []
+    for r in results:
+        if r.apps == 5000 and r.addresses == "distinct":
+            checks.append(("cold time / floor orjson at 5000 apps, distinct addresses",
+                           r.paired(r.router, r.floor_orjson), TARGET_TIME, "<="))
+            checks.append(("peak RSS / floor orjson at 5000 apps, distinct addresses",
+                           r.rss_ratio(r.router, r.floor_orjson), TARGET_RSS, "<="))
+    for r in results:
+        checks.append((f"unchanged time / floor orjson at {r.apps} apps, {r.addresses}",
+                       r.paired(r.unchanged, r.floor_orjson), TARGET_UNCHANGED, "<"))
+    lines = []
+    for name, value, limit, op in checks:
+        met = value <= limit if op == "<=" else value < limit
+        lines.append(f"target: {name} = {value:.2f} ({op} {limit:g}: "
+                     f"{'met' if met else 'MISSED'})")
+    return lines
 
 
 def machine_info(haproxy_bin: str | None) -> list[str]:
@@ -313,66 +257,73 @@ def machine_info(haproxy_bin: str | None) -> list[str]:
                     break
     except OSError:
         pass
-    lines = [f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), {cpu}, "
-             f"{platform.system()} {platform.release()}",
-             f"python {platform.python_version()}"]
-    try:
-        import orjson
-        lines[-1] += f", orjson {orjson.__version__}"
-    except ImportError:
-        lines[-1] += ", orjson not installed (servicerouter parses with json)"
+    import orjson
     import requests
-    lines[-1] += f", requests {requests.__version__}"
+
+    lines = [f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), {cpu}, "
+             f"{platform.system()} {platform.release()}, load {os.getloadavg()[0]:.1f}",
+             f"python {platform.python_version()}, orjson {orjson.__version__}, "
+             f"requests {requests.__version__}"]
     if haproxy_bin:
         proc = subprocess.run([haproxy_bin, "-v"], capture_output=True, text=True, check=False)
         lines.append(proc.stdout.splitlines()[0] if proc.stdout else "haproxy ?")
     return lines
 
 
+SHOWN_STAGES = ("fetch", "parse", "model", "certs", "render", "write")
+
+
 def report(results: Sequence[SizeResult], resync: ResyncResult | None,
            info: Sequence[str]) -> str:
     out: list[str] = list(info)
-    out.append("times in seconds: median±half-range over the runs; RSS = peak, MiB")
+    out.append("times in seconds: median±half-range over the runs; ratios: median of the "
+               "per-round ratios; RSS = peak, MiB")
     out.append("")
-    header = (f"{'apps':>6} {'tasks':>6} {'body MB':>7} | {'floor json':>11} {'floor orjson':>12} "
-              f"{'servicerouter':>13} | {'ratio':>5} {'ratio/oj':>8} {'cpu':>5} | "
-              + " ".join(f"{s:>6}" for s in STAGES[:-1]) + f" {'start':>6} | "
-              f"{'RSS fl':>6} {'RSS oj':>6} {'RSS sr':>6} {'ratio':>5} | {'haproxy -c':>10}")
+    header = (f"{'apps':>6} {'tasks':>6} {'addresses':>9} {'MB':>5} | {'floor oj':>11} "
+              f"{'floor json':>11} {'cold':>11} {'unchanged':>11} | {'cold/oj':>7} "
+              f"{'cpu/oj':>6} {'cold/js':>7} {'unch/oj':>7} | "
+              + " ".join(f"{s:>6}" for s in SHOWN_STAGES) + f" {'start':>6} | "
+              f"{'RSS oj':>6} {'RSS sr':>6} {'ratio':>5} {'RSS un':>6} | {'haproxy -c':>11}")
     out.append(header)
     out.append("-" * len(header))
     for r in results:
-        floor = _median([x.wall for x in r.floor_json])
-        floor_oj = _median([x.wall for x in r.floor_orjson])
-        router = _median([x.wall for x in r.router])
-        cpu_ratio = _median([x.cpu for x in r.router]) / _median([x.cpu for x in r.floor_json])
-        stage_medians = [_median(r.stages.get(s, [])) for s in STAGES]
-        startup = router - stage_medians[-1]
-        rss = [_median([x.rss_kb for x in runs]) / 1024
-               for runs in (r.floor_json, r.floor_orjson, r.router)]
+        stage_medians = [_median(r.stages.get(s, [])) for s in SHOWN_STAGES]
+        startup = _median([x.wall for x in r.router]) - _median(r.stages.get("total", []))
+        rss_oj = _median([x.rss_kb for x in r.floor_orjson]) / 1024
+        rss_sr = _median([x.rss_kb for x in r.router]) / 1024
+        rss_un = _median([x.rss_kb for x in r.unchanged]) / 1024
         check = _fmt(r.haproxy_check) if r.haproxy_check else "n/a"
         out.append(
-            f"{r.apps:>6} {r.apps * r.tasks:>6} {r.body_bytes / 1e6:>7.1f} | "
+            f"{r.apps:>6} {r.apps * r.tasks:>6} {r.addresses:>9} {r.body_bytes / 1e6:>5.1f} | "
+            f"{_fmt([x.wall for x in r.floor_orjson]):>11} "
             f"{_fmt([x.wall for x in r.floor_json]):>11} "
-            f"{_fmt([x.wall for x in r.floor_orjson]):>12} "
-            f"{_fmt([x.wall for x in r.router]):>13} | {router / floor:>5.2f} "
-            f"{router / floor_oj:>8.2f} {cpu_ratio:>5.2f} | "
-            + " ".join(f"{v:>6.3f}" for v in stage_medians[:-1]) + f" {startup:>6.3f} | "
-            f"{rss[0]:>6.0f} {rss[1]:>6.0f} {rss[2]:>6.0f} {rss[2] / rss[0]:>5.2f} | {check:>10}")
+            f"{_fmt([x.wall for x in r.router]):>11} "
+            f"{_fmt([x.wall for x in r.unchanged]):>11} | "
+            f"{r.paired(r.router, r.floor_orjson):>7.2f} "
+            f"{r.paired(r.router, r.floor_orjson, 'cpu'):>6.2f} "
+            f"{r.paired(r.router, r.floor_json):>7.2f} "
+            f"{r.paired(r.unchanged, r.floor_orjson):>7.2f} | "
+            + " ".join(f"{v:>6.3f}" for v in stage_medians) + f" {startup:>6.3f} | "
+            f"{rss_oj:>6.0f} {rss_sr:>6.0f} {rss_sr / rss_oj:>5.2f} {rss_un:>6.0f} | {check:>11}")
     out.append("")
-    out.append("ratio = servicerouter / floor (json), ratio/oj = servicerouter / floor (orjson), "
-               "cpu = the same as ratio in CPU time (user+sys);")
-    out.append("start = servicerouter's wall time outside the sync (interpreter, imports, "
-               "flags, exit)")
-    by_apps = {r.apps: r for r in results}
-    if len(results) >= 2:
-        small, large = min(by_apps), max(by_apps)
-        r_small = _median(by_apps[small].stages.get("render", []))
-        r_large = _median(by_apps[large].stages.get("render", []))
-        m_small = _median(by_apps[small].stages.get("model", []))
-        m_large = _median(by_apps[large].stages.get("model", []))
-        out.append(f"growth {large}/{small} apps ({large / small:.0f}x): render "
-                   f"{r_large / r_small:.1f}x, model {m_large / m_small:.1f}x")
-    out.extend(_targets(by_apps))
+    out.append("floor oj = gc.disable(); orjson.loads(requests.get(url).content) (the one to "
+               "judge by); floor json = requests.get(url).json();")
+    out.append("cold = servicerouter one-shot with no state from earlier runs; unchanged = the "
+               "same one-shot again, Marathon's answer unchanged;")
+    out.append("cold/oj, cold/js, unch/oj: wall-time ratios; cpu/oj: cold/oj in CPU time "
+               "(user+sys); start = cold wall time outside the sync")
+    by_key = {(r.apps, r.addresses): r for r in results}
+    sizes = sorted({r.apps for r in results})
+    if len(sizes) >= 2:
+        small, large = sizes[0], sizes[-1]
+        for shape in ("hosts", "distinct"):
+            if (small, shape) in by_key and (large, shape) in by_key:
+                a, b = by_key[(small, shape)], by_key[(large, shape)]
+                growth = [_median(b.stages.get(s, [])) / _median(a.stages.get(s, []))
+                          for s in ("render", "model")]
+                out.append(f"growth {large}/{small} apps ({large / small:.0f}x), {shape}: "
+                           f"render {growth[0]:.1f}x, model {growth[1]:.1f}x")
+    out.extend(_targets(results))
     if resync is not None:
         def stages(t: dict[str, float]) -> str:
             return " ".join(f"{s}={t.get(s, 0.0):.3f}" for s in STAGES)
@@ -390,33 +341,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,5000,10000",
                         help="comma-separated app counts (default 1000,5000,10000)")
+    parser.add_argument("--addresses", default="hosts,distinct",
+                        help="address shapes: hosts (a pool of agents), distinct (one per "
+                             "task); default both")
     parser.add_argument("--tasks", type=int, default=10, help="tasks per app (default 10)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per command (default 5)")
     parser.add_argument("--quick", action="store_true",
-                        help="one size (1000 apps), 3 runs: a fast check while working")
+                        help="1000 and 5000 apps, distinct addresses, 3 runs, no long-running "
+                             "router: the goal's figures in about a minute")
     parser.add_argument("--no-resync", action="store_true",
                         help="skip the in-process long-running sync measurement")
     parser.add_argument("--workdir", help="keep generated states and configs here")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.runs = "1000", 3
+        args.sizes, args.addresses, args.runs, args.no_resync = "1000,5000", "distinct", 3, True
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     except ValueError:
         parser.error("--sizes must be comma-separated integers")
+    shapes = [a for a in ADDRESS_SHAPES if a in args.addresses.split(",")]
+    if not shapes or set(args.addresses.split(",")) - set(ADDRESS_SHAPES):
+        parser.error(f"--addresses takes {', '.join(ADDRESS_SHAPES)}")
     if not sizes or min(sizes) < 1 or args.runs < 1 or args.tasks < 1:
         parser.error("sizes, --runs and --tasks must be positive")
     haproxy_bin = shutil.which("haproxy")
-    env = child_env()
     workdir = args.workdir or tempfile.mkdtemp(prefix="servicerouter-bench-")
     os.makedirs(workdir, exist_ok=True)
+    env = child_env(workdir)
     started = time.monotonic()
     try:
         results = []
         for apps in sizes:
-            print(f"... {apps} apps x {args.tasks} tasks", file=sys.stderr, flush=True)
-            results.append(measure_size(apps, args.tasks, args.runs, workdir, env, haproxy_bin))
+            for shape in shapes:
+                print(f"... {apps} apps x {args.tasks} tasks, {shape} addresses",
+                      file=sys.stderr, flush=True)
+                results.append(measure_size(apps, args.tasks, shape, args.runs, workdir, env,
+                                            haproxy_bin))
         resync = None
         if not args.no_resync:
             target = max(s for s in sizes if s <= 5000) if min(sizes) <= 5000 else min(sizes)
@@ -437,10 +398,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _as_json(result: SizeResult) -> dict[str, Any]:
     def runs(items: list[Run]) -> list[dict[str, Any]]:
         return [{"wall": r.wall, "cpu": r.cpu, "rss_kb": r.rss_kb} for r in items]
-    return {"apps": result.apps, "tasks": result.tasks, "body_bytes": result.body_bytes,
-            "config_bytes": result.config_bytes, "floor_json": runs(result.floor_json),
-            "floor_orjson": runs(result.floor_orjson), "servicerouter": runs(result.router),
-            "stages": result.stages, "haproxy_check": result.haproxy_check}
+    return {"apps": result.apps, "tasks": result.tasks, "addresses": result.addresses,
+            "body_bytes": result.body_bytes, "config_bytes": result.config_bytes,
+            "floor_json": runs(result.floor_json), "floor_orjson": runs(result.floor_orjson),
+            "servicerouter": runs(result.router), "unchanged": runs(result.unchanged),
+            "stages": result.stages, "unchanged_stages": result.unchanged_stages,
+            "haproxy_check": result.haproxy_check,
+            "ratios": {"cold_orjson": result.paired(result.router, result.floor_orjson),
+                       "cold_json": result.paired(result.router, result.floor_json),
+                       "unchanged_orjson": result.paired(result.unchanged, result.floor_orjson),
+                       "rss_orjson": result.rss_ratio(result.router, result.floor_orjson)}}
 
 
 if __name__ == "__main__":

@@ -198,7 +198,8 @@ def trickle_until_closed(sock: socket.socket, chunks: Iterable[bytes],
 
 
 def self_signed_cert(
-    path: str | os.PathLike[str], hostnames: Iterable[str] = ("localhost", LOCALHOST)
+    path: str | os.PathLike[str], hostnames: Iterable[str] = ("localhost", LOCALHOST),
+    days: int = 7,
 ) -> str:
     """Write a self-signed certificate + key bundle (HAProxy ``crt`` format) to ``path``.
 
@@ -227,7 +228,7 @@ def self_signed_cert(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())

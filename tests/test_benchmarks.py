@@ -63,6 +63,9 @@ def test_generated_state_routes_every_port() -> None:
 
 
 def test_parse_timings_reads_the_sync_timing_line() -> None:
+    unchanged = ("servicerouter: sync timing: fetch=0.050s digest=0.020s total=0.071s "
+                 "unchanged: Marathon's answer is the one last applied to x.cfg\n")
+    assert parse_timings(unchanged) == {"fetch": 0.05, "digest": 0.02, "total": 0.071}
     line = ("servicerouter: sync timing: fetch=0.010s parse=0.020s model=0.030s certs=0.001s "
             "render=0.040s write=0.005s total=0.106s apps=3 tasks=9 services=4 skipped=0\n")
     assert parse_timings("other\n" + line) == {
@@ -71,26 +74,50 @@ def test_parse_timings_reads_the_sync_timing_line() -> None:
     assert parse_timings("nothing here") == {}
 
 
+def test_distinct_addresses_give_every_task_its_own_address() -> None:
+    state = generate_state(60, 4, addresses="distinct")
+    tasks = [t for app in state["apps"] for t in app["tasks"]]
+    hosts = [t["host"] for t in tasks]
+    assert len(set(hosts)) == len(hosts) == 240
+    assert all(t["ipAddresses"][0]["ipAddress"] == t["host"] for t in tasks)
+    shared = generate_state(60, 4)
+    assert len({t["host"] for a in shared["apps"] for t in a["tasks"]}) <= 10, "a pool of agents"
+    model = build_model(state["apps"], ["*"], lambda host: host)
+    assert not model.problems, [str(p) for p in model.problems[:5]]
+    addresses = {s.ipv4 for svc in model.services for s in svc.servers}
+    assert addresses == set(hosts), "IP-per-task apps are routed to the task's own address"
+    assert any(a.get("networks") == [{"mode": "container", "name": "overlay"}]
+               for a in state["apps"])
+
+
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
-    """The whole command at a tiny size: it runs and prints its table."""
+    """The whole command at a tiny size: it runs and prints its table and verdicts."""
     results = tmp_path / "results.json"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--sizes", "20,40", "--tasks", "2",
          "--runs", "1", "--workdir", str(tmp_path / "work"), "--json", str(results)],
-        capture_output=True, text=True, timeout=240, env=env, cwd=str(tmp_path), check=False)
+        capture_output=True, text=True, timeout=400, env=env, cwd=str(tmp_path), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "floor json" in out and "servicerouter" in out and "RSS sr" in out
-    rows = [line.split() for line in out.splitlines() if line.split()[:2] in (["20", "40"],
-                                                                             ["40", "80"])]
-    assert len(rows) == 2, out
-    assert "growth 40/20 apps" in out
+    assert "floor oj" in out and "unchanged" in out and "RSS sr" in out
+    rows = [line.split()[:3] for line in out.splitlines()
+            if line.split()[:1] in (["20"], ["40"])]
+    assert rows == [["20", "40", "hosts"], ["20", "40", "distinct"],
+                    ["40", "80", "hosts"], ["40", "80", "distinct"]], out
+    assert "growth 40/20 apps (2x), distinct" in out
+    assert "target: unchanged time / floor orjson at 40 apps, distinct" in out
     assert "nothing changed:" in out and "written=False reloaded=False" in out
     assert "one task added:" in out
     data = json.loads(results.read_text())
-    assert [s["apps"] for s in data["sizes"]] == [20, 40]
-    assert all(len(s["servicerouter"]) == 1 and s["stages"]["render"] for s in data["sizes"])
+    assert [(s["apps"], s["addresses"]) for s in data["sizes"]] == [
+        (20, "hosts"), (20, "distinct"), (40, "hosts"), (40, "distinct")]
+    for size in data["sizes"]:
+        assert len(size["servicerouter"]) == len(size["unchanged"]) == 1
+        assert size["stages"]["render"] and size["unchanged_stages"]["digest"]
+        assert "render" not in size["unchanged_stages"], "the unchanged run renders nothing"
+        assert set(size["ratios"]) == {"cold_orjson", "cold_json", "unchanged_orjson",
+                                       "rss_orjson"}
     assert data["resync"]["one_task_written"] is True
 
 
@@ -116,3 +143,11 @@ def test_dataplane_benchmark_smoke_run() -> None:
         first, last, ratio = float(row[4]), float(row[5]), float(row[6])
         assert first > 0 and last > 0 and abs(ratio - last / first) < 0.02
         assert int(row[9]) > 0 and int(row[10]) > 0  # requests served, all 2xx
+
+
+def test_benchmark_rejects_unknown_address_shapes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--addresses", "hosts,nope"],
+        capture_output=True, text=True, timeout=60, cwd=str(tmp_path), check=False,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 2 and "--addresses" in proc.stderr

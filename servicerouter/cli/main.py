@@ -249,6 +249,8 @@ def build_router(args: argparse.Namespace) -> Any:
                                   args.removal_hold_seconds),
         confirm_removal=args.confirm_removal,
         dry_files_dir=dry_files_dir() if args.dry else None,
+        # A one-shot run skips parse and render when Marathon's answer was already applied.
+        skip_unchanged_body=not (args.sse or args.manage_haproxy or args.listening),
     )
     return Router(source, fragments, settings)
 

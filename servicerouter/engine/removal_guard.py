@@ -279,6 +279,8 @@ def check_one_shot(router: Any, previous: Routed | None, text: str, apps: int) -
     """``Router.sync``'s hook: hold ``text`` if it removes too much of ``previous``."""
     if not router.removal_guard.settings.enabled:
         return Decision(APPLY)
+    if not previous:  # nothing routed yet: check() ignores the new config, so skip parsing it
+        return router.removal_guard.check(previous, {}, apps)
     return router.removal_guard.check(previous, routed_of(parse_config(text)), apps)
 
 

@@ -60,6 +60,9 @@ class RouterSettings:
     # --dry: where the files its config names (certificates, crt-lists) and its
     # haproxy -c candidates go, so the preview is checkable on a fresh host.
     dry_files_dir: str | None = None
+    # One-shot runs: skip parse and render when Marathon's answer is the one last
+    # applied (see servicerouter.engine.unchanged).
+    skip_unchanged_body: bool = False
 
 
 @dataclass
@@ -77,6 +80,7 @@ class SyncResult:
     # (within 14 days), problem (why a bundle was left out).
     certificates: list[dict[str, Any]] = field(default_factory=list)
     held: bool = False  # a large removal is held: the last config keeps serving
+    unchanged: bool = False  # the answer was the one last applied: nothing parsed or rendered
 
 
 class Router:
@@ -109,6 +113,7 @@ class Router:
         self.removal_guard = removal_guard.RemovalGuard(
             settings.removal_hold, os.path.join(self._state_dir(), removal_guard.HOLD_FILE),
             confirm_first=settings.confirm_removal)
+        self._fast_path: Any = None  # servicerouter.engine.unchanged.FastPath, on first use
 
     def sync(self) -> SyncResult:
         """One full pass; never raises for bad input or an unreachable Marathon."""
@@ -125,6 +130,14 @@ class Router:
             body = self.source.fetch_apps_body()
             mark = time.perf_counter()
             timings["fetch"] = mark - start
+            if settings_skip_unchanged(self.settings):
+                if self._fast_path is None:
+                    from servicerouter.engine.unchanged import FastPath
+
+                    self._fast_path = FastPath(self)
+                if self._fast_path.unchanged(body, timings, start):
+                    return SyncResult(ok=True, timings=timings, unchanged=True)
+                mark = time.perf_counter()
             apps = parse_apps(body)
             del body
             timings["parse"] = time.perf_counter() - mark
@@ -177,6 +190,8 @@ class Router:
             map_dir=options.map_dir,
         )
         timings["write"] = time.perf_counter() - mark
+        if self._fast_path is not None:
+            self._fast_path.applied(applied.ok, model, self.certificates)
         timings["total"] = time.perf_counter() - start
         log.info(
             "sync timing: fetch=%.3fs parse=%.3fs model=%.3fs certs=%.3fs render=%.3fs "
@@ -254,11 +269,15 @@ class Router:
         options = settings.render_options
         if self._port_assignments is None:
             self._port_assignments = load_port_assignments(self._ports_file())
-        model = build_model(apps, settings.groups, self.resolver,
+        resolve: Callable[[str], str | None] = self.resolver
+        check_port: Callable[[Any], str | None] | None = \
+            self.port_checks if settings.validate else None  # --skip-validation: write it all
+        if self._fast_path is not None:  # note what the output depends on besides the body
+            resolve, check_port = self._fast_path.watch(resolve, check_port)
+        model = build_model(apps, settings.groups, resolve,
                             reserved_ports=options.reserved_ports(self.fragments),
                             default_bind_addr=options.bind_addr,
-                            # With --skip-validation, as servicerouter.py: write it all.
-                            check_port=self.port_checks if settings.validate else None,
+                            check_port=check_port,
                             strict_mode=settings.strict_mode,
                             health_check=settings.health_check,
                             ip_per_task_ports=settings.ip_per_task_ports,
@@ -350,6 +369,11 @@ class Router:
                              f"there; servicerouter writes them to "
                              f"{self.settings.render_options.map_dir})\n")
         return printed
+
+
+def settings_skip_unchanged(settings: RouterSettings) -> bool:
+    """Whether syncs may take the unchanged-body fast path (one-shot runs, not --dry)."""
+    return settings.skip_unchanged_body and not settings.dry
 
 
 @contextmanager

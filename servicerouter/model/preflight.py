@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicerouter.model.labels import PortSettings
-from servicerouter.tls import bundles as certs
 
 _MAX_CERT_BYTES = 1 << 20
 _NOT_YET_VALID = "certificate is not valid before"
@@ -149,6 +148,9 @@ def _file_problem(path: str, now: datetime) -> tuple[str | None, datetime | None
         return f"certificate {path}: {err.strerror or err}", None
     if len(data) > _MAX_CERT_BYTES:
         return f"certificate {path}: file larger than {_MAX_CERT_BYTES} bytes", None
+    # Loaded here, not at import: cryptography costs a run that checks no certificate.
+    from servicerouter.tls import bundles as certs
+
     try:
         text = certs.with_companion_key(path, data.decode("utf-8", "replace"))
         bundle = certs.parse_bundle(text, path, now)

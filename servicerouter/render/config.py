@@ -19,6 +19,7 @@ from servicerouter.model.labels import Problem
 from servicerouter.model.services import Service, clean_name, route_order_key
 from servicerouter.render.failures import describe_failure, service_failure
 from servicerouter.render.fragments import Fragment, FragmentSet
+from servicerouter.render.lines import render_servers
 from servicerouter.render.routing import (
     Rule,
     appid_entry,
@@ -302,6 +303,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     map_http = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_HEAD"])
     map_https = _maps_for(options, frag["HAPROXY_HTTPS_FRONTEND_HEAD"])
     map_appid = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"])
+    host_names: dict[str, str] = {}  # task host -> its cleaned name, for this render
     # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
     # equal ranks keep service order, as servicerouter.py.
@@ -405,9 +407,9 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                                 .render(values))
 
             frontends.append(pick(glue, "HAPROXY_FRONTEND_BACKEND_GLUE").render(values))
-            _render_servers(service, values,
+            render_servers(service, values,
                             pick(server_line, "HAPROXY_BACKEND_SERVER_OPTIONS"),
-                            server_check, backends)
+                            server_check, backends, host_names)
         except Exception as err:
             if failures is None:
                 raise
@@ -458,32 +460,6 @@ def _picker(override: Mapping[str, Fragment] | None) -> Any:
 
 def _shared_fragment(default: Fragment, _name: str) -> Fragment:
     return default
-
-
-def _render_servers(service: Service, values: dict[str, Any], server_line: Any,
-                    server_check: Any, out: list[str]) -> None:
-    """One line per server; health-check options rendered once unless Jinja2."""
-    check_text = ""
-    per_server_check = server_check is not None and server_check.is_jinja
-    if server_check is not None and not per_server_check:
-        check_text = server_check.render(values)
-    # servicerouter.py's ' check cookie NAME', unless the backend's sticky fragment set
-    # a dynamic cookie: then HAProxy derives each server's cookie (and can add servers live).
-    cookie_per_server = service.settings.sticky and not values.get("dynamicCookie")
-    render = server_line.render
-    for server in service.servers:
-        name = server.name
-        values["serverName"] = name
-        values["host"] = server.host
-        values["host_ipv4"] = server.ipv4
-        values["port"] = server.port
-        values["server"] = server
-        values["cookieOptions"] = " check cookie " + name if cookie_per_server else ""
-        if per_server_check:
-            check_text = server_check.render(values)
-        # A task being killed keeps its sessions but gets no new ones.
-        values["healthCheckOptions"] = check_text + " weight 0" if server.draining else check_text
-        out.append(render(values))
 
 
 def describe_services(services: Sequence[Service]) -> list[Mapping[str, Any]]:

@@ -34,8 +34,9 @@ import jinja2
 import jinja2.meta
 from jinja2.runtime import new_context
 
+from servicerouter.render.compiled import compile_format, compile_plain_template
 from servicerouter.render.fragment_registry import FRAGMENTS, FragmentSpec
-from servicerouter.render.sandbox import SAFE_FORMATTER, fragment_env
+from servicerouter.render.sandbox import SAFE_FORMATTER, VALIDATED_NAMES, fragment_env
 
 
 class TemplateError(ValueError):
@@ -50,7 +51,7 @@ class Fragment:
     """One loaded fragment, ready to render with a dict of values."""
 
     __slots__ = ("spec", "source", "text", "_template", "is_empty", "_format", "_globals",
-                 "_constant", "uses_services", "builtin")
+                 "_constant", "uses_services", "builtin", "render_args", "_simple")
 
     def __init__(self, spec: FragmentSpec, text: str, source: str,
                  template: jinja2.Template | None) -> None:
@@ -67,11 +68,17 @@ class Fragment:
         # The placeholders themselves are validated values; a field reaching into raw
         # Marathon data ({healthCheck[command][value]}) is formatted with a check.
         self._format: Any = None
+        # A legacy fragment of plain {name} fields, compiled once into a function of
+        # its values (see compile_format): the same text as ``str.format_map``.
+        self.render_args: Any = None
         if template is None and spec.placeholders:
             self._format = text.format_map
             if _reaches_into_values(text):
                 self._format = lambda values, _text=text: SAFE_FORMATTER.vformat(_text, (),
                                                                                   values)
+            else:
+                self._format = compile_format(text, ("values",), source) or self._format
+                self.render_args = compile_format(text, spec.placeholders, source)
         # Whether the fragment may read the whole list of services (conservative).
         self.uses_services = template is not None and "services" in text
         # Jinja2 per render: the template's globals once (not a ChainMap walk),
@@ -80,6 +87,8 @@ class Fragment:
         self._constant: str | None = None
         if template is not None and "{{" not in text and "{%" not in text:
             self._constant = str(template.render())
+        # Set by compile_fragment for a template that only prints validated names.
+        self._simple: Any = None
 
     @property
     def is_jinja(self) -> bool:
@@ -89,6 +98,11 @@ class Fragment:
         template = self._template
         if template is not None:
             out = self._constant
+            if out is None and self._simple is not None:
+                try:
+                    out = self._simple(values)
+                except KeyError:  # undefined: Jinja2 raises its own error below
+                    out = None
             if out is None:
                 # Template.render(values) without its two dict copies.
                 context = new_context(template.environment, template.name, template.blocks,
@@ -217,7 +231,9 @@ def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
             f"{source}: line {line}: unknown variable {unknown[0]!r} in {spec.name} "
             f"(known: {', '.join(spec.jinja_names)})"
         )
-    return Fragment(spec, text, source, template)
+    fragment = Fragment(spec, text, source, template)
+    fragment._simple = compile_plain_template(ast, VALIDATED_NAMES, source)
+    return fragment
 
 
 def _read(path: Path) -> str | None:
