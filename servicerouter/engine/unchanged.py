@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from servicerouter.apply.writer_lock import STATE_LOCK_NAME
+
 log = logging.getLogger("servicerouter")
 
 RECORD_FILE = "last-applied.json"  # in the state directory
@@ -50,15 +52,20 @@ def file_identity(path: str) -> list[Any]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _tree_identity(path: str, skip: str | None = None) -> list[Any]:
+def _tree_identity(path: str, skip: frozenset[str] = frozenset()) -> list[Any]:
     """Identities of a file, or of every entry of a directory (one level, sorted)."""
     if not os.path.isdir(path):
         return [path, file_identity(path)]
     try:
-        names = sorted(name for name in os.listdir(path) if name != skip)
+        names = sorted(name for name in os.listdir(path) if name not in skip)
     except OSError:
         return [path, "unreadable"]
     return [path, [[name, file_identity(os.path.join(path, name))] for name in names]]
+
+
+# Files in the state dir that say who runs or what was applied, not what the config
+# holds: the writer lock is rewritten (with its PID) by every run.
+_NOT_SHAPING = frozenset({RECORD_FILE, STATE_LOCK_NAME})
 
 
 def code_identity() -> list[Any]:
@@ -90,7 +97,7 @@ def shape_digest(settings_text: str, secret: str | None, fragments: Mapping[str,
                         sorted((name, frag.source, frag.text, frag.is_jinja)
                                for name, frag in fragments.items()),
                         [_tree_identity(p) for p in cert_paths],
-                        _tree_identity(state_dir, skip=RECORD_FILE),
+                        _tree_identity(state_dir, skip=_NOT_SHAPING),
                         _tree_identity(os.path.join(state_dir, "bundles")),
                         code_identity()]
     digest.update(json.dumps(parts, default=str).encode())
