@@ -435,11 +435,14 @@ def utc_iso(timestamp: float) -> str:
 
 
 class SyncTrigger:
-    """Coalesces bursts of events into one sync, run on one thread.
+    """Decides when a sync runs: at once for an isolated event, coalesced for bursts.
 
-    A sync starts once no event came for ``min_wait`` seconds, or
-    ``max_wait`` after the first pending event, whichever is first; never two
-    at once.  ``resync_interval`` forces a full sync when nothing happened.
+    Leading edge: an event that comes after ``min_wait`` seconds of quiet is due
+    immediately, so a lone task event is not held back by a debounce.  Events
+    that follow within ``min_wait`` of another are a burst: their sync waits
+    until ``min_wait`` of quiet, or ``max_wait`` after the first of them,
+    whichever is first.  Syncs run on one thread, never two at once.
+    ``resync_interval`` forces a sync when nothing happened.
     """
 
     def __init__(self, min_wait: float = 0.2, max_wait: float = 2.0,
@@ -448,8 +451,10 @@ class SyncTrigger:
         self.max_wait = max_wait
         self.resync_interval = resync_interval
         self._cond = threading.Condition()
-        self._first: float | None = None
-        self._last: float | None = None
+        self._first: float | None = None  # oldest event waiting for a sync
+        self._last: float | None = None  # newest event waiting for a sync
+        self._previous: float | None = None  # newest event ever seen (quiet-time clock)
+        self._leading = False  # the waiting events started after a quiet period
         self._stopped = False
 
     def fire(self) -> None:
@@ -457,7 +462,9 @@ class SyncTrigger:
             now = time.monotonic()
             if self._first is None:
                 self._first = now
-            self._last = now
+                self._leading = (self._previous is None
+                                 or now - self._previous >= self.min_wait)
+            self._last = self._previous = now
             self._cond.notify_all()
 
     def stop(self) -> None:
@@ -469,16 +476,25 @@ class SyncTrigger:
     def stopped(self) -> bool:
         return self._stopped
 
+    def due_at(self) -> float | None:
+        """Monotonic time the waiting events are due (None: none waiting)."""
+        if self._first is None or self._last is None:
+            return None
+        if self._leading:
+            return self._first
+        return min(self._last + self.min_wait, self._first + self.max_wait)
+
     def wait(self) -> bool:
         """Block until a sync is due; False when stopped."""
         deadline = time.monotonic() + self.resync_interval
         with self._cond:
             while not self._stopped:
                 now = time.monotonic()
-                if self._first is not None and self._last is not None:
-                    due = min(self._last + self.min_wait, self._first + self.max_wait)
+                due = self.due_at()
+                if due is not None:
                     if now >= due:
                         self._first = self._last = None
+                        self._leading = False
                         return True
                     self._cond.wait(due - now)
                     continue
