@@ -12,7 +12,6 @@ import difflib
 import gc
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -24,7 +23,14 @@ from typing import Any
 
 from servicerouter.apply import haproxy
 from servicerouter.engine import removal_guard
+from servicerouter.engine.coalescing import SyncTrigger, install_signal_handlers
 from servicerouter.engine.holds import HoldSettings, routed_addresses
+from servicerouter.engine.state_dir import (
+    PORTS_FILE,
+    default_state_dir,
+    load_port_assignments,
+    save_port_assignments,
+)
 from servicerouter.model.preflight import PortChecks
 from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.services import Model, Service, build_model
@@ -353,172 +359,8 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-PORTS_FILE = "ip-per-task-ports.json"  # in the state directory
-
-
-def load_port_assignments(path: str) -> tuple[tuple[str, int], ...]:
-    """Auto-assigned IP-per-task ports saved by an earlier run; () if none or unusable.
-
-    A file that cannot be read or is not what :func:`save_port_assignments`
-    writes is ignored with a warning: ports are then assigned afresh.
-    """
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except FileNotFoundError:
-        return ()
-    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
-        log.warning("ignoring the IP-per-task port assignments in %s: %s", path,
-                    getattr(err, "strerror", None) or err)
-        return ()
-    entries = document.get("assignments") if isinstance(document, dict) else None
-    if not isinstance(entries, list) or not all(
-            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
-            and type(e[1]) is int for e in entries):
-        log.warning("ignoring the IP-per-task port assignments in %s: not a list of "
-                    "[\"app id#index\", port] pairs", path)
-        return ()
-    return tuple((key, port) for key, port in entries)
-
-
-def save_port_assignments(path: str, assignments: Sequence[tuple[str, int]]) -> bool:
-    """Write ``assignments`` atomically (temp file, fsync, rename); False (logged) if not."""
-    import json
-
-    from servicerouter.tls.bundles import write_private_file
-
-    rows = ",\n".join("  " + json.dumps([key, port]) for key, port in assignments)
-    text = '{"version": 1, "assignments": [\n' + rows + ("\n" if rows else "") + "]}\n"
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        write_private_file(path, text)
-    except OSError as err:
-        log.error("cannot save the IP-per-task port assignments to %s: %s "
-                  "(ports stay as they are while servicerouter runs)", path,
-                  err.strerror or err)
-        return False
-    return True
-
-
-STATE_DIR_NAME = ".servicerouter"
-# The old default: beside a config in the working directory it shadowed the package
-# for ``python -m servicerouter`` (a namespace-package match on sys.path[0]).
-LEGACY_STATE_DIR_NAME = "servicerouter"
-_STATE_FILES = ("default.pem", "bundles", PORTS_FILE, "haproxy.pid", "master.sock",
-                "haproxy.sock")
-
-
-def default_state_dir(config_path: str) -> str:
-    """Where generated state lives: ``.servicerouter`` beside the HAProxy config.
-
-    No Python name, so it can never shadow the package.  A state directory an
-    older build made (``servicerouter/`` there, holding state files) is still
-    used as it is, so its IP-per-task ports, certificates and a managed HAProxy
-    running from it are kept; nothing is moved (this runs in ``--dry`` too).
-    """
-    base = os.path.dirname(os.path.abspath(config_path))
-    state = os.path.join(base, STATE_DIR_NAME)
-    if os.path.lexists(state):
-        return state
-    legacy = os.path.join(base, LEGACY_STATE_DIR_NAME)
-    if (os.path.isdir(legacy) and not os.path.islink(legacy)
-            and not os.path.exists(os.path.join(legacy, "__init__.py"))
-            and any(os.path.lexists(os.path.join(legacy, n)) for n in _STATE_FILES)):
-        return legacy
-    return state
-
-
 def utc_iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-class SyncTrigger:
-    """Decides when a sync runs: at once for an isolated event, coalesced for bursts.
-
-    Leading edge: an event that comes after ``min_wait`` seconds of quiet is due
-    immediately, so a lone task event is not held back by a debounce.  Events
-    that follow within ``min_wait`` of another are a burst: their sync waits
-    until ``min_wait`` of quiet, or ``max_wait`` after the first of them,
-    whichever is first.  Syncs run on one thread, never two at once.
-    ``resync_interval`` forces a sync when nothing happened.
-    """
-
-    def __init__(self, min_wait: float = 0.2, max_wait: float = 2.0,
-                 resync_interval: float = 300.0) -> None:
-        self.min_wait = min_wait
-        self.max_wait = max_wait
-        self.resync_interval = resync_interval
-        self._cond = threading.Condition()
-        self._first: float | None = None  # oldest event waiting for a sync
-        self._last: float | None = None  # newest event waiting for a sync
-        self._previous: float | None = None  # newest event ever seen (quiet-time clock)
-        self._leading = False  # the waiting events started after a quiet period
-        self._stopped = False
-
-    def fire(self) -> None:
-        with self._cond:
-            now = time.monotonic()
-            if self._first is None:
-                self._first = now
-                self._leading = (self._previous is None
-                                 or now - self._previous >= self.min_wait)
-            self._last = self._previous = now
-            self._cond.notify_all()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
-    def due_at(self) -> float | None:
-        """Monotonic time the waiting events are due (None: none waiting)."""
-        if self._first is None or self._last is None:
-            return None
-        if self._leading:
-            return self._first
-        return min(self._last + self.min_wait, self._first + self.max_wait)
-
-    def wait(self) -> bool:
-        """Block until a sync is due; False when stopped."""
-        deadline = time.monotonic() + self.resync_interval
-        with self._cond:
-            while not self._stopped:
-                now = time.monotonic()
-                due = self.due_at()
-                if due is not None:
-                    if now >= due:
-                        self._first = self._last = None
-                        self._leading = False
-                        return True
-                    self._cond.wait(due - now)
-                    continue
-                if now >= deadline:
-                    return True
-                self._cond.wait(deadline - now)
-            return False
-
-
-def install_signal_handlers(trigger: SyncTrigger) -> None:
-    """SIGTERM/SIGINT stop the loop cleanly; SIGHUP asks for a full resync."""
-
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("received signal %d, shutting down", signum)
-        trigger.stop()
-
-    def _resync(_signum: int, _frame: Any) -> None:
-        log.info("received SIGHUP, full resync")
-        trigger.fire()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, _resync)
 
 
 def run_listening(router: Router, client: MarathonClient, callback_url: str,
@@ -594,3 +436,22 @@ def run_once(router: Router) -> int:
 
 def format_problems(problems: Sequence[Any]) -> list[str]:
     return [str(p) for p in problems]
+
+
+# Re-exported: callers import these from the runner.
+__all__ = [
+    "PORTS_FILE",
+    "Router",
+    "RouterSettings",
+    "SyncResult",
+    "SyncTrigger",
+    "default_state_dir",
+    "gc_paused",
+    "install_signal_handlers",
+    "load_port_assignments",
+    "run_listening",
+    "run_once",
+    "save_port_assignments",
+    "utc_iso",
+    "without_unrendered",
+]
