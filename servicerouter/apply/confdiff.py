@@ -100,17 +100,20 @@ class RuntimePlan:
     add: tuple[tuple[str, ServerLine], ...] = ()
     remove: tuple[tuple[str, ServerLine], ...] = ()
     readdress: tuple[tuple[str, ServerLine], ...] = ()
+    # Servers whose line differs only in ``weight`` (a task being killed drains
+    # with weight 0): ``set server ... weight``.
+    reweight: tuple[tuple[str, ServerLine], ...] = ()
     # Backends among ``add``/``readdress`` whose servers get dynamic cookies: HAProxy
     # computes a new or moved server's cookie only on ``enable dynamic-cookie backend``.
     dynamic_cookie: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.add or self.remove or self.readdress)
+        return not (self.add or self.remove or self.readdress or self.reweight)
 
     @property
     def size(self) -> int:
-        return len(self.add) + len(self.remove) + len(self.readdress)
+        return len(self.add) + len(self.remove) + len(self.readdress) + len(self.reweight)
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
     add: list[tuple[str, ServerLine]] = []
     remove: list[tuple[str, ServerLine]] = []
     readdress: list[tuple[str, ServerLine]] = []
+    reweight: list[tuple[str, ServerLine]] = []
     for backend, servers in new.servers.items():
         before = old.servers.get(backend, {})
         for name, line in servers.items():
@@ -221,7 +225,10 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
                                          "cannot be set on a dynamic server")
                 add.append((backend, line))
             elif previous.args != line.args:
-                return Verdict(None, f"server {backend}/{name} options changed")
+                if (_without_weight(previous.args) != _without_weight(line.args)
+                        or previous.address != line.address):
+                    return Verdict(None, f"server {backend}/{name} options changed")
+                reweight.append((backend, line))
             elif previous.address != line.address:
                 if previous.port != line.port:
                     return Verdict(None, f"server {backend}/{name} port changed")
@@ -231,7 +238,33 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
                 remove.append((backend, line))
     moved = {backend for backend, _line in add + readdress}
     dynamic = tuple(sorted(moved & new.dynamic_cookie))
-    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress), dynamic))
+    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress), tuple(reweight),
+                               dynamic))
+
+
+def _without_weight(args: tuple[str, ...]) -> tuple[str, ...]:
+    """A server line's options but ``weight N`` (the one option the Runtime API sets)."""
+    if "weight" not in args:
+        return args
+    kept: list[str] = []
+    skip = False
+    for word in args:
+        if skip:
+            skip = False
+        elif word == "weight":
+            skip = True
+        else:
+            kept.append(word)
+    return tuple(kept)
+
+
+def server_weight(line: ServerLine) -> str:
+    """The ``weight`` a server line sets (HAProxy's default is 1)."""
+    args = line.args
+    for index, word in enumerate(args[:-1]):
+        if word == "weight":
+            return args[index + 1]
+    return "1"
 
 
 def new_binds(old: ParsedConfig | None, new: ParsedConfig) -> dict[str, tuple[str, ...]]:
@@ -263,5 +296,6 @@ __all__ = [
     "new_binds",
     "parse_config",
     "plan_runtime_update",
+    "server_weight",
     "unsupported_args",
 ]

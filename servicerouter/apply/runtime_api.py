@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from servicerouter.apply.confdiff import RuntimePlan, ServerLine, has_check
+from servicerouter.apply.confdiff import RuntimePlan, ServerLine, has_check, server_weight
 
 log = logging.getLogger("servicerouter.manager")
 
@@ -164,6 +164,10 @@ class RuntimeApplier:
                 if "changed" not in out and "no need" not in out:
                     raise RuntimeUpdateError(f"set server {target} addr: {out.strip()[:200]}")
                 self.stats.readdressed += 1
+            for backend, line in plan.reweight:
+                target = f"{backend}/{line.name}"
+                _expect_empty(api.command(f"set server {target} weight {server_weight(line)}"),
+                              f"weight {target}")
             for backend in sorted({backend for backend, _ in plan.readdress} & dynamic_cookie):
                 self._dynamic_cookies(backend)  # a moved server's cookie follows its address
             for backend, line in plan.add:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import ParsedConfig, parse_config, plan_runtime_update
-from servicerouter.apply.files import fsync_dir
 from servicerouter.apply.managed import (
     ReloadResult,
     RuntimeUpdateError,
@@ -65,6 +64,7 @@ class ConfigApplier:
                 self.state.last_apply = "unchanged"
                 return True
             settings = self.router.settings
+            self._config_file.settle()
             applied = haproxy.apply_config(text, settings.config_path, validate=False,
                                            haproxy_bin=settings.haproxy_bin, reload=None)
             if not applied.ok:
@@ -120,6 +120,7 @@ class ConfigApplier:
         """
         text = self._applied_text
         path = self.router.settings.config_path
+        self._config_file.settle()
         if text is None:
             # No config when we started: remove the one HAProxy refused, or a restart
             # of servicerouter would take it for the running one and never reload.
@@ -164,6 +165,7 @@ class ConfigApplier:
         self.metrics.runtime_servers.inc(len(plan.add), action="add")
         self.metrics.runtime_servers.inc(len(plan.remove), action="remove")
         self.metrics.runtime_servers.inc(len(plan.readdress), action="readdress")
+        self.metrics.runtime_servers.inc(len(plan.reweight), action="reweight")
         self.state.last_apply = "runtime"
         self.state.last_runtime_update = time.time()
         log.info("applied through the Runtime API without reload: +%d -%d ~%d servers",
@@ -172,20 +174,23 @@ class ConfigApplier:
 
     def _write(self, text: str) -> bool:
         """Put the config HAProxy now runs on disk (atomically), for its next reload."""
-        path = self.router.settings.config_path
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError:
-            mode = haproxy.DEFAULT_MODE
-        try:
-            tmp = haproxy.write_temp(directory, os.path.basename(path), text.encode(), mode)
-            os.replace(tmp, path)
-            fsync_dir(directory)
-        except OSError as err:
-            log.error("HAProxy runs a config that %s could not be updated to: %s", path, err)
-            return False
-        return True
+        return self._config_file.write(text)
+
+    @property
+    def _applied_parsed(self) -> ParsedConfig | None:
+        """The running config parsed, on demand: the task path never needs it."""
+        text = self._applied_text
+        if text is None:
+            return None
+        cached = self._applied_parse
+        if cached is None or cached[0] is not text:
+            cached = self._applied_parse = (text, self._parse(text))
+        return cached[1]
+
+    @_applied_parsed.setter
+    def _applied_parsed(self, parsed: ParsedConfig | None) -> None:
+        text = self._applied_text
+        self._applied_parse = (text, parsed) if parsed is not None and text is not None else None
 
     def _reload(self) -> ReloadResult:
         if self.reloader is None:
@@ -204,6 +209,9 @@ class ConfigApplier:
 
     def mark_running(self, text: str | None) -> None:
         """Tell the engine which config HAProxy runs now (after start or restart)."""
+        running = self._running
+        if running is not None and text is not None and text == running.text:
+            text = running.text  # the same object: the task path can go on from it
         self._applied_text = text
         self._applied_parsed = parse_config(text) if text is not None else None
         self._runtime_trusted = text is not None

@@ -32,6 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from servicerouter.apply.confdiff import ParsedConfig
@@ -42,6 +44,7 @@ from servicerouter.apply.managed import (
 from servicerouter.engine import removal_guard
 from servicerouter.engine.applier import ConfigApplier
 from servicerouter.engine.cert_swaps import CertificateSwaps
+from servicerouter.engine.config_file import ConfigFile
 from servicerouter.engine.intake import EventIntake
 from servicerouter.engine.live_state import (
     MAX_HINT_REFETCH,
@@ -57,6 +60,7 @@ from servicerouter.engine.mirror import MarathonMirror
 from servicerouter.engine.quarantine import QuarantineKeeper
 from servicerouter.engine.report import StatusReport
 from servicerouter.engine.runner import Router, SyncTrigger, gc_paused, without_unrendered
+from servicerouter.engine.task_path import RunningConfig, TaskPath
 from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.services import Model, Service
 from servicerouter.render.config import RenderError, RenderOptions
@@ -76,7 +80,7 @@ from servicerouter.tls.swap import (
 log = logging.getLogger("servicerouter.live")
 
 
-class LiveRouter(EventIntake, MarathonMirror, ConfigApplier, CertificateSwaps,
+class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, CertificateSwaps,
                  QuarantineKeeper, StatusReport):
     """The event-driven sync engine (see the module docstring)."""
 
@@ -116,7 +120,11 @@ class LiveRouter(EventIntake, MarathonMirror, ConfigApplier, CertificateSwaps,
         self._apps: dict[str, Any] | None = None
         self._model: Model | None = None
         self._applied_text: str | None = None
-        self._applied_parsed: ParsedConfig | None = None
+        self._applied_parse: tuple[str, ParsedConfig] | None = None  # see _applied_parsed
+        self._config_file = ConfigFile(router.settings.config_path)
+        # What HAProxy runs as the last sync rendered it (None: not known, or a
+        # quarantine or a failure made them differ): where the task path starts.
+        self._running: RunningConfig | None = None
         self._good_by_app: dict[str, tuple[Service, ...]] = {}
         self._failed_text: str | None = None
         self._failed_certs: tuple[tuple[str, str], ...] | None = None
@@ -135,6 +143,7 @@ class LiveRouter(EventIntake, MarathonMirror, ConfigApplier, CertificateSwaps,
         self._runtime_trusted = False
         self._retry: threading.Timer | None = None
         self._logged_problems: set[str] = set()
+        self._routed_services: Sequence[Service] = ()  # what /status describes
         self._last_full = time.monotonic()
         self._sync_started: float | None = None
         self._hup = False
@@ -184,6 +193,7 @@ class LiveRouter(EventIntake, MarathonMirror, ConfigApplier, CertificateSwaps,
             self._apply_retry.cancel()
         if self._bind_watch is not None:
             self._bind_watch.cancel()
+        self._config_file.stop()  # a deferred write still lands on disk
 
     def _schedule_retry(self, delay: float) -> None:
         """Wake the loop in ``delay`` seconds to retry a failed apply."""
@@ -231,9 +241,15 @@ class LiveRouter(EventIntake, MarathonMirror, ConfigApplier, CertificateSwaps,
             self.metrics.marathon_up.set(1)
         if full:
             self._last_full = time.monotonic()
-        self._apps = apps
+        old_apps, self._apps = self._apps, apps
         fetched = time.perf_counter()
-        ok = self._build_and_apply(kind, pending)
+        # The one decision point: the task path when it can show the change is
+        # servers only, else the full model, render and apply.
+        if old_apps is not None and self._task_path_ready(pending) \
+                and self._try_task_path(pending, old_apps):
+            ok = True
+        else:
+            ok = self._build_and_apply(kind, pending)
         duration = time.perf_counter() - start
         log.info("sync timing: %s fetch=%.3fs build+apply=%.3fs total=%.3fs -> %s", kind,
                  fetched - start, duration - (fetched - start), duration,
@@ -288,7 +304,11 @@ class LiveRouter(EventIntake, MarathonMirror, ConfigApplier, CertificateSwaps,
             return True
         if removal_guard.removal_held(self, text, model.app_count, kind == "full"):
             return True  # the last config keeps serving (servicerouter.engine.holds)
+        self._running = None
         ok = self._apply(text, services, options)
+        if ok and not self.quarantine and self._applied_text == text:
+            self._running = RunningConfig(replace(model, services=services), options,
+                                          self._applied_text)
         return ok
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -100,7 +100,7 @@ class LiveState:
     last_runtime_update: float | None = None
     last_cert_update: float | None = None
     syncs: int = 0
-    services: list[Mapping[str, Any]] = field(default_factory=list)
+    task_path_syncs: int = 0  # syncs the task path applied (no full model or render)
     problems: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # route, owner, losers
     apps: int = 0

@@ -33,7 +33,7 @@ class StatusReport:
         self.metrics.route_conflicts.set(sum(len(c["losers"]) for c in conflicts))
 
     def _set_services(self, services: Sequence[Service]) -> None:
-        self.state.services = list(describe_services(services))
+        self._routed_services = services  # described when /status asks, not per sync
         self.metrics.services.set(len(services))
 
     def health(self) -> tuple[bool, str]:
@@ -79,10 +79,11 @@ class StatusReport:
             "last_apply": state.last_apply,
             "last_reload": utc_iso(state.last_reload) if state.last_reload else None,
             "syncs": state.syncs,
+            "task_path_syncs": state.task_path_syncs,
             "marathon": marathon,
             "apps": state.apps,
             "tasks": state.tasks,
-            "services": state.services,
+            "services": list(describe_services(self._routed_services)),
             "problems": state.problems,
             "conflicts": state.conflicts,
             "quarantined": [

@@ -266,8 +266,9 @@ _FRAGMENT_RENDER = Fragment.render.__code__
 
 def _render(services: Sequence[Service], fragments: FragmentSet,
             options: RenderOptions | None, overrides: Overrides | None,
-            failures: list[Problem] | None) -> str:
-    """The assembly; with ``failures``, an app a fragment fails on is skipped and listed."""
+            failures: list[Problem] | None, pieces: dict[str, str] | None = None) -> str:
+    """The assembly; with ``failures``, an app a fragment fails on is skipped and listed.
+    ``pieces`` gets the backend sections apart from the rest (see render.pieces)."""
     options = options or RenderOptions()
     frag = fragments.fragments
     global_values: dict[str, Any] = {"options": options, "services": services}
@@ -427,6 +428,9 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
         if https_text is not None:
             https.append(https_text)
 
+    if pieces is not None:
+        pieces["rest"] = "".join(head + http + appid + https + frontends)
+        pieces["backends"] = "".join(backends)
     return "".join(head + http + appid + https + frontends + backends)
 
 
