@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import ParsedConfig, parse_config, plan_runtime_update
+from servicerouter.apply.fd_budget import fd_report
 from servicerouter.apply.managed import (
     ReloadResult,
     RuntimeUpdateError,
@@ -70,6 +71,7 @@ class ConfigApplier:
             if not applied.ok:
                 result = ReloadResult(False, applied.error or "cannot write the config")
                 break
+            self.say_fd_needs(text)
             result = self._reload()
             if result.ok:
                 break
@@ -191,6 +193,18 @@ class ConfigApplier:
     def _applied_parsed(self, parsed: ParsedConfig | None) -> None:
         text = self._applied_text
         self._applied_parse = (text, parsed) if parsed is not None and text is not None else None
+
+    def say_fd_needs(self, text: str) -> None:
+        """Before HAProxy starts or reloads: the descriptors it needs vs its limit, and the
+        health-check rate, said once per figure (see servicerouter.apply.fd_budget)."""
+        problem, load = fd_report(text, managed=self.manager is not None)
+        said = (problem, load)
+        if said == self._fd_said:
+            return
+        self._fd_said = said
+        if problem:
+            log.error("%s", problem)
+        log.info("%s", load)
 
     def _reload(self) -> ReloadResult:
         if self.reloader is None:

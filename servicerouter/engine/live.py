@@ -143,6 +143,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self._runtime_trusted = False
         self._retry: threading.Timer | None = None
         self._logged_problems: set[str] = set()
+        self._fd_said: tuple[str | None, str] | None = None  # the last descriptor report
         self._routed_services: Sequence[Service] = ()  # what /status describes
         self._last_full = time.monotonic()
         self._sync_started: float | None = None

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicerouter.apply import haproxy
+from servicerouter.apply.fd_budget import fd_report
 from servicerouter.engine import removal_guard
 from servicerouter.engine.coalescing import SyncTrigger, install_signal_handlers
 from servicerouter.engine.holds import HoldSettings, routed_addresses
@@ -174,6 +175,10 @@ class Router:
         if removal_guard.check_one_shot(self, previous, text, model.app_count).held:
             return SyncResult(ok=False, held=True, timings=timings, model=model,
                               error="a large removal is held")
+        if settings.reload:  # before HAProxy can fail for want of file descriptors
+            fd_problem, _load = fd_report(text, managed=False)
+            if fd_problem:
+                log.error("%s", fd_problem)
         applied = haproxy.apply_config(
             text, settings.config_path, validate=settings.validate,
             haproxy_bin=settings.haproxy_bin,

@@ -177,6 +177,9 @@ def _start_managed(live: LiveRouter, managed: ManagedHAProxy) -> bool:
                 return False
             live.step()
         live.reloader = reloader
+    current = haproxy.read_current(settings.config_path)
+    if current is not None:  # before HAProxy can fail for want of file descriptors
+        live.say_fd_needs(current.decode("utf-8", "replace"))
     for attempt in range(1, MAX_BIND_ROUNDS + 1):
         try:
             managed.start()

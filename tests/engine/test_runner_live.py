@@ -189,7 +189,8 @@ def test_a_burst_becomes_few_syncs(rig_factory) -> None:
 def test_runtime_refusal_falls_back_to_reload(rig_factory) -> None:
     rig = rig_factory([app("/web", 10001)])
     rig.emulator.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text(), 10)
+    # the file is written before the reload: wait for the reload too (its first frontend)
+    wait_until(lambda: "31000" in rig.text() and rig.reloader.calls == 2, 10)
     reloads = rig.reloader.calls
     rig.runtime.refuse = True
     rig.emulator.add_task("/web", "127.0.0.1", [31001])
