@@ -3,7 +3,8 @@
 When only servers of existing backends change
 (:mod:`servicerouter.apply.confdiff`), :class:`RuntimeApplier` adds servers
 (``add server``, then ``enable health``/``enable server``), re-addresses
-them (``set server addr``) and removes them gently: ``drain`` first, then,
+them (``set server addr``), sets weights (``set server weight``: a task being
+killed drains with weight 0) and removes them gently: ``drain`` first, then,
 once their connections are gone (or after ``drain_timeout``), ``maint`` and
 ``del server``.  Any refusal raises :class:`RuntimeUpdateError` and the
 caller reloads instead, which always converges.

@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import ParsedConfig, parse_config, plan_runtime_update
 from servicerouter.apply.fd_budget import fd_report
-from servicerouter.apply.managed import (
-    ReloadResult,
-    RuntimeUpdateError,
-)
+from servicerouter.apply.managed import ReloadResult
+from servicerouter.apply.runtime_api import RuntimeUpdateError
 from servicerouter.engine.live_state import (
     MAX_BIND_ROUNDS,
     _by_app,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from servicerouter.apply.managed import (
-    RuntimeUpdateError,
-)
+from servicerouter.apply.runtime_api import RuntimeUpdateError
 from servicerouter.tls.swap import (
     CertPlan,
     plan_cert_updates,

@@ -37,10 +37,8 @@ from dataclasses import replace
 from typing import Any
 
 from servicerouter.apply.confdiff import ParsedConfig
-from servicerouter.apply.managed import (
-    ManagedHAProxy,
-    RuntimeApplier,
-)
+from servicerouter.apply.managed import ManagedHAProxy
+from servicerouter.apply.runtime_api import RuntimeApplier
 from servicerouter.engine import removal_guard
 from servicerouter.engine.applier import ConfigApplier
 from servicerouter.engine.cert_swaps import CertificateSwaps
@@ -59,11 +57,10 @@ from servicerouter.engine.live_state import (
 from servicerouter.engine.mirror import MarathonMirror
 from servicerouter.engine.quarantine import QuarantineKeeper
 from servicerouter.engine.report import StatusReport
-from servicerouter.engine.runner import Router, SyncTrigger, gc_paused, without_unrendered
+from servicerouter.engine.runner import Router, SyncTrigger, gc_paused
 from servicerouter.engine.task_path import RunningConfig, TaskPath
-from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.services import Model, Service
-from servicerouter.render.config import RenderError, RenderOptions
+from servicerouter.render.config import RenderOptions
 from servicerouter.serve.status import Metrics
 from servicerouter.source.changes import (
     Pending,
@@ -272,21 +269,14 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
     def _build_and_apply(self, kind: str, pending: Pending) -> bool:
         router = self.router
         settings = router.settings
-        options = settings.render_options
-        if isinstance(router.resolver, CachingResolver):
-            router.resolver.new_sync()
         assert self._apps is not None
-        router.port_checks.new_sync()
-        model = router.build_model(self._apps.values(), removal_guard.routed_before(self))
-        options = router._prepare_certificates(options, model.services, stable_paths=True)
-        try:  # an app a fragment fails to render for is left out, with a problem
-            model = router._label_templates(model, options)
-            rendered = router.render_guarded(self._apply_quarantine(model.services), options)
-        except RenderError as err:  # a head fragment: no app to leave out
-            log.error("keeping the current config: %s", err)
-            self.state.last_sync_error = str(err)
+        derived = router.derive_config(self._apps.values(), stable_paths=True,
+                                       keep=self._apply_quarantine,
+                                       routed_before=removal_guard.routed_before(self))
+        if derived.rendered is None:
+            self.state.last_sync_error = derived.error
             return False
-        model = without_unrendered(model, rendered)
+        model, options, rendered = derived.model, derived.options, derived.rendered
         self._log_problems(model)
         only_resync = pending.events <= 1 and not pending.task_events and not pending.refetch
         if kind == "full" and only_resync and self._model is not None and \

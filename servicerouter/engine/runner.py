@@ -84,6 +84,16 @@ class SyncResult:
     held: bool = False  # a large removal is held: the last config keeps serving
 
 
+@dataclass(frozen=True)
+class Derived:
+    """What :meth:`Router.derive_config` made of the apps: ``rendered`` None on ``error``."""
+
+    model: Model
+    options: RenderOptions
+    rendered: Rendered | None
+    error: str | None = None
+
+
 class Router:
     """One router: a source, a fragment set and settings; syncs on demand."""
 
@@ -137,34 +147,15 @@ class Router:
             log.error("keeping the current config: %s", err)
             return SyncResult(ok=False, error=str(err), timings=timings)
 
-        mark = time.perf_counter()
-        if isinstance(self.resolver, CachingResolver):
-            self.resolver.new_sync()
         settings = self.settings
-        options = settings.render_options
-        self.port_checks.new_sync()
         previous = removal_guard.previous_on_disk(self)  # what HAProxy is given now
-        model = self.build_model(apps, routed_addresses(previous) if previous else None)
-        timings["model"] = time.perf_counter() - mark
-        for problem in model.problems:
-            log.warning("%s", problem.log_line())
-
-        mark = time.perf_counter()
-        options = self._prepare_certificates(options, model.services)
-        timings["certs"] = time.perf_counter() - mark
-
-        mark = time.perf_counter()
-        try:
-            model = self._label_templates(model, options, combined=True)
-            rendered = self.render_guarded(model.services, options)
-        except RenderError as err:  # a head fragment: no app to leave out
-            log.error("keeping the current config: %s", err)
-            return SyncResult(ok=False, error=str(err), timings=timings, model=model)
-        for problem in rendered.problems:
-            log.warning("%s", problem.log_line())
-        model = without_unrendered(model, rendered)
-        text = rendered.text
-        timings["render"] = time.perf_counter() - mark
+        derived = self.derive_config(apps, combined=True, timings=timings, log_problems=True,
+                                     routed_before=(routed_addresses(previous) if previous
+                                                    else None))
+        model = derived.model
+        if derived.rendered is None:
+            return SyncResult(ok=False, error=derived.error, timings=timings, model=model)
+        text = derived.rendered.text
 
         mark = time.perf_counter()
         if settings.dry:
@@ -196,6 +187,51 @@ class Router:
         return SyncResult(ok=applied.ok, changed=applied.written, reloaded=applied.reloaded,
                           error=applied.error, timings=timings, model=model,
                           certificates=self.certificates)
+
+    def derive_config(self, apps: Any, *, stable_paths: bool = False, combined: bool = False,
+                      keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
+                      timings: dict[str, float] | None = None,
+                      log_problems: bool = False,
+                      routed_before: frozenset[str] | None = None) -> Derived:
+        """Model, certificates, label templates, render: the pipeline every sync runs.
+
+        One-shot syncs and the live engine's full path both come through here
+        (the live task path only re-derives the apps a task event changed, see
+        servicerouter.engine.task_path).  ``stable_paths``: certificate files at
+        stable paths (the live engine swaps renewed ones through the Runtime API);
+        ``combined``: label templates also checked all together (one-shot);
+        ``keep``: what of the model's services to render (the live quarantine);
+        ``log_problems``: log each problem as found (the live engine logs only new ones);
+        ``routed_before``: the server addresses the serving config routes (see build_model).
+        The model left has no app a fragment failed on (those are among its problems).
+        """
+        timings = timings if timings is not None else {}
+        mark = time.perf_counter()
+        if isinstance(self.resolver, CachingResolver):
+            self.resolver.new_sync()
+        self.port_checks.new_sync()
+        model = self.build_model(apps, routed_before)
+        timings["model"] = time.perf_counter() - mark
+        if log_problems:
+            for problem in model.problems:
+                log.warning("%s", problem.log_line())
+        mark = time.perf_counter()
+        options = self._prepare_certificates(self.settings.render_options, model.services,
+                                             stable_paths=stable_paths)
+        timings["certs"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        try:  # an app a fragment fails to render for is left out, with a problem
+            model = self._label_templates(model, options, combined=combined)
+            services = keep(model.services) if keep is not None else model.services
+            rendered = self.render_guarded(services, options)
+        except RenderError as err:  # a head fragment: no app to leave out
+            log.error("keeping the current config: %s", err)
+            return Derived(model, options, None, str(err))
+        timings["render"] = time.perf_counter() - mark
+        if log_problems:
+            for problem in rendered.problems:
+                log.warning("%s", problem.log_line())
+        return Derived(without_unrendered(model, rendered), options, rendered)
 
     def render(self, services: Sequence[Service], options: RenderOptions) -> str:
         """Config text for ``services``, with the apps' label templates if allowed.

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from servicerouter.apply.confdiff import RuntimePlan, parse_config, plan_runtime_update
-from servicerouter.apply.managed import RuntimeUpdateError
+from servicerouter.apply.runtime_api import RuntimeUpdateError
 from servicerouter.model.app_servers import AppServers, derive_app_servers
 from servicerouter.model.services import Model, Service
 from servicerouter.render.config import Overrides, RenderOptions

@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import parse_config
-from servicerouter.apply.managed import (
-    ManagedHAProxy,
-    RuntimeApplier,
-)
+from servicerouter.apply.managed import ManagedHAProxy
+from servicerouter.apply.runtime_api import RuntimeApplier
 from servicerouter.engine import removal_guard
 from servicerouter.engine.live_state import (
     MAX_BIND_ROUNDS,
@@ -63,7 +61,7 @@ class LiveOptions:
 def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
              on_ready: Callable[[LiveRouter], None] | None = None) -> int:
     """The long-running modes: wire stream/callbacks, HAProxy and status, then loop."""
-    from servicerouter.apply.managed import RuntimeAPI
+    from servicerouter.apply.runtime_api import RuntimeAPI
     from servicerouter.engine.runner import install_signal_handlers
     from servicerouter.serve.status import StatusServer
 

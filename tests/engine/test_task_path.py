@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servicerouter.apply.confdiff import RuntimePlan
-from servicerouter.apply.managed import ReloadResult, RuntimeStats
+from servicerouter.apply.managed import ReloadResult
+from servicerouter.apply.runtime_api import RuntimeStats
 from servicerouter.engine.live import LiveRouter, LiveSettings
 from servicerouter.engine.runner import Router, RouterSettings
 from servicerouter.render.config import RenderOptions
