@@ -321,13 +321,18 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
     run = None
     try:
         run = Run(tasks, product, workdir, haproxy_bin, health, verbose)
+        before = run.status()
         for _ in range(trials):
             for target, port in (("/target-http", run.http_port), ("/target-tcp", run.tcp_port)):
                 if health:
                     run.health(target, port)
                 else:
                     run.add_remove(target, port)
+        after = run.status()
         result = {"tasks": tasks + 2, "checks": run.checks, "reloads": run.reloads,
+                  "syncs": after["syncs"] - before["syncs"],
+                  "task_path_syncs": (after.get("task_path_syncs", 0)
+                                      - before.get("task_path_syncs", 0)),
                   "floor_p50_ms": percentile(run.floors, 50) * 1000,
                   "floor_p99_ms": percentile(run.floors, 99) * 1000, "kinds": {}}
         for kind, values in run.latencies.items():
@@ -364,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"event-to-route latency, default settings (--drain-timeout 0), product "
           f"{args.product}; floor = SSE delivery + one Runtime API round trip, same trials")
     print(f"{'tasks':>7} {'kind':<18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>4} "
-          f"{'floor p50/p99':>14} {'reloads':>8} {'checks':>7}")
+          f"{'floor p50/p99':>14} {'reloads':>8} {'checks':>7} {'task path':>10}")
     for size in sizes:
         trials = 3 if args.quick else args.trials or (20 if size >= 50000 else 40)
         for health in (False, True) if not args.no_health else (False,):
@@ -376,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{result['tasks']:>7} {kind:<18} {row['p50_ms']:>8.1f} "
                       f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['n']:>4} "
                       f"{result['floor_p50_ms']:>6.1f}/{result['floor_p99_ms']:<7.1f} "
-                      f"{result['reloads']:>8} {'yes' if result['checks'] else 'no':>7}",
+                      f"{result['reloads']:>8} {'yes' if result['checks'] else 'no':>7} "
+                      f"{result['task_path_syncs']:>4}/{result['syncs']:<5}",
                       flush=True)
     return 0
 

@@ -224,7 +224,12 @@ class RuntimeApplier:
         return False
 
     def drain_step(self) -> None:
-        """Delete drained servers whose connections are gone or whose time is up."""
+        """Delete drained servers whose connections are gone or whose time is up.
+
+        Connections are asked for without holding the lock, so a sync applying
+        an event is not kept waiting; each deletion holds it, so a server being
+        re-added (same name) is never deleted halfway through.
+        """
         with self._lock:
             if not self._draining:
                 return
@@ -232,16 +237,20 @@ class RuntimeApplier:
             by_backend: dict[str, list[_Draining]] = collections.defaultdict(list)
             for item in self._draining.values():
                 by_backend[item.backend].append(item)
-            for backend, items in by_backend.items():
-                try:
-                    counts = self.api.server_connections(backend)
-                except RuntimeUpdateError as err:
-                    log.debug("draining: %s", err)
-                    return
-                for item in items:
-                    busy = counts.get(item.line.name, 0) > 0
-                    if busy and now < item.deadline:
-                        continue
+        for backend, items in by_backend.items():
+            try:
+                counts = self.api.server_connections(backend)
+            except RuntimeUpdateError as err:
+                log.debug("draining: %s", err)
+                return
+            for item in items:
+                busy = counts.get(item.line.name, 0) > 0
+                if busy and now < item.deadline:
+                    continue
+                with self._lock:
+                    key = (backend, item.line.name)
+                    if self._draining.get(key) is not item:
+                        continue  # re-added (or forgotten) meanwhile
                     try:
                         done = self._remove_now(item)
                     except RuntimeUpdateError as err:
@@ -251,8 +260,8 @@ class RuntimeApplier:
                         if not done:
                             log.warning("server %s/%s stays in maintenance: HAProxy did not "
                                         "let it be deleted", backend, item.line.name)
-                        self._draining.pop((backend, item.line.name), None)
-            self.stats.draining = len(self._draining)
+                        self._draining.pop(key, None)
+                    self.stats.draining = len(self._draining)
 
     def _drain_loop(self) -> None:
         while not self._stop.wait(self.tick):
