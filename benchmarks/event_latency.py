@@ -227,6 +227,7 @@ class Run:
                                          env=dict(os.environ, PYTHONPATH=str(product)))
         first_answer(self.http_port, "blue", timeout=300)
         first_answer(self.tcp_port, "blue", timeout=60)
+        self.settle()
         self.clock = EventClock(self.emulator.url)
         self.state_dir = workdir / ".servicerouter"
         self.socket = str(self.state_dir / "haproxy.sock")
@@ -234,6 +235,21 @@ class Run:
         self.reloads = 0
         self.latencies: dict[str, list[float]] = {}
         self.floors: list[float] = []
+
+    def settle(self, quiet: float = 2.0, timeout: float = 300.0) -> None:
+        """Wait for start-up to end: the event stream connected (its resync done) and
+        no sync for ``quiet`` seconds, so no start-up work lands in a trial."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            status = self.status()
+            stream = status.get("marathon", {}).get("event_stream") or {}
+            if status["syncs"] != last:
+                last, since = status["syncs"], time.monotonic()
+            elif stream.get("connected") and time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("servicerouter never settled after start")
 
     def status(self) -> dict:
         return json.loads(http_get(self.status_url).text)
