@@ -3,7 +3,8 @@
     python benchmarks/check_load.py                 # 1,000, 10,000 and 50,000 servers
 
 servicerouter renders the config of N tasks (10 per app, the default
-fragments, so every server line has ``check``) pointing at counting listeners
+fragments, every app with a Marathon HTTP health check every 2 s, HAProxy's own
+default interval, so the checks can be counted as requests) pointing at counting listeners
 on 127.0.0.1; a real HAProxy runs it (frontends left out: nothing to bind);
 after a settling time the
 connections the listener accepts in ``--seconds`` are its health checks.
@@ -62,9 +63,16 @@ class Counter:
                 conn, _ = sock.accept()
             except OSError:
                 return
-            conn.close()
-            with self._lock:
-                self.count += 1
+            try:  # an HTTP check: one request, one answer
+                conn.settimeout(2)
+                if conn.recv(4096):
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    with self._lock:
+                        self.count += 1
+            except OSError:
+                pass
+            finally:
+                conn.close()
 
 
 class Snapshot:
@@ -79,6 +87,8 @@ def render(tasks: int, ports: list[int], workdir: Path) -> str:
     """servicerouter's config for ``tasks`` tasks on the counter's ports, frontends left
     out (HAProxy checks the servers of every backend; nothing needs to bind)."""
     apps = [{"id": f"/app{i:05d}", "portDefinitions": [{"port": 12000 + i}],
+             "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0,
+                               "intervalSeconds": 2, "timeoutSeconds": 5}],
              "tasks": [{"id": f"app{i:05d}.{t}", "host": "127.0.0.1", "ports": [ports[t]],
                         "state": "TASK_RUNNING"} for t in range(TASKS_PER_APP)]}
             for i in range(tasks // TASKS_PER_APP)]
@@ -96,6 +106,11 @@ def render(tasks: int, ports: list[int], workdir: Path) -> str:
             skipping = line.split()[0] in ("frontend", "listen")
         if not skipping:
             kept.append(line)
+    # HAProxy runs no checks for a backend no frontend uses, and will not run without a
+    # listener: one frontend on a UNIX socket of our own names every backend (never used).
+    backends = [line.split()[1] for line in kept if line.startswith("backend ")]
+    kept.append(f"\nfrontend keep\n  mode tcp\n  bind {workdir / 'keep.sock'}\n")
+    kept.extend(f"  use_backend {name} if FALSE\n" for name in backends)
     return "".join(kept)
 
 
@@ -146,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(size, haproxy_bin, args.seconds, args.settle)
         measured = r.get("measured_checks_per_s")
         cpu = r.get("haproxy_cpu_percent")
-        print(f"{r['servers']:>8} {r['computed_checks_per_s']:>11.0f} "
-              f"{measured if measured is None else f'{measured:.0f}':>11} "
-              f"{cpu if cpu is None else f'{cpu:.0f}%':>12} {r['fds_needed']:>11} "
-              f"{r['fd_hard_limit']:>11}", flush=True)
+        shown_rate = "-" if measured is None else f"{measured:.0f}"
+        shown_cpu = "-" if cpu is None else f"{cpu:.0f}%"
+        print(f"{r['servers']:>8} {r['computed_checks_per_s']:>11.0f} {shown_rate:>11} "
+              f"{shown_cpu:>12} {r['fds_needed']:>11} {r['fd_hard_limit']:>11}", flush=True)
         if "problem" in r:
             print(f"         servicerouter says: {r['problem']}", flush=True)
     return 0
