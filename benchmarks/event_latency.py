@@ -382,10 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [200] if args.quick else [int(s) for s in args.sizes.split(",")]
     haproxy_bin = find_haproxy("haproxy")
-    print(f"event-to-route latency, default settings (--drain-timeout 0), product "
-          f"{args.product}; floor = SSE delivery + one Runtime API round trip, same trials")
-    print(f"{'tasks':>7} {'kind':<18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>4} "
-          f"{'floor p50/p99':>14} {'reloads':>8} {'checks':>7} {'task path':>10}")
+    if not args.json:
+        print(f"event-to-route latency, default settings (--drain-timeout 0), product "
+              f"{args.product}; floor = SSE delivery + one Runtime API round trip, same trials")
+        print(f"{'tasks':>7} {'kind':<18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>4} "
+              f"{'floor p50/p99':>14} {'reloads':>8} {'checks':>7} {'task path':>10}")
     for size in sizes:
         trials = 3 if args.quick else args.trials or (20 if size >= 50000 else 40)
         for health in (False, True) if not args.no_health else (False,):
