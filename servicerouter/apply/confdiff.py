@@ -184,6 +184,17 @@ def _set_lb(current: tuple[str, str], keyword: str, value: str) -> tuple[str, st
     return current[0], value
 
 
+# The Runtime API splits a line into commands at ';' and reads '#', quotes and
+# backslashes itself: a server line carrying one is never sent as a command.
+_CLI_SPECIAL = frozenset(';#\\"\'')
+
+
+def runtime_safe(line: ServerLine) -> bool:
+    """Whether ``line`` can be sent to the Runtime API as it is (one command, no more)."""
+    return not any(c in _CLI_SPECIAL or not c.isprintable()
+                   for word in (line.name, line.address, *line.args) for c in word)
+
+
 def unsupported_args(args: Iterable[str]) -> list[str]:
     """Keywords of a server line that ``add server`` in HAProxy 2.6 refuses."""
     bad: list[str] = []
@@ -213,6 +224,9 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
         before = old.servers.get(backend, {})
         for name, line in servers.items():
             previous = before.get(name)
+            if previous != line and not runtime_safe(line):
+                return Verdict(None, f"server {backend}/{name}: characters the Runtime API "
+                                     "would read as more than one command")
             if previous is None:
                 if backend in new.default_server:
                     return Verdict(None, f"backend {backend} has default-server settings")
@@ -296,6 +310,7 @@ __all__ = [
     "new_binds",
     "parse_config",
     "plan_runtime_update",
+    "runtime_safe",
     "server_weight",
     "unsupported_args",
 ]
