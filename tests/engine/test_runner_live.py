@@ -146,6 +146,7 @@ def test_task_events_apply_without_refetching_or_reloading(rig_factory) -> None:
     emu.add_task("/web", "127.0.0.1", [31001])
     emu.add_task("/api", "127.0.0.1", [31002])
     wait_until(lambda: "127.0.0.1:31001" in rig.text() and "127.0.0.1:31002" in rig.text(), 10)
+    settled(rig)
     reloads, fetches = rig.reloader.calls, rig.full_fetches()
     assert reloads >= 1  # the frontends appeared: a reload
 
@@ -205,10 +206,12 @@ def test_runtime_refusal_falls_back_to_reload(rig_factory) -> None:
     rig.emulator.add_task("/web", "127.0.0.1", [31000])
     # the file is written before the reload: wait for the reload too (its first frontend)
     wait_until(lambda: "31000" in rig.text() and rig.reloader.calls == 2, 10)
+    settled(rig)
     reloads = rig.reloader.calls
     rig.runtime.refuse = True
     rig.emulator.add_task("/web", "127.0.0.1", [31001])
     wait_until(lambda: "31001" in rig.text(), 10)
+    settled(rig)
     assert rig.reloader.calls == reloads + 1
 
 
@@ -305,6 +308,7 @@ def test_a_failed_reload_restores_the_file_and_is_retried_on_sighup(rig_factory)
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
     wait_until(lambda: live.state.last_apply == "failed", 10)
     assert rig.text() == good  # a watchdog restart would load the config HAProxy runs
+    settled(rig)
     calls = rig.reloader.calls
     rig.reloader.fail = False
     emu.add_task("/web", "127.0.0.1", [31001])  # an event alone does not retry it
@@ -410,6 +414,7 @@ def test_a_frozen_app_keeps_its_current_servers(rig_factory, tmp_path: Path) -> 
     emu, live = rig.emulator, rig.live
     first = emu.add_task("/web", "127.0.0.1", [31000])["id"]
     wait_until(lambda: "127.0.0.1:31000" in rig.text(), 10)
+    settled(rig)
     reloads = rig.reloader.calls
     second = emu.add_task("/web", "127.0.0.1", [31001])["id"]
     emu.kill_task("/web", first)
