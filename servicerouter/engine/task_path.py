@@ -169,15 +169,30 @@ class TaskPath:
     """Part of :class:`~servicerouter.engine.live.LiveRouter`: applies task-only syncs."""
 
     def _task_path_ready(self, pending: Pending) -> bool:
-        """Task events only, and HAProxy runs exactly what the last sync rendered."""
+        """Task events only, HAProxy runs exactly what the last sync rendered, and no
+        removal is held (servicerouter.engine.holds decides those on the full path)."""
         running = self._running
         return (not pending.full and not pending.refetch and not pending.removed
                 and bool(pending.task_events) and running is not None
                 and running.text is self._applied_text and not self.quarantine
                 and self._failed_text is None and not self.router.settings.dry
                 and self.settings.runtime_updates and self.runtime is not None
-                and self._runtime_trusted
+                and self._runtime_trusted and self.router.removal_guard.state is None
+                # --health-check keeps a task of unknown health if its address is routed
+                # in ANY backend (build_model's routed_before): one app's servers then
+                # depend on others', which one app derived alone cannot see
+                and not self.router.settings.health_check
                 and (self.manager is None or self.manager.alive()))
+
+    def _large_removal(self, lost: int) -> bool:
+        """Whether losing ``lost`` servers (net) is for the removal hold to judge: more
+        than its threshold of all routed servers, or all of them."""
+        guard = self.router.removal_guard
+        if lost <= 0 or not guard.settings.enabled:
+            return False
+        assert self._running is not None
+        servers = sum(len(s.servers) for s in self._running.model.services)
+        return lost >= servers or lost > servers * guard.settings.threshold
 
     def _try_task_path(self, pending: Pending, old_apps: Mapping[str, Any]) -> bool:
         """Apply a task-only sync without the full model, render and diff; False: go full."""
@@ -198,6 +213,9 @@ class TaskPath:
             log.debug("task path not taken: %s", update)
             return False
         plan = update.plan
+        if self._large_removal(len(plan.remove) - len(plan.add)):
+            log.debug("task path not taken: a large removal (the removal hold decides)")
+            return False
         if not plan.empty:
             try:
                 self.runtime.apply(plan)

@@ -38,15 +38,17 @@ class AppServers:
 
 def derive_app_servers(app: Mapping[str, Any], resolve: Resolver, groups: Iterable[str], *,
                        strict_mode: bool = False, health_check: bool = False,
-                       ) -> AppServers | None:
+                       routed_before: frozenset[str] | None = None) -> AppServers | None:
     """What :func:`~servicerouter.model.services.build_model` reads from ``app`` alone.
 
-    None when the app cannot be read at all (the full build reports why).
+    ``routed_before`` as for build_model (--health-check: tasks of unknown health
+    that are routed now stay).  None when the app cannot be read at all (the full
+    build reports why).
     """
     problems: list[Problem] = []
     try:
         drafts, tasks = _read_app(app, resolve, problems, frozenset(groups), strict_mode,
-                                  health_check)
+                                  health_check, routed_before)
     except (_AppError, TypeError, AttributeError, ValueError):
         return None
     return AppServers(

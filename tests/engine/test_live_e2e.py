@@ -318,8 +318,8 @@ def test_outage_and_bad_app(
 
 
 def test_event_latency_benchmark_quick() -> None:
-    """The benchmark stays runnable alone; its task events never reload and take the
-    task path."""
+    """The benchmark stays runnable alone; its task events never reload, and with the
+    default settings they take the task path."""
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "event_latency.py"),
                            "--quick", "--json"], capture_output=True, text=True, timeout=300,
                           cwd=REPO)
@@ -327,8 +327,9 @@ def test_event_latency_benchmark_quick() -> None:
     results = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert len(results) == 2  # default settings, then --health-check
     for result in results:
-        assert result["reloads"] == 0 and result["task_path_syncs"] >= 1
+        assert result["reloads"] == 0
         assert all(row["n"] == 3 and row["p50_ms"] > 0 for row in result["kinds"].values())
+    assert results[0]["task_path_syncs"] >= 1  # --health-check syncs go the full way
     assert {"add http", "remove tcp"} <= set(results[0]["kinds"])
     assert {"health-down http", "health-up tcp"} <= set(results[1]["kinds"])
 
