@@ -1,22 +1,32 @@
-"""Event-to-route latency: a Marathon event -> the first request served by the new task.
+"""Event-to-route latency: a Marathon event -> HAProxy routing by it, with a floor.
 
-    python benchmarks/event_latency.py            # 1k and 10k tasks
-    python benchmarks/event_latency.py --quick    # CI smoke: 200 tasks, few trials
+    python benchmarks/event_latency.py                  # 1k, 10k and 50k tasks
+    python benchmarks/event_latency.py --quick          # CI smoke: 200 tasks, few trials
+    python benchmarks/event_latency.py --product /work/main   # another checkout (before/after)
 
-Setup, all on 127.0.0.1: the Marathon emulator (in this process) holds N tasks
-(10 per app, every app with its own frontend), a real servicerouter process
-follows its event stream (``--sse``) and manages a real HAProxy
-(``--manage-haproxy``).  One extra app has one task on a real backend
-process.  Each trial replaces that task (add a task on the other backend,
-kill the old one, as a rolling deployment does) and times from just before
-the emulator emits the event to the first response from the new backend,
-polling HAProxy on fresh connections.  Printed beside it: the time of one
-full ``/v2/apps?embed=apps.tasks`` fetch + JSON parse of the same state,
-which is what a router that refetches on every event pays before it can
-even start rendering.
+Setup, all on 127.0.0.1: the Marathon emulator (in this process) holds N
+tasks (10 per app, every app with its own frontend); a real servicerouter
+process follows its event stream (``--sse``) and manages a real HAProxy
+(``--manage-haproxy``), with the DEFAULT settings and fragments (only ports
+and paths are given; ``--drain-timeout 0`` for removals).  Two target apps,
+one HTTP (``HAPROXY_0_MODE=http``) and one TCP, route to real backend
+processes that answer with their name.  Trials, timed from just before the
+emulator emits the event to what a client sees through HAProxy on fresh
+connections:
 
-Filler servers have no health checks (a benchmark-only server fragment), so
-thousands of checks against closed ports do not steal the CPU being measured.
+- add: a task on the other backend is started -> its first answer;
+- remove: the old task is killed -> three answers in a row from the survivor;
+- health (second servicerouter run with ``--health-check``, where Marathon's
+  health routes): the task turns unhealthy -> three answers in a row from the
+  other; healthy again -> its first answer.
+
+Reloads are counted from HAProxy itself (new worker processes of its master).
+The floor, per trial in the same run: SSE delivery of that event to a client
+in this process plus one Runtime API round trip (``get weight``) to the same
+HAProxy: what any router needs at least.  Filler servers are checked as the
+default fragment says, unless HAProxy could not get the file descriptors
+(one per checked server) under this machine's hard limit: then they are not,
+and the ``checks`` column says so.
 """
 
 from __future__ import annotations
@@ -25,47 +35,39 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from servicerouter.emulator.marathon import MarathonEmulator  # noqa: E402
-from servicerouter.source.marathon import MarathonClient, parse_apps  # noqa: E402
-from tests.harness import Backend, find_haproxy, http_get, wait_until  # noqa: E402
+from tests.harness import Backend, find_haproxy, http_get  # noqa: E402
 
 TASKS_PER_APP = 10
-SERVER_FRAGMENT = "  server {serverName} {host_ipv4}:{port}{cookieOptions}\n"
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+NO_CHECK_SERVER = "  server {serverName} {host_ipv4}:{port}{cookieOptions}\n"
+HEALTH = {"/target-http": [{"protocol": "HTTP", "path": "/", "portIndex": 0}],
+          "/target-tcp": [{"protocol": "TCP", "portIndex": 0}]}
 
 
 def reserve_ports(count: int) -> list[int]:
-    """``count`` distinct ports free now, chosen outside the kernel's ephemeral range.
-
-    Ports handed out by ``bind(0)`` are ephemeral ones: after we let them go, the
-    backends' own ``bind(0)``, every client connection and other programs may take
-    them again before HAProxy binds them (a frontend that cannot bind fails the whole
-    start).  Ports below or above that range are never handed out by the kernel.
-    """
-    low, high = _ephemeral_range()
-    candidates = [p for p in range(10000, 65536) if not low <= p <= high and
-                  not 20000 <= p < 20000 + TASKS_PER_APP]  # the filler servers' ports
-    start = (os.getpid() * 7919) % len(candidates)  # concurrent runs start apart
+    """``count`` ports free now, outside the kernel's ephemeral range (see README)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    candidates = [p for p in range(10000, 65536) if not low <= p <= high
+                  and not 20000 <= p < 20000 + TASKS_PER_APP]
+    start = (os.getpid() * 7919) % len(candidates)
     ports: list[int] = []
     for port in candidates[start:] + candidates[:start]:
         with socket.socket() as sock:
@@ -76,185 +78,329 @@ def reserve_ports(count: int) -> list[int]:
         ports.append(port)
         if len(ports) == count:
             return ports
-    raise RuntimeError(f"fewer than {count} free ports outside {low}-{high}")
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as err:
-        return f"(no log: {err})"
-
-
-def stop_left_haproxy(workdir: Path) -> None:
-    """If servicerouter could not stop its HAProxy, stop it here (ours: pidfile + cmdline)."""
-    try:
-        pid = int((workdir / ".servicerouter" / "haproxy.pid").read_text().split()[0])
-        if str(workdir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError, IndexError):
-        pass
-
-
-def build_state(tasks: int, ports: list[int]) -> list[dict]:
-    apps = []
-    for index in range(tasks // TASKS_PER_APP):
-        app_id = f"/fill/app{index:05d}"
-        apps.append({
-            "id": app_id, "instances": TASKS_PER_APP,
-            "portDefinitions": [{"port": ports[index]}],
-            "tasks": [{"id": f"fill_app{index:05d}.{t}", "appId": app_id,
-                       "host": "127.0.0.1", "ports": [20000 + t], "state": "TASK_RUNNING"}
-                      for t in range(TASKS_PER_APP)],
-        })
-    return apps
-
-
-def first_answer_from(port: int, name: str, timeout: float = 20.0) -> float:
-    """Poll until ``name`` answers through HAProxy; returns the monotonic time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            body = response.read()
-            if body.strip().decode() == name:
-                return time.monotonic()
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            conn.close()
-    raise TimeoutError(f"{name} never answered on port {port}")
-
-
-def fetch_parse_seconds(url: str, repeat: int = 5) -> float:
-    client = MarathonClient([url])
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        parse_apps(client.fetch_apps_body())
-        times.append(time.perf_counter() - start)
-    client.close()
-    return statistics.median(times)
+    raise RuntimeError(f"fewer than {count} free ports")
 
 
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[rank]
+    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))]
 
 
-def run_size(tasks: int, trials: int, min_wait: float, haproxy_bin: str, workdir: Path,
-             verbose: bool) -> dict:
-    ports = reserve_ports(tasks // TASKS_PER_APP + 6)
-    target_port, status_port, *shared = ports[-6:]
-    state = build_state(tasks, ports)
-    templates = workdir / "templates"
-    templates.mkdir(parents=True, exist_ok=True)
-    (templates / "HAPROXY_BACKEND_SERVER_OPTIONS").write_text(SERVER_FRAGMENT)
-    backends = [Backend("blue"), Backend("green")]
-    for backend in backends:
-        backend.start()
-    emulator = MarathonEmulator(keepalive_interval=5.0)
-    emulator.load_state({"apps": state})
-    emulator.start()
-    proc = None
+def answer(port: int) -> str | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
-        emulator.put_app({"id": "/target", "portDefinitions": [{"port": target_port}]})
-        current = emulator.add_task("/target", "127.0.0.1", [backends[0].port])["id"]
-        fetch_parse = fetch_parse_seconds(emulator.url)
-        argv = [
-            sys.executable, "-m", "servicerouter", "-m", emulator.url, "--sse",
-            "--manage-haproxy", "--haproxy-stop-on-exit", "--haproxy-bin", haproxy_bin,
-            "--haproxy-config", str(workdir / "haproxy.cfg"), "--group", "*",
-            "--templates-dir", str(templates), "--syslog-socket", "/dev/null",
-            "--bind-addr", "127.0.0.1", "--http-port", str(shared[0]),
-            "--https-port", str(shared[1]), "--appid-port", str(shared[2]),
-            "--stats-port", str(shared[3]), "--status-listen", str(status_port),
-            "--min-wait", str(min_wait), "--max-wait", str(max(min_wait * 5, 0.1)),
-            "--log-level", "info" if verbose else "warning",
-        ]
-        log = open(workdir / "servicerouter.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        log.close()
-        first_answer_from(target_port, "blue", timeout=120)
-
-        def status() -> dict:
-            return json.loads(http_get(f"http://127.0.0.1:{status_port}/status").text)
-
-        wait_until(lambda: status()["last_apply"] is not None, 60)
-        before = status()
-        latencies = []
-        for trial in range(trials):
-            new = backends[(trial + 1) % 2]
-            time.sleep(0.3)  # let the previous change (and its drain) settle
-            start = time.monotonic()
-            added = emulator.add_task("/target", "127.0.0.1", [new.port])["id"]
-            emulator.kill_task("/target", current)
-            current = added
-            latencies.append(first_answer_from(target_port, new.name) - start)
-        after = status()
-        return {
-            "tasks": tasks + 1,
-            "apps": len(state) + 1,
-            "trials": trials,
-            "p50_ms": percentile(latencies, 50) * 1000,
-            "p99_ms": percentile(latencies, 99) * 1000,
-            "max_ms": max(latencies) * 1000,
-            "fetch_parse_ms": fetch_parse * 1000,
-            "reloads": after["reloads"] - before["reloads"],
-            "runtime_updates": after["runtime_updates"] - before["runtime_updates"],
-        }
+        conn.request("GET", "/")
+        return conn.getresponse().read().strip().decode()
+    except (OSError, http.client.HTTPException):
+        return None
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
+        conn.close()
+
+
+def first_answer(port: int, name: str, timeout: float = 20.0) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answer(port) == name:
+            return time.monotonic()
+    raise TimeoutError(f"{name} never answered on port {port}")
+
+
+def only_answers(port: int, name: str, timeout: float = 20.0, run: int = 3) -> float:
+    """When requests started going to ``name`` alone.
+
+    While two servers share a round-robin backend, answers alternate; so the
+    second of consecutive answers from ``name`` is the first request the other
+    server no longer got (``run`` in a row confirm it).
+    """
+    deadline = time.monotonic() + timeout
+    streak: list[float] = []
+    while time.monotonic() < deadline:
+        at = time.monotonic()
+        streak = streak + [at] if answer(port) == name else []
+        if len(streak) == run:
+            return streak[1]
+    raise TimeoutError(f"{port} never answered only {name}")
+
+
+class EventClock:
+    """Receives the emulator's SSE stream here: when each event was delivered."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.split("//")[1].split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        self.conn.request("GET", "/v2/events", headers={"Accept": "text/event-stream"})
+        self.response = self.conn.getresponse()
+        self.seen: dict[tuple, float] = {}
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self.response:
+                line = raw.decode().strip()
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    key = (event.get("eventType"), event.get("taskId"),
+                           event.get("taskStatus"), event.get("alive"))
+                    with self.cond:
+                        self.seen[key] = time.monotonic()
+                        self.cond.notify_all()
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+
+    def delivered(self, key: tuple, timeout: float = 10.0) -> float:
+        with self.cond:
+            self.cond.wait_for(lambda: key in self.seen, timeout)
+            return self.seen[key]
+
+
+def runtime_round_trip(sock_path: str, command: str) -> float:
+    start = time.monotonic()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(sock_path)
+        sock.sendall(command.encode() + b"\n")
+        while sock.recv(65536):
+            pass
+    return time.monotonic() - start
+
+
+def haproxy_workers(state_dir: Path) -> set[int]:
+    """Worker processes of the managed HAProxy master (a reload starts a new one)."""
+    try:
+        master = int((state_dir / "haproxy.pid").read_text().split()[0])
+        return {int(p) for p in Path(f"/proc/{master}/task/{master}/children")
+                .read_text().split()}
+    except (OSError, ValueError, IndexError):
+        return set()
+
+
+class Run:
+    """One servicerouter + managed HAProxy over an emulated cluster of ``tasks`` tasks."""
+
+    def __init__(self, tasks: int, product: Path, workdir: Path, haproxy_bin: str,
+                 health_check: bool, verbose: bool) -> None:
+        ports = reserve_ports(tasks // TASKS_PER_APP + 8)
+        self.http_port, self.tcp_port, status_port, *shared = ports[-8:]
+        self.workdir = workdir
+        self.need_fds = tasks + tasks // TASKS_PER_APP + 300
+        self.checks = resource.getrlimit(resource.RLIMIT_NOFILE)[1] >= self.need_fds
+        self.backends = [Backend("blue"), Backend("green")]
+        for backend in self.backends:
+            backend.start()
+        self.emulator = MarathonEmulator(keepalive_interval=5.0)
+        self.emulator.load_state({"apps": [
+            {"id": f"/fill/app{i:05d}", "instances": TASKS_PER_APP,
+             "portDefinitions": [{"port": ports[i]}],
+             "tasks": [{"id": f"fill_app{i:05d}.{t}", "appId": f"/fill/app{i:05d}",
+                        "host": "127.0.0.1", "ports": [20000 + t], "state": "TASK_RUNNING"}
+                       for t in range(TASKS_PER_APP)]}
+            for i in range(tasks // TASKS_PER_APP)]})
+        self.emulator.start()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.current: dict[str, tuple[str, int]] = {}  # target -> (task id, backend index)
+        for target, port, labels in (("/target-http", self.http_port, {"HAPROXY_0_MODE": "http"}),
+                                     ("/target-tcp", self.tcp_port, {})):
+            app = {"id": target, "portDefinitions": [{"port": port}], "labels": labels}
+            if health_check:
+                app["healthChecks"] = HEALTH[target]
+            self.emulator.put_app(app)
+            task = self.emulator.add_task(target, "127.0.0.1", [self.backends[0].port],
+                                          healthy=True if health_check else None)
+            self.current[target] = (task["id"], 0)
+        templates = workdir / "templates"
+        templates.mkdir(parents=True, exist_ok=True)
+        if not self.checks:
+            (templates / "HAPROXY_BACKEND_SERVER_OPTIONS").write_text(NO_CHECK_SERVER)
+        argv = [sys.executable, "-m", "servicerouter", "-m", self.emulator.url, "--sse",
+                "--manage-haproxy", "--haproxy-stop-on-exit", "--haproxy-bin", haproxy_bin,
+                "--haproxy-config", str(workdir / "haproxy.cfg"), "--group", "*",
+                "--templates-dir", str(templates), "--syslog-socket", "/dev/null",
+                "--bind-addr", "127.0.0.1", "--http-port", str(shared[0]),
+                "--https-port", str(shared[1]), "--appid-port", str(shared[2]),
+                "--stats-port", str(shared[3]), "--status-listen", str(status_port),
+                "--drain-timeout", "0", "--log-level", "info" if verbose else "warning"]
+        if health_check:
+            argv.append("--health-check")
+        self.status_url = f"http://127.0.0.1:{status_port}/status"
+        with open(workdir / "servicerouter.log", "wb") as log:
+            self.proc = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, PYTHONPATH=str(product)))
+        first_answer(self.http_port, "blue", timeout=300)
+        first_answer(self.tcp_port, "blue", timeout=60)
+        self.settle()
+        self.clock = EventClock(self.emulator.url)
+        self.state_dir = workdir / ".servicerouter"
+        self.socket = str(self.state_dir / "haproxy.sock")
+        self.workers = haproxy_workers(self.state_dir)
+        self.reloads = 0
+        self.latencies: dict[str, list[float]] = {}
+        self.floors: list[float] = []
+
+    def settle(self, quiet: float = 2.0, timeout: float = 300.0) -> None:
+        """Wait for start-up to end: the event stream connected (its resync done) and
+        no sync for ``quiet`` seconds, so no start-up work lands in a trial."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            status = self.status()
+            stream = status.get("marathon", {}).get("event_stream") or {}
+            if status["syncs"] != last:
+                last, since = status["syncs"], time.monotonic()
+            elif stream.get("connected") and time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("servicerouter never settled after start")
+
+    def status(self) -> dict:
+        return json.loads(http_get(self.status_url).text)
+
+    def trial(self, kind: str, target: str, act: Callable[[], tuple], wait: Callable[[], float],
+              backend: str) -> None:
+        time.sleep(0.3)  # the previous change settles (drains, deferred writes)
+        start = time.monotonic()
+        key = act()
+        latency = wait() - start
+        delivered = self.clock.delivered(key) - start
+        rtt = runtime_round_trip(self.socket, f"get weight {backend}")
+        self.latencies.setdefault(f"{kind} {target[8:]}", []).append(latency)
+        self.floors.append(delivered + rtt)
+        now = haproxy_workers(self.state_dir)
+        self.reloads += len(now - self.workers)
+        self.workers |= now
+
+    def add_remove(self, target: str, port: int) -> None:
+        emu, old_id, old_index = self.emulator, *self.current[target]
+        new = self.backends[1 - old_index]
+        server = f"{target[1:]}_{port}/127_0_0_1_{new.port}"
+        added: dict = {}
+
+        def add() -> tuple:
+            added.update(emu.add_task(target, "127.0.0.1", [new.port]))
+            return ("status_update_event", added["id"], "TASK_RUNNING", None)
+
+        self.trial("add", target, add, lambda: first_answer(port, new.name), server)
+
+        def remove() -> tuple:
+            emu.kill_task(target, old_id)
+            return ("status_update_event", old_id, "TASK_KILLED", None)
+
+        self.trial("remove", target, remove, lambda: only_answers(port, new.name), server)
+        self.current[target] = (added["id"], 1 - old_index)
+
+    def health(self, target: str, port: int) -> None:
+        emu, task_id, index = self.emulator, *self.current[target]
+        if not hasattr(self, "_second"):
+            self._second = {}
+        if target not in self._second:  # a second, healthy task on the other backend
+            other = self.backends[1 - index]
+            second = emu.add_task(target, "127.0.0.1", [other.port], healthy=True)
+            self._second[target] = second["id"]
+            first_answer(port, other.name)
+        other = self.backends[1 - index]
+        mine = self.backends[index]
+        server = f"{target[1:]}_{port}/127_0_0_1_{other.port}"
+
+        def down() -> tuple:
+            emu.set_task_health(target, task_id, False)
+            return ("health_status_changed_event", task_id, None, False)
+
+        self.trial("health-down", target, down, lambda: only_answers(port, other.name), server)
+
+        def up() -> tuple:
+            emu.set_task_health(target, task_id, True)
+            return ("health_status_changed_event", task_id, None, True)
+
+        self.trial("health-up", target, up, lambda: first_answer(port, mine.name), server)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(30)
+                self.proc.wait(60)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            stop_left_haproxy(workdir)
-        emulator.stop()
-        for backend in backends:
+                self.proc.kill()
+                self.proc.wait(5)
+        try:  # if servicerouter could not stop its HAProxy: ours by pidfile + cmdline
+            pid = int((self.workdir / ".servicerouter" / "haproxy.pid").read_text().split()[0])
+            if str(self.workdir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError, IndexError):
+            pass
+        self.emulator.stop()
+        for backend in self.backends:
             backend.stop()
+
+
+def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bool,
+            verbose: bool) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="sr-bench-latency-"))
+    run = None
+    try:
+        run = Run(tasks, product, workdir, haproxy_bin, health, verbose)
+        before = run.status()
+        for _ in range(trials):
+            for target, port in (("/target-http", run.http_port), ("/target-tcp", run.tcp_port)):
+                if health:
+                    run.health(target, port)
+                else:
+                    run.add_remove(target, port)
+        after = run.status()
+        result = {"tasks": tasks + 2, "checks": run.checks, "reloads": run.reloads,
+                  "syncs": after["syncs"] - before["syncs"],
+                  "task_path_syncs": (after.get("task_path_syncs", 0)
+                                      - before.get("task_path_syncs", 0)),
+                  "floor_p50_ms": percentile(run.floors, 50) * 1000,
+                  "floor_p99_ms": percentile(run.floors, 99) * 1000, "kinds": {}}
+        for kind, values in run.latencies.items():
+            result["kinds"][kind] = {"p50_ms": percentile(values, 50) * 1000,
+                                     "p99_ms": percentile(values, 99) * 1000,
+                                     "max_ms": max(values) * 1000, "n": len(values)}
+        return result
+    except Exception:
+        log = workdir / "servicerouter.log"
+        tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
+        print(f"{tasks} tasks failed; kept {workdir}:\n" + "\n".join(tail), file=sys.stderr)
+        raise
+    finally:
+        if run is not None:
+            run.close()
+        if run is not None and run.proc is not None and run.proc.returncode in (0, -15):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="CI smoke: 200 tasks, 10 trials")
-    parser.add_argument("--sizes", default="1000,10000", help="task counts (comma-separated)")
-    parser.add_argument("--trials", type=int, default=100, help="trials per size")
-    parser.add_argument("--min-wait", type=float, default=0.02,
-                        help="servicerouter --min-wait (coalescing quiet time)")
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 200 tasks, 3 trials")
+    parser.add_argument("--sizes", default="1000,10000,50000", help="task counts")
+    parser.add_argument("--trials", type=int, default=0,
+                        help="trials per kind (default 40, 20 from 50k tasks)")
+    parser.add_argument("--product", type=Path, default=ROOT,
+                        help="servicerouter checkout to run (default this one)")
+    parser.add_argument("--no-health", action="store_true", help="skip the health runs")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     sizes = [200] if args.quick else [int(s) for s in args.sizes.split(",")]
-    trials = 10 if args.quick else args.trials
     haproxy_bin = find_haproxy("haproxy")
-    print(f"event-to-route latency, {trials} trials per size, --min-wait {args.min_wait}s "
-          f"(included in every figure)")
-    print(f"{'tasks':>7} {'apps':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'fetch+parse ms':>15} {'reloads':>8} {'runtime':>8}")
+    if not args.json:
+        print(f"event-to-route latency, default settings (--drain-timeout 0), product "
+              f"{args.product}; floor = SSE delivery + one Runtime API round trip, same trials")
+        print(f"{'tasks':>7} {'kind':<18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>4} "
+              f"{'floor p50/p99':>14} {'reloads':>8} {'checks':>7} {'task path':>10}")
     for size in sizes:
-        workdir = Path(tempfile.mkdtemp(prefix="sr-bench-latency-"))
-        try:
-            result = run_size(size, trials, args.min_wait, haproxy_bin, workdir, args.verbose)
-        except Exception:
-            # kept for a look: the config, the state and servicerouter's own log
-            print(f"size {size} failed; kept {workdir}; servicerouter.log ends:\n"
-                  + log_tail(workdir / "servicerouter.log"), file=sys.stderr, flush=True)
-            raise
-        shutil.rmtree(workdir, ignore_errors=True)
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print(f"{result['tasks']:>7} {result['apps']:>6} {result['p50_ms']:>8.1f} "
-                  f"{result['p99_ms']:>8.1f} {result['max_ms']:>8.1f} "
-                  f"{result['fetch_parse_ms']:>15.1f} {result['reloads']:>8} "
-                  f"{result['runtime_updates']:>8}", flush=True)
+        trials = 3 if args.quick else args.trials or (20 if size >= 50000 else 40)
+        for health in (False, True) if not args.no_health else (False,):
+            result = measure(size, trials, args.product, haproxy_bin, health, args.verbose)
+            if args.json:
+                print(json.dumps(result), flush=True)
+                continue
+            for kind, row in result["kinds"].items():
+                print(f"{result['tasks']:>7} {kind:<18} {row['p50_ms']:>8.1f} "
+                      f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['n']:>4} "
+                      f"{result['floor_p50_ms']:>6.1f}/{result['floor_p99_ms']:<7.1f} "
+                      f"{result['reloads']:>8} {'yes' if result['checks'] else 'no':>7} "
+                      f"{result['task_path_syncs']:>4}/{result['syncs']:<5}",
+                      flush=True)
     return 0
 
 

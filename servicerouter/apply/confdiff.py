@@ -114,6 +114,9 @@ class RuntimePlan:
     add: tuple[tuple[str, ServerLine], ...] = ()
     remove: tuple[tuple[str, ServerLine], ...] = ()
     readdress: tuple[tuple[str, ServerLine], ...] = ()
+    # Servers whose line differs only in ``weight`` (a task being killed drains
+    # with weight 0): ``set server ... weight``.
+    reweight: tuple[tuple[str, ServerLine], ...] = ()
     # Backends among ``add``/``readdress`` whose servers get dynamic cookies: HAProxy
     # computes a new or moved server's cookie only on ``enable dynamic-cookie backend``.
     dynamic_cookie: tuple[str, ...] = ()
@@ -124,7 +127,8 @@ class RuntimePlan:
 
     @property
     def empty(self) -> bool:
-        return not (self.add or self.remove or self.readdress or self.map_changes)
+        return not (self.add or self.remove or self.readdress or self.reweight
+                    or self.map_changes)
 
     @property
     def map_changes(self) -> int:
@@ -132,7 +136,8 @@ class RuntimePlan:
 
     @property
     def size(self) -> int:
-        return len(self.add) + len(self.remove) + len(self.readdress) + self.map_changes
+        return (len(self.add) + len(self.remove) + len(self.readdress) + len(self.reweight)
+                + self.map_changes)
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,17 @@ def _set_lb(current: tuple[str, str], keyword: str, value: str) -> tuple[str, st
     return current[0], value
 
 
+# The Runtime API splits a line into commands at ';' and reads '#', quotes and
+# backslashes itself: a server line carrying one is never sent as a command.
+_CLI_SPECIAL = frozenset(';#\\"\'')
+
+
+def runtime_safe(line: ServerLine) -> bool:
+    """Whether ``line`` can be sent to the Runtime API as it is (one command, no more)."""
+    return not any(c in _CLI_SPECIAL or not c.isprintable()
+                   for word in (line.name, line.address, *line.args) for c in word)
+
+
 def unsupported_args(args: Iterable[str]) -> list[str]:
     """Keywords of a server line that ``add server`` in HAProxy 2.6 refuses."""
     bad: list[str] = []
@@ -256,10 +272,14 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
     add: list[tuple[str, ServerLine]] = []
     remove: list[tuple[str, ServerLine]] = []
     readdress: list[tuple[str, ServerLine]] = []
+    reweight: list[tuple[str, ServerLine]] = []
     for backend, servers in new.servers.items():
         before = old.servers.get(backend, {})
         for name, line in servers.items():
             previous = before.get(name)
+            if previous != line and not runtime_safe(line):
+                return Verdict(None, f"server {backend}/{name}: characters the Runtime API "
+                                     "would read as more than one command")
             if previous is None:
                 if backend in new.default_server:
                     return Verdict(None, f"backend {backend} has default-server settings")
@@ -272,7 +292,10 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
                                          "cannot be set on a dynamic server")
                 add.append((backend, line))
             elif previous.args != line.args:
-                return Verdict(None, f"server {backend}/{name} options changed")
+                if (_without_weight(previous.args) != _without_weight(line.args)
+                        or previous.address != line.address):
+                    return Verdict(None, f"server {backend}/{name} options changed")
+                reweight.append((backend, line))
             elif previous.address != line.address:
                 if previous.port != line.port:
                     return Verdict(None, f"server {backend}/{name} port changed")
@@ -286,8 +309,8 @@ def plan_runtime_update(old: ParsedConfig, new: ParsedConfig) -> Verdict:
     if isinstance(changes, str):
         return Verdict(None, changes)
     map_add, map_set, map_del = changes
-    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress), dynamic,
-                               map_add, map_set, map_del))
+    return Verdict(RuntimePlan(tuple(add), tuple(remove), tuple(readdress), tuple(reweight),
+                               dynamic, map_add, map_set, map_del))
 
 
 def plan_map_changes(
@@ -317,6 +340,31 @@ def plan_map_changes(
                 changed.append((path, key, value))
         delete.extend((path, key, "") for key in before if key not in after)
     return tuple(add), tuple(changed), tuple(delete)
+
+
+def _without_weight(args: tuple[str, ...]) -> tuple[str, ...]:
+    """A server line's options but ``weight N`` (the one option the Runtime API sets)."""
+    if "weight" not in args:
+        return args
+    kept: list[str] = []
+    skip = False
+    for word in args:
+        if skip:
+            skip = False
+        elif word == "weight":
+            skip = True
+        else:
+            kept.append(word)
+    return tuple(kept)
+
+
+def server_weight(line: ServerLine) -> str:
+    """The ``weight`` a server line sets (HAProxy's default is 1)."""
+    args = line.args
+    for index, word in enumerate(args[:-1]):
+        if word == "weight":
+            return args[index + 1]
+    return "1"
 
 
 def new_binds(old: ParsedConfig | None, new: ParsedConfig) -> dict[str, tuple[str, ...]]:
@@ -350,5 +398,7 @@ __all__ = [
     "parse_config",
     "plan_map_changes",
     "plan_runtime_update",
+    "runtime_safe",
+    "server_weight",
     "unsupported_args",
 ]

@@ -3,7 +3,8 @@
 When only servers of existing backends change
 (:mod:`servicerouter.apply.confdiff`), :class:`RuntimeApplier` adds servers
 (``add server``, then ``enable health``/``enable server``), re-addresses
-them (``set server addr``) and removes them gently: ``drain`` first, then,
+them (``set server addr``), sets weights (``set server weight``: a task being
+killed drains with weight 0) and removes them gently: ``drain`` first, then,
 once their connections are gone (or after ``drain_timeout``), ``maint`` and
 ``del server``.  Any refusal raises :class:`RuntimeUpdateError` and the
 caller reloads instead, which always converges.
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from servicerouter.apply.confdiff import RuntimePlan, ServerLine, has_check
+from servicerouter.apply.confdiff import RuntimePlan, ServerLine, has_check, server_weight
 
 log = logging.getLogger("servicerouter.manager")
 
@@ -164,6 +165,10 @@ class RuntimeApplier:
                 if "changed" not in out and "no need" not in out:
                     raise RuntimeUpdateError(f"set server {target} addr: {out.strip()[:200]}")
                 self.stats.readdressed += 1
+            for backend, line in plan.reweight:
+                target = f"{backend}/{line.name}"
+                _expect_empty(api.command(f"set server {target} weight {server_weight(line)}"),
+                              f"weight {target}")
             for backend in sorted({backend for backend, _ in plan.readdress} & dynamic_cookie):
                 self._dynamic_cookies(backend)  # a moved server's cookie follows its address
             for backend, line in plan.add:
@@ -233,7 +238,12 @@ class RuntimeApplier:
         return False
 
     def drain_step(self) -> None:
-        """Delete drained servers whose connections are gone or whose time is up."""
+        """Delete drained servers whose connections are gone or whose time is up.
+
+        Connections are asked for without holding the lock, so a sync applying
+        an event is not kept waiting; each deletion holds it, so a server being
+        re-added (same name) is never deleted halfway through.
+        """
         with self._lock:
             if not self._draining:
                 return
@@ -241,16 +251,20 @@ class RuntimeApplier:
             by_backend: dict[str, list[_Draining]] = collections.defaultdict(list)
             for item in self._draining.values():
                 by_backend[item.backend].append(item)
-            for backend, items in by_backend.items():
-                try:
-                    counts = self.api.server_connections(backend)
-                except RuntimeUpdateError as err:
-                    log.debug("draining: %s", err)
-                    return
-                for item in items:
-                    busy = counts.get(item.line.name, 0) > 0
-                    if busy and now < item.deadline:
-                        continue
+        for backend, items in by_backend.items():
+            try:
+                counts = self.api.server_connections(backend)
+            except RuntimeUpdateError as err:
+                log.debug("draining: %s", err)
+                return
+            for item in items:
+                busy = counts.get(item.line.name, 0) > 0
+                if busy and now < item.deadline:
+                    continue
+                with self._lock:
+                    key = (backend, item.line.name)
+                    if self._draining.get(key) is not item:
+                        continue  # re-added (or forgotten) meanwhile
                     try:
                         done = self._remove_now(item)
                     except RuntimeUpdateError as err:
@@ -260,8 +274,8 @@ class RuntimeApplier:
                         if not done:
                             log.warning("server %s/%s stays in maintenance: HAProxy did not "
                                         "let it be deleted", backend, item.line.name)
-                        self._draining.pop((backend, item.line.name), None)
-            self.stats.draining = len(self._draining)
+                        self._draining.pop(key, None)
+                    self.stats.draining = len(self._draining)
 
     def _drain_loop(self) -> None:
         while not self._stop.wait(self.tick):

@@ -121,9 +121,10 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     new.add_argument("--connect-timeout", type=values.positive_seconds, default=5.0, metavar="SECONDS",
                      help="Connect timeout of Marathon requests")
     new.add_argument("--min-wait", type=values.seconds, default=0.2, metavar="SECONDS",
-                     help="Quiet time after the last event before a sync")
+                     help="Quiet time that ends a burst of events (an event after a quiet "
+                          "period syncs at once)")
     new.add_argument("--max-wait", type=values.seconds, default=2.0, metavar="SECONDS",
-                     help="Longest delay between an event and its sync")
+                     help="Longest delay between an event of a burst and its sync")
     new.add_argument("--resync-interval", type=values.positive_seconds, default=300.0, metavar="SECONDS",
                      help="Full resync period in event modes")
     new.add_argument("--log-level", default="info", type=str.lower,

@@ -12,7 +12,6 @@ import difflib
 import gc
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -23,8 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicerouter.apply import haproxy
+from servicerouter.apply.fd_budget import fd_report
 from servicerouter.engine import removal_guard
+from servicerouter.engine.coalescing import SyncTrigger, install_signal_handlers
 from servicerouter.engine.holds import HoldSettings, routed_addresses
+from servicerouter.engine.state_dir import (
+    PORTS_FILE,
+    default_state_dir,
+    load_port_assignments,
+    save_port_assignments,
+)
 from servicerouter.model.preflight import PortChecks
 from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.services import Model, Service, build_model
@@ -81,6 +88,16 @@ class SyncResult:
     certificates: list[dict[str, Any]] = field(default_factory=list)
     held: bool = False  # a large removal is held: the last config keeps serving
     unchanged: bool = False  # the answer was the one last applied: nothing parsed or rendered
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What :meth:`Router.derive_config` made of the apps: ``rendered`` None on ``error``."""
+
+    model: Model
+    options: RenderOptions
+    rendered: Rendered | None
+    error: str | None = None
 
 
 class Router:
@@ -145,34 +162,15 @@ class Router:
             log.error("keeping the current config: %s", err)
             return SyncResult(ok=False, error=str(err), timings=timings)
 
-        mark = time.perf_counter()
-        if isinstance(self.resolver, CachingResolver):
-            self.resolver.new_sync()
         settings = self.settings
-        options = settings.render_options
-        self.port_checks.new_sync()
         previous = removal_guard.previous_on_disk(self)  # what HAProxy is given now
-        model = self.build_model(apps, routed_addresses(previous) if previous else None)
-        timings["model"] = time.perf_counter() - mark
-        for problem in model.problems:
-            log.warning("%s", problem.log_line())
-
-        mark = time.perf_counter()
-        options = self._prepare_certificates(options, model.services)
-        timings["certs"] = time.perf_counter() - mark
-
-        mark = time.perf_counter()
-        try:
-            model = self._label_templates(model, options, combined=True)
-            rendered = self.render_guarded(model.services, options)
-        except RenderError as err:  # a head fragment: no app to leave out
-            log.error("keeping the current config: %s", err)
-            return SyncResult(ok=False, error=str(err), timings=timings, model=model)
-        for problem in rendered.problems:
-            log.warning("%s", problem.log_line())
-        model = without_unrendered(model, rendered)
-        text = rendered.text
-        timings["render"] = time.perf_counter() - mark
+        derived = self.derive_config(apps, combined=True, timings=timings, log_problems=True,
+                                     routed_before=(routed_addresses(previous) if previous
+                                                    else None))
+        model = derived.model
+        if derived.rendered is None:
+            return SyncResult(ok=False, error=derived.error, timings=timings, model=model)
+        text = derived.rendered.text
 
         mark = time.perf_counter()
         if settings.dry:
@@ -183,11 +181,15 @@ class Router:
         if removal_guard.check_one_shot(self, previous, text, model.app_count).held:
             return SyncResult(ok=False, held=True, timings=timings, model=model,
                               error="a large removal is held")
+        if settings.reload:  # before HAProxy can fail for want of file descriptors
+            fd_problem, _load = fd_report(text, managed=False)
+            if fd_problem:
+                log.error("%s", fd_problem)
         applied = haproxy.apply_config(
             text, settings.config_path, validate=settings.validate,
             haproxy_bin=settings.haproxy_bin,
             reload=list(settings.reload) if settings.reload else None,
-            map_dir=options.map_dir,
+            map_dir=derived.options.map_dir,
         )
         timings["write"] = time.perf_counter() - mark
         if self._fast_path is not None:
@@ -203,6 +205,51 @@ class Router:
         return SyncResult(ok=applied.ok, changed=applied.written, reloaded=applied.reloaded,
                           error=applied.error, timings=timings, model=model,
                           certificates=self.certificates)
+
+    def derive_config(self, apps: Any, *, stable_paths: bool = False, combined: bool = False,
+                      keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
+                      timings: dict[str, float] | None = None,
+                      log_problems: bool = False,
+                      routed_before: frozenset[str] | None = None) -> Derived:
+        """Model, certificates, label templates, render: the pipeline every sync runs.
+
+        One-shot syncs and the live engine's full path both come through here
+        (the live task path only re-derives the apps a task event changed, see
+        servicerouter.engine.task_path).  ``stable_paths``: certificate files at
+        stable paths (the live engine swaps renewed ones through the Runtime API);
+        ``combined``: label templates also checked all together (one-shot);
+        ``keep``: what of the model's services to render (the live quarantine);
+        ``log_problems``: log each problem as found (the live engine logs only new ones);
+        ``routed_before``: the server addresses the serving config routes (see build_model).
+        The model left has no app a fragment failed on (those are among its problems).
+        """
+        timings = timings if timings is not None else {}
+        mark = time.perf_counter()
+        if isinstance(self.resolver, CachingResolver):
+            self.resolver.new_sync()
+        self.port_checks.new_sync()
+        model = self.build_model(apps, routed_before)
+        timings["model"] = time.perf_counter() - mark
+        if log_problems:
+            for problem in model.problems:
+                log.warning("%s", problem.log_line())
+        mark = time.perf_counter()
+        options = self._prepare_certificates(self.settings.render_options, model.services,
+                                             stable_paths=stable_paths)
+        timings["certs"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        try:  # an app a fragment fails to render for is left out, with a problem
+            model = self._label_templates(model, options, combined=combined)
+            services = keep(model.services) if keep is not None else model.services
+            rendered = self.render_guarded(services, options)
+        except RenderError as err:  # a head fragment: no app to leave out
+            log.error("keeping the current config: %s", err)
+            return Derived(model, options, None, str(err))
+        timings["render"] = time.perf_counter() - mark
+        if log_problems:
+            for problem in rendered.problems:
+                log.warning("%s", problem.log_line())
+        return Derived(without_unrendered(model, rendered), options, rendered)
 
     def render(self, services: Sequence[Service], options: RenderOptions) -> str:
         """Config text for ``services``, with the apps' label templates if allowed.
@@ -399,156 +446,10 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-PORTS_FILE = "ip-per-task-ports.json"  # in the state directory
-
-
-def load_port_assignments(path: str) -> tuple[tuple[str, int], ...]:
-    """Auto-assigned IP-per-task ports saved by an earlier run; () if none or unusable.
-
-    A file that cannot be read or is not what :func:`save_port_assignments`
-    writes is ignored with a warning: ports are then assigned afresh.
-    """
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except FileNotFoundError:
-        return ()
-    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
-        log.warning("ignoring the IP-per-task port assignments in %s: %s", path,
-                    getattr(err, "strerror", None) or err)
-        return ()
-    entries = document.get("assignments") if isinstance(document, dict) else None
-    if not isinstance(entries, list) or not all(
-            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
-            and type(e[1]) is int for e in entries):
-        log.warning("ignoring the IP-per-task port assignments in %s: not a list of "
-                    "[\"app id#index\", port] pairs", path)
-        return ()
-    return tuple((key, port) for key, port in entries)
-
-
-def save_port_assignments(path: str, assignments: Sequence[tuple[str, int]]) -> bool:
-    """Write ``assignments`` atomically (temp file, fsync, rename); False (logged) if not."""
-    import json
-
-    from servicerouter.tls.bundles import write_private_file
-
-    rows = ",\n".join("  " + json.dumps([key, port]) for key, port in assignments)
-    text = '{"version": 1, "assignments": [\n' + rows + ("\n" if rows else "") + "]}\n"
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        write_private_file(path, text)
-    except OSError as err:
-        log.error("cannot save the IP-per-task port assignments to %s: %s "
-                  "(ports stay as they are while servicerouter runs)", path,
-                  err.strerror or err)
-        return False
-    return True
-
-
-STATE_DIR_NAME = ".servicerouter"
-# The old default: beside a config in the working directory it shadowed the package
-# for ``python -m servicerouter`` (a namespace-package match on sys.path[0]).
-LEGACY_STATE_DIR_NAME = "servicerouter"
-_STATE_FILES = ("default.pem", "bundles", PORTS_FILE, "haproxy.pid", "master.sock",
-                "haproxy.sock")
-
-
-def default_state_dir(config_path: str) -> str:
-    """Where generated state lives: ``.servicerouter`` beside the HAProxy config.
-
-    No Python name, so it can never shadow the package.  A state directory an
-    older build made (``servicerouter/`` there, holding state files) is still
-    used as it is, so its IP-per-task ports, certificates and a managed HAProxy
-    running from it are kept; nothing is moved (this runs in ``--dry`` too).
-    """
-    base = os.path.dirname(os.path.abspath(config_path))
-    state = os.path.join(base, STATE_DIR_NAME)
-    if os.path.lexists(state):
-        return state
-    legacy = os.path.join(base, LEGACY_STATE_DIR_NAME)
-    if (os.path.isdir(legacy) and not os.path.islink(legacy)
-            and not os.path.exists(os.path.join(legacy, "__init__.py"))
-            and any(os.path.lexists(os.path.join(legacy, n)) for n in _STATE_FILES)):
-        return legacy
-    return state
-
-
 def utc_iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
-class SyncTrigger:
-    """Coalesces bursts of events into one sync, run on one thread.
-
-    A sync starts once no event came for ``min_wait`` seconds, or
-    ``max_wait`` after the first pending event, whichever is first; never two
-    at once.  ``resync_interval`` forces a full sync when nothing happened.
-    """
-
-    def __init__(self, min_wait: float = 0.2, max_wait: float = 2.0,
-                 resync_interval: float = 300.0) -> None:
-        self.min_wait = min_wait
-        self.max_wait = max_wait
-        self.resync_interval = resync_interval
-        self._cond = threading.Condition()
-        self._first: float | None = None
-        self._last: float | None = None
-        self._stopped = False
-
-    def fire(self) -> None:
-        with self._cond:
-            now = time.monotonic()
-            if self._first is None:
-                self._first = now
-            self._last = now
-            self._cond.notify_all()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
-    def wait(self) -> bool:
-        """Block until a sync is due; False when stopped."""
-        deadline = time.monotonic() + self.resync_interval
-        with self._cond:
-            while not self._stopped:
-                now = time.monotonic()
-                if self._first is not None and self._last is not None:
-                    due = min(self._last + self.min_wait, self._first + self.max_wait)
-                    if now >= due:
-                        self._first = self._last = None
-                        return True
-                    self._cond.wait(due - now)
-                    continue
-                if now >= deadline:
-                    return True
-                self._cond.wait(deadline - now)
-            return False
-
-
-def install_signal_handlers(trigger: SyncTrigger) -> None:
-    """SIGTERM/SIGINT stop the loop cleanly; SIGHUP asks for a full resync."""
-
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("received signal %d, shutting down", signum)
-        trigger.stop()
-
-    def _resync(_signum: int, _frame: Any) -> None:
-        log.info("received SIGHUP, full resync")
-        trigger.fire()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, _resync)
 
 
 def without_unrendered(model: Model, rendered: Rendered) -> Model:
@@ -574,3 +475,21 @@ def run_once(router: Router) -> int:
 
 def format_problems(problems: Sequence[Any]) -> list[str]:
     return [str(p) for p in problems]
+
+
+# Re-exported: callers import these from the runner.
+__all__ = [
+    "PORTS_FILE",
+    "Router",
+    "RouterSettings",
+    "SyncResult",
+    "SyncTrigger",
+    "default_state_dir",
+    "gc_paused",
+    "install_signal_handlers",
+    "load_port_assignments",
+    "run_once",
+    "save_port_assignments",
+    "utc_iso",
+    "without_unrendered",
+]

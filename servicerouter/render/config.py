@@ -248,8 +248,9 @@ def _adjacent(services: Sequence[Service], apps: set[str]) -> bool:
 
 def _render(services: Sequence[Service], fragments: FragmentSet,
             options: RenderOptions | None, overrides: Overrides | None,
-            failures: list[Problem] | None) -> str:
-    """The assembly; with ``failures``, an app a fragment fails on is skipped and listed."""
+            failures: list[Problem] | None, pieces: dict[str, str] | None = None) -> str:
+    """The assembly; with ``failures``, an app a fragment fails on is skipped and listed.
+    ``pieces`` gets the backend sections apart from the rest (see render.pieces)."""
     options = options or RenderOptions()
     frag = fragments.fragments
     global_values: dict[str, Any] = {"options": options, "services": services}
@@ -429,7 +430,11 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     if options.bind_http_https and _bound(frag["HAPROXY_HTTPS_FRONTEND_HEAD"], https[0]):
         shared += https + assemble("https", (route[3] for route in routes), map_dir, maps,
                                    _VHOST_KINDS if map_https else ())
-    return "".join(head + shared + frontends + backends) + map_block(maps)
+    maps_text = map_block(maps)
+    if pieces is not None:  # the backend sections apart from the rest (see render.pieces)
+        pieces["rest"] = "".join(head + shared + frontends) + maps_text
+        pieces["backends"] = "".join(backends)
+    return "".join(head + shared + frontends + backends) + maps_text
 
 
 _VHOST_KINDS = ("beg", "end")  # exact hosts, then wildcards: read even when empty

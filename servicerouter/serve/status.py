@@ -181,8 +181,8 @@ class Metrics:
             "Server changes applied through the Runtime API without a reload.")
         self.runtime_servers = Counter(
             "servicerouter_runtime_servers_total",
-            "Servers changed through the Runtime API by action (add, remove, readdress).",
-            _each("action", "add", "remove", "readdress"))
+            "Servers changed through the Runtime API by action (add, remove, readdress, reweight).",
+            _each("action", "add", "remove", "readdress", "reweight"))
         self.cert_updates = Counter(
             "servicerouter_cert_updates_total",
             "Certificates swapped through the Runtime API without a reload, by result "

@@ -222,3 +222,17 @@ def test_address_free_answers_like_haproxy_would() -> None:
         assert address_free(f"*:{port}") is False and address_free(f":{port}") is False
     assert address_free(f"127.0.0.1:{port}") is True
     assert address_free("unix@/run/x.sock") is None and address_free("1.2.3.4:80-90") is None
+
+
+def test_a_server_line_the_runtime_api_would_split_takes_a_reload() -> None:
+    """';' separates Runtime API commands: a changed server line holding one (a custom
+    fragment, a label template) is never sent, the config is reloaded instead."""
+    old = parse_config("backend b\n  server a 10.0.0.1:80 check\n")
+    for bad in ("  server c 10.0.0.2:80 check agent-send x;shutdown\n",
+                "  server c 10.0.0.2:80 check weight 1#\n",
+                "  server a 10.0.0.1:80 check weight 2;disable\n"):
+        verdict = plan_runtime_update(old, parse_config("backend b\n" + bad))
+        assert verdict.plan is None and "Runtime API" in verdict.reason, bad
+    fine = parse_config("backend b\n  server a 10.0.0.1:80 check\n"
+                        "  server c 10.0.0.2:80 check weight 2\n")
+    assert plan_runtime_update(old, fine).plan is not None

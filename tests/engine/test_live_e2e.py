@@ -321,14 +321,20 @@ def test_outage_and_bad_app(
 
 
 def test_event_latency_benchmark_quick() -> None:
-    """The benchmark stays runnable alone; its task replacements never reload."""
+    """The benchmark stays runnable alone; its task events never reload, and with the
+    default settings they take the task path."""
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "event_latency.py"),
                            "--quick", "--json"], capture_output=True, text=True, timeout=300,
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["trials"] == 10 and result["reloads"] == 0
-    assert result["runtime_updates"] >= 1 and result["p50_ms"] > 0
+    results = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert len(results) == 2  # default settings, then --health-check
+    for result in results:
+        assert result["reloads"] == 0
+        assert all(row["n"] == 3 and row["p50_ms"] > 0 for row in result["kinds"].values())
+    assert results[0]["task_path_syncs"] >= 1  # --health-check syncs go the full way
+    assert {"add http", "remove tcp"} <= set(results[0]["kinds"])
+    assert {"health-down http", "health-up tcp"} <= set(results[1]["kinds"])
 
 
 # --------------------------------------------------------------------------- busy ports

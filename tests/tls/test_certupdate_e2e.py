@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,21 @@ class RouterProcess:
     def status(self) -> dict[str, Any]:
         return json.loads(http_get(f"http://127.0.0.1:{self.status_port}/status").text)
 
+    def settled(self, quiet: float = 0.5, timeout: float = 15) -> None:
+        """Start-up done: the event stream connected and no sync for ``quiet`` seconds
+        (its resync would otherwise pick up files a test changes next)."""
+        seen: list[tuple[int, float]] = []
+
+        def idle() -> bool:
+            status = self.status()
+            stream = status["marathon"].get("event_stream") or {}
+            now = time.monotonic()
+            if not seen or seen[-1][0] != status["syncs"]:
+                seen.append((status["syncs"], now))
+            return bool(stream.get("connected")) and now - seen[-1][1] >= quiet
+
+        wait_until(idle, timeout)
+
     def metric(self, name: str, labels: str = "") -> float:
         text = http_get(f"http://127.0.0.1:{self.status_port}/metrics").text
         found = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
@@ -165,6 +181,7 @@ def test_renewed_certificates_swap_live_and_new_names_reload(
         config = (router.workdir / "haproxy.cfg").read_text()
         assert f"ssl crt {port_file}" in config
         state_dir = Path(default_state_dir(str(router.workdir / "haproxy.cfg")))
+        router.settled()
         worker_before = workers(state_dir)
         reloads_before = router.metric("servicerouter_reloads_total", '{result="ok"}')
 

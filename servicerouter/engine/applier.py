@@ -1,0 +1,264 @@
+"""Putting a rendered config in place: Runtime API when it can, else validate, write, reload."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+
+from servicerouter.apply import haproxy, mapfiles
+from servicerouter.apply.confdiff import ParsedConfig, parse_config, plan_runtime_update
+from servicerouter.apply.fd_budget import fd_report
+from servicerouter.apply.managed import ReloadResult
+from servicerouter.apply.runtime_api import RuntimeUpdateError
+from servicerouter.engine.live_state import (
+    MAX_BIND_ROUNDS,
+    _by_app,
+)
+from servicerouter.model.services import Service
+from servicerouter.render.config import RenderOptions
+from servicerouter.tls.swap import (
+    CertPlan,
+)
+
+log = logging.getLogger("servicerouter.live")
+
+
+
+class ConfigApplier:
+    """Part of :class:`~servicerouter.engine.live.LiveRouter`: the config HAProxy runs and how it changes."""
+
+    def _apply(self, text: str, services: tuple[Service, ...], options: RenderOptions) -> bool:
+        certs = self._cert_plan()
+        if text == self._applied_text:
+            if certs.empty:
+                self.state.last_apply = "unchanged"
+                self._set_services(services)
+                return True
+            if self._try_cert_runtime(certs):  # only certificate contents changed
+                self.state.last_apply = "runtime"
+                self._set_services(services)
+                return True
+        elif self._try_runtime(text, self._parse(text), certs, services):
+            self._set_services(services)
+            return True
+        certs_key = self._certs_key()
+        if text == self._failed_text and certs_key == self._failed_certs:
+            if not self._retrying:
+                self.state.last_apply = "failed"
+                return False
+            log.info("trying again the config whose apply failed")
+        validated, services, text = self._validate_or_quarantine(text, services, options)
+        if not validated:
+            self._failed_text, self._failed_certs = text, certs_key
+            self.state.last_apply = "failed"
+            return False
+        services, text = self._leave_out_busy_ports(services, text, options)
+        result = ReloadResult(False, "not reloaded")
+        for _round in range(MAX_BIND_ROUNDS):
+            if text == self._applied_text and self._cert_plan().empty:
+                self._applied_ok(services, options)
+                self.state.last_apply = "unchanged"
+                return True
+            settings = self.router.settings
+            self._config_file.settle()
+            applied = haproxy.apply_config(text, settings.config_path, validate=False,
+                                           haproxy_bin=settings.haproxy_bin, reload=None,
+                                           map_dir=settings.render_options.map_dir)
+            if not applied.ok:
+                result = ReloadResult(False, applied.error or "cannot write the config")
+                break
+            self.say_fd_needs(text)
+            result = self._reload()
+            if result.ok:
+                break
+            # A port another process holds: HAProxy names the frontend.  Leave its
+            # app out (like a rejected one) and reload the rest again.
+            again = self._quarantine_bind_failures(result.message, services, options)
+            if again is None:
+                break
+            services, text = again
+        if not result.ok:
+            self._restore_running_config(text)
+            self._failed_text, self._failed_certs = text, certs_key
+            self.state.last_apply = "failed"
+            self._apply_failures += 1
+            delay = self.backoff.delay(self._apply_failures - 1)
+            log.error("keeping the running config; trying again in %.1fs (or on SIGHUP)", delay)
+            self._schedule_retry(delay)
+            return False
+        self._applied_text = text
+        self._applied_parsed = self._parse(text)
+        self._applied_certs = dict(self.router.served_certs)  # a reload reads them all
+        self._applied_ok(services, options)
+        self.state.last_apply = "reload"
+        return True
+
+    def _applied_ok(self, services: tuple[Service, ...], options: RenderOptions) -> None:
+        """HAProxy runs ``services`` now: they are the last good version of their apps."""
+        self._failed_text = None
+        self._apply_failures = 0
+        self._good_by_app = _by_app(services)
+        self._last_applied = (services, options)
+        self._set_services(services)
+
+    def _parse(self, text: str) -> ParsedConfig:
+        """parse_config, remembered for the last text (a sync parses the same text often)."""
+        cached = self._parsed_cache
+        if cached is not None and cached[0] is text:
+            return cached[1]
+        parsed = parse_config(text)
+        self._parsed_cache = (text, parsed)
+        return parsed
+
+    def _restore_running_config(self, failed: str) -> None:
+        """A failed reload: the file on disk goes back to the config HAProxy runs.
+
+        So a restart (the watchdog, a reboot, an operator) loads the good config,
+        not the one HAProxy refused.
+        """
+        text = self._applied_text
+        path = self.router.settings.config_path
+        self._config_file.settle()
+        if text is None:
+            # No config when we started: remove the one HAProxy refused, or a restart
+            # of servicerouter would take it for the running one and never reload.
+            if haproxy.read_current(path) == failed.encode("utf-8"):
+                haproxy.put_back(path, None, existed=False)
+            return
+        if haproxy.read_current(path) == text.encode("utf-8"):
+            return
+        if self._write(text):
+            log.warning("restored %s to the config HAProxy runs", path)
+
+    def _try_runtime(self, text: str, parsed: ParsedConfig,
+                     certs: CertPlan | None = None,
+                     services: tuple[Service, ...] | None = None) -> bool:
+        if not (self.settings.runtime_updates and self.runtime is not None
+                and self._runtime_trusted and self._applied_parsed is not None):
+            return False
+        if self.manager is not None and not self.manager.alive():
+            return False
+        verdict = plan_runtime_update(self._applied_parsed, parsed)
+        if verdict.plan is None:
+            log.debug("reload needed: %s", verdict.reason)
+            return False
+        plan = verdict.plan
+        if certs is not None and not certs.empty and not self._try_cert_runtime(certs):
+            return False
+        try:
+            self.runtime.apply(plan)
+        except RuntimeUpdateError as err:
+            log.warning("Runtime API refused a server change (%s); reloading instead", err)
+            self._runtime_trusted = False
+            return False
+        # Every added server line was just parsed and accepted by HAProxy itself, and
+        # the rest of the file is the validated config it runs: no haproxy -c needed.
+        self._write(text)
+        self._applied_text = text
+        self._applied_parsed = parsed
+        if services is not None:  # what HAProxy runs now is their last good version
+            self._good_by_app = _by_app(services)
+            self._apply_failures = 0
+        self.metrics.runtime_updates.inc()
+        self.metrics.runtime_servers.inc(len(plan.add), action="add")
+        self.metrics.runtime_servers.inc(len(plan.remove), action="remove")
+        self.metrics.runtime_servers.inc(len(plan.readdress), action="readdress")
+        self.metrics.runtime_servers.inc(len(plan.reweight), action="reweight")
+        self.state.last_apply = "runtime"
+        self.state.last_runtime_update = time.time()
+        log.info("applied through the Runtime API without reload: +%d -%d ~%d servers, "
+                 "%d map entries", len(plan.add), len(plan.remove), len(plan.readdress),
+                 plan.map_changes)
+        return True
+
+    def _write(self, text: str) -> bool:
+        """Put the config HAProxy now runs on disk (atomically), for its next reload."""
+        return self._config_file.write(text)
+
+    @property
+    def _applied_parsed(self) -> ParsedConfig | None:
+        """The running config parsed, on demand: the task path never needs it."""
+        text = self._applied_text
+        if text is None:
+            return None
+        cached = self._applied_parse
+        if cached is None or cached[0] is not text:
+            cached = self._applied_parse = (text, self._parse(text))
+        return cached[1]
+
+    @_applied_parsed.setter
+    def _applied_parsed(self, parsed: ParsedConfig | None) -> None:
+        text = self._applied_text
+        self._applied_parse = (text, parsed) if parsed is not None and text is not None else None
+
+    def say_fd_needs(self, text: str) -> None:
+        """Before HAProxy starts or reloads: the descriptors it needs vs its limit, and the
+        health-check rate, said once per figure (see servicerouter.apply.fd_budget)."""
+        problem, load = fd_report(text, managed=self.manager is not None)
+        said = (problem, load)
+        if said == self._fd_said:
+            return
+        self._fd_said = said
+        if problem:
+            log.error("%s", problem)
+        log.info("%s", load)
+
+    def _reload(self) -> ReloadResult:
+        if self.reloader is None:
+            return ReloadResult(True, "no reloader")
+        result = self.reloader.reload()
+        self.metrics.reloads.inc(result="ok" if result.ok else "failed")
+        if result.ok:
+            self.state.last_reload = time.time()
+            if self.runtime is not None:
+                self.runtime.forget()
+            self._runtime_trusted = True
+            log.info("HAProxy reloaded")
+        else:
+            log.error("HAProxy reload failed: %s", result.message)
+        return result
+
+    def mark_running(self, text: str | None) -> None:
+        """Tell the engine which config HAProxy runs now (after start or restart)."""
+        running = self._running
+        if running is not None and text is not None and text == running.text:
+            text = running.text  # the same object: the task path can go on from it
+        self._applied_text = text
+        self._applied_parsed = parse_config(text) if text is not None else None
+        self._runtime_trusted = text is not None
+        # HAProxy (re)started from the files on disk: those of the last sync
+        self._applied_certs = dict(self.router.served_certs) if text is not None else None
+        if self.runtime is not None:
+            self.runtime.forget()
+
+    # ------------------------------------------------------------------ validation
+
+    def _check(self, text: str) -> tuple[bool, str]:
+        settings = self.router.settings
+        if not settings.validate or not haproxy.haproxy_available(settings.haproxy_bin):
+            return True, ""
+        directory = os.path.dirname(os.path.abspath(settings.config_path))
+        map_dir = settings.render_options.map_dir
+        if mapfiles.maps_of(text, map_dir).files:  # checked with its maps, out of place
+            ok, message = mapfiles.check_text(text, map_dir, directory, settings.haproxy_bin)
+            self.metrics.validations.inc(result="ok" if ok else "failed")
+            return ok, message
+        fd, path = tempfile.mkstemp(prefix=".sr-check-", suffix=".cfg", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            ok, message = haproxy.check_config(path, settings.haproxy_bin)
+        finally:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.metrics.validations.inc(result="ok" if ok else "failed")
+        return ok, message.replace(path, "<config>")
+
+    def _render(self, services: Sequence[Service], options: RenderOptions) -> str:
+        return self.router.render(services, options)
+

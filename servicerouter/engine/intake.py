@@ -1,0 +1,73 @@
+"""Event intake: Marathon events (any thread) folded into the pending changes of the next sync."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from servicerouter.engine.live_state import (
+    KNOWN_EVENTS,
+    MAX_HINT_REFETCH,
+)
+from servicerouter.source.changes import (
+    HINT_RESYNC_REASON,
+    RESYNC_EVENT,
+    Change,
+    Pending,
+    as_hint,
+    classify,
+)
+
+log = logging.getLogger("servicerouter.live")
+
+
+
+class EventIntake:
+    """Part of :class:`~servicerouter.engine.live.LiveRouter`: queues events for the loop thread."""
+
+    def submit(self, event: Mapping[str, Any], *, trusted: bool = True) -> None:
+        """Queue one Marathon event; the sync runs later on the loop thread.
+
+        ``trusted=False`` is for events anyone could have sent (a callback
+        without a token): they are only hints of which apps to refetch
+        (:func:`~servicerouter.source.changes.as_hint`), never folded in as given.
+        """
+        event_type = event.get("eventType")
+        known = isinstance(event_type, str) and event_type in KNOWN_EVENTS
+        label = event_type if known else "other"
+        self.metrics.events.inc(type=label)  # bounded labels
+        change = classify(event) if trusted else as_hint(event)
+        if change.kind == "ignore":
+            return
+        with self._pending_lock:
+            if (not trusted and change.kind == "apps"
+                    and len(self._pending.refetch | set(change.app_ids)) > MAX_HINT_REFETCH):
+                change = Change("full", reason=HINT_RESYNC_REASON)  # one fetch is cheaper
+            self._pending.add(change, event, time.monotonic())
+        log.debug("event %s: %s %s", label, change.kind, ",".join(change.app_ids))
+        self.trigger.fire()
+
+    def request_resync(self, reason: str) -> None:
+        """A full refetch at the next sync (reconnect, SIGHUP, HAProxy restart)."""
+        self.submit({"eventType": RESYNC_EVENT, "reason": reason})
+
+    def resync_from_signal(self) -> None:
+        """SIGHUP: only a flag and a notify, so a handler can never deadlock on a lock."""
+        self._hup = True
+        self.trigger.fire()
+
+    def _take_pending(self) -> Pending:
+        with self._pending_lock:
+            pending, self._pending = self._pending, Pending()
+        return pending
+
+    def _restore_pending(self, pending: Pending) -> None:
+        """A failed sync: its work is redone by the next one, as a full resync."""
+        with self._pending_lock:
+            self._pending.full = True
+            if self._pending.first_at is None or (
+                    pending.first_at is not None and pending.first_at < self._pending.first_at):
+                self._pending.first_at = pending.first_at
+

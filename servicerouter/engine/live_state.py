@@ -1,0 +1,126 @@
+"""The live engine's settings, the records /status reports, and how HAProxy is reloaded."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from servicerouter.apply import haproxy
+from servicerouter.apply.managed import (
+    ReloadResult,
+)
+from servicerouter.model.services import Service
+from servicerouter.serve.status import Metrics
+from servicerouter.source.changes import (
+    APP_EVENTS,
+    IGNORED,
+    RESYNC_EVENT,
+    TASK_EVENTS,
+)
+
+log = logging.getLogger("servicerouter.live")
+
+KNOWN_EVENTS = IGNORED | TASK_EVENTS | APP_EVENTS | {RESYNC_EVENT, "group_change_success",
+                                                     "group_change_failed"}
+STUCK_AFTER = 300.0  # seconds a sync may run before /healthz says the router is stuck
+MAX_BIND_ROUNDS = 4  # reloads per sync when each names another app whose port is busy
+MAX_HINT_REFETCH = 20  # apps untrusted events may name per sync before a full fetch instead
+
+
+def new_metrics() -> Metrics:
+    """The live engine's metrics: every event type it counts starts at 0."""
+    return Metrics(event_types=sorted(KNOWN_EVENTS | {"other"}))
+
+
+class Reloader(Protocol):
+    """Makes HAProxy load the config file on disk."""
+
+    def reload(self) -> ReloadResult: ...
+
+
+class CommandReloader:
+    """``--command`` (or the detected init system): HAProxy managed by someone else."""
+
+    def __init__(self, command: Sequence[str]) -> None:
+        self.command = list(command)
+
+    def reload(self) -> ReloadResult:
+        ok, output = haproxy.reload_with_output(self.command)
+        # On failure the message holds the command's output: HAProxy's own words,
+        # naming (for instance) a frontend whose port another process holds.
+        return ReloadResult(ok, "reloaded" if ok else output or "reload command failed")
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Timing and policy of the live loop."""
+
+    min_wait: float = 0.2
+    max_wait: float = 2.0
+    resync_interval: float = 300.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    runtime_updates: bool = True
+
+
+@dataclass
+class Quarantined:
+    """An app left out (or frozen at its last good version) until it changes."""
+
+    app_id: str
+    reason: str
+    since: float
+    fingerprint: tuple[Any, ...]
+    frozen: tuple[Service, ...] = ()
+    # "config": HAProxy rejects its config; "bind": its port is held by another
+    # process, so it is also released once ``binds`` can be bound again.
+    cause: str = "config"
+    binds: tuple[str, ...] = ()
+
+
+@dataclass
+class Outage:
+    since: float
+    error: str
+    failures: int = 1
+
+
+@dataclass
+class LiveState:
+    """What /status reports."""
+
+    last_sync: float | None = None
+    last_sync_kind: str | None = None
+    last_sync_duration: float | None = None
+    last_sync_error: str | None = None
+    last_apply: str | None = None  # unchanged, runtime, reload, failed
+    last_reload: float | None = None
+    last_runtime_update: float | None = None
+    last_cert_update: float | None = None
+    syncs: int = 0
+    task_path_syncs: int = 0  # syncs the task path applied (no full model or render)
+    problems: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)  # route, owner, losers
+    apps: int = 0
+    tasks: int = 0
+
+
+def _fingerprint(services: Iterable[Service]) -> tuple[Any, ...]:
+    """An app's routing without its servers: scaling a quarantined app is no fix."""
+    return tuple(replace(s, servers=()) for s in services)
+
+
+def _by_app(services: Iterable[Service]) -> dict[str, tuple[Service, ...]]:
+    grouped: dict[str, list[Service]] = {}
+    for service in services:
+        grouped.setdefault(service.app_id, []).append(service)
+    return {app_id: tuple(items) for app_id, items in grouped.items()}
+
+
+
+def _tail(message: str, lines: int = 12) -> str:
+    kept = [line for line in message.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+

@@ -1,0 +1,93 @@
+"""The mirror of Marathon's apps: refreshed from events and fetches, outages reported."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from servicerouter.engine.live_state import (
+    Outage,
+)
+from servicerouter.source.changes import (
+    Pending,
+    apply_task_events,
+    index_apps,
+)
+from servicerouter.source.marathon import (
+    MarathonError,
+    MarathonNotFound,
+    parse_apps,
+)
+
+log = logging.getLogger("servicerouter.live")
+
+
+
+class MarathonMirror:
+    """Part of :class:`~servicerouter.engine.live.LiveRouter`: keeps ``_apps`` as Marathon has them."""
+
+    def _fetch(self, pending: Pending, full: bool) -> dict[str, Any]:
+        if full:
+            body = self.source.fetch_apps_body()
+            return index_apps(parse_apps(body))
+        assert self._apps is not None
+        apps = dict(self._apps)
+        for app_id in pending.removed:
+            apps.pop(app_id, None)
+        changed, unknown = apply_task_events(apps, pending.task_events)
+        apps.update(changed)
+        for app_id in sorted(pending.refetch | unknown):
+            self._refetch(apps, app_id)
+        if unknown:  # fetched just now: already includes those events
+            changed, _ = apply_task_events(
+                apps, [e for e in pending.task_events if e.get("appId") in unknown])
+            apps.update(changed)
+        return apps
+
+    def _refetch(self, apps: dict[str, Any], app_id: str) -> None:
+        fetch = getattr(self.source, "fetch_app", None)
+        if fetch is None:  # a snapshot has no per-app endpoint
+            raise MarathonError("source cannot fetch single apps")
+        try:
+            apps[app_id] = fetch(app_id)
+        except MarathonNotFound:
+            apps.pop(app_id, None)
+
+    def stream_failed(self, reason: str) -> None:
+        """The event stream dropped or cannot connect: report an outage until it is back.
+
+        No fetch is attempted: the stream's reconnect (with backoff) is the retry,
+        and it resyncs once when it succeeds.
+        """
+        self.metrics.marathon_errors.inc()
+        self.metrics.marathon_up.set(0)
+        error = f"event stream: {reason}"
+        if self.outage is None:
+            self.outage = Outage(time.time(), error)
+            log.error("Marathon unavailable, keeping the current routing: %s", error)
+        else:
+            self.outage.failures += 1
+            self.outage.error = error
+
+    def _marathon_failed(self, error: str, pending: Pending) -> None:
+        self.metrics.marathon_errors.inc()
+        self.metrics.marathon_up.set(0)
+        self._restore_pending(pending)
+        if self.outage is None:
+            self.outage = Outage(time.time(), error)
+            log.error("Marathon unavailable, keeping the current routing: %s", error)
+        else:
+            self.outage.failures += 1
+            self.outage.error = error
+        stream = self.stream
+        if stream is not None and not stream.status.connected:
+            return  # the stream's reconnect resyncs once Marathon answers again
+        delay = self.backoff.delay(self.outage.failures - 1)
+        log.info("retrying Marathon in %.1fs", delay)
+        timer = threading.Timer(delay, self.trigger.fire)
+        timer.daemon = True
+        self._retry = timer
+        timer.start()
+
