@@ -78,18 +78,20 @@ class Runtime:
         pass
 
 
-def _settings(tmp: Path, health_check: bool) -> RouterSettings:
+def _settings(tmp: Path, health_check: bool, maps: bool = True) -> RouterSettings:
+    """``maps``: vhosts routed through map files (the command line's default) or ACLs."""
+    options = RenderOptions(bind_addr="127.0.0.1", map_dir=str(tmp / "maps") if maps else None)
     return RouterSettings(config_path=str(tmp / "haproxy.cfg"), groups=("*",), validate=False,
-                          render_options=RenderOptions(bind_addr="127.0.0.1"),
+                          render_options=options,
                           state_dir=str(tmp / "state"), certs_dir=None,
                           health_check=health_check)
 
 
 def _from_scratch(apps: Mapping[str, Any], tmp: Path, health_check: bool,
-                  serving: str | None = None) -> str:
+                  serving: str | None = None, maps: bool = True) -> str:
     """A fresh router's config for ``apps``; ``serving``: the config HAProxy runs (with
     --health-check, tasks of unknown health routed there stay, as in every sync)."""
-    router = Router(Source(dict(apps)), load_fragments(), _settings(tmp, health_check),
+    router = Router(Source(dict(apps)), load_fragments(), _settings(tmp, health_check, maps),
                     resolver=lambda host: host)
     routed = None
     if health_check and serving is not None:
@@ -129,10 +131,11 @@ OPS = st.tuples(st.sampled_from(["start", "start", "kill", "health", "killing"])
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(health_check=st.booleans(), bursts=st.lists(st.lists(OPS, min_size=1, max_size=3),
+@given(health_check=st.booleans(), maps=st.booleans(), bursts=st.lists(st.lists(OPS, min_size=1, max_size=3),
                                                    min_size=1, max_size=12))
 def test_incremental_syncs_give_the_bytes_of_a_render_from_scratch(
-        tmp_path_factory: Any, health_check: bool, bursts: list[list[tuple[Any, ...]]]) -> None:
+        tmp_path_factory: Any, health_check: bool, maps: bool,
+        bursts: list[list[tuple[Any, ...]]]) -> None:
     tmp = tmp_path_factory.mktemp("task-path")
     apps = {a["id"]: dict(a, tasks=[{"id": f"{a['id'][1:]}.0", "appId": a["id"],
                                      "host": "10.0.0.1", "ports": [31000, 32000],
@@ -141,7 +144,7 @@ def test_incremental_syncs_give_the_bytes_of_a_render_from_scratch(
                                      "healthCheckResults": [{"alive": True}]}])
             for a in APPS}
     source = Source(apps)
-    router = Router(source, load_fragments(), _settings(tmp, health_check),
+    router = Router(source, load_fragments(), _settings(tmp, health_check, maps),
                     resolver=lambda host: host)
     live = LiveRouter(router, reloader=Reloader(), runtime=Runtime(),  # type: ignore[arg-type]
                       settings=LiveSettings(resync_interval=1e9))
@@ -159,7 +162,7 @@ def test_incremental_syncs_give_the_bytes_of_a_render_from_scratch(
             live.submit(event)
         serving = live._applied_text
         assert live.step()
-        expected = _from_scratch(source.apps, tmp, health_check, serving)
+        expected = _from_scratch(source.apps, tmp, health_check, serving, maps)
         assert live._applied_text == expected
     assert live._config_file.flush()
     assert Path(router.settings.config_path).read_text() == live._applied_text
