@@ -43,6 +43,7 @@ from servicerouter.engine import removal_guard
 from servicerouter.engine.applier import ConfigApplier
 from servicerouter.engine.cert_swaps import CertificateSwaps
 from servicerouter.engine.config_file import ConfigFile
+from servicerouter.engine.dry_preview import print_dry
 from servicerouter.engine.intake import EventIntake
 from servicerouter.engine.live_state import (
     MAX_HINT_REFETCH,
@@ -290,7 +291,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         services, text = rendered.services, rendered.text
         if settings.dry:
             if text != self._applied_text:
-                router._print_dry(text)
+                print_dry(router, text)
                 self._applied_text = text
             self._set_services(services)
             return True

@@ -8,7 +8,6 @@ changes; when HAProxy rejects a config the old file stays.
 
 from __future__ import annotations
 
-import difflib
 import gc
 import logging
 import os
@@ -25,6 +24,7 @@ from servicerouter.apply import haproxy
 from servicerouter.apply.fd_budget import fd_report
 from servicerouter.engine import removal_guard
 from servicerouter.engine.coalescing import SyncTrigger, install_signal_handlers
+from servicerouter.engine.dry_preview import print_dry
 from servicerouter.engine.holds import HoldSettings, routed_addresses
 from servicerouter.engine.state_dir import (
     PORTS_FILE,
@@ -175,7 +175,7 @@ class Router:
         mark = time.perf_counter()
         if settings.dry:
             removal_guard.preview_dry(self, previous, text, model.app_count)
-            self._print_dry(text)
+            print_dry(self, text)
             timings["write"] = time.perf_counter() - mark
             return SyncResult(ok=True, timings=timings, model=model)
         if removal_guard.check_one_shot(self, previous, text, model.app_count).held:
@@ -388,34 +388,6 @@ class Router:
             self.written_certs = result.written
         return replace(options, default_cert=result.default_cert, crt_list=result.crt_list,
                        cert_paths=result.cert_paths, tls_configured=bool(paths))
-
-    def _print_dry(self, text: str) -> None:
-        current = haproxy.read_current(self.settings.config_path)
-        self.out.write(self._dry_maps(text))
-        self.out.flush()
-        old = (current or b"").decode("utf-8", "replace").splitlines(keepends=True)
-        diff = list(difflib.unified_diff(old, text.splitlines(keepends=True),
-                                         self.settings.config_path, "generated"))
-        if diff:
-            sys.stderr.write("".join(diff))
-        else:
-            sys.stderr.write(f"no difference with {self.settings.config_path}\n")
-
-
-    def _dry_maps(self, text: str) -> str:
-        """--dry: the map files the config reads, written to a temporary directory it
-        then reads them from (said on stderr), so the printed config is complete."""
-        from servicerouter.apply import mapfiles
-
-        files_dir = self.settings.dry_files_dir  # beside the preview's certificates
-        printed, directory = mapfiles.dry_copy(
-            text, self.settings.render_options.map_dir,
-            os.path.join(files_dir, "maps") if files_dir else None)
-        if directory is not None:
-            sys.stderr.write(f"map files written to {directory} (the config reads them "
-                             f"there; servicerouter writes them to "
-                             f"{self.settings.render_options.map_dir})\n")
-        return printed
 
 
 def settings_skip_unchanged(settings: RouterSettings) -> bool:
