@@ -47,8 +47,9 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     parser.add_argument("--syslog-socket", default=default_syslog_socket(),
                         help="Socket to write syslog messages to. Use '/dev/null' to "
                              "disable logging to syslog")
-    parser.add_argument("--log-format", default="%(name)s: %(message)s",
-                        help="Set log message format")
+    parser.add_argument("--log-format", default=None,
+                        help="Set log message format (default: '%%(name)s: %%(message)s' "
+                             "to syslog, with a UTC timestamp and the level on stderr)")
     parser.add_argument("--haproxy-config", default="/etc/haproxy/haproxy.cfg",
                         help="Location of haproxy configuration")
     parser.add_argument("--group", action="append", default=[],
@@ -116,6 +117,9 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     new.add_argument("--log-level", default="info", type=str.lower,
                      choices=["debug", "info", "warning", "error"],
                      help="Log level, any case (default info)")
+    new.add_argument("--log-json", action="store_true",
+                     help="stderr: one JSON object per line (time, level, logger, message "
+                          "and structured fields); syslog keeps its format")
 
     live = parser.add_argument_group("event streams, managed HAProxy and status")
     live.add_argument("--sse", "-s", action="store_true",

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(longhelp_text())
         return 0
-    setup_logging(args.syslog_socket, args.log_format, args.log_level)
+    setup_logging(args.syslog_socket, args.log_format, args.log_level, args.log_json)
     if args.list_certs:
         return list_certs(args)
     return run(args)
@@ -116,11 +116,48 @@ def check_haproxy_bin(args: argparse.Namespace) -> str | None:
     return f"--haproxy-bin {path}: not executable"
 
 
+def run_mode(args: argparse.Namespace) -> str:
+    """What this run does, in the words of the startup line (mirrors :func:`run`)."""
+    if args.dry:
+        return "dry (print the config, touch nothing)"
+    if args.sse:
+        return "sse (Marathon's event stream)"
+    if args.listening:
+        return "listening (Marathon HTTP callbacks)"
+    if args.manage_haproxy:
+        return "managed HAProxy, polling Marathon"
+    return "one-shot"
+
+
+def log_startup(args: argparse.Namespace) -> None:
+    """The first lines of every run: which servicerouter, which HAProxy, which mode.
+
+    They answer the first questions about any log someone sends: the version that
+    wrote it, the HAProxy it drove (the one on PATH may not be the expected one),
+    and whether it was a one-shot or a daemon.
+    """
+    import platform
+
+    from servicerouter import __version__
+    from servicerouter.apply.haproxy import haproxy_version
+
+    log.info("servicerouter %s (Python %s), mode: %s", __version__,
+             platform.python_version(), run_mode(args))
+    version = haproxy_version(args.haproxy_bin)
+    if version is None:
+        log.info("HAProxy: %s cannot be run (haproxy -v failed)", args.haproxy_bin)
+    else:
+        import shutil
+
+        log.info("HAProxy %s (%s)", version, shutil.which(args.haproxy_bin) or args.haproxy_bin)
+
+
 def run(args: argparse.Namespace) -> int:
     """Wire the stages together from parsed flags."""
     from servicerouter.engine.runner import SyncTrigger, run_listening, run_once
     from servicerouter.source.marathon import MarathonClient
 
+    log_startup(args)
     try:
         router = build_router(args)
     except StartupError as err:
