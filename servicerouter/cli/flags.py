@@ -24,6 +24,16 @@ def default_syslog_socket() -> str:
     return "/var/run/syslog" if sys.platform == "darwin" else "/dev/log"
 
 
+def _haproxy_log_target(text: str) -> str:
+    """--haproxy-log's type: an address or stderr/stdout, nothing that could add a directive."""
+    from servicerouter.render.log_target import haproxy_log_target
+
+    try:
+        return haproxy_log_target(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -117,6 +127,12 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     new.add_argument("--log-level", default="info", type=str.lower,
                      choices=["debug", "info", "warning", "error"],
                      help="Log level, any case (default info)")
+    new.add_argument("--haproxy-log", type=_haproxy_log_target, metavar="TARGET",
+                     help="where HAProxy sends its logs, access logs included: 'stderr' "
+                          "(seen in servicerouter's stderr with --manage-haproxy, or a "
+                          "foreground HAProxy's), or a syslog address (/dev/log, HOST:PORT, "
+                          "udp@HOST:PORT). Default: 127.0.0.1 local0 and local1 notice, as "
+                          "servicerouter.py")
     new.add_argument("--log-json", action="store_true",
                      help="stderr: one JSON object per line (time, level, logger, message "
                           "and structured fields); syslog keeps its format")

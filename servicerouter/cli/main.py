@@ -229,6 +229,7 @@ def build_router(args: argparse.Namespace) -> Any:
         # The built-in fragments route vhosts and app ids through map files kept here.
         map_dir=default_map_dir(args.haproxy_config),
         bind_http_https=not args.dont_bind_http_https,
+        haproxy_log=args.haproxy_log,  # HAProxy's own (access) logs: --haproxy-log
     )
     settings = RouterSettings(
         config_path=args.haproxy_config,
