@@ -278,13 +278,22 @@ def test_rejected_apps_are_bisected_quarantined_and_released(rig_factory, tmp_pa
     assert live.metrics.quarantined.value() == 1
 
 
+def reloaded_with(live: LiveRouter, needle: str) -> bool:
+    """HAProxy was reloaded with a config holding ``needle``, not merely written.
+
+    Waiting for the file alone raced under load: a test that made the next reload fail
+    right then failed the reload still in flight, and "the last good config" was older.
+    """
+    return needle in (live._applied_text or "")
+
+
 def test_a_failed_reload_restores_the_file_and_is_retried_on_sighup(rig_factory) -> None:
     rig = rig_factory([app("/web", 10001)],
                       settings=LiveSettings(min_wait=0.02, max_wait=0.2, backoff_base=60,
                                             backoff_cap=120))  # no timer retry in this test
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text() and live.state.last_apply == "reload", 10)
+    wait_until(lambda: reloaded_with(live, "31000"), 10)
     good = rig.text()
     rig.reloader.fail = True
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
@@ -307,7 +316,7 @@ def test_a_failed_reload_is_retried_at_the_periodic_resync(rig_factory) -> None:
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
     live.request_resync("test")
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: reloaded_with(live, "31000"), 10)
     rig.reloader.fail = True
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
     live.request_resync("test")
@@ -321,7 +330,7 @@ def test_a_failed_reload_is_retried_with_backoff(rig_factory) -> None:
     rig = rig_factory([app("/web", 10001)])
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: reloaded_with(live, "31000"), 10)
     rig.reloader.fail = True
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
     wait_until(lambda: rig.reloader.calls >= 3 and live.state.last_apply == "failed", 10)
