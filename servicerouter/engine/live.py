@@ -451,6 +451,7 @@ class LiveRouter:
         self.metrics.marathon_errors.inc()
         self.metrics.marathon_up.set(0)
         self._restore_pending(pending)
+        new_outage = self.outage is None
         if self.outage is None:
             self.outage = Outage(time.time(), error)
             log.error("Marathon unavailable, keeping the current routing: %s", error)
@@ -463,7 +464,7 @@ class LiveRouter:
         delay = self.backoff.delay(self.outage.failures - 1)
         # Said once per outage: the outage itself was reported, and "Marathon is back"
         # ends it; a line per retry would bury everything else in a long one.
-        log.log(logging.INFO if self.outage.failures == 0 else logging.DEBUG,
+        log.log(logging.INFO if new_outage else logging.DEBUG,
                 "retrying Marathon in %.1fs (then with backoff, quietly)", delay)
         timer = threading.Timer(delay, self.trigger.fire)
         timer.daemon = True

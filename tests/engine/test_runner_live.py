@@ -218,7 +218,10 @@ def test_runtime_refusal_falls_back_to_reload(rig_factory) -> None:
     assert rig.reloader.calls == reloads + 1
 
 
-def test_outage_keeps_routing_reports_and_resyncs_once_back(rig_factory) -> None:
+def test_outage_keeps_routing_reports_and_resyncs_once_back(rig_factory, caplog,
+                                                            monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("servicerouter"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="servicerouter")
     rig = rig_factory([app("/web", 10001)], stream=False,
                       settings=LiveSettings(min_wait=0.02, max_wait=0.2, backoff_base=0.2,
                                             backoff_cap=0.4, resync_interval=3600))
@@ -235,6 +238,10 @@ def test_outage_keeps_routing_reports_and_resyncs_once_back(rig_factory) -> None
     assert live.metrics.marathon_up.value() == 0
     wait_until(lambda: live.outage is not None and live.outage.failures >= 2, 10)  # backoff retries
     assert rig.text() == before
+    # one line for the outage, one for the retrying: not one per retry
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([m for m in said if m.startswith("Marathon unavailable")]) == 1
+    assert len([m for m in said if m.startswith("retrying Marathon in")]) == 1
     emu.set_unavailable(False, status=503)
     wait_until(lambda: live.outage is None, 10)
     assert live.snapshot()["marathon"]["available"] is True
