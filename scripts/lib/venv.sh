@@ -18,6 +18,10 @@ sr_apt_install() {  # Debian packages the scripts need and may install
     echo "cannot install $* here (no apt-get): install it with your package manager" >&2
     exit 2
   fi
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "$* is needed: as root, run apt-get install -y $*" >&2
+    exit 2
+  fi
   sr_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
   sr_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
