@@ -451,6 +451,7 @@ class LiveRouter:
         self.metrics.marathon_errors.inc()
         self.metrics.marathon_up.set(0)
         self._restore_pending(pending)
+        new_outage = self.outage is None
         if self.outage is None:
             self.outage = Outage(time.time(), error)
             log.error("Marathon unavailable, keeping the current routing: %s", error)
@@ -461,7 +462,10 @@ class LiveRouter:
         if stream is not None and not stream.status.connected:
             return  # the stream's reconnect resyncs once Marathon answers again
         delay = self.backoff.delay(self.outage.failures - 1)
-        log.info("retrying Marathon in %.1fs", delay)
+        # Said once per outage: the outage itself was reported, and "Marathon is back"
+        # ends it; a line per retry would bury everything else in a long one.
+        log.log(logging.INFO if new_outage else logging.DEBUG,
+                "retrying Marathon in %.1fs (then with backoff, quietly)", delay)
         timer = threading.Timer(delay, self.trigger.fire)
         timer.daemon = True
         self._retry = timer
@@ -541,9 +545,12 @@ class LiveRouter:
                 self.state.last_apply = "unchanged"
                 return True
             settings = self.router.settings
+            announce = ("config changed - reloading HAProxy" if self.reloader is not None
+                        else "writing the config HAProxy will start on")
             applied = haproxy.apply_config(text, settings.config_path, validate=False,
                                            haproxy_bin=settings.haproxy_bin, reload=None,
-                                           map_dir=settings.render_options.map_dir)
+                                           map_dir=settings.render_options.map_dir,
+                                           announce=announce)
             if not applied.ok:
                 result = ReloadResult(False, applied.error or "cannot write the config")
                 break
@@ -569,7 +576,7 @@ class LiveRouter:
         self._applied_parsed = self._parse(text)
         self._applied_certs = dict(self.router.served_certs)  # a reload reads them all
         self._applied_ok(services, options)
-        self.state.last_apply = "reload"
+        self.state.last_apply = "reload" if self.reloader is not None else "written"
         return True
 
     def _applied_ok(self, services: tuple[Service, ...], options: RenderOptions) -> None:
@@ -718,9 +725,10 @@ class LiveRouter:
             if self.runtime is not None:
                 self.runtime.forget()
             self._runtime_trusted = True
-            log.info("HAProxy reloaded")
+            log.info("HAProxy started" if result.started else "HAProxy reloaded")
         else:
-            log.error("HAProxy reload failed: %s", result.message)
+            log.error("HAProxy %s failed: %s", "start" if result.started else "reload",
+                      result.message)
         return result
 
     def mark_running(self, text: str | None) -> None:
@@ -1131,6 +1139,7 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
 
     source = router.source
     metrics = new_metrics()
+    metrics.set_build(haproxy.haproxy_version(router.settings.haproxy_bin))  # build_info
     runtime: RuntimeApplier | None = None
     socket_path = options.runtime_socket
     if options.managed is not None:
