@@ -4,4 +4,4 @@ Data flows one way: source (marathon) -> model -> render -> apply (haproxy);
 the runner drives the loop. See ../shared/DESIGN.md for the shape.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

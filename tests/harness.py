@@ -3,7 +3,7 @@
 End-to-end tests prove what unit tests cannot: that the config servicerouter
 writes makes a real HAProxy 2.6 route real HTTP/TLS/TCP traffic, and that its
 reload command swaps configs without dropping requests. Everything here runs on
-127.0.0.1 with ports the OS hands out, waits by polling a condition with a bounded
+127.0.0.1 with ports reserved for this process (:func:`free_port`), waits by polling a condition with a bounded
 timeout (never a bare sleep), and stops what it started by PID -- including from a
 session finalizer, so a failing test cannot leak processes into the next one.
 
@@ -27,7 +27,8 @@ orphaned descendant, including HAProxy started by servicerouter's reload command
 is re-parented to the test process, which reaps the pids it recorded. Side effect:
 other orphans of the test process stay zombies until it exits; they hold no ports.
 
-The only module-level mutable state is ``_REGISTRY``, the record of every pid (and
+The module-level mutable state is ``_PORTS`` (ports reserved for this process, see
+:func:`free_port`) and ``_REGISTRY``, the record of every pid (and
 HAProxy pid log) the harness started, which :func:`reap_all` kills at session end
 (``tests/conftest.py``) and again at interpreter exit.
 """
@@ -85,11 +86,93 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- waiting
 
 
+class _PortReservations:
+    """Ports reserved for this test process, so whoever binds them later cannot lose a race.
+
+    The old way (bind port 0, read the number, close, let HAProxy or a backend bind it
+    later) raced: in between, the OS could hand the same ephemeral port to anyone else's
+    ``bind(0)`` or outgoing connection, most often to a second copy of the suite running
+    beside this one. Ports here come from a range *below* the kernel's ephemeral range
+    (``ip_local_port_range``), which the OS never hands out on its own, and each one is
+    claimed across processes by a POSIX record lock on byte ``port`` of one shared file;
+    the kernel drops the locks when this process exits, however it exits. A port still
+    has to bind right now (a service outside the suite may listen there) before it is
+    handed out; then only a process ignoring the lock could take it.
+    """
+
+    LOCK_FILE = os.path.join(tempfile.gettempdir(), "servicerouter-test-ports.lock")
+    SPAN = 10000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None  # never closed: closing any fd of the file drops our locks
+        self._given: set[int] = set()
+        self._low, self._high = self._range()
+        self._next = self._low + (os.getpid() * 7919) % (self._high - self._low)
+
+    @classmethod
+    def _range(cls) -> tuple[int, int]:
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+                ephemeral_low = int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            ephemeral_low = 32768  # Linux's default
+        high = min(ephemeral_low, 32768)
+        return max(1024, high - cls.SPAN), high
+
+    def take(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+            for _ in range(self._high - self._low):
+                port = self._next
+                self._next = self._low + (port + 1 - self._low) % (self._high - self._low)
+                if port in self._given or not self._claim(port):
+                    continue
+                if self._binds(port):
+                    self._given.add(port)
+                    return port
+                self._release(port)
+            raise RuntimeError(f"no free port left in {self._low}-{self._high}")
+
+    def _claim(self, port: int) -> bool:
+        import fcntl
+
+        assert self._fd is not None
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+            return True
+        except OSError:  # another process of the suite holds it
+            return False
+
+    def _release(self, port: int) -> None:
+        import fcntl
+
+        assert self._fd is not None
+        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, port)
+
+    @staticmethod
+    def _binds(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
+            try:
+                sock.bind((LOCALHOST, port))
+            except OSError:
+                return False
+        return True
+
+
+_PORTS = _PortReservations()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 reserved for this test process (see :class:`_PortReservations`).
+
+    Safe to hand to a process that binds it later (HAProxy, a backend, servicerouter):
+    no other copy of the suite and no ephemeral allocation can take it meanwhile. A
+    port is not reused within one process, so a "dead" URL built on one stays dead.
+    """
+    return _PORTS.take()
 
 
 def wait_until(

@@ -172,6 +172,26 @@ def haproxy_available(haproxy_bin: str) -> bool:
     return shutil.which(haproxy_bin) is not None
 
 
+_VERSION_LINE = re.compile(r"\bversion\s+(\S+)", re.IGNORECASE)
+
+
+def haproxy_version(haproxy_bin: str) -> str | None:
+    """The version ``haproxy -v`` reports ("2.6.12-1+deb12u4"), or None if it cannot run.
+
+    Said at startup and in /status and /metrics: "which HAProxy" is the first
+    question about any routing surprise, and the binary on PATH may not be the one
+    the operator thinks.
+    """
+    try:
+        proc = subprocess.run([haproxy_bin, "-v"], capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = (proc.stdout or proc.stderr).strip().splitlines()[:1]
+    match = _VERSION_LINE.search(first[0]) if first else None
+    return match.group(1) if match else None
+
+
 def _target_mode(path: str) -> int:
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
@@ -261,12 +281,15 @@ def apply_config(
     reload: list[str] | None = None,
     current: bytes | None = None,
     map_dir: str | None = None,
+    announce: str = "running config is different from generated config - reloading",
 ) -> ApplyResult:
     """Write ``text`` to ``path`` if it differs, validated, then reload.
 
     ``current`` is the file's content if the caller already read it.  With
     ``map_dir``, the map files the text reads (its map block) are checked with
     it and written there just before the config (:mod:`servicerouter.apply.mapfiles`).
+    ``announce`` is the line logged when the file changes (servicerouter.py's by
+    default; a caller that is about to *start* HAProxy says so instead of "reloading").
     """
     data = text.encode("utf-8")
     if current is None:
@@ -278,7 +301,7 @@ def apply_config(
     basename = os.path.basename(path)
     mode = _target_mode(path)
     existed = current is not None or os.path.lexists(path)
-    log.info("running config is different from generated config - reloading")
+    log.info("%s", announce)
     try:
         tmp = write_temp(directory, basename, data, mode)
     except OSError as err:

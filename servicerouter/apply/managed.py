@@ -142,6 +142,7 @@ class ReloadResult:
     ok: bool
     message: str = ""
     worker: int | None = None
+    started: bool = False  # HAProxy was not running: this was a start, not a reload
 
 
 @dataclass
@@ -313,9 +314,10 @@ class ManagedHAProxy:
                 try:
                     self._spawn()
                 except ManagerError as err:
-                    return self._failed(str(err))
+                    return self._failed(str(err), started=True)
                 self.stats.restarts += 1
-                return ReloadResult(True, "HAProxy was not running: started", None)
+                return ReloadResult(True, "HAProxy was not running: started", None,
+                                    started=True)
             before = self.show_proc()
             if before is None:
                 return self._failed("master CLI does not answer")
@@ -343,11 +345,11 @@ class ManagedHAProxy:
                     return ReloadResult(True, "reloaded", fresh[-1])
             return self._failed(f"no new worker within {self.settings.reload_timeout:.0f}s")
 
-    def _failed(self, message: str) -> ReloadResult:
+    def _failed(self, message: str, started: bool = False) -> ReloadResult:
         self.stats.failed_reloads += 1
         self.stats.last_error = message
-        log.error("HAProxy reload failed: %s", message)
-        return ReloadResult(False, message)
+        log.error("HAProxy %s failed: %s", "start" if started else "reload", message)
+        return ReloadResult(False, message, started=started)
 
     def _watch_loop(self) -> None:
         failures = 0

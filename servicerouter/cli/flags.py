@@ -25,6 +25,16 @@ def default_syslog_socket() -> str:
     return "/var/run/syslog" if sys.platform == "darwin" else "/dev/log"
 
 
+def _haproxy_log_target(text: str) -> str:
+    """--haproxy-log's type: an address or stderr/stdout, nothing that could add a directive."""
+    from servicerouter.render.log_target import haproxy_log_target
+
+    try:
+        return haproxy_log_target(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -48,8 +58,9 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     parser.add_argument("--syslog-socket", default=default_syslog_socket(),
                         help="Socket to write syslog messages to. Use '/dev/null' to "
                              "disable logging to syslog")
-    parser.add_argument("--log-format", default="%(name)s: %(message)s",
-                        help="Set log message format")
+    parser.add_argument("--log-format", default=None,
+                        help="Set log message format (default: '%%(name)s: %%(message)s' "
+                             "to syslog, with a UTC timestamp and the level on stderr)")
     parser.add_argument("--haproxy-config", default="/etc/haproxy/haproxy.cfg",
                         help="Location of haproxy configuration")
     parser.add_argument("--group", action="append", default=[],
@@ -130,6 +141,15 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     new.add_argument("--log-level", default="info", type=str.lower,
                      choices=["debug", "info", "warning", "error"],
                      help="Log level, any case (default info)")
+    new.add_argument("--haproxy-log", type=_haproxy_log_target, metavar="TARGET",
+                     help="where HAProxy sends its logs, access logs included: 'stderr' "
+                          "(seen in servicerouter's stderr with --manage-haproxy, or a "
+                          "foreground HAProxy's), or a syslog address (/dev/log, HOST:PORT, "
+                          "udp@HOST:PORT). Default: 127.0.0.1 local0 and local1 notice, as "
+                          "servicerouter.py")
+    new.add_argument("--log-json", action="store_true",
+                     help="stderr: one JSON object per line (time, level, logger, message "
+                          "and structured fields); syslog keeps its format")
 
     live = parser.add_argument_group("event streams, managed HAProxy and status")
     live.add_argument("--sse", "-s", action="store_true",

@@ -4,7 +4,54 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from logging.handlers import SysLogHandler
+from typing import Any
+
+# servicerouter.py's format: syslog adds its own timestamp and priority, so it stays.
+SYSLOG_FORMAT = "%(name)s: %(message)s"
+# stderr has nothing around it (a terminal, a container log, a systemd journal
+# replayed later): the time and the level belong in the line.
+STDERR_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class UtcFormatter(logging.Formatter):
+    """ISO 8601 UTC timestamps with milliseconds: sortable, and the same on every host."""
+
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+# Every attribute a LogRecord has without ``extra=``: anything else is a structured field.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+
+
+class JsonFormatter(UtcFormatter):
+    """One JSON object per line, for log shippers that should not parse free text.
+
+    ``time``, ``level``, ``logger`` and ``message`` always; fields a caller passed
+    with ``extra={...}`` as they are (made JSON-safe); ``exception`` when one is logged.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 class QuietSysLogHandler(SysLogHandler):
@@ -67,11 +114,15 @@ def probe_syslog(path: str) -> str | None:
     return error.strerror or str(error)
 
 
-def setup_logging(syslog_socket: str, log_format: str, level: str = "info") -> None:
+def setup_logging(syslog_socket: str, log_format: str | None, level: str = "info",
+                  json_lines: bool = False) -> None:
     """stderr always; syslog too unless the socket is /dev/null (as servicerouter.py).
 
-    A syslog socket that cannot be reached now (no /dev/log in a container) is
-    said once and left out: stderr alone is used.
+    stderr lines carry a UTC timestamp and the level (``STDERR_FORMAT``), or are one
+    JSON object each with ``json_lines``; syslog keeps servicerouter.py's format, which
+    its timestamps and priorities complete. A ``log_format`` the operator gave is
+    used for both (stderr stays JSON when asked for). A syslog socket that cannot be
+    reached now (no /dev/log in a container) is said once and left out.
     """
     root = logging.getLogger("servicerouter")
     root.setLevel(getattr(logging, level.upper()))
@@ -79,9 +130,14 @@ def setup_logging(syslog_socket: str, log_format: str, level: str = "info") -> N
         root.removeHandler(handler)
         if isinstance(handler, QuietSysLogHandler):
             handler.close()  # ours: its socket
-    formatter = logging.Formatter(log_format)
+    formatter = logging.Formatter(log_format or SYSLOG_FORMAT)
+    stderr_formatter: logging.Formatter
+    if json_lines:
+        stderr_formatter = JsonFormatter()
+    else:
+        stderr_formatter = UtcFormatter(log_format or STDERR_FORMAT)
     console = logging.StreamHandler()
-    console.setFormatter(formatter)
+    console.setFormatter(stderr_formatter)
     root.addHandler(console)
     root.propagate = False
     if syslog_socket == "/dev/null":

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(print_config(build_parser(), args))
         return 0
-    setup_logging(args.syslog_socket, args.log_format, args.log_level)
+    setup_logging(args.syslog_socket, args.log_format, args.log_level, args.log_json)
     if args.list_certs:
         return list_certs(args)
     return run(args)
@@ -123,12 +123,37 @@ def check_haproxy_bin(args: argparse.Namespace) -> str | None:
     return f"--haproxy-bin {path}: not executable"
 
 
+def log_startup(args: argparse.Namespace, mode: Mode) -> None:
+    """The first lines of every run: which servicerouter, which HAProxy, which mode.
+
+    They answer the first questions about any log someone sends: the version that
+    wrote it, the HAProxy it drove (the one on PATH may not be the expected one),
+    and whether it was a one-shot or a daemon.
+    """
+    import platform
+
+    from servicerouter import __version__
+    from servicerouter.apply.haproxy import haproxy_version
+    from servicerouter.cli.modes import describe
+
+    log.info("servicerouter %s (Python %s), mode: %s", __version__,
+             platform.python_version(), describe(mode, args))
+    version = haproxy_version(args.haproxy_bin)
+    if version is None:
+        log.info("HAProxy: %s cannot be run (haproxy -v failed)", args.haproxy_bin)
+    else:
+        import shutil
+
+        log.info("HAProxy %s (%s)", version, shutil.which(args.haproxy_bin) or args.haproxy_bin)
+
+
 def run(args: argparse.Namespace) -> int:
     """Pick the mode, take the writer lock (unless --dry), then run."""
     from servicerouter.cli import modes
     from servicerouter.engine.runner import default_state_dir
 
     mode = modes.choose(args)
+    log_startup(args, mode)
     for line in modes.ignored_flags(args, mode, getattr(args, "given", ())):
         log.warning("%s", line)
     if mode.note:
@@ -229,6 +254,7 @@ def build_router(args: argparse.Namespace) -> Any:
         # The built-in fragments route vhosts and app ids through map files kept here.
         map_dir=default_map_dir(args.haproxy_config),
         bind_http_https=not args.dont_bind_http_https,
+        haproxy_log=args.haproxy_log,  # HAProxy's own (access) logs: --haproxy-log
     )
     settings = RouterSettings(
         config_path=args.haproxy_config,

@@ -88,7 +88,8 @@ MARATHON_LB_FLAGS: tuple[MarathonLbFlag, ...] = (
                    "for --backoff-max; default 30s, marathon-lb's 300s)."),
     MarathonLbFlag(("--syslog-socket",), "Same."),
     MarathonLbFlag(("--log-format",),
-                   "Same (default without the time stamp, as servicerouter.py)."),
+                   "Same; given, it formats stderr and syslog alike (default: a UTC time "
+                   "stamp and the level on stderr, servicerouter.py's format to syslog)."),
     MarathonLbFlag(("--log-level",),
                    "Same names, any case (default info; marathon-lb's is DEBUG)."),
     MarathonLbFlag(("--marathon-auth-credential-file",), "Same."),

@@ -71,6 +71,20 @@ def choose(args: argparse.Namespace) -> Mode:
     return Mode(ONCE)
 
 
+# How the startup line names each mode.
+_WORDS = {ONCE: "one-shot", DRY: "dry (print the config, touch nothing)",
+          SSE: "sse (Marathon's event stream)", LISTENING: "listening (Marathon HTTP callbacks)",
+          POLL: "poll (a file: snapshot read again on SIGHUP and every resync)"}
+
+
+def describe(mode: Mode, args: argparse.Namespace) -> str:
+    """The mode in the words of the startup line, with the managed HAProxy when there is one."""
+    words = _WORDS[mode.name]
+    if args.manage_haproxy and mode.name != DRY:
+        words += ", managed HAProxy"
+    return words
+
+
 def ignored_flags(args: argparse.Namespace, mode: Mode, given: Iterable[str]) -> list[str]:
     """One warning line per group of given flags that ``mode`` does not use."""
     given = set(given)

@@ -64,9 +64,12 @@ class ConfigApplier:
                 return True
             settings = self.router.settings
             self._config_file.settle()
+            announce = ("config changed - reloading HAProxy" if self.reloader is not None
+                        else "writing the config HAProxy will start on")
             applied = haproxy.apply_config(text, settings.config_path, validate=False,
                                            haproxy_bin=settings.haproxy_bin, reload=None,
-                                           map_dir=settings.render_options.map_dir)
+                                           map_dir=settings.render_options.map_dir,
+                                           announce=announce)
             if not applied.ok:
                 result = ReloadResult(False, applied.error or "cannot write the config")
                 break
@@ -93,7 +96,7 @@ class ConfigApplier:
         self._applied_parsed = self._parse(text)
         self._applied_certs = dict(self.router.served_certs)  # a reload reads them all
         self._applied_ok(services, options)
-        self.state.last_apply = "reload"
+        self.state.last_apply = "reload" if self.reloader is not None else "written"
         return True
 
     def _applied_ok(self, services: tuple[Service, ...], options: RenderOptions) -> None:
@@ -216,9 +219,10 @@ class ConfigApplier:
             if self.runtime is not None:
                 self.runtime.forget()
             self._runtime_trusted = True
-            log.info("HAProxy reloaded")
+            log.info("HAProxy started" if result.started else "HAProxy reloaded")
         else:
-            log.error("HAProxy reload failed: %s", result.message)
+            log.error("HAProxy %s failed: %s", "start" if result.started else "reload",
+                      result.message)
         return result
 
     def mark_running(self, text: str | None) -> None:

@@ -75,6 +75,7 @@ class MarathonMirror:
         self.metrics.marathon_errors.inc()
         self.metrics.marathon_up.set(0)
         self._restore_pending(pending)
+        new_outage = self.outage is None
         if self.outage is None:
             self.outage = Outage(time.time(), error)
             log.error("Marathon unavailable, keeping the current routing: %s", error)
@@ -85,7 +86,10 @@ class MarathonMirror:
         if stream is not None and not stream.status.connected:
             return  # the stream's reconnect resyncs once Marathon answers again
         delay = self.backoff.delay(self.outage.failures - 1)
-        log.info("retrying Marathon in %.1fs", delay)
+        # Said once per outage: the outage itself was reported, and "Marathon is back"
+        # ends it; a line per retry would bury everything else in a long one.
+        log.log(logging.INFO if new_outage else logging.DEBUG,
+                "retrying Marathon in %.1fs (then with backoff, quietly)", delay)
         timer = threading.Timer(delay, self.trigger.fire)
         timer.daemon = True
         self._retry = timer

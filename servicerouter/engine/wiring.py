@@ -67,6 +67,7 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
 
     source = router.source
     metrics = new_metrics()
+    metrics.set_build(haproxy.haproxy_version(router.settings.haproxy_bin))  # build_info
     runtime: RuntimeApplier | None = None
     socket_path = options.runtime_socket
     if options.managed is not None:

@@ -52,6 +52,7 @@ class RenderOptions:
     # serve/haproxy_endpoints.lua, loaded when HAProxy has Lua: marathon-lb's
     # /_haproxy_get* endpoints on the stats listener (None: not served).
     stats_lua: str | None = None
+    haproxy_log: str | None = None  # --haproxy-log (render.log_target); None: servicerouter.py's
     # HAPROXY_{n}_SSL_CERT paths whose file is not in HAProxy's order -> normalised copy.
     cert_paths: tuple[tuple[str, str], ...] = ()
     # Per-installation secret (from the state directory, see runner) that keys the

@@ -217,6 +217,25 @@ class Metrics:
                                   "1 while a large removal is held, else 0.")
         self.removal_held_servers = Gauge("servicerouter_removal_held_servers",
                                           "Servers the held removal would take away.")
+        self.build: dict[str, str] = {}
+        self.set_build(None)
+
+    def set_build(self, haproxy_version: str | None) -> None:
+        """``servicerouter_build_info{version,python,haproxy} 1`` and /status's "build".
+
+        Which servicerouter, Python and HAProxy run is the first question about any
+        dashboard anomaly; a constant-1 gauge with labels is how Prometheus says it.
+        """
+        import platform
+
+        from servicerouter import __version__
+
+        self.build = {"version": __version__, "python": platform.python_version(),
+                      "haproxy": haproxy_version or "unknown"}
+        self.build_info = Gauge("servicerouter_build_info",
+                                "Always 1: the running servicerouter, Python and HAProxy "
+                                "versions are its labels.", [self.build])
+        self.build_info.set(1, **self.build)
 
     def all(self) -> list[_Metric]:
         return [m for m in vars(self).values() if isinstance(m, _Metric)]
@@ -379,7 +398,9 @@ class _Handler(GuardedHandler):
             return
         try:
             if path == "/status":
-                body = json.dumps(self.server.snapshot(), indent=2, sort_keys=True, default=str)
+                build = self.server.metrics.build
+                snapshot = {**self.server.snapshot(), "version": build["version"], "build": build}
+                body = json.dumps(snapshot, indent=2, sort_keys=True, default=str)
                 self._send(200, body + "\n", "application/json")
             elif path == "/metrics":
                 self._send(200, self.server.metrics.exposition(),

@@ -34,7 +34,7 @@ from typing import Any
 
 import requests
 
-from servicerouter.source.marathon import ClientSettings, _first_line, _redact
+from servicerouter.source.marathon import ClientSettings, _first_line, _redact, describe_error
 
 log = logging.getLogger("servicerouter.events")
 
@@ -265,7 +265,7 @@ class EventStream:
         except requests.exceptions.Timeout:
             return "connect timed out"
         except requests.exceptions.RequestException as err:
-            return f"connection failed: {_first_line(err)}"
+            return describe_error(err)
         with self._lock:
             self._response = response
         try:

@@ -224,18 +224,31 @@ class SnapshotSource:
 
     def __init__(self, location: str) -> None:
         self.path = snapshot_path(location)
+        self._failing: str | None = None  # the error already reported, until the file reads
 
     @property
     def current(self) -> str:
         return "file:" + self.path
 
     def fetch_apps_body(self) -> bytes:
+        """The file's bytes; a missing or unreadable file is logged once, not every resync.
+
+        The caller still gets a MarathonError each time (and keeps the current config);
+        only a new reason, or the file coming back, is worth another line.
+        """
         try:
             with open(self.path, "rb") as handle:
-                return handle.read()
+                body = handle.read()
         except OSError as err:
-            log.error("cannot read Marathon snapshot %s: %s", self.path, err.strerror)
-            raise MarathonError(f"cannot read snapshot {self.path}: {err.strerror}") from None
+            reason = err.strerror or str(err)
+            if reason != self._failing:
+                log.error("cannot read Marathon snapshot %s: %s", self.path, reason)
+                self._failing = reason
+            raise MarathonError(f"cannot read snapshot {self.path}: {reason}") from None
+        if self._failing is not None:
+            log.info("Marathon snapshot %s is readable again", self.path)
+            self._failing = None
+        return body
 
     def close(self) -> None:
         pass
@@ -300,9 +313,40 @@ def _connection_cause(err: BaseException) -> str:
     return match.group(0).strip() if match else _first_line(err)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
+# urllib3 wraps the OS's error in reprs of its own objects; they say nothing to an operator.
+_URLLIB3_NOISE = re.compile(
+    r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*"
+    r"|\w*ConnectionPool\(host=[^)]*\):\s*"
+    r"|Max retries exceeded with url: \S+\s*")
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    """The error's first line without urllib3's object reprs, cut at a word, not in one."""
+    lines = str(err).strip().splitlines()
+    if not lines:
+        return type(err).__name__
+    text = _URLLIB3_NOISE.sub("", lines[0]).strip() or type(err).__name__
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:(") + " ..."
+
+
+def describe_error(err: BaseException) -> str:
+    """A failed Marathon request in one readable line: what failed and the OS's cause.
+
+    "connection failed: Connection refused", "connection failed: Name or service
+    not known", "TLS error: ...", "timed out": never urllib3's nested reprs (which
+    name Python objects and were cut mid-word).
+    """
+    if isinstance(err, requests.exceptions.SSLError):
+        return tls_reason(err)
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(err, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(err, requests.exceptions.ConnectionError):
+        return f"connection failed: {_connection_cause(err)}"
+    return f"request failed: {_first_line(err)}"
 
 
 def _message(response: requests.Response) -> str:

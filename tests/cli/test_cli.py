@@ -49,7 +49,7 @@ def test_servicerouter_py_flags_and_defaults() -> None:
     assert args.marathon == ["http://a", "http://b", "http://c"]
     assert args.listening is None and args.command is None
     assert args.haproxy_config == "/etc/haproxy/haproxy.cfg"
-    assert args.log_format == "%(name)s: %(message)s"
+    assert args.log_format is None  # syslog: "%(name)s: %(message)s"; stderr adds time, level
     assert args.syslog_socket in ("/dev/log", "/var/run/syslog")
     assert args.group == []
     args = flags.parse_args(["-m", "http://x", "--group", "a", "--group", "*", "-l", "http://lb:9000",
@@ -444,7 +444,7 @@ def test_problems_that_keep_the_port_say_so(tmp_path: Path) -> None:
     proc = run_cli("-m", _snapshot(tmp_path, older, newer, pathless, bad), *common(tmp_path),
                    "--dry", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("servicerouter")]
+    lines = [line for line in proc.stderr.splitlines() if " servicerouter" in line]  # log lines
     (conflict,) = [line for line in lines if "/newer" in line]
     assert "ignored HAPROXY_0_VHOST='shared.test' of app '/newer' port index 0 " \
            "(the port still routes): vhost conflict" in conflict

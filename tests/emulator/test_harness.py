@@ -288,3 +288,48 @@ def test_backend_script_runs_standalone() -> None:
     script = TESTS_DIR / "backend_server.py"
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--tls-cert" in out.stdout
+
+
+# --------------------------------------------------------------------------- free ports
+
+
+_HOLD_PORTS = """
+import sys
+from tests.harness import free_port
+print(" ".join(str(free_port()) for _ in range(50)), flush=True)
+sys.stdin.read()  # hold the reservations until told to go
+"""
+
+
+def test_free_ports_are_reserved_across_processes_and_outside_the_ephemeral_range() -> None:
+    """Two copies of the suite never get the same port, and the OS never hands it out.
+
+    A port from bind(0)-then-close sits in the ephemeral range, where any other
+    process's bind(0) or outgoing connection can take it before HAProxy binds it.
+    """
+    other = subprocess.Popen([sys.executable, "-c", _HOLD_PORTS], cwd=TESTS_DIR.parent,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        theirs = {int(p) for p in other.stdout.readline().split()}
+        ours = {free_port() for _ in range(50)}
+        assert len(theirs) == 50 and len(ours) == 50
+        assert not theirs & ours
+    finally:
+        other.communicate("", timeout=10)
+    with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+        ephemeral_low = int(handle.read().split()[0])
+    assert max(ours | theirs) < ephemeral_low
+    for port in ours:  # and each still binds (nothing else took it)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+
+
+def test_free_port_skips_a_port_something_listens_on() -> None:
+    port = free_port()
+    with socket.socket() as squatter:  # as a service outside the suite would
+        squatter.bind(("127.0.0.1", port + 1))
+        squatter.listen()
+        taken = {free_port() for _ in range(3)}
+    assert port + 1 not in taken

@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import json
 import os
+import platform
 import random
 import signal
 import subprocess
@@ -25,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from servicerouter import __version__
+from servicerouter.apply.haproxy import haproxy_version
 from servicerouter.emulator.marathon import MarathonEmulator
 from tests.harness import Backend, free_port, http_get, wait_until
 from tests.paths import REPO
@@ -150,7 +153,8 @@ def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rou
         token = extra[extra.index("--status-token") + 1] if "--status-token" in extra else None
         router = RouterProcess(proc, status_port, workdir, log_path, token)
         started.append(router)
-        wait_until(lambda: router.status()["last_apply"] in ("reload", "runtime", "unchanged")
+        wait_until(lambda: router.status()["last_apply"] in ("written", "reload", "runtime",
+                                                             "unchanged")
                    and router.status()["haproxy"]["running"], 30,
                    message="servicerouter did not come up")
         return router
@@ -210,6 +214,12 @@ def test_churn_scale_without_reloads_and_no_failed_request(
         router = start_router(emu)
         front = http_port(router)
         wait_until(lambda: answer(web_port) == "w0" and answer(front, "web.test") == "w0", 15)
+        # which servicerouter, Python and HAProxy run: /status and servicerouter_build_info
+        build = {"version": __version__, "python": platform.python_version(),
+                 "haproxy": haproxy_version("haproxy")}
+        assert router.status()["version"] == __version__ and router.status()["build"] == build
+        labels = ",".join(f'{key}="{build[key]}"' for key in ("haproxy", "python", "version"))
+        assert f"servicerouter_build_info{{{labels}}} 1" in router.metrics().splitlines()
 
         load = LoadGenerator([(web_port, None), (front, "web.test")]).start()
         try:

@@ -84,6 +84,14 @@ class Rig:
     def text(self) -> str:
         return self.config.read_text() if self.config.exists() else ""
 
+    def applied(self) -> str:
+        """The config the engine has applied (reload or Runtime API), not merely written.
+
+        Waits use this: the file is written before the reload and before the counters
+        move, so under load a test waiting for the file read them too early.
+        """
+        return self.live._applied_text or ""
+
 
 def settled(rig: Rig, timeout: float = 10) -> None:
     """Wait until no sync runs and none is due (what a sync did is all done)."""
@@ -140,21 +148,34 @@ def rig_factory(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rig]
         stop()
 
 
+def reloaded_with(live: LiveRouter, needle: str) -> bool:
+    """HAProxy was reloaded with a config holding ``needle``, not merely written.
+
+    Waiting for the file alone raced under load: a test that made the next reload fail
+    right then failed the reload still in flight, and "the last good config" was older.
+    """
+    return needle in (live._applied_text or "")
+
+
 def test_task_events_apply_without_refetching_or_reloading(rig_factory) -> None:
     rig = rig_factory([app("/web", 10001), app("/api", 10002)])
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31001])
     emu.add_task("/api", "127.0.0.1", [31002])
-    wait_until(lambda: "127.0.0.1:31001" in rig.text() and "127.0.0.1:31002" in rig.text(), 10)
+    wait_until(lambda: reloaded_with(live, "127.0.0.1:31001")
+               and reloaded_with(live, "127.0.0.1:31002"), 10)
     settled(rig)
     reloads, fetches = rig.reloader.calls, rig.full_fetches()
     assert reloads >= 1  # the frontends appeared: a reload
 
     emu.add_task("/web", "127.0.0.1", [31003])
-    wait_until(lambda: "127.0.0.1:31003" in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31003" in rig.applied(), 10)
     task = next(t for t in emu.app("/web")["tasks"] if t["ports"] == [31001])
     emu.kill_task("/web", task["id"])
-    wait_until(lambda: "127.0.0.1:31001" not in rig.text(), 10)
+    # the outcome, not the file: the file is written before the counters move
+    wait_until(lambda: "127.0.0.1:31001" not in rig.applied()
+               and live.metrics.runtime_updates.total() >= 2
+               and live.state.last_apply == "runtime", 10)
 
     assert rig.reloader.calls == reloads
     assert rig.full_fetches() == fetches
@@ -173,18 +194,18 @@ def test_app_events_refetch_that_app_and_reload(rig_factory) -> None:
     emu = rig.emulator
     emu.add_task("/web", "127.0.0.1", [31001])
     emu.add_task("/api", "127.0.0.1", [31002])
-    wait_until(lambda: "31002" in rig.text(), 10)
-    settled(rig)  # the file is written before the reload: count once the sync is done
+    wait_until(lambda: "31002" in rig.applied(), 10)
+    settled(rig)
     reloads, fetches = rig.reloader.calls, rig.full_fetches()
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
-    wait_until(lambda: "web.example.com" in rig.text(), 10)
+    wait_until(lambda: "web.example.com" in rig.applied(), 10)
     settled(rig)
     assert rig.reloader.calls == reloads + 1
     assert rig.full_fetches() == fetches
     assert any(t.startswith("/v2/apps/web?embed=app.tasks") for _m, t in emu.request_log)
 
     emu.remove_app("/api")
-    wait_until(lambda: "api_10002" not in rig.text(), 10)
+    wait_until(lambda: "api_10002" not in rig.applied(), 10)
     assert rig.full_fetches() == fetches
 
 
@@ -192,11 +213,11 @@ def test_a_burst_becomes_few_syncs(rig_factory) -> None:
     rig = rig_factory([app("/web", 10001)])
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: "31000" in rig.applied(), 10)
     syncs = live.state.syncs
     for port in range(31001, 31041):
         emu.add_task("/web", "127.0.0.1", [port])
-    wait_until(lambda: "127.0.0.1:31040" in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31040" in rig.applied(), 10)
     assert live.state.syncs - syncs <= 4
     assert sum(len(p.add) for p in rig.runtime.plans) == 40
 
@@ -204,25 +225,27 @@ def test_a_burst_becomes_few_syncs(rig_factory) -> None:
 def test_runtime_refusal_falls_back_to_reload(rig_factory) -> None:
     rig = rig_factory([app("/web", 10001)])
     rig.emulator.add_task("/web", "127.0.0.1", [31000])
-    # the file is written before the reload: wait for the reload too (its first frontend)
-    wait_until(lambda: "31000" in rig.text() and rig.reloader.calls == 2, 10)
+    wait_until(lambda: "31000" in rig.applied(), 10)
     settled(rig)
     reloads = rig.reloader.calls
     rig.runtime.refuse = True
     rig.emulator.add_task("/web", "127.0.0.1", [31001])
-    wait_until(lambda: "31001" in rig.text(), 10)
+    wait_until(lambda: "31001" in rig.applied(), 10)
     settled(rig)
     assert rig.reloader.calls == reloads + 1
 
 
-def test_outage_keeps_routing_reports_and_resyncs_once_back(rig_factory) -> None:
+def test_outage_keeps_routing_reports_and_resyncs_once_back(rig_factory, caplog,
+                                                            monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("servicerouter"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="servicerouter")
     rig = rig_factory([app("/web", 10001)], stream=False,
                       settings=LiveSettings(min_wait=0.02, max_wait=0.2, backoff_base=0.2,
                                             backoff_cap=0.4, resync_interval=3600))
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
     live.request_resync("test")
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: "31000" in rig.applied(), 10)
     before = rig.text()
     emu.set_unavailable(True)
     live.request_resync("test")
@@ -232,6 +255,10 @@ def test_outage_keeps_routing_reports_and_resyncs_once_back(rig_factory) -> None
     assert live.metrics.marathon_up.value() == 0
     wait_until(lambda: live.outage is not None and live.outage.failures >= 2, 10)  # backoff retries
     assert rig.text() == before
+    # one line for the outage, one for the retrying: not one per retry
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([m for m in said if m.startswith("Marathon unavailable")]) == 1
+    assert len([m for m in said if m.startswith("retrying Marathon in")]) == 1
     emu.set_unavailable(False, status=503)
     wait_until(lambda: live.outage is None, 10)
     assert live.snapshot()["marathon"]["available"] is True
@@ -243,7 +270,7 @@ def test_garbage_from_marathon_is_an_outage_not_a_crash(rig_factory, monkeypatch
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
     live.request_resync("test")
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: "31000" in rig.applied(), 10)
     monkeypatch.setattr(live.source, "fetch_apps_body", lambda: b"<html>proxy error</html>")
     live.request_resync("test")
     wait_until(lambda: live.outage is not None, 10)
@@ -268,14 +295,14 @@ def test_rejected_apps_are_bisected_quarantined_and_released(rig_factory, tmp_pa
     emu, live = rig.emulator, rig.live
     for i in range(16):
         emu.add_task(f"/app{i:02d}", "127.0.0.1", [31000 + i])
-    wait_until(lambda: "127.0.0.1:31015" in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31015" in rig.applied(), 10)
 
     validations = live.metrics.validations.total()
     emu.put_app(app("/bad", 10200, EXTRA="no-such-directive here"))
     emu.add_task("/bad", "127.0.0.1", [32000])
     emu.put_app(app("/app03", 10103, EXTRA="timeout server 5s"))  # a good change, same burst
     wait_until(lambda: live.quarantine, 10)
-    wait_until(lambda: "timeout server 5s" in rig.text(), 10)
+    wait_until(lambda: "timeout server 5s" in rig.applied(), 10)
     assert list(live.quarantine) == ["/bad"]
     assert "bad_10200" not in rig.text()
     used = live.metrics.validations.total() - validations
@@ -291,7 +318,7 @@ def test_rejected_apps_are_bisected_quarantined_and_released(rig_factory, tmp_pa
     assert live.snapshot()["quarantined"][1]["frozen_services"] == 1
 
     emu.put_app(app("/bad", 10200))  # fixed
-    wait_until(lambda: "bad_10200" in rig.text(), 10)
+    wait_until(lambda: "bad_10200" in rig.applied(), 10)
     assert list(live.quarantine) == ["/app05"]
     assert live.metrics.quarantined.value() == 1
 
@@ -302,7 +329,7 @@ def test_a_failed_reload_restores_the_file_and_is_retried_on_sighup(rig_factory)
                                             backoff_cap=120))  # no timer retry in this test
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text() and live.state.last_apply == "reload", 10)
+    wait_until(lambda: reloaded_with(live, "31000"), 10)
     good = rig.text()
     rig.reloader.fail = True
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
@@ -312,11 +339,13 @@ def test_a_failed_reload_restores_the_file_and_is_retried_on_sighup(rig_factory)
     calls = rig.reloader.calls
     rig.reloader.fail = False
     emu.add_task("/web", "127.0.0.1", [31001])  # an event alone does not retry it
-    wait_until(lambda: live.metrics.syncs.total() >= 1 and "31001" not in rig.text(), 10)
+    wait_until(lambda: live.metrics.syncs.total() >= 1 and "31001" not in rig.applied(), 10)
     live.resync_from_signal()
-    # the event's own sync may already reload it (leading edge); SIGHUP's then finds it done
-    wait_until(lambda: "web.example.com" in rig.text() and rig.reloader.calls > calls, 10)
-    assert rig.reloader.calls > calls and "127.0.0.1:31001" in rig.text()
+    # durable outcomes only: last_apply == "reload" lasts until the next sync, which may
+    # follow at once (the 31001 event) and say "unchanged"
+    wait_until(lambda: reloaded_with(live, "web.example.com") and rig.reloader.calls > calls,
+               10)
+    assert "127.0.0.1:31001" in rig.text() and "web.example.com" in rig.text()
 
 
 def test_a_failed_reload_is_retried_at_the_periodic_resync(rig_factory) -> None:
@@ -326,28 +355,26 @@ def test_a_failed_reload_is_retried_at_the_periodic_resync(rig_factory) -> None:
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
     live.request_resync("test")
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: reloaded_with(live, "31000"), 10)
     rig.reloader.fail = True
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
     live.request_resync("test")
     wait_until(lambda: live.state.last_apply == "failed", 10)
     rig.reloader.fail = False
-    wait_until(lambda: "web.example.com" in rig.text() and live.state.last_apply == "reload",
-               10)
+    wait_until(lambda: reloaded_with(live, "web.example.com"), 10)
 
 
 def test_a_failed_reload_is_retried_with_backoff(rig_factory) -> None:
     rig = rig_factory([app("/web", 10001)])
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: reloaded_with(live, "31000"), 10)
     rig.reloader.fail = True
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
     wait_until(lambda: rig.reloader.calls >= 3 and live.state.last_apply == "failed", 10)
     assert "web.example.com" not in rig.text()
     rig.reloader.fail = False  # no event, no signal: the backoff timer retries
-    wait_until(lambda: "web.example.com" in rig.text() and live.state.last_apply == "reload",
-               10)
+    wait_until(lambda: reloaded_with(live, "web.example.com"), 10)
 
 
 @pytest.fixture
@@ -369,7 +396,7 @@ def test_a_busy_port_named_by_haproxy_quarantines_only_its_app(rig_factory, held
     rig = rig_factory([app("/web", 10001)])
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: "31000" in rig.applied(), 10)
     rig.reloader.refusals.append((f"frontend clash_{port}", (
         "HAProxy refused the new config: [ALERT]    (1) : Binding [<config>:40] for frontend "
         f"clash_{port}: cannot bind socket (Address already in use) for [127.0.0.1:{port}] | "
@@ -379,13 +406,13 @@ def test_a_busy_port_named_by_haproxy_quarantines_only_its_app(rig_factory, held
     wait_until(lambda: "/clash" in live.quarantine, 10)
     wait_until(lambda: live.state.last_apply == "unchanged", 10)  # the rest: what runs
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))  # others still apply
-    wait_until(lambda: "web.example.com" in rig.text(), 10)
+    wait_until(lambda: "web.example.com" in rig.applied(), 10)
     assert f"clash_{port}" not in rig.text()
     entry = live.snapshot()["quarantined"][0]
     assert entry["app"] == "/clash" and "Address already in use" in entry["reason"]
     assert live.metrics.quarantined.value() == 1
     release()  # the port is free again: polled, then retried without any event
-    wait_until(lambda: f"clash_{port}" in rig.text() and not live.quarantine, 10)
+    wait_until(lambda: f"clash_{port}" in rig.applied() and not live.quarantine, 10)
 
 
 def test_a_new_frontend_on_a_busy_port_is_left_out_before_reloading(
@@ -394,15 +421,15 @@ def test_a_new_frontend_on_a_busy_port_is_left_out_before_reloading(
     rig = rig_factory([app("/web", 10001)], bind_check=True)
     emu, live = rig.emulator, rig.live
     emu.add_task("/web", "127.0.0.1", [31000])
-    wait_until(lambda: "31000" in rig.text(), 10)
+    wait_until(lambda: "31000" in rig.applied(), 10)
     emu.put_app(app("/clash", port))
     emu.add_task("/clash", "127.0.0.1", [31002])
     emu.put_app(app("/web", 10001, HAPROXY_0_VHOST="web.example.com"))
-    wait_until(lambda: "/clash" in live.quarantine and "web.example.com" in rig.text(), 10)
+    wait_until(lambda: "/clash" in live.quarantine and "web.example.com" in rig.applied(), 10)
     assert f"clash_{port}" not in rig.text()
     assert live.metrics.reloads.value(result="failed") == 0  # found before any reload
     release()
-    wait_until(lambda: f"clash_{port}" in rig.text() and not live.quarantine, 10)
+    wait_until(lambda: f"clash_{port}" in rig.applied() and not live.quarantine, 10)
 
 
 def test_a_frozen_app_keeps_its_current_servers(rig_factory, tmp_path: Path) -> None:
@@ -413,12 +440,12 @@ def test_a_frozen_app_keeps_its_current_servers(rig_factory, tmp_path: Path) -> 
     rig = rig_factory([app("/web", 10001)], templates=templates)
     emu, live = rig.emulator, rig.live
     first = emu.add_task("/web", "127.0.0.1", [31000])["id"]
-    wait_until(lambda: "127.0.0.1:31000" in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31000" in rig.applied(), 10)
     settled(rig)
     reloads = rig.reloader.calls
     second = emu.add_task("/web", "127.0.0.1", [31001])["id"]
     emu.kill_task("/web", first)
-    wait_until(lambda: "127.0.0.1:31000" not in rig.text() and "31001" in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31000" not in rig.applied() and "31001" in rig.applied(), 10)
     assert rig.reloader.calls == reloads  # scaled through the Runtime API
 
     emu.put_app(app("/web", 10001, EXTRA="bogus-keyword"))
@@ -429,7 +456,7 @@ def test_a_frozen_app_keeps_its_current_servers(rig_factory, tmp_path: Path) -> 
 
     emu.add_task("/web", "127.0.0.1", [31002])  # Marathon moves on while it is quarantined
     emu.kill_task("/web", second)
-    wait_until(lambda: "127.0.0.1:31002" in rig.text() and "31001" not in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31002" in rig.applied() and "31001" not in rig.applied(), 10)
     assert "/web" in live.quarantine and "bogus-keyword" not in rig.text()
 
 
@@ -555,7 +582,7 @@ def callbacks(rig_factory) -> Iterator[Callable[..., tuple[Rig, str]]]:
                                                 resync_interval=3600))
         rig.emulator.add_task("/web", "127.0.0.1", [31000])
         rig.live.request_resync("test")
-        wait_until(lambda: "127.0.0.1:31000" in rig.text(), 10)
+        wait_until(lambda: "127.0.0.1:31000" in rig.applied(), 10)
         url = f"http://127.0.0.1:{free_port()}/" + (f"?token={token}" if token else "")
         _start_callbacks(rig.live, rig.live.source,
                          LiveOptions(mode="listening", callback_url=url,
@@ -607,7 +634,7 @@ def test_forged_callback_events_cannot_add_or_remove_servers(callbacks) -> None:
     assert not any("eventSubscriptions" in t and m == "GET" for m, t in rig.emulator.request_log)
     # Marathon's own events through the same callback still keep routing current.
     rig.emulator.add_task("/web", "127.0.0.1", [31001])
-    wait_until(lambda: "127.0.0.1:31001" in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31001" in rig.applied(), 10)
     assert "6.6.6.6" not in rig.text()
 
 
@@ -635,7 +662,7 @@ def test_tokened_callback_events_are_applied_incrementally(callbacks, caplog,
                                      "host": "6.6.6.6", "ports": [4444]}) == 403
     fetches, full = _app_fetches(rig), rig.full_fetches()
     rig.emulator.add_task("/web", "127.0.0.1", [31001])
-    wait_until(lambda: "127.0.0.1:31001" in rig.text(), 10)
+    wait_until(lambda: "127.0.0.1:31001" in rig.applied(), 10)
     assert _app_fetches(rig) == fetches and rig.full_fetches() == full  # folded in, no fetch
     assert "6.6.6.6" not in rig.text()
     assert "Tok3n-s3cret" not in caplog.text and "token=***" in caplog.text

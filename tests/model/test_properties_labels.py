@@ -172,7 +172,7 @@ T = r"[A-Za-z0-9_.:/*@%+=,()~!&;$-]+"  # one token, as label values may fill it
 LINE_PATTERNS = [re.compile(p) for p in (
     rf"frontend {T}", rf"backend {T}", rf"userlist users_{T}",
     rf"  bind {T}:[0-9]+(?: ssl crt {T})?(?: {T})*",
-    r"  mode (?:tcp|http)",
+    r"  mode (?:tcp|http)", r"  option (?:tcplog|httplog)",
     rf"  acl host_{T} hdr\(host\) -i {T}",
     rf"  acl host_{T} req\.hdr\(host\),field\(1,:\) -i {T}",
     rf"  acl hostw_{T} req\.hdr\(host\),field\(1,:\) -m end -i \.{T}",

@@ -38,9 +38,10 @@ def render(apps: list[dict[str, Any]], fragments: Any = None, **options: Any) ->
 
 
 def frontend(text: str, name: str) -> list[str]:
-    """The lines of one frontend section after its bind and mode."""
+    """The routing lines of one frontend section: after its bind, mode and log option."""
     block = text.split(f"\nfrontend {name}\n", 1)[1].split("\n\n", 1)[0]
-    return [line.strip() for line in block.splitlines()[2:]]
+    lines = [line.strip() for line in block.splitlines()[2:]]
+    return lines[1:] if lines[:1] == ["option httplog"] else lines
 
 
 def maps(text: str) -> dict[str, tuple[tuple[str, str], ...]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Iterator
 
 import pytest
 
+from servicerouter import __version__
 from servicerouter.serve.status import (
     Counter,
     Histogram,
@@ -94,10 +96,14 @@ def test_endpoints(server: StatusServer) -> None:
     assert http_get(base + "/healthz").status_code == 503
     status = http_get(base + "/status")
     assert status.headers["Content-Type"] == "application/json"
-    assert json.loads(status.text) == {"reloads": 1, "apps": ["a"]}
+    build = {"version": __version__, "python": platform.python_version(), "haproxy": "unknown"}
+    assert json.loads(status.text) == {"reloads": 1, "apps": ["a"], "version": __version__,
+                                       "build": build}
     metrics = http_get(base + "/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert 'servicerouter_reloads_total{result="ok"} 1' in metrics.text
+    assert (f'servicerouter_build_info{{haproxy="unknown",python="{platform.python_version()}",'
+            f'version="{__version__}"}} 1') in metrics.text.splitlines()
     assert http_get(base + "/nope").status_code == 404
 
 
@@ -149,3 +155,16 @@ def test_labelled_counters_start_with_their_known_series() -> None:
     assert 'servicerouter_reloads_total{result="ok"} 1' in text
     assert 'servicerouter_reloads_total{result="failed"} 0' in text
     assert "servicerouter_marathon_errors_total 0" in text  # unlabelled stays unlabelled
+
+
+def test_build_info_names_the_running_versions() -> None:
+    metrics = Metrics()
+    metrics.set_build("2.6.12-1+deb12u4")
+    lines = [x for x in metrics.exposition().splitlines() if "servicerouter_build_info" in x]
+    assert lines == [
+        "# HELP servicerouter_build_info Always 1: the running servicerouter, Python and "
+        "HAProxy versions are its labels.",
+        "# TYPE servicerouter_build_info gauge",
+        f'servicerouter_build_info{{haproxy="2.6.12-1+deb12u4",python="'
+        f'{platform.python_version()}",version="{__version__}"}} 1']
+    assert metrics.build["haproxy"] == "2.6.12-1+deb12u4"

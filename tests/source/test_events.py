@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 import threading
@@ -182,3 +183,45 @@ def test_handler_errors_do_not_kill_the_stream(emulator: MarathonEmulator) -> No
         assert len(connects) == 1
     finally:
         stream.stop()
+
+
+def test_stream_errors_are_one_readable_line_with_the_os_cause(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused port and an unresolvable host: host, what failed and the OS's words.
+
+    Never urllib3's nested reprs ("HTTPConnectionPool(host=...): Max retries exceeded
+    ... <urllib3.connection.HTTPConnection object at 0x...>"), which were cut at 200
+    characters, mid-word, before the cause.
+    """
+    refused = f"http://127.0.0.1:{free_port()}"
+    unresolvable = "http://no-such-host.invalid:8080"
+    rec = Recorder()
+    stream = make_stream([refused, unresolvable], rec)
+    monkeypatch.setattr(logging.getLogger("servicerouter"), "propagate", True)
+    stream.start()
+    try:
+        wait_until(lambda: len(rec.errors) >= 2, 10)
+    finally:
+        stream.stop()
+    assert rec.errors[0] == "connection failed: Connection refused"
+    assert rec.errors[1] in ("connection failed: Name or service not known",
+                             "connection failed: Temporary failure in name resolution",
+                             "connection failed: No address associated with hostname")
+    lines = [r.getMessage() for r in caplog.records if "event stream from" in r.getMessage()]
+    assert any(line.startswith(f"event stream from {refused}: connection failed: Connection "
+                               "refused; reconnecting in") for line in lines), lines
+    for line in lines:
+        assert "\n" not in line and "object at 0x" not in line and "Pool(" not in line
+
+
+def test_long_error_text_is_cut_at_a_word_without_urllib3_reprs() -> None:
+    from servicerouter.source.marathon import _first_line
+
+    err = RuntimeError(
+        "HTTPConnectionPool(host='10.0.0.1', port=8080): Max retries exceeded with url: "
+        "/v2/events (Caused by ProtocolError('Connection aborted.', "
+        "<urllib3.connection.HTTPConnection object at 0x7f3a2b1c>: " + "wordy " * 60 + "))")
+    text = _first_line(err)
+    assert "Pool(" not in text and "object at 0x" not in text
+    assert text.startswith("(Caused by ProtocolError('Connection aborted.', wordy")
+    assert text.endswith("wordy ...") and len(text) <= 204

@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from servicerouter.tls import bundle_layout
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.bundles import Bundle, BundleError
+from tests.harness import free_port
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HAPROXY = shutil.which("haproxy")
@@ -567,12 +568,6 @@ def test_expiry_report(pki: Pki) -> None:
 # --------------------------------------------------------------------------- real HAProxy
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _haproxy_setup(tmp_path, pki: Pki) -> tuple[str, str, int, list[Bundle], list[BundleError]]:
     """Two good bundles and one with a mismatched key in a certs dir, materialized."""
     src = tmp_path / "certs"
@@ -589,7 +584,7 @@ def _haproxy_setup(tmp_path, pki: Pki) -> tuple[str, str, int, list[Bundle], lis
     state = tmp_path / "state"
     default = certs.ensure_default_certificate(str(state), now=NOW)
     crt_list = bundle_layout.materialize(bundles, str(state), default)
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(
         "global\n"
