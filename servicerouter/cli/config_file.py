@@ -162,7 +162,7 @@ def effective(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
 
     Keys are the long flags' names without dashes, as ``--config`` reads them back.
     """
-    from servicerouter.source.marathon import redact
+    from servicerouter.source.marathon_urls import redact
 
     out: dict[str, Any] = {}
     for dest, action in _actions(parser).items():

@@ -410,7 +410,7 @@ def parse_args(argv: Sequence[str] | None = None, *, prog: str = "servicerouter"
 
 def _check_marathon_urls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every -m URL usable, or exit 2 now (the message never shows a password)."""
-    from servicerouter.source.marathon import parse_marathon_url, split_marathon_hosts
+    from servicerouter.source.marathon_urls import parse_marathon_url, split_marathon_hosts
 
     try:  # -m a:8080,b:8080 is two hosts (the bridge's and marathon-lb's users' form)
         args.marathon = split_marathon_hosts(args.marathon)

@@ -148,7 +148,7 @@ def settings_from_flags(parser: argparse.ArgumentParser, argv: list[str]) -> dic
     following servicerouter's default when it is upgraded.
     """
     from servicerouter.cli import flags
-    from servicerouter.source.marathon import split_marathon_hosts
+    from servicerouter.source.marathon_urls import split_marathon_hosts
 
     given = flags.build_parser(PROG)
     for action in given._actions:

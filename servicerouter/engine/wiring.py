@@ -26,11 +26,8 @@ from servicerouter.source.changes import (
     Pending,
 )
 from servicerouter.source.events import Backoff, EventStream
-from servicerouter.source.marathon import (
-    MarathonClient,
-    MarathonError,
-    redact,
-)
+from servicerouter.source.marathon import MarathonClient, MarathonError
+from servicerouter.source.marathon_urls import redact
 from servicerouter.tls.swap import (
     CertUpdater,
 )

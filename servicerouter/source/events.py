@@ -34,7 +34,8 @@ from typing import Any
 
 import requests
 
-from servicerouter.source.marathon import ClientSettings, _first_line, _redact, describe_error
+from servicerouter.source.marathon import ClientSettings, _first_line, describe_error
+from servicerouter.source.marathon_urls import _redact
 
 log = logging.getLogger("servicerouter.events")
 

@@ -17,7 +17,8 @@ import pytest
 from servicerouter.cli import flags
 from servicerouter.cli import main as cli
 from servicerouter.emulator.marathon import MarathonEmulator
-from servicerouter.source.marathon import MarathonClient, split_marathon_hosts
+from servicerouter.source.marathon import MarathonClient
+from servicerouter.source.marathon_urls import split_marathon_hosts
 
 
 @pytest.fixture

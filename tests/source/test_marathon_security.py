@@ -36,8 +36,8 @@ from servicerouter.source.marathon import (
     MarathonError,
     parse_credentials,
     read_credential_file,
-    redact,
 )
+from servicerouter.source.marathon_urls import redact
 
 USER, PASSWORD = "router", "s3cret-Pa55:with-colon"
 APP = {"id": "/web", "ports": [10000], "instances": 1}
