@@ -58,7 +58,8 @@ class Problem:
     value: str | None = None
     # Structured facts for reports (/status, metrics), so nothing parses ``reason``:
     # kind "conflict" = another app already owns ``route`` (a vhost[+path] or "port N"),
-    # and ``owner`` is that app (the one whose configuration is oldest).
+    # and ``owner`` is that app (the one whose configuration is oldest); kind "label" =
+    # a label ignored as written (see servicerouter.model.label_names), nothing skipped.
     kind: str | None = None
     route: str | None = None
     owner: str | None = None
@@ -79,6 +80,8 @@ class Problem:
         "ignored KEY=VALUE of app ... port index N (the port still routes): why"
         when only that value (or a task) was.
         """
+        if self.kind == "label":  # a label we do not act on: the port is not affected
+            return f"ignored label {self._key_and_value()} of {self._app_and_port()}: {self.reason}"
         if not self.port_routes:
             return f"skipped {self}"
         what = f"{self._key_and_value()} of" if self.key is not None else "for"
