@@ -60,19 +60,16 @@ SUPPORTED_TEMPLATE_NAMES: frozenset[str] = frozenset({
     "BACKEND_TCP_HEALTHCHECK_OPTIONS", "FRONTEND_BACKEND_GLUE", "FRONTEND_HEAD",
     "HTTPS_FRONTEND_ACL", "HTTPS_FRONTEND_ACL_WITH_PATH", "HTTP_FRONTEND_ACL",
     "HTTP_FRONTEND_ACL_WITH_PATH", "HTTP_FRONTEND_APPID_ACL", "USERLIST_HEAD",
+    "HTTP_BACKEND_NETWORK_ALLOWED_ACL", "TCP_BACKEND_NETWORK_ALLOWED_ACL",
+    "HTTP_BACKEND_PROXYPASS_GLUE", "HTTP_BACKEND_REVPROXY_GLUE",
 })
 
 # Template names of ours only (no marathon-lb counterpart), also accepted as labels.
 OWN_TEMPLATE_NAMES: frozenset[str] = frozenset({"BACKEND_AUTH_OPTIONS"})
 
-# marathon-lb per-port settings not implemented here yet, and what they do there.
-MLB_PENDING_PORT: Mapping[str, str] = {
-    "HTTP_BACKEND_PROXYPASS_PATH": "strips a path prefix from requests",
-    "HTTP_BACKEND_REVPROXY_PATH": "rewrites Location headers of responses",
-    "HTTP_BACKEND_REDIR": "redirects requests for / to a path",
-    "BACKEND_NETWORK_ALLOWED_ACL": "admits only the listed source networks",
-    "BACKEND_HEALTHCHECK_PORT_INDEX": "health-checks servers on another port index",
-}
+# marathon-lb per-port settings not implemented here yet, and what they do there
+# (all of them are now: kept so the next one is one line).
+MLB_PENDING_PORT: Mapping[str, str] = {}
 
 # marathon-lb app-wide labels: bookkeeping of its blue/green deploy script (zdd.py)
 # and of the deployment grouping marathon-lb does while both colours run.
@@ -91,7 +88,7 @@ _OWN_PORT_SUFFIXES = frozenset(s.key.removeprefix("HAPROXY_{n}_") for s in SETTI
 _OWN_APP_KEYS = frozenset(s.key for s in SETTINGS if not s.per_port)
 # Comma-list settings whose blank entries are ignored with a warning (see
 # servicerouter.model.label_values.parse_vhosts).
-_COMMA_LISTS = frozenset({"VHOST"})
+_COMMA_LISTS = frozenset({"VHOST", "BACKEND_NETWORK_ALLOWED_ACL"})
 
 
 def known_port_suffixes() -> frozenset[str]:

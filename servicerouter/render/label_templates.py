@@ -36,7 +36,7 @@ from typing import Any
 
 from servicerouter.apply.bisection import find_culprits
 from servicerouter.model.label_values import MAX_VALUE_LENGTH
-from servicerouter.model.labels import Problem
+from servicerouter.model.labels import PORT_SETTINGS, Problem
 from servicerouter.model.services import Service
 from servicerouter.render.budget import BudgetedFragment, budget_env
 from servicerouter.render.config import RenderOptions, render_config, render_guarded
@@ -45,8 +45,12 @@ from servicerouter.render.fragments import Fragment, FragmentSet, TemplateError,
 
 log = logging.getLogger("servicerouter.label_templates")
 
-# Fragments an app may replace: everything rendered per service, vhost or server.
-OVERRIDABLE = tuple(spec for spec in FRAGMENTS if spec.scope != "global")
+# Fragments an app may replace: everything rendered per service, vhost or server,
+# except where the label name is a setting's (HAPROXY_{n}_HTTP_BACKEND_REDIR is the
+# redirect path, as in marathon-lb, not a template).
+_SETTING_SUFFIXES = frozenset(s.key.removeprefix("HAPROXY_{n}_") for s in PORT_SETTINGS)
+OVERRIDABLE = tuple(spec for spec in FRAGMENTS if spec.scope != "global"
+                    and spec.name.removeprefix("HAPROXY_") not in _SETTING_SUFFIXES)
 _BY_SUFFIX = {spec.name.removeprefix("HAPROXY_"): spec.name for spec in OVERRIDABLE}
 
 
