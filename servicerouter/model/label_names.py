@@ -138,6 +138,11 @@ def label_notices(app_id: str, labels: Mapping[str, Any],
     return notices
 
 
+def _safe_key(key: str) -> str:
+    """A label name fit for one log line: hostile names (line breaks, controls) escaped."""
+    return shorten(key if key.isprintable() else repr(key)[1:-1], 100)
+
+
 def _notice(app_id: str, key: str, raw: Any, port_count: int | None) -> Iterable[Problem]:
     value = raw if isinstance(raw, str) else None
     shown = shorten(value, 60) if value is not None else None
@@ -169,6 +174,7 @@ def _notice(app_id: str, key: str, raw: Any, port_count: int | None) -> Iterable
         return
     hint = _suggestion(key)
     reason = "unknown label, ignored" + (f"; did you mean {hint}?" if hint else "")
+    key = _safe_key(key)
     index = int(match.group(1)) if match is not None else None
     if index is not None and port_count is not None and index >= port_count:
         index = None

@@ -117,3 +117,8 @@ def _live(tmp_path: Path, apps: list[dict]) -> LiveRouter:
 def test_apps_outside_our_groups_are_not_checked() -> None:
     apps = [app(labels={"HAPROXY_GROUP": "internal", "HAPROXY_0_VHOTS": "x"})]
     assert build_model(apps, ("external",), ident).problems == ()
+
+
+def test_hostile_label_names_stay_on_one_log_line() -> None:
+    (notice,) = label_notices("/web", {"HAPROXY_0_VHOST\nbind :1": "x", }, 1)
+    assert "\n" not in notice.log_line() and "\\n" in notice.log_line()
