@@ -14,6 +14,7 @@ http mode (HTTP/1.1 with keep-alive; every response carries ``X-Backend: NAME``)
     /health                                          -> 200, body ``ok``
     /headers                                         -> 200, JSON of the request headers plus "name"
     /status/<code>                                   -> <code>, body ``NAME\\n``
+    /location/<path>                                 -> 302, ``Location: /<path>``
 tcp mode: on connect write ``NAME\\n``, then echo everything until the peer closes.
 
 ``--tls-cert PEM`` (certificate and key in one file, as HAProxy's ``crt``) makes the
@@ -102,6 +103,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
         name = self.server.backend_name
         path = urlsplit(self.path).path
         status, content_type = 200, "text/plain; charset=utf-8"
+        location = ""
         body = f"{name}\n".encode()
         if path == "/health":
             body = b"ok"
@@ -110,6 +112,8 @@ class HTTPHandler(BaseHTTPRequestHandler):
             payload["name"] = name
             body = json.dumps(payload, sort_keys=True).encode()
             content_type = "application/json"
+        elif path.startswith("/location/"):
+            status, location = 302, path.removeprefix("/location")
         elif path.startswith("/status/"):
             code = path.removeprefix("/status/")
             if not (code.isdigit() and 200 <= int(code) <= 599):
@@ -119,6 +123,8 @@ class HTTPHandler(BaseHTTPRequestHandler):
 
         self.send_response(status)
         self.send_header("X-Backend", name)
+        if location:
+            self.send_header("Location", location)
         if status in NO_BODY_STATUSES:
             self.end_headers()
             return

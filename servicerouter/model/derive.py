@@ -40,6 +40,7 @@ from servicerouter.model.app_fields import (
     task_filter,
     task_ipv4,
 )
+from servicerouter.model.label_names import label_notices
 from servicerouter.model.labels import (
     PortSettings,
     Problem,
@@ -191,6 +192,7 @@ def _read_app(
     if container_ports is not None:
         # IP-per-task: one service port per container port; missing ones are assigned.
         ports = [ports[i] if i < len(ports) else None for i in range(len(container_ports))]
+    problems.extend(label_notices(app_id, labels, len(ports)))
     drafts: dict[int, _Draft] = {}
     by_index: list[_Draft | None] = []
     for index, port in enumerate(ports):

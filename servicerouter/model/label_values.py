@@ -115,13 +115,16 @@ def parse_vhosts(value: str) -> tuple[str, ...]:
     """Comma-separated virtual hosts; each must be a safe host token.
 
     A blank value means no virtual host, as in servicerouter.py (its ``if vhost``):
-    the port is routed on its own frontend only.
+    the port is routed on its own frontend only.  Blank entries between commas
+    (``"koding.yourcompany.com,"``, as Universe packages render it) are left out,
+    as marathon-lb routes such a port; the label check warns about them
+    (:func:`servicerouter.model.label_names.label_notices`).
     """
     check_length(value)
     if not value.strip(" "):
         return ()
-    hosts = tuple(part.strip() for part in value.split(","))
-    if not any(hosts):
+    hosts = tuple(host for host in (part.strip() for part in value.split(",")) if host)
+    if not hosts:
         raise SettingError("no host name given")
     for host in hosts:
         check_host(host)

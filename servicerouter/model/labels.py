@@ -45,6 +45,7 @@ from servicerouter.model.label_values import (
 # parallel) imports them from servicerouter.model.label_values.
 from servicerouter.model.label_values import path_ignores_case as path_ignores_case
 from servicerouter.model.label_values import path_prefixes as path_prefixes
+from servicerouter.model.mlb_values import parse_backend_path, parse_networks, parse_port_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ class Problem:
     value: str | None = None
     # Structured facts for reports (/status, metrics), so nothing parses ``reason``:
     # kind "conflict" = another app already owns ``route`` (a vhost[+path] or "port N"),
-    # and ``owner`` is that app (the one whose configuration is oldest).
+    # and ``owner`` is that app (the one whose configuration is oldest); kind "label" =
+    # a label ignored as written (see servicerouter.model.label_names), nothing skipped.
     kind: str | None = None
     route: str | None = None
     owner: str | None = None
@@ -79,6 +81,8 @@ class Problem:
         "ignored KEY=VALUE of app ... port index N (the port still routes): why"
         when only that value (or a task) was.
         """
+        if self.kind == "label":  # a label we do not act on: the port is not affected
+            return f"ignored label {self._key_and_value()} of {self._app_and_port()}: {self.reason}"
         if not self.port_routes:
             return f"skipped {self}"
         what = f"{self._key_and_value()} of" if self.key is not None else "for"
@@ -151,6 +155,12 @@ class PortSettings:
     balance: str | None = None
     auth: BasicAuth | None = None
     bind_options: tuple[str, ...] = ()
+    # marathon-lb's backend settings (rendered by servicerouter.render.mlb_backend)
+    proxypass_path: str | None = None
+    revproxy_path: str | None = None
+    redirect_path: str | None = None
+    allowed_networks: tuple[str, ...] = ()
+    healthcheck_port_index: int | None = None
     given: frozenset[str] = field(default_factory=frozenset)  # attrs set explicitly
 
     @property
@@ -272,6 +282,40 @@ SETTINGS: tuple[Setting, ...] = (
         "with an argument HAProxy accepts where it takes one (numbers in HAProxy's ranges): "
         + ", ".join(sorted(BIND_KEYWORDS)) + ".",
         "HAPROXY_0_BIND_OPTIONS=accept-proxy maxconn 2000", origin="servicerouter",
+    ),
+    Setting(
+        "HAPROXY_{n}_HTTP_BACKEND_PROXYPASS_PATH", "proxypass_path", parse_backend_path, None,
+        "http mode: requests whose path starts with this prefix reach the servers without "
+        "it ('/api/x' -> '/x', as marathon-lb's ProxyPass glue; the query is kept), and "
+        "with the port's first VHOST as their Host header.",
+        "HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH=/api", origin="marathon-lb",
+    ),
+    Setting(
+        "HAPROXY_{n}_HTTP_BACKEND_REVPROXY_PATH", "revproxy_path", parse_backend_path, None,
+        "http mode: a response Location that is a path, or an absolute URL on the port's "
+        "first VHOST, is replaced by this path (marathon-lb's semantics: the whole "
+        "Location, not a prefix).",
+        "HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH=/my/content", origin="marathon-lb",
+    ),
+    Setting(
+        "HAPROXY_{n}_HTTP_BACKEND_REDIR", "redirect_path", parse_backend_path, None,
+        "http mode: requests for '/' (on the port's VHOSTs, when it has any) get a 301 to "
+        "this path, as marathon-lb.",
+        "HAPROXY_0_HTTP_BACKEND_REDIR=/my/content", origin="marathon-lb",
+    ),
+    Setting(
+        "HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL", "allowed_networks", parse_networks, (),
+        "Only these source addresses or CIDR networks (blank- or comma-separated) reach "
+        "the port's backend: others get 403 (http) or a closed connection (tcp).",
+        "HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL=10.1.40.0/24 10.1.55.43", origin="marathon-lb",
+    ),
+    Setting(
+        "HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX", "healthcheck_port_index",
+        parse_port_index, None,
+        "Health-check each server on the same task's port at this index (e.g. an admin "
+        "port) instead of the routed one; an index the app does not have checks the "
+        "routed port, as marathon-lb. Needs a Marathon health check on the port.",
+        "HAPROXY_0_BACKEND_HEALTHCHECK_PORT_INDEX=1", origin="marathon-lb",
     ),
 )
 

@@ -20,6 +20,7 @@ from servicerouter.model.services import Service, clean_name, route_order_key
 from servicerouter.render.failures import describe_failure, service_failure
 from servicerouter.render.fragments import Fragment, FragmentSet
 from servicerouter.render.lines import render_servers
+from servicerouter.render.mlb_backend import backend_rules
 from servicerouter.render.routing import (
     Rule,
     appid_entry,
@@ -332,6 +333,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             if settings.auth is not None:
                 backends.append(pick(userlist, "HAPROXY_USERLIST_HEAD").render(values))
             backends.append(pick(backend_head, "HAPROXY_BACKEND_HEAD").render(values))
+            backends.extend(backend_rules(service, values, frag, pick))  # marathon-lb's
 
             paths = service.paths
             if not paths:

@@ -146,6 +146,28 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  "with one space when not empty.", strip_prefix=True),
     FragmentSpec("HAPROXY_FRONTEND_BACKEND_GLUE", "service", ("backend",),
                  "Glues the port's frontend to its backend."),
+    # marathon-lb's backend rules, with its template names and placeholders.
+    FragmentSpec("HAPROXY_HTTP_BACKEND_NETWORK_ALLOWED_ACL", "service", ("network_allowed",),
+                 "http mode: defines the ACL network_allowed from "
+                 "HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL (network_allowed: the networks, "
+                 "blank-separated); a fixed 'http-request deny if !network_allowed' follows."),
+    FragmentSpec("HAPROXY_TCP_BACKEND_NETWORK_ALLOWED_ACL", "service", ("network_allowed",),
+                 "tcp mode: as the http one; a fixed 'tcp-request content reject if "
+                 "!network_allowed' follows."),
+    FragmentSpec("HAPROXY_HTTP_BACKEND_REDIR", "service", ("hostname", "redirpath"),
+                 "HAPROXY_{n}_HTTP_BACKEND_REDIR: redirects '/' to redirpath. .j2 files also "
+                 "get redirpathFmt (with '%' doubled for log-format) and redirConditions (host "
+                 "conditions, one rule each).",
+                 jinja_extra=("redirpathFmt", "redirConditions")),
+    FragmentSpec("HAPROXY_HTTP_BACKEND_PROXYPASS_GLUE", "service", ("hostname", "proxypath"),
+                 "HAPROXY_{n}_HTTP_BACKEND_PROXYPASS_PATH: strips proxypath from request "
+                 "paths. .j2 files also get proxypathRegex (the prefix as a regex literal, "
+                 "without its trailing '/').",
+                 jinja_extra=("proxypathRegex",)),
+    FragmentSpec("HAPROXY_HTTP_BACKEND_REVPROXY_GLUE", "service", ("hostname", "rootpath"),
+                 "HAPROXY_{n}_HTTP_BACKEND_REVPROXY_PATH: replaces response Locations on the "
+                 "port's host with rootpath. .j2 files also get hostnameRegex and rootpathFmt.",
+                 jinja_extra=("hostnameRegex", "rootpathFmt")),
 )
 
 FRAGMENTS_BY_NAME: dict[str, FragmentSpec] = {spec.name: spec for spec in FRAGMENTS}

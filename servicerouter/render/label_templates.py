@@ -6,7 +6,9 @@ That hands the config to whoever can set labels, so here it is off unless the op
 passes ``--allow-label-templates``, and even then:
 
 * a label template is Jinja2 in the same immutable sandbox as the fragment files, with
-  the same variables (no attribute tricks, no file or module access);
+  the same variables (no attribute tricks, no file or module access), or, when it uses
+  no ``{{``/``{%``/``{#``, marathon-lb's ``str.format`` text with marathon-lb's
+  placeholder names, bare names only (:mod:`servicerouter.render.mlb_templates`);
 * it is compiled and trial-rendered per app: a syntax error, an unknown variable or a
   render error quarantines that app (all its ports) with a problem naming the label;
 * every render runs on a budget (:mod:`servicerouter.render.budget`): a template that
@@ -36,17 +38,22 @@ from typing import Any
 
 from servicerouter.apply.bisection import find_culprits
 from servicerouter.model.label_values import MAX_VALUE_LENGTH
-from servicerouter.model.labels import Problem
+from servicerouter.model.labels import PORT_SETTINGS, Problem
 from servicerouter.model.services import Service
 from servicerouter.render.budget import BudgetedFragment, budget_env
 from servicerouter.render.config import RenderOptions, render_config, render_guarded
 from servicerouter.render.fragment_registry import FRAGMENTS
 from servicerouter.render.fragments import Fragment, FragmentSet, TemplateError, compile_fragment
+from servicerouter.render.mlb_templates import compile_format_template, is_format_template
 
 log = logging.getLogger("servicerouter.label_templates")
 
-# Fragments an app may replace: everything rendered per service, vhost or server.
-OVERRIDABLE = tuple(spec for spec in FRAGMENTS if spec.scope != "global")
+# Fragments an app may replace: everything rendered per service, vhost or server,
+# except where the label name is a setting's (HAPROXY_{n}_HTTP_BACKEND_REDIR is the
+# redirect path, as in marathon-lb, not a template).
+_SETTING_SUFFIXES = frozenset(s.key.removeprefix("HAPROXY_{n}_") for s in PORT_SETTINGS)
+OVERRIDABLE = tuple(spec for spec in FRAGMENTS if spec.scope != "global"
+                    and spec.name.removeprefix("HAPROXY_") not in _SETTING_SUFFIXES)
 _BY_SUFFIX = {spec.name.removeprefix("HAPROXY_"): spec.name for spec in OVERRIDABLE}
 
 
@@ -107,10 +114,13 @@ def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
             elif len(raw) > MAX_VALUE_LENGTH:
                 reason = f"label template is longer than {MAX_VALUE_LENGTH} characters"
             else:
-                try:
-                    compiled[name] = BudgetedFragment(compile_fragment(
-                        specs[name], raw, f"label {key} of app {service.app_id}",
-                        jinja=True, env=env), every_service)
+                source = f"label {key} of app {service.app_id}"
+                try:  # marathon-lb's str.format text, or Jinja2 (mlb_templates.py)
+                    compiled[name] = (
+                        compile_format_template(specs[name], raw, source)
+                        if is_format_template(raw) else
+                        BudgetedFragment(compile_fragment(specs[name], raw, source, jinja=True,
+                                                          env=env), every_service))
                 except TemplateError as err:
                     reason = f"label template rejected: {err}"
             if reason is not None:

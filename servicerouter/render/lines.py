@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from servicerouter.model.values import Service, clean_host, clean_name
+from servicerouter.render.mlb_backend import check_ports
 
 
 def render_servers(service: Service, values: dict[str, Any], server_line: Any,
@@ -29,7 +30,10 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
     # a dynamic cookie: then HAProxy derives each server's cookie (and can add servers live).
     cookie_per_server = service.settings.sticky and not values.get("dynamicCookie")
     render_args = server_line.render_args
-    if render_args is not None and not per_server_check and not cookie_per_server:
+    # HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX: each server checked on its own port
+    check_port = check_ports(service) if server_check is not None else None
+    if render_args is not None and not per_server_check and not cookie_per_server \
+            and not check_port:
         drained = check_text + " weight 0"
         for server in service.servers:
             host, port = server.host, server.port
@@ -52,5 +56,8 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
         if per_server_check:
             check_text = server_check.render(values)
         # A task being killed keeps its sessions but gets no new ones.
-        values["healthCheckOptions"] = check_text + " weight 0" if server.draining else check_text
+        text = check_text
+        if check_port:
+            text = f"{check_text} port {check_port.get((server.host, server.port), server.port)}"
+        values["healthCheckOptions"] = text + " weight 0" if server.draining else text
         out.append(render(values))

@@ -46,6 +46,11 @@ ISSUE_KEYS = {
     "HAPROXY_{n}_STICKY_COOKIE", "HAPROXY_{n}_BALANCE", "HAPROXY_{n}_AUTH",
     "HAPROXY_{n}_BIND_OPTIONS", "HAPROXY_{n}_GROUP", "HAPROXY_{n}_ENABLED",
 }
+MLB_KEYS = {  # marathon-lb's own settings, with its semantics (issue 11)
+    "HAPROXY_{n}_HTTP_BACKEND_PROXYPASS_PATH", "HAPROXY_{n}_HTTP_BACKEND_REVPROXY_PATH",
+    "HAPROXY_{n}_HTTP_BACKEND_REDIR", "HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL",
+    "HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX",
+}
 UNSAFE = ["a b", "a\nb", "a\rb", "a#b", "a{b", "a}b", 'a"b', "a'b", "a\\b", "a\tb", "a\x00b",
           "a$b"]
 
@@ -58,7 +63,8 @@ def test_registry_has_every_key_once_with_docs() -> None:
         assert setting.help and setting.example, setting.key
         assert setting.example.split("=", 1)[0].replace("0", "{n}").replace("1", "{n}") \
             == setting.key, setting.key
-        expected_origin = "servicerouter.py" if setting.key in LEGACY_KEYS else "servicerouter"
+        expected_origin = ("servicerouter.py" if setting.key in LEGACY_KEYS
+                           else "marathon-lb" if setting.key in MLB_KEYS else "servicerouter")
         assert setting.origin == expected_origin, setting.key
 
 

@@ -47,8 +47,11 @@ def test_marathon_1x_zdd_port_definitions_and_docker_mappings() -> None:
     assert svc.health_check is not None and svc.health_check.path == "/"
     assert svc.health_check.falls == 11 and svc.mode == "http"
     assert [s.port for s in svc.servers] == [16916, 23336, 31184]  # sorted by (host, port)
-    (problem,) = model.problems
+    (problem,) = [p for p in model.problems if p.kind != "label"]
     assert problem.app_id == "/nginx-blue" and "10000" in problem.reason
+    # marathon-lb's blue/green bookkeeping labels are named, not silently dropped.
+    noticed = {(p.app_id, p.key) for p in model.problems if p.kind == "label"}
+    assert ("/nginx-green", "HAPROXY_DEPLOYMENT_GROUP") in noticed
 
 
 def test_marathon_011_ports_without_tasks_are_not_rendered() -> None:

@@ -71,6 +71,12 @@ GOOD: dict[str, list[str]] = {
                                  "ciphersuites TLS_AES_128_CCM_8_SHA256", "ecdhe X448",
                                  "curves BOGUS", "ciphers DEFAULT:!aNULL", "ciphers !aNULL",
                                  "npn http/1.1 prefer-client-ciphers allow-0rtt"],
+    "HAPROXY_{n}_HTTP_BACKEND_PROXYPASS_PATH": ["/api", "/test/", "/a(b)+c.d*", "/x%20y", "/"],
+    "HAPROXY_{n}_HTTP_BACKEND_REVPROXY_PATH": ["/my/content", "/x%41", "/"],
+    "HAPROXY_{n}_HTTP_BACKEND_REDIR": ["/home", "/a%20b", "/a;b=c"],
+    "HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL": ["10.0.0.0/8", "127.0.0.1 10.1.2.3",
+                                                "::1, 192.168.0.0/16", "10.1.40.0/24,"],
+    "HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX": ["0", "1", "5"],
 }
 assert set(GOOD) == {s.key for s in registry.SETTINGS}
 
@@ -169,6 +175,7 @@ draws = st.lists(st.integers(0, 2), min_size=1, max_size=3).flatmap(
 # --------------------------------------------------------------------------- line grammar
 
 T = r"[A-Za-z0-9_.:/*@%+=,()~!&;$-]+"  # one token, as label values may fill it
+R = r"[A-Za-z0-9_.:/*@%+=,()~!&;\\-]*"  # a regex literal made of such a token
 LINE_PATTERNS = [re.compile(p) for p in (
     rf"frontend {T}", rf"backend {T}", rf"userlist users_{T}",
     rf"  bind {T}:[0-9]+(?: ssl crt {T})?(?: {T})*",
@@ -189,7 +196,16 @@ LINE_PATTERNS = [re.compile(p) for p in (
     r'  http-response set-header Strict-Transport-Security "max-age=15768000" if \{ ssl_fc \}',
     rf"  option httpchk GET /(?:{T})?", r"  timeout check [0-9]+s",
     rf"  server {T} [0-9.]+:[0-9]+ check(?: cookie {T})?"
-    r"(?: inter [0-9]+s fastinter 1s fall [0-9]+)?(?: weight 0)?",
+    r"(?: inter [0-9]+s fastinter 1s fall [0-9]+)?(?: port [0-9]+)?(?: weight 0)?",
+    # marathon-lb's backend labels (render/mlb_backend.py)
+    rf"  acl network_allowed src {T}(?: {T})*",
+    r"  http-request deny if !network_allowed", r"  tcp-request content reject if !network_allowed",
+    rf"  http-request redirect code 301 location {T} if \{{ path / \}}"
+    rf"(?: \{{ req\.hdr\(host\),field\(1,:\) (?:-m end )?-i {T}(?: {T})* \}})?",
+    rf"  http-request set-header Host {T}",
+    rf"  http-request replace-path '\^{R}/\?\(\.\*\)' '/\\1'",
+    rf"  http-response replace-header Location '\^(?:\(https\?://{R}\(:\[0-9\]\+\)\?\)\?)?"
+    rf"\(/\.\*\)\$' '{T}'",
 )]
 
 

@@ -1,0 +1,76 @@
+"""marathon-lb's label templates: str.format text with its placeholders, sandboxed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from servicerouter.render.config import RenderOptions, render_config
+from servicerouter.render.label_templates import TemplateChecker, compile_label_templates
+from servicerouter.render.mlb_templates import is_format_template
+from tests.harness import self_signed_cert
+from tests.render.test_label_templates import FRAGMENTS, OPTIONS, app, services
+
+# marathon-lb's own defaults for these templates, as an app would copy them into a label.
+MLB_BACKEND_HEAD = "\nbackend {backend}\n  balance {balance}\n  mode {mode}\n"
+MLB_FRONTEND_HEAD = "\nfrontend {backend}\n  bind {bindAddr}:{servicePort}{sslCert}{bindOptions}\n  mode {mode}\n"
+MLB_SERVER = ("  server {serverName} {host_ipv4}:{port} id {serverId}{cookieOptions}"
+              "{healthCheckOptions}{otherOptions}\n")
+MLB_HTTP_OPTIONS = ("  option forwardfor\n  http-request set-header X-Forwarded-Port %[dst_port]\n"
+                    "  http-request add-header X-Forwarded-Proto https if { ssl_fc }\n")
+
+
+def test_syntax_is_told_apart() -> None:
+    assert is_format_template(MLB_BACKEND_HEAD) and is_format_template(MLB_HTTP_OPTIONS)
+    assert not is_format_template("\nbackend {{ backend }}\n")
+
+
+def test_marathon_lb_templates_render_with_its_placeholders_and_haproxy_accepts(
+        tmp_path: Path) -> None:
+    svcs = services(app("/a", 10001, HAPROXY_0_BACKEND_HEAD=MLB_BACKEND_HEAD,
+                        HAPROXY_0_FRONTEND_HEAD=MLB_FRONTEND_HEAD,
+                        HAPROXY_0_BACKEND_SERVER_OPTIONS=MLB_SERVER,
+                        HAPROXY_0_VHOST="a.example.com",
+                        HAPROXY_0_BACKEND_HTTP_OPTIONS=MLB_HTTP_OPTIONS,
+                        HAPROXY_0_BALANCE="leastconn"),
+                    app("/b", 10002))
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    assert compiled.problems == () and set(compiled.overrides) == {"a_10001"}
+    text = render_config(svcs, FRAGMENTS, OPTIONS, compiled.overrides)
+    assert "\nbackend a_10001\n  balance leastconn\n  mode http\n" in text
+    assert "\nfrontend a_10001\n  bind *:10001\n  mode http\n" in text
+    assert "{backend}" not in text and "{ ssl_fc }" in text  # verbatim template kept as is
+    assert "  server 10_0_0_1_31001 10.0.0.1:31001 id " in text
+    # HAProxy itself accepts each app's part (the check the runner does).
+    options = RenderOptions(default_cert=self_signed_cert(tmp_path / "default.pem"))
+    checked = TemplateChecker().quarantine(svcs, FRAGMENTS, options, compiled)
+    assert checked.bad_apps == frozenset(), checked.problems
+
+
+@pytest.mark.parametrize("template, reason", [
+    ("\nbackend {backend.__class__}\n", "no attribute or index access"),
+    ("\nbackend {service}\n", "is not a placeholder of HAPROXY_BACKEND_HEAD"),
+    ("\nbackend {labels[x]}\n", "no attribute or index access"),
+    ("\nbackend {0}\n", "is not a placeholder"),
+    ("\nbackend {backend!r}\n", "conversions are not allowed"),
+    ("\nbackend {backend:>99999999}\n", "format spec"),
+    ("\nbackend {backend:{mode}}\n", "format spec"),
+    ("\nbackend {backend\n", "label template rejected"),
+])
+def test_bad_format_template_quarantines_only_its_app(template: str, reason: str) -> None:
+    svcs = services(app("/bad", 10001, HAPROXY_0_BACKEND_HEAD=template),
+                    app("/good", 10002, HAPROXY_0_BACKEND_HEAD=MLB_BACKEND_HEAD))
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    assert compiled.bad_apps == {"/bad"}
+    (problem,) = compiled.problems
+    assert reason in problem.reason and "quarantined" in problem.reason, problem.reason
+    assert set(compiled.overrides) == {"good_10002"}
+
+
+def test_template_haproxy_rejects_quarantines_its_app_only() -> None:
+    svcs = services(app("/bad", 10001, HAPROXY_0_BACKEND_HEAD="\nbackend {backend}\n  nonsense {mode}\n"),
+                    app("/good", 10002, HAPROXY_0_BACKEND_HEAD=MLB_BACKEND_HEAD))
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    checked = TemplateChecker().quarantine(svcs, FRAGMENTS, OPTIONS, compiled)
+    assert checked.bad_apps == {"/bad"} and set(checked.overrides) == {"good_10002"}

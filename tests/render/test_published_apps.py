@@ -1,0 +1,106 @@
+"""Published app definitions with marathon-lb labels: rendered, and HAProxy accepts them.
+
+Each fixture (tests/fixtures/published, sources in its README) goes through a one-shot
+sync with --allow-label-templates and the real ``haproxy -c``; the config written must
+pass ``haproxy -c`` on its own, and each app is routed, or left out with the reason
+this host gives (a DC/OS-internal name HAProxy cannot resolve here, a directive HAProxy
+2.x no longer has), never dropped without a word.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from servicerouter.apply import haproxy
+from servicerouter.engine.runner import Router, RouterSettings
+from servicerouter.render.config import RenderOptions
+from servicerouter.render.fragments import load_fragments
+from servicerouter.source.marathon import SnapshotSource
+from tests.paths import FIXTURES
+
+PUBLISHED = FIXTURES / "published"
+
+
+def _resolves(name: str) -> bool:
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError:
+        return False
+    return True
+
+
+def _sync(tmp_path: Path, fixture: str, haproxy_bin: str):
+    settings = RouterSettings(config_path=str(tmp_path / "haproxy.cfg"), haproxy_bin=haproxy_bin,
+                              reload=None, state_dir=str(tmp_path / "state"), certs_dir=None,
+                              groups=("*",), allow_label_templates=True,
+                              render_options=RenderOptions(bind_addr="127.0.0.1"))
+    router = Router(SnapshotSource(f"file:{PUBLISHED / fixture}"), load_fragments([]), settings)
+    result = router.sync()
+    assert result.ok, result.error
+    cfg = tmp_path / "haproxy.cfg"
+    ok, message = haproxy.check_config(str(cfg), haproxy_bin)
+    assert ok, message
+    return cfg.read_text(), result.model.problems
+
+
+def _lines(problems) -> list[str]:
+    return [p.log_line() for p in problems]
+
+
+def test_every_fixture_is_documented() -> None:
+    readme = (PUBLISHED / "README.md").read_text()
+    fixtures = sorted(p.name for p in PUBLISHED.glob("*.json"))
+    assert fixtures and all(f"`{name}`" in readme for name in fixtures)
+    for name in fixtures:
+        assert json.loads((PUBLISHED / name).read_text())["apps"]
+
+
+def test_marathon_lb_test_app_routes_and_names_its_deployment_labels(tmp_path, haproxy_bin):
+    text, problems = _sync(tmp_path, "mlb-tests-1-nginx.json", haproxy_bin)
+    assert "\nbackend nginx_10000\n" in text and "127.0.0.1:31001" in text
+    lines = _lines(problems)
+    assert any("HAPROXY_DEPLOYMENT_GROUP" in line and "not implemented" in line for line in lines)
+
+
+def test_marathon_lb_ci_app_routes_on_its_port_and_vhost(tmp_path, haproxy_bin):
+    text, problems = _sync(tmp_path, "mlb-ci-docker-bridge.json", haproxy_bin)
+    assert "\nfrontend nginx-docker-bridge_10100\n" in text
+    assert "nginx-docker-bridge.test" in text and problems == ()
+
+
+@pytest.mark.parametrize("fixture, name", [
+    ("dcos-consul-proxy.json", "api.consul.l4lb.thisdcos.directory"),
+    ("dcos-prometheus-proxy.json", "prometheus.prometheus.l4lb.thisdcos.directory"),
+])
+def test_dcos_proxies_route_to_their_internal_name_or_say_why_not(tmp_path, haproxy_bin,
+                                                                  fixture, name):
+    text, problems = _sync(tmp_path, fixture, haproxy_bin)
+    if _resolves(name):  # on DC/OS: the label's server line is the backend's
+        assert f" {name}:" in text
+    else:  # here: HAProxy cannot resolve it, so the app is left out, with the reason
+        assert name not in text
+        assert any("HAProxy rejects its label templates" in line for line in _lines(problems))
+
+
+def test_universe_trailing_comma_vhost_routes_with_a_warning(tmp_path, haproxy_bin):
+    text, problems = _sync(tmp_path, "universe-koding-trailing-comma.json", haproxy_bin)
+    assert "koding.yourcompany.com" in text and "\nbackend koding_10400\n" in text
+    (line,) = _lines(problems)
+    assert line.startswith("ignored label HAPROXY_0_VHOST=") and "blank entries" in line
+
+
+def test_proxypass_with_path_strips_the_prefix(tmp_path, haproxy_bin):
+    text, problems = _sync(tmp_path, "snap4city-plumber-proxypass.json", haproxy_bin)
+    assert "http-request replace-path '^/plumber/abc123/?(.*)' '/\\1'" in text
+    assert "http-request set-header Host nr.snap4city.org" in text and problems == ()
+
+
+def test_reqirep_glue_is_quarantined_not_the_config(tmp_path, haproxy_bin):
+    text, problems = _sync(tmp_path, "reqirep-proxypass-glue.json", haproxy_bin)
+    assert "app-test" not in text and "reqirep" not in text
+    assert any("'/app-test'" in line and "HAProxy rejects its label templates" in line
+               for line in _lines(problems))
