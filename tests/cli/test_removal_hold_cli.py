@@ -101,13 +101,14 @@ def test_most_apps_gone_is_held_but_a_small_removal_is_not(tmp_path: Path) -> No
 def test_a_removal_persisting_over_runs_is_applied(tmp_path: Path) -> None:
     run = OneShot(tmp_path, "--removal-hold-fetches", "3", "--removal-hold-seconds", "1")
     assert run.run([app(i) for i in range(2)]).returncode == 0
-    start = time.monotonic()
     assert run.run([]).returncode == EXIT_HELD
     kept = json.loads(run.hold_file.read_text())
     assert kept["fetches"] == 1
     assert run.run([]).returncode == EXIT_HELD
     assert json.loads(run.hold_file.read_text())["since"] == kept["since"]
-    time.sleep(max(0.0, 1.1 - (time.monotonic() - start)))
+    # The window starts when the first held run saw the removal (its "since", wall
+    # clock), not when this test started it: wait for that instant plus the window.
+    time.sleep(max(0.0, kept["since"] + 1.1 - time.time()))
     third = run.run([])
     assert third.returncode == 0, third.stderr
     assert "persisted for 3 syncs" in third.stderr

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from servicerouter.apply.confdiff import RuntimePlan, parse_config
 from servicerouter.apply.managed import ReloadResult
 from servicerouter.apply.runtime_api import RuntimeStats
-from servicerouter.engine.holds import routed_addresses
+from servicerouter.engine.holds import HoldSettings, routed_addresses
 from servicerouter.engine.live import LiveRouter, LiveSettings
 from servicerouter.engine.removal_guard import routed_of
 from servicerouter.engine.runner import Router, RouterSettings
@@ -79,12 +79,17 @@ class Runtime:
 
 
 def _settings(tmp: Path, health_check: bool, maps: bool = True) -> RouterSettings:
-    """``maps``: vhosts routed through map files (the command line's default) or ACLs."""
+    """``maps``: vhosts routed through map files (the command line's default) or ACLs.
+
+    Removal holds are off: a held sync keeps the old config on purpose, so it would
+    differ from a render from scratch (holds have their own tests in test_holds.py and
+    test_removal_hold_live.py).
+    """
     options = RenderOptions(bind_addr="127.0.0.1", map_dir=str(tmp / "maps") if maps else None)
     return RouterSettings(config_path=str(tmp / "haproxy.cfg"), groups=("*",), validate=False,
                           render_options=options,
                           state_dir=str(tmp / "state"), certs_dir=None,
-                          health_check=health_check)
+                          health_check=health_check, removal_hold=HoldSettings(fetches=0))
 
 
 def _from_scratch(apps: Mapping[str, Any], tmp: Path, health_check: bool,
