@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import random
 import shutil
 import signal
 import socket
@@ -65,8 +66,34 @@ def start_backend(name: str) -> ThreadingHTTPServer:
     return server
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out for outgoing connections (Linux: 32768)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port free now, drawn at random below the ephemeral range.
+
+    The demo hands these ports to HAProxy and servicerouter, which bind them a moment
+    later. A port the kernel picked (bind to 0) lies in the ephemeral range, where any
+    outgoing connection on the host may take it meanwhile; a random draw below that
+    range is taken only by someone else binding it on purpose.
+    """
+    rng = random.SystemRandom()
+    high = max(_ephemeral_low() - 1, 20001)
+    for _ in range(200):
+        port = rng.randint(20000, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOCALHOST, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a crowded range: let the kernel pick
         sock.bind((LOCALHOST, 0))
         return int(sock.getsockname()[1])
 
@@ -239,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_for(lambda: emulator.sse_clients, 30,
                      f"servicerouter to follow the event stream (see {router_log})",
                      router, router_log)
-            wait_for(lambda: check_routes(ports, service_ports), 30, "routes to answer",
+            wait_for(lambda: check_routes(ports, service_ports), 60, "routes to answer",
                      router, router_log)
             print(f"servicerouter demo is up (config, logs: {workdir})\n")
             for line in check_routes(ports, service_ports):
