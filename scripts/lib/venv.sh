@@ -33,6 +33,17 @@ sr_need_haproxy() {  # Debian's haproxy unless one is on PATH; say which one is 
   echo "haproxy: $(command -v haproxy) ($(haproxy -v 2>&1 | head -n 1))"
 }
 
+sr_need_test_peers() {  # the real peers the tests drive: ZooKeeper, headless Chromium, wrk
+  local missing=()
+  [ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing the tests' peers from Debian: ${missing[*]}" >&2
+    sr_apt_install "${missing[@]}"
+  fi
+}
+
 sr_base_python() {  # the first python3 on PATH, refused (one line) when too old
   local python
   python="$(command -v python3 || true)"
