@@ -21,57 +21,32 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from servicerouter.emulator.marathon import MarathonEmulator
 from tests.harness import Backend, HAProxy, free_port, http_get, wait_for_port, wait_until
 from tests.paths import REPO
+from tests.pki import NOW, make_cert, pem
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 # openssl passwd -6 -salt abc secret
 SECRET_HASH = ("$6$abc$IdWKNKTJEb8LxY7CGg8YBXlvtfZzFw7Mp/r6niK9YB2mdvgY..TKjv1T..8RadRt2qvUHYRLr"
                "/TsVArtr91iR1")
-NOW = datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- certificates
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 def _cert(cn: str, key, issuer=None, sans=(), ca=False, start=-1.0, days=30.0):
-    issuer_name, signer = (issuer[0].subject, issuer[1]) if issuer else (_name(cn), key)
-    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer_name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOW + timedelta(days=start))
-               .not_valid_after(NOW + timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False)
-    return builder.sign(signer, hashes.SHA256())
-
-
-def _pem(*items) -> str:
-    out = []
-    for item in items:
-        if isinstance(item, x509.Certificate):
-            out.append(item.public_bytes(serialization.Encoding.PEM).decode())
-        else:
-            out.append(item.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()).decode())
-    return "".join(out)
+    """The e2e bundles' certificates: a month long unless told otherwise."""
+    return make_cert(cn, key, issuer=issuer, sans=sans, ca=ca, start=start, days=days)
 
 
 def write_pki(workdir: Path) -> dict[str, Path]:
@@ -86,20 +61,20 @@ def write_pki(workdir: Path) -> dict[str, Path]:
         return _cert(sans[0], key, issuer=(ca, ca_key), sans=sans, **kw), key
 
     a, a_key = leaf(["a.test", "www.a.test"])
-    (certs_dir / "a.pem").write_text(_pem(a, ca, a_key))
+    (certs_dir / "a.pem").write_text(pem(a, ca, a_key))
     # The certificate a.pem renewed: same names, expires first; sorts before a.pem.
     a_old, a_old_key = leaf(["www.a.test", "a.test"], days=5)
-    (certs_dir / "a-old.pem").write_text(_pem(a_old, ca, a_old_key))
+    (certs_dir / "a-old.pem").write_text(pem(a_old, ca, a_old_key))
     b, b_key = leaf(["b.test"])
-    (workdir / "b.pem").write_text(_pem(b_key, b))  # given with --ssl-certs, key first
+    (workdir / "b.pem").write_text(pem(b_key, b))  # given with --ssl-certs, key first
     old, old_key = leaf(["expired.test"], start=-30, days=-1)
-    (certs_dir / "expired.pem").write_text(_pem(old, old_key))
+    (certs_dir / "expired.pem").write_text(pem(old, old_key))
     wrong, _ = leaf(["mismatch.test"])
-    (certs_dir / "mismatch.pem").write_text(_pem(wrong, ec.generate_private_key(ec.SECP256R1())))
+    (certs_dir / "mismatch.pem").write_text(pem(wrong, ec.generate_private_key(ec.SECP256R1())))
     c, c_key = leaf(["c.test"])
-    (workdir / "c-shuffled.pem").write_text(_pem(c_key, ca, c))  # key, chain, leaf
+    (workdir / "c-shuffled.pem").write_text(pem(c_key, ca, c))  # key, chain, leaf
     ca_file = workdir / "ca.pem"
-    ca_file.write_text(_pem(ca))
+    ca_file.write_text(pem(ca))
     return {"certs": certs_dir, "b": workdir / "b.pem", "c": workdir / "c-shuffled.pem",
             "ca": ca_file}
 
@@ -373,7 +348,7 @@ def _bundle_file(path: Path, sans: list[str], days: float = 30.0, start: float =
                  wrong_key: bool = False) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _cert(sans[0], key, sans=sans, start=start, days=days)
-    path.write_text(_pem(cert, ec.generate_private_key(ec.SECP256R1()) if wrong_key else key))
+    path.write_text(pem(cert, ec.generate_private_key(ec.SECP256R1()) if wrong_key else key))
     return path
 
 

@@ -7,54 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from servicerouter.tls import bundles as certs
 from servicerouter.tls import manager as tls
 from servicerouter.tls.manager import TlsManager, format_rows
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_cert(cn: str, key, issuer=None, sans=(), ca=False, days: float = 90,
-              start: float = -1) -> x509.Certificate:
-    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (_name(cn), key)
-    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer_name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOW + timedelta(days=start))
-               .not_valid_after(NOW + timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False)
-    return builder.sign(signing_key, hashes.SHA256())
-
-
-def pem(*items) -> str:
-    out = []
-    for item in items:
-        if isinstance(item, x509.Certificate):
-            out.append(item.public_bytes(serialization.Encoding.PEM).decode())
-        else:
-            out.append(item.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()).decode())
-    return "".join(out)
-
-
-def key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+from tests.pki import NOW, cn_name, make_cert, pem
+from tests.pki import new_key as key
 
 
 @pytest.fixture(autouse=True)
@@ -140,7 +104,7 @@ def test_port_certificate_kept_when_ready_replaced_when_out_of_order(
     blocks = copy.read_text().split("-----END ")
     assert "CERTIFICATE" in blocks[0] and "PRIVATE KEY" in blocks[-2]
     leaf = x509.load_pem_x509_certificate(copy.read_bytes())
-    assert leaf.subject == _name("c.example.com")
+    assert leaf.subject == cn_name("c.example.com")
 
 
 def test_expiring_bundle_warns_once_a_day_and_is_flagged(
