@@ -213,16 +213,16 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
 
     holds = parser.add_argument_group(
         "removal holds (a Marathon answer that would empty the load balancer waits)")
-    holds.add_argument("--removal-hold-threshold", type=_fraction, default=0.5,
+    holds.add_argument("--removal-hold-threshold", type=values.fraction, default=0.5,
                        metavar="FRACTION",
                        help="Hold a sync that would remove more than this fraction of the "
                             "routed servers or backends (removing all of them always holds; "
                             "default 0.5)")
-    holds.add_argument("--removal-hold-fetches", type=_non_negative_int, default=3,
+    holds.add_argument("--removal-hold-fetches", type=values.non_negative_int, default=3,
                        metavar="N",
                        help="Apply a held removal once N consecutive syncs saw it (default 3; "
                             "0 turns holds off)")
-    holds.add_argument("--removal-hold-seconds", type=_non_negative_float, default=30.0,
+    holds.add_argument("--removal-hold-seconds", type=values.seconds, default=30.0,
                        metavar="SECONDS",
                        help="...and at least this long after the first (default 30)")
     holds.add_argument("--confirm-removal", action="store_true",
@@ -257,33 +257,6 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     # marathon-lb flags without a meaning here: exit 2 with the reason, never ignored.
     add_refused_flags(parser)
     return parser
-
-
-def _fraction(text: str) -> float:
-    value = _non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):  # also NaN
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
 
 
 def client_settings(args: argparse.Namespace) -> Any:
