@@ -31,6 +31,7 @@ from servicerouter.source.dcos_auth import (
 )
 from servicerouter.source.events import EventStream
 from servicerouter.source.marathon import ClientSettings, MarathonClient, MarathonError
+from tests.harness import wait_until
 
 UID = "marathon-lb-svc"
 APP = {"id": "/web", "ports": [10000], "instances": 1}
@@ -135,9 +136,9 @@ def test_event_stream_sends_the_token(dcos_marathon: MarathonEmulator,
                          settings=ClientSettings(read_timeout=10, token_auth=auth))
     stream.start()
     try:
-        _wait(lambda: bool(connected) and dcos_marathon.sse_clients == 1)
+        wait_until(lambda: bool(connected) and dcos_marathon.sse_clients == 1)
         dcos_marathon.put_app({"id": "/other", "ports": [10001], "instances": 0})
-        _wait(lambda: any(e.get("eventType") == "api_post_event" for e in events))
+        wait_until(lambda: any(e.get("eventType") == "api_post_event" for e in events))
     finally:
         stream.stop()
 
@@ -155,12 +156,12 @@ def test_event_stream_reconnects_with_a_new_token(account_key: rsa.RSAPrivateKey
                          backoff=Backoff(base=0.05, cap=0.2))
     stream.start()
     try:
-        _wait(lambda: len(connected) == 1)
+        wait_until(lambda: len(connected) == 1)
         assert emulator.dcos_login is not None
         emulator.dcos_login.expire_tokens()
         emulator.stop()  # ends the stream; same port again below
         emulator.start()
-        _wait(lambda: len(connected) == 2)
+        wait_until(lambda: len(connected) == 2)
         assert auth.logins == 2
     finally:
         stream.stop()
@@ -251,15 +252,6 @@ def test_cli_one_shot_with_dcos_login(dcos_marathon: MarathonEmulator,
     assert "DC/OS login as 'marathon-lb-svc'" in err and "PRIVATE KEY" not in err
     assert cli.main([*base, "--dcos-auth-credentials", "{}"]) == 2
     assert "--dcos-auth-credentials: missing or empty" in capfd.readouterr().err
-
-
-def _wait(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_control_api_expires_tokens(dcos_marathon: MarathonEmulator,

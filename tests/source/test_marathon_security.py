@@ -38,6 +38,7 @@ from servicerouter.source.marathon import (
     read_credential_file,
 )
 from servicerouter.source.marathon_urls import redact
+from tests.harness import wait_until
 
 USER, PASSWORD = "router", "s3cret-Pa55:with-colon"
 APP = {"id": "/web", "ports": [10000], "instances": 1}
@@ -249,22 +250,11 @@ def test_event_stream_uses_the_same_auth_and_tls(https_marathon: MarathonEmulato
                          settings=settings)
     stream.start()
     try:
-        _wait(lambda: connected and https_marathon.sse_clients == 1)
+        wait_until(lambda: connected and https_marathon.sse_clients == 1)
         https_marathon.put_app({"id": "/other", "ports": [10001], "instances": 0})
-        _wait(lambda: any(e.get("eventType") == "api_post_event" for e in events))
+        wait_until(lambda: any(e.get("eventType") == "api_post_event" for e in events))
     finally:
         stream.stop()
-
-
-def _wait(predicate: object, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 # --------------------------------------------------------------------------- flags
