@@ -31,17 +31,16 @@ from servicerouter.model.preflight import PortChecks
 from servicerouter.model.services import clean_name
 from servicerouter.render.fragments import load_fragments
 from servicerouter.tls import bundles as certs
-from tests.hostile_corpus import (
+from tests.hostile_blocks import (
     BYSTANDER_ID,
     CERT_FILES,
     CERTS,
-    DOCUMENT_CASES,
     Case,
     DocumentCase,
-    build_corpus,
     getaddrinfo,
     resolve,
 )
+from tests.hostile_corpus import DOCUMENT_CASES, build_corpus
 
 CORPUS = build_corpus()
 FRAGMENTS = load_fragments()

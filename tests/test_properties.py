@@ -40,7 +40,7 @@ from servicerouter.model.services import Model, build_model
 from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.fragments import default_templates_dir, load_fragments
 from servicerouter.tls import bundles as certs
-from tests.hostile_corpus import HOSTILE_VALUES
+from tests.hostile_labels import HOSTILE_VALUES
 
 HAPROXY = shutil.which("haproxy")
 FRAGMENTS = load_fragments()
