@@ -180,16 +180,40 @@ def haproxy_version(haproxy_bin: str) -> str | None:
 
     Said at startup and in /status and /metrics: "which HAProxy" is the first
     question about any routing surprise, and the binary on PATH may not be the one
-    the operator thinks.
+    the operator thinks.  Read from the first line of :func:`haproxy_build_info`
+    (the same line ``-v`` prints), so a start runs HAProxy once, not twice.
     """
-    try:
-        proc = subprocess.run([haproxy_bin, "-v"], capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    first = (proc.stdout or proc.stderr).strip().splitlines()[:1]
+    info = haproxy_build_info(haproxy_bin)
+    first = info.strip().splitlines()[:1] if info else []
     match = _VERSION_LINE.search(first[0]) if first else None
     return match.group(1) if match else None
+
+
+# haproxy -vv output by (name, resolved path, inode, size, mtime): a replaced binary
+# is run again. Bounded: one entry per binary file a process ever saw.
+_BUILD_INFO: dict[tuple[object, ...], str | None] = {}
+
+
+def haproxy_build_info(haproxy_bin: str, timeout: float = 10.0) -> str | None:
+    """What ``haproxy -vv`` prints (stdout, else stderr), or None if it cannot run.
+
+    Kept per binary file: the version line and the Lua check both come from it,
+    and a one-shot run's start should not pay for two HAProxy runs.
+    """
+    resolved = shutil.which(haproxy_bin) or haproxy_bin
+    try:
+        st = os.stat(resolved)
+    except OSError:
+        return None
+    key = (haproxy_bin, resolved, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _BUILD_INFO:
+        try:
+            proc = subprocess.run([haproxy_bin, "-vv"], capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None  # not kept: a timeout may pass
+        _BUILD_INFO[key] = (proc.stdout or "") + (proc.stderr or "")
+    return _BUILD_INFO[key]
 
 
 def _target_mode(path: str) -> int:

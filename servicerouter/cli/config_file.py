@@ -12,12 +12,11 @@ given on the command line replaces the file's list.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
-
-import yaml
 
 # Not settings: what these do is run a command, once.
 COMMANDS = frozenset({"config", "help", "version", "longhelp", "list_certs", "print_config"})
@@ -26,17 +25,27 @@ SECRETS = frozenset({"auth_credentials", "status_token", "dcos_auth_credentials"
 REDACTED = "<redacted>"
 
 
-class _StrictBoolLoader(yaml.SafeLoader):
-    """SafeLoader whose only booleans are true and false (any case YAML allows)."""
+@functools.cache
+def _strict_bool_loader() -> Any:
+    """SafeLoader whose only booleans are true and false (any case YAML allows).
 
+    Made on first use: PyYAML is imported only by runs that read or print a
+    ``--config`` file, not by every one-shot run (its import is a fifth of the
+    unchanged-answer fast path).
+    """
+    import yaml
 
-_StrictBoolLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_StrictBoolLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"))
+    class _StrictBoolLoader(yaml.SafeLoader):
+        pass
+
+    _StrictBoolLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _StrictBoolLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"))
+    return _StrictBoolLoader
 
 
 class ConfigError(Exception):
@@ -96,9 +105,11 @@ def load(parser_factory: Any, path: str) -> dict[str, Any]:
     ``parser_factory`` builds a fresh copy of the real parser: each key is parsed
     alone by it, so an error names that key and no default leaks in.
     """
+    import yaml
+
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=_StrictBoolLoader)  # noqa: S506 - a SafeLoader
+            data = yaml.load(handle, Loader=_strict_bool_loader())  # noqa: S506 - a SafeLoader
     except OSError as err:
         raise ConfigError(f"cannot read it: {err.strerror or err}") from None
     except yaml.YAMLError as err:
@@ -180,6 +191,8 @@ def effective(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
 
 
 def print_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    import yaml
+
     return yaml.safe_dump(effective(parser, args), sort_keys=False, default_flow_style=False)
 
 

@@ -130,14 +130,12 @@ def log_startup(args: argparse.Namespace, mode: Mode) -> None:
     wrote it, the HAProxy it drove (the one on PATH may not be the expected one),
     and whether it was a one-shot or a daemon.
     """
-    import platform
-
     from servicerouter import __version__
     from servicerouter.apply.haproxy import haproxy_version
     from servicerouter.cli.modes import describe
 
     log.info("servicerouter %s (Python %s), mode: %s", __version__,
-             platform.python_version(), describe(mode, args))
+             sys.version.split()[0], describe(mode, args))
     version = haproxy_version(args.haproxy_bin)
     if version is None:
         log.info("HAProxy: %s cannot be run (haproxy -v failed)", args.haproxy_bin)
@@ -191,31 +189,42 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, mode: Mode) -> int:
     """Build the router, then run it once (--dry too) or keep it running."""
+    from servicerouter.cli import modes
     from servicerouter.engine.runner import run_once
 
     try:
-        router = build_router(args)
+        router = build_router(args, lazy_fragments=mode.name == modes.ONCE)
     except StartupError as err:
         log.error("%s", err)
         return 2
     if mode.live:
         return _run_live(args, router, mode.name)
-    status = run_once(router)
+    from servicerouter.render.fragment_files import TemplateError
+
+    try:
+        status = run_once(router)
+    except TemplateError as err:  # fragments compiled lazily (see build_router)
+        log.error("template error: %s", err)
+        return 2
     if router.settings.dry_files_dir:
         report_dry_files(router.settings.dry_files_dir)
     return status
 
 
-def build_router(args: argparse.Namespace) -> Any:
+def build_router(args: argparse.Namespace, lazy_fragments: bool = False) -> Any:
     """The Router (servicerouter.engine.runner) the flags describe; every mode and
     subcommand that syncs (the bridge too) starts from this one, so they cannot
-    drift apart. StartupError says why the flags cannot make one."""
+    drift apart. StartupError says why the flags cannot make one.
+
+    ``lazy_fragments`` (one-shot runs): the fragments are compiled and checked only
+    when Marathon's answer turns out not to be the one last applied
+    (servicerouter.engine.unchanged); a bad one then raises TemplateError from the sync.
+    """
     from servicerouter.apply import haproxy
     from servicerouter.engine.holds import HoldSettings
     from servicerouter.engine.runner import Router, RouterSettings
-    from servicerouter.render.config import RenderOptions
-    from servicerouter.render.fragment_check import check_fragments
-    from servicerouter.render.fragments import TemplateError, load_fragments
+    from servicerouter.render.fragment_files import LazyFragments, TemplateError
+    from servicerouter.render.options import RenderOptions
     from servicerouter.serve.haproxy_endpoints import stats_lua_script
     from servicerouter.source.marathon import make_source
 
@@ -225,13 +234,12 @@ def build_router(args: argparse.Namespace) -> Any:
     user_dirs = list(args.templates_dir)
     if os.path.isdir("templates"):
         user_dirs.append("templates")
-    try:
-        fragments = load_fragments(user_dirs)
-        check_fragments(fragments)  # a fragment that raises fails now, not at a sync
-    except TemplateError as err:
-        raise StartupError(f"template error: {err}") from None
-    for name, source in fragments.sources().items():
-        log.debug("fragment %s from %s", name, source)
+    fragments: Any = LazyFragments(user_dirs, load_checked_fragments)
+    if not lazy_fragments:
+        try:
+            fragments = fragments.get()
+        except TemplateError as err:
+            raise StartupError(f"template error: {err}") from None
 
     try:
         source = make_source(args.marathon, client_settings(args),
@@ -279,6 +287,19 @@ def build_router(args: argparse.Namespace) -> Any:
         skip_unchanged_body=not (args.sse or args.manage_haproxy or args.listening),
     )
     return Router(source, fragments, settings)
+
+
+def load_checked_fragments(user_dirs: list[str]) -> Any:
+    """The fragments of ``user_dirs`` and the defaults, compiled and checked: a fragment
+    that raises fails the run naming its file and line, not at some later sync."""
+    from servicerouter.render.fragment_check import check_fragments
+    from servicerouter.render.fragments import load_fragments
+
+    fragments = load_fragments(user_dirs)
+    check_fragments(fragments)
+    for name, source in fragments.sources().items():
+        log.debug("fragment %s from %s", name, source)
+    return fragments
 
 
 def dry_files_dir() -> str:

@@ -18,26 +18,29 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from servicerouter.apply import haproxy
-from servicerouter.apply.fd_budget import fd_report
-from servicerouter.engine import removal_guard
 from servicerouter.engine.coalescing import SyncTrigger, install_signal_handlers
-from servicerouter.engine.dry_preview import print_dry
-from servicerouter.engine.holds import HoldSettings, routed_addresses
+from servicerouter.engine.holds import HoldSettings
 from servicerouter.engine.state_dir import (
     PORTS_FILE,
     default_state_dir,
     load_port_assignments,
     save_port_assignments,
 )
-from servicerouter.model.preflight import PortChecks
 from servicerouter.model.resolver import CachingResolver
-from servicerouter.model.services import Model, Service, build_model
-from servicerouter.render.config import Rendered, RenderError, RenderOptions, render_guarded
-from servicerouter.render.fragments import FragmentSet
+from servicerouter.render.fragment_files import LazyFragments
+from servicerouter.render.options import RenderOptions
 from servicerouter.source.marathon import MarathonError, Source, parse_apps
+
+if TYPE_CHECKING:
+    from servicerouter.model.services import Model, Service
+    from servicerouter.render.config import Rendered
+    from servicerouter.render.fragments import FragmentSet
+
+# The model, render and apply stages (and Jinja2 under them) are imported where a
+# sync first needs them, not here: a one-shot run whose Marathon answer was already
+# applied stops after the digest (servicerouter.engine.unchanged) and never needs them.
 
 log = logging.getLogger("servicerouter")
 
@@ -103,15 +106,17 @@ class Derived:
 class Router:
     """One router: a source, a fragment set and settings; syncs on demand."""
 
-    def __init__(self, source: Source, fragments: FragmentSet, settings: RouterSettings,
+    def __init__(self, source: Source, fragments: FragmentSet | LazyFragments,
+                 settings: RouterSettings,
                  resolver: Callable[[str], str | None] | None = None,
                  out: Any = None) -> None:
         self.source = source
-        self.fragments = fragments
+        # A LazyFragments (the CLI's one-shot runs) is compiled when a sync first renders.
+        self._fragments: Any = fragments
         self.settings = settings
         self.resolver = resolver or CachingResolver()
         # Certificate files and bind addresses named by labels, checked on this host.
-        self.port_checks = PortChecks()
+        self._port_checks: Any = None  # servicerouter.model.preflight.PortChecks, on first use
         self.out = out or sys.stdout
         self.tls: Any = None  # servicerouter.tls.manager.TlsManager, made on first use
         self.label_overrides: dict[str, Any] = {}  # backend -> its label-template fragments
@@ -127,10 +132,54 @@ class Router:
         self.written_certs: frozenset[str] = frozenset()
         self.last: SyncResult | None = None
         self._lock = threading.Lock()
-        self.removal_guard = removal_guard.RemovalGuard(
-            settings.removal_hold, os.path.join(self._state_dir(), removal_guard.HOLD_FILE),
-            confirm_first=settings.confirm_removal)
+        self._removal_guard: Any = None  # made on first use, like the stages it imports
         self._fast_path: Any = None  # servicerouter.engine.unchanged.FastPath, on first use
+
+    @property
+    def fragments(self) -> FragmentSet:
+        """The fragment set (loaded now if it was given lazily; its TemplateError propagates)."""
+        if isinstance(self._fragments, LazyFragments):
+            return self._fragments.get()
+        return self._fragments
+
+    def fragment_identity(self) -> Any:
+        """What the unchanged-answer fast path digests of the fragments: the files'
+        bytes when they are loaded lazily (no compiling), else the loaded texts."""
+        if isinstance(self._fragments, LazyFragments):
+            return self._fragments.digest()
+        return sorted((name, frag.source, frag.text, frag.is_jinja)
+                      for name, frag in self._fragments.fragments.items())
+
+    @property
+    def port_checks(self) -> Any:
+        """Certificate files and bind addresses named by labels, checked on this host
+        (servicerouter.model.preflight.PortChecks)."""
+        if self._port_checks is None:
+            from servicerouter.model.preflight import PortChecks
+
+            self._port_checks = PortChecks()
+        return self._port_checks
+
+    @port_checks.setter
+    def port_checks(self, checks: Any) -> None:
+        self._port_checks = checks
+
+    @property
+    def removal_guard(self) -> Any:
+        """Holds large removals (servicerouter.engine.removal_guard.RemovalGuard)."""
+        if self._removal_guard is None:
+            from servicerouter.engine import removal_guard
+
+            settings = self.settings
+            self._removal_guard = removal_guard.RemovalGuard(
+                settings.removal_hold,
+                os.path.join(self._state_dir(), removal_guard.HOLD_FILE),
+                confirm_first=settings.confirm_removal)
+        return self._removal_guard
+
+    @removal_guard.setter
+    def removal_guard(self, guard: Any) -> None:
+        self._removal_guard = guard
 
     def sync(self) -> SyncResult:
         """One full pass; never raises for bad input or an unreachable Marathon."""
@@ -161,6 +210,12 @@ class Router:
         except MarathonError as err:
             log.error("keeping the current config: %s", err)
             return SyncResult(ok=False, error=str(err), timings=timings)
+
+        from servicerouter.apply import haproxy
+        from servicerouter.apply.fd_budget import fd_report
+        from servicerouter.engine import removal_guard
+        from servicerouter.engine.dry_preview import print_dry
+        from servicerouter.engine.holds import routed_addresses
 
         settings = self.settings
         previous = removal_guard.previous_on_disk(self)  # what HAProxy is given now
@@ -223,6 +278,8 @@ class Router:
         ``routed_before``: the server addresses the serving config routes (see build_model).
         The model left has no app a fragment failed on (those are among its problems).
         """
+        from servicerouter.render.config import RenderError
+
         timings = timings if timings is not None else {}
         mark = time.perf_counter()
         if isinstance(self.resolver, CachingResolver):
@@ -264,6 +321,8 @@ class Router:
         Raises :class:`~servicerouter.render.config.RenderError` only when a head fragment
         (rendered once for all) fails.
         """
+        from servicerouter.render.config import render_guarded
+
         return render_guarded(services, self.fragments, options, self.label_overrides or None)
 
     def _label_templates(self, model: Model, options: RenderOptions,
@@ -312,6 +371,8 @@ class Router:
         ``routed_before``: the server addresses the serving config routes; with
         --health-check a task whose health is not known yet keeps its place.
         """
+        from servicerouter.model.services import build_model
+
         settings = self.settings
         options = settings.render_options
         if self._port_assignments is None:
@@ -441,7 +502,9 @@ def run_once(router: Router) -> int:
     """
     result = router.sync()
     if result.held:
-        return removal_guard.EXIT_HELD
+        from servicerouter.engine.removal_guard import EXIT_HELD
+
+        return EXIT_HELD
     return 0 if result.ok else 1
 
 

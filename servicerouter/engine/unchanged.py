@@ -81,21 +81,20 @@ def code_identity() -> list[Any]:
     return found
 
 
-def shape_digest(settings_text: str, secret: str | None, fragments: Mapping[str, Any],
+def shape_digest(settings_text: str, secret: str | None, fragments: Any,
                  cert_paths: Iterable[str], state_dir: str) -> str:
     """A digest of everything but the body that shapes the config.
 
     ``settings_text``: the router settings' repr; ``secret``: the cookie secret
-    (kept out of that repr); ``fragments``: name -> Fragment (its source file and
-    text); ``cert_paths``: --ssl-certs entries and the certs directory, whose files
+    (kept out of that repr); ``fragments``: the router's fragment identity (a digest
+    of the files, or their loaded texts: see Router.fragment_identity); ``cert_paths``: --ssl-certs entries and the certs directory, whose files
     are compared by identity; ``state_dir``: the default certificate, crt-list and
     bundle files written there must still be the ones the config names.
     """
     digest = hashlib.sha256()
     parts: list[Any] = [_RECORD_VERSION, settings_text,
                         hashlib.sha256((secret or "").encode()).hexdigest() if secret else None,
-                        sorted((name, frag.source, frag.text, frag.is_jinja)
-                               for name, frag in fragments.items()),
+                        fragments,
                         [_tree_identity(p) for p in cert_paths],
                         _tree_identity(state_dir, skip=_NOT_SHAPING),
                         _tree_identity(os.path.join(state_dir, "bundles")),
@@ -197,7 +196,7 @@ class FastPath:
         if settings.certs_dir and os.path.isdir(settings.certs_dir):
             cert_paths.append(settings.certs_dir)
         return shape_digest(repr(settings), settings.render_options.cookie_secret,
-                            self.router.fragments.fragments, cert_paths, self.state_dir)
+                            self.router.fragment_identity(), cert_paths, self.state_dir)
 
     def unchanged(self, body: bytes, timings: dict[str, float], start: float) -> bool:
         """Whether ``body`` was already applied, as things are now (logs the timing if so)."""

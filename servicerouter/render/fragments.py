@@ -35,13 +35,9 @@ import jinja2.meta
 from jinja2.runtime import new_context
 
 from servicerouter.render.compiled import compile_format, compile_plain_template
+from servicerouter.render.fragment_files import TemplateError, default_templates_dir
 from servicerouter.render.fragment_registry import FRAGMENTS, FragmentSpec
 from servicerouter.render.sandbox import SAFE_FORMATTER, VALIDATED_NAMES, fragment_env
-
-
-class TemplateError(ValueError):
-    """A fragment file that cannot be used; the message names file and line."""
-
 
 # Widths and precisions in a legacy format spec ({mode:>20}) above this are refused.
 MAX_FORMAT_WIDTH = 1024
@@ -149,15 +145,6 @@ class FragmentSet:
 
     def sources(self) -> dict[str, str]:
         return {name: frag.source for name, frag in self.fragments.items()}
-
-
-def default_templates_dir() -> Path:
-    """The built-in fragments: installed package data, else the checkout's templates/."""
-    package = Path(__file__).resolve().parent.parent
-    installed = package / "default_templates"
-    if (installed / "HAPROXY_HEAD.j2").is_file():
-        return installed
-    return package.parent / "templates"
 
 
 def _line_of(text: str, offset: int) -> int:

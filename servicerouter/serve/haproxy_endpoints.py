@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from pathlib import Path
 
 log = logging.getLogger("servicerouter")
@@ -32,12 +31,11 @@ _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._+-]+$")
 
 def haproxy_has_lua(haproxy_bin: str, timeout: float = 10.0) -> bool:
     """Whether ``haproxy -vv`` reports Lua (``USE_LUA=1`` or the ``+LUA`` feature)."""
-    try:
-        proc = subprocess.run([haproxy_bin, "-vv"], capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
+    from servicerouter.apply.haproxy import haproxy_build_info
+
+    text = haproxy_build_info(haproxy_bin, timeout)
+    if text is None:
         return False
-    text = proc.stdout + proc.stderr
     return "USE_LUA=1" in text or re.search(r"(^|\s)\+LUA(\s|$)", text) is not None
 
 

@@ -23,12 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+if TYPE_CHECKING:  # cryptography is imported when a service account is used, not by every run
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class DcosCredentials:
 
     uid: str
     login_endpoint: str
-    private_key: rsa.RSAPrivateKey = field(repr=False)
+    private_key: rsa.RSAPrivateKey = field(repr=False)  # noqa: F821 - see TYPE_CHECKING
 
 
 def parse_dcos_credentials(text: str) -> DcosCredentials:
@@ -75,6 +75,10 @@ def parse_dcos_credentials(text: str) -> DcosCredentials:
     endpoint = document["login_endpoint"]
     if not endpoint.startswith(("http://", "https://")):
         raise ValueError(f"{where}: login_endpoint must be an http:// or https:// URL")
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         key = serialization.load_pem_private_key(document["private_key"].encode(), None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -95,6 +99,9 @@ def sign_login_jwt(uid: str, key: rsa.RSAPrivateKey, now: float) -> str:
     claims = b64url(json.dumps({"uid": uid, "exp": int(now) + ASSERTION_LIFETIME},
                                separators=(",", ":")).encode())
     signing_input = f"{header}.{claims}".encode("ascii")
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
     return f"{header}.{claims}.{b64url(signature)}"
 
