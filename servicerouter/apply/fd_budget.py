@@ -55,27 +55,35 @@ def _int(value: str) -> int | None:
 
 
 def fd_need(text: str) -> FdNeed:
-    """Scan ``text`` (one pass over its lines) for what it asks of HAProxy."""
+    """Scan ``text`` (one pass over its lines) for what it asks of HAProxy.
+
+    Server lines are most of a big config (62,500 at 5,000 apps) and share a few
+    option tails (`` check inter 2s fall 4``), so each distinct tail is read once.
+    """
     checked = listeners = 0
     rate = 0.0
     maxconn = ulimit = None
     section = ""
+    tails: dict[str, float | None] = {}  # options after the address -> checks/s, None: unchecked
     for line in text.splitlines():
-        words = line.split()
+        words = line.split(None, 3)
         if not words:
             continue
         if not line[0].isspace():
             section = words[0]
             continue
         keyword = words[0]
-        if keyword == "server" and "check" in words:
-            checked += 1
-            inter = DEFAULT_INTER_MS
-            if "inter" in words:
-                index = words.index("inter")
-                parsed = _interval_ms(words[index + 1]) if index + 1 < len(words) else None
-                inter = parsed or DEFAULT_INTER_MS
-            rate += 1000.0 / inter
+        if keyword == "server":
+            if len(words) == 4 and words[1] not in _READ and words[2] not in _READ:
+                tail = words[3]
+                if tail not in tails:
+                    tails[tail] = _check_rate(tail.split())
+                line_rate = tails[tail]
+            else:
+                line_rate = _check_rate(line.split())
+            if line_rate is not None:
+                checked += 1
+                rate += line_rate
         elif keyword == "bind" and len(words) > 1:
             listeners += len([a for a in words[1].split(",") if a])
         elif section == "global" and len(words) > 1:
@@ -84,6 +92,21 @@ def fd_need(text: str) -> FdNeed:
             elif keyword == "ulimit-n":
                 ulimit = _int(words[1])
     return FdNeed(checked, listeners, maxconn, ulimit, rate)
+
+
+_READ = frozenset({"check", "inter"})  # words a server line's name or address must not be
+
+
+def _check_rate(words: list[str]) -> float | None:
+    """Checks per second of one server line's words, or None when it is not checked."""
+    if "check" not in words:
+        return None
+    inter = DEFAULT_INTER_MS
+    if "inter" in words:
+        index = words.index("inter")
+        parsed = _interval_ms(words[index + 1]) if index + 1 < len(words) else None
+        inter = parsed or DEFAULT_INTER_MS
+    return 1000.0 / inter
 
 
 def fd_problem(need: FdNeed, hard_limit: int | None, who: str) -> str | None:

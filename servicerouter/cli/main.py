@@ -203,6 +203,8 @@ def _run(args: argparse.Namespace, mode: Mode) -> int:
 
     try:
         status = run_once(router)
+        if status != 0:
+            router.fragments  # noqa: B018 - a bad fragment is said whatever Marathon answered
     except TemplateError as err:  # fragments compiled lazily (see build_router)
         log.error("template error: %s", err)
         return 2

@@ -97,8 +97,8 @@ class Fragment:
             if out is None and self._simple is not None:
                 try:
                     out = self._simple(values)
-                except KeyError:  # undefined: Jinja2 raises its own error below
-                    out = None
+                except Exception:  # undefined, or a refused value: Jinja2 raises its own
+                    out = None     # error below (with the template line a problem names)
             if out is None:
                 # Template.render(values) without its two dict copies.
                 context = new_context(template.environment, template.name, template.blocks,
@@ -219,7 +219,7 @@ def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
             f"(known: {', '.join(spec.jinja_names)})"
         )
     fragment = Fragment(spec, text, source, template)
-    fragment._simple = compile_plain_template(ast, VALIDATED_NAMES, source)
+    fragment._simple = compile_plain_template(ast, VALIDATED_NAMES, source, env)
     return fragment
 
 

@@ -78,10 +78,18 @@ def test_plain_jinja_templates_compile_to_the_same_text(text: str) -> None:
         assert fragment._simple is not None
 
 
-@pytest.mark.parametrize("text", ["{{ backend|upper }}", "{{ labels }}", "{% if mode %}x{% endif %}",
-                                  "{{ service.app_id }}", "{% set backend = 'x' %}{{ backend }}"])
+@pytest.mark.parametrize("text", ["{{ backend|upper }}", "{{ labels.get('x') }}",
+                                  "{% for s in servers %}x{% endfor %}", "{{ labels['a'] }}",
+                                  "{% set backend = 'x' %}{{ backend }}"])
 def test_other_jinja_templates_keep_jinja(text: str) -> None:
     assert compile_fragment(_FRONTEND, text, "t.j2", jinja=True)._simple is None
+
+
+@pytest.mark.parametrize("text", ["{{ labels }}", "{% if mode %}x{% endif %}",
+                                  "{{ service.app_id }}"])
+def test_printed_values_ifs_and_attributes_compile(text: str) -> None:
+    """Printed through the sandbox's check, see tests/render/test_compiled_templates.py."""
+    assert compile_fragment(_FRONTEND, text, "t.j2", jinja=True)._simple is not None
 
 
 def test_an_undefined_name_still_raises_jinjas_error() -> None:
