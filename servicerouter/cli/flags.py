@@ -211,6 +211,14 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                               "with -m, the apps' HAPROXY_{n}_SSL_CERT) with their names, "
                               "expiry and problems; exit 1 if any is unusable")
 
+    checks = parser.add_argument_group("health-check load")
+    checks.add_argument("--max-check-rate", type=_non_negative_float, default=1000.0,
+                        metavar="CHECKS_PER_S",
+                        help="Health checks per second the built-in server-check fragments "
+                             "may ask of HAProxy over the whole config; above it every "
+                             "interval they write is doubled until the total fits (default "
+                             "1000; 0: intervals exactly as Marathon's health checks say)")
+
     holds = parser.add_argument_group(
         "removal holds (a Marathon answer that would empty the load balancer waits)")
     holds.add_argument("--removal-hold-threshold", type=values.fraction, default=0.5,

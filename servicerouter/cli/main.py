@@ -265,6 +265,7 @@ def build_router(args: argparse.Namespace, lazy_fragments: bool = False) -> Any:
         map_dir=default_map_dir(args.haproxy_config),
         bind_http_https=not args.dont_bind_http_https,
         haproxy_log=args.haproxy_log,  # HAProxy's own (access) logs: --haproxy-log
+        max_check_rate=args.max_check_rate or None,  # 0: intervals as Marathon says
     )
     settings = RouterSettings(
         config_path=args.haproxy_config,

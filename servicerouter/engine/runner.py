@@ -278,6 +278,7 @@ class Router:
         ``routed_before``: the server addresses the serving config routes (see build_model).
         The model left has no app a fragment failed on (those are among its problems).
         """
+        from servicerouter.render.check_rate import with_check_scale
         from servicerouter.render.config import RenderError
 
         timings = timings if timings is not None else {}
@@ -298,6 +299,8 @@ class Router:
         try:  # an app a fragment fails to render for is left out, with a problem
             model = self._label_templates(model, options, combined=combined)
             services = keep(model.services) if keep is not None else model.services
+            options = with_check_scale(options, services, self.fragments,
+                                       self.label_overrides)  # --max-check-rate
             rendered = self.render_guarded(services, options)
         except RenderError as err:  # a head fragment: no app to leave out
             log.error("keeping the current config: %s", err)

@@ -363,7 +363,8 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             frontends.append(pick(glue, "HAPROXY_FRONTEND_BACKEND_GLUE").render(values))
             render_servers(service, values,
                             pick(server_line, "HAPROXY_BACKEND_SERVER_OPTIONS"),
-                            server_check, backends, host_names)
+                            server_check, backends, host_names,
+                            _scaled_interval(service, server_check, options))
         except Exception as err:
             if failures is None:
                 raise
@@ -391,6 +392,18 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
 
 
 _VHOST_KINDS = ("beg", "end")  # exact hosts, then wildcards: read even when empty
+
+
+def _scaled_interval(service: Service, server_check: Fragment | None,
+                     options: RenderOptions) -> int | None:
+    """The server-check interval (seconds) when --max-check-rate scales it: built-in
+    server-check fragments only (see servicerouter.render.check_rate), else None."""
+    scale = options.check_interval_scale
+    check = service.health_check
+    if (scale == 1 or server_check is None or not server_check.builtin or check is None
+            or check.interval_seconds <= 0):
+        return None
+    return check.interval_seconds * scale
 
 
 def _maps_for(options: RenderOptions, frontend_head: Fragment) -> bool:

@@ -14,8 +14,12 @@ from servicerouter.render.mlb_backend import check_ports
 
 
 def render_servers(service: Service, values: dict[str, Any], server_line: Any,
-                    server_check: Any, out: list[str], host_names: dict[str, str]) -> None:
+                    server_check: Any, out: list[str], host_names: dict[str, str],
+                    check_interval: int | None = None) -> None:
     """One line per server; health-check options rendered once unless Jinja2.
+
+    ``check_interval``: the check options' ``healthCheckIntervalSeconds`` when
+    --max-check-rate scales it (see servicerouter.render.check_rate).
 
     ``host_names``: cleaned task hosts of this render (host -> name part), sized to
     the cluster: 50,000 distinct task addresses are cleaned once each, not once
@@ -25,7 +29,7 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
     check_text = ""
     per_server_check = server_check is not None and server_check.is_jinja
     if server_check is not None and not per_server_check:
-        check_text = server_check.render(values)
+        check_text = server_check.render(_check_values(values, check_interval))
     # servicerouter.py's ' check cookie NAME', unless the backend's sticky fragment set
     # a dynamic cookie: then HAProxy derives each server's cookie (and can add servers live).
     cookie_per_server = service.settings.sticky and not values.get("dynamicCookie")
@@ -54,10 +58,16 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
         values["server"] = server
         values["cookieOptions"] = " check cookie " + name if cookie_per_server else ""
         if per_server_check:
-            check_text = server_check.render(values)
+            check_text = server_check.render(_check_values(values, check_interval))
         # A task being killed keeps its sessions but gets no new ones.
         text = check_text
         if check_port:
             text = f"{check_text} port {check_port.get((server.host, server.port), server.port)}"
         values["healthCheckOptions"] = text + " weight 0" if server.draining else text
         out.append(render(values))
+
+
+def _check_values(values: dict[str, Any], check_interval: int | None) -> dict[str, Any]:
+    if check_interval is None:
+        return values
+    return dict(values, healthCheckIntervalSeconds=check_interval)

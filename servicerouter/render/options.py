@@ -46,6 +46,12 @@ class RenderOptions:
     # The operator gave certificates (--ssl-certs, a certificates directory): the
     # built-in HTTPS frontend serves them even before any virtual host needs it.
     tls_configured: bool = False
+    # --max-check-rate: health checks per second the built-in server-check fragments
+    # may ask for over the whole config (None or 0: no limit), and the factor their
+    # intervals are multiplied by to stay under it, set per sync from the model
+    # (servicerouter.render.check_rate; 1 until then).
+    max_check_rate: float | None = None
+    check_interval_scale: int = 1
 
     def reserved_ports(self, fragments: FragmentSet | None = None) -> tuple[int, ...]:
         """Ports the shared frontends bind, which no service may bind too.
