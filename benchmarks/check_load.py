@@ -1,6 +1,11 @@
 """Health-check load of a big cluster: checks per second HAProxy really sends, and its CPU.
 
     python benchmarks/check_load.py                 # 1,000, 10,000 and 50,000 servers
+    python benchmarks/check_load.py --sizes 1000,10000 --limits 0,1000
+
+Each size is rendered once per ``--max-check-rate`` value in ``--limits`` (0: the
+intervals exactly as Marathon's health checks say, the behaviour before the
+flag; 1000: the default), so one run gives the before/after table.
 
 servicerouter renders the config of N tasks (10 per app, the default
 fragments, every app with a Marathon HTTP health check every 2 s, HAProxy's own
@@ -83,7 +88,7 @@ class Snapshot:
         return self.body
 
 
-def render(tasks: int, ports: list[int], workdir: Path) -> str:
+def render(tasks: int, ports: list[int], workdir: Path, max_check_rate: float = 0) -> str:
     """servicerouter's config for ``tasks`` tasks on the counter's ports, frontends left
     out (HAProxy checks the servers of every backend; nothing needs to bind)."""
     apps = [{"id": f"/app{i:05d}", "portDefinitions": [{"port": 12000 + i}],
@@ -94,7 +99,9 @@ def render(tasks: int, ports: list[int], workdir: Path) -> str:
             for i in range(tasks // TASKS_PER_APP)]
     settings = RouterSettings(config_path=str(workdir / "haproxy.cfg"), groups=("*",),
                               validate=False, state_dir=str(workdir / "state"), certs_dir=None,
-                              render_options=RenderOptions(bind_addr="127.0.0.1"), dry=True)
+                              render_options=RenderOptions(bind_addr="127.0.0.1",
+                                                           max_check_rate=max_check_rate or None),
+                              dry=True)
     router = Router(Snapshot(json.dumps({"apps": apps}).encode()), load_fragments(), settings,
                     resolver=lambda h: h, out=open(os.devnull, "w"))  # noqa: SIM115
     derived = router.derive_config(apps)
@@ -114,18 +121,29 @@ def render(tasks: int, ports: list[int], workdir: Path) -> str:
     return "".join(kept)
 
 
+def _seconds(value: str) -> float:
+    """An HAProxy time as servicerouter writes check intervals ("2s", "1500ms")."""
+    if value.endswith("ms"):
+        return float(value[:-2]) / 1000
+    return float(value.rstrip("s") or 0)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(servers: int, haproxy_bin: str, seconds: float, settle: float) -> dict:
+def measure(servers: int, haproxy_bin: str, seconds: float, settle: float,
+            max_check_rate: float = 0) -> dict:
     counter = Counter()
     workdir = Path(tempfile.mkdtemp(prefix="sr-bench-checks-"))
-    text = render(servers, counter.ports, workdir)
+    text = render(servers, counter.ports, workdir, max_check_rate)
     need = fd_need(text)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    inter = sorted({line.split(" inter ", 1)[1].split()[0] for line in text.splitlines()
+                    if line.lstrip().startswith("server ") and " inter " in line})
     result = {"servers": need.checked_servers, "computed_checks_per_s": need.checks_per_second,
+              "max_check_rate": max_check_rate, "inter": ",".join(inter) or "-",
               "fds_needed": need.descriptors, "fd_hard_limit": hard}
     problem = fd_problem(need, hard, "this process")
     if problem:
@@ -135,6 +153,10 @@ def measure(servers: int, haproxy_bin: str, seconds: float, settle: float) -> di
     cfg.write_text(text)
     proc = subprocess.Popen([haproxy_bin, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    # HAProxy spreads the first checks over one interval after its start: settle past
+    # the longest one, and count over at least two of them.
+    longest = max((_seconds(value) for value in inter), default=0.0)
+    settle, seconds = max(settle, longest + 2), max(seconds, 2 * longest)
     try:
         time.sleep(settle)
         start_count, start_cpu, start = counter.count, cpu_seconds(proc.pid), time.monotonic()
@@ -153,20 +175,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,50000", help="checked servers")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument("--limits", default="0,1000",
+                        help="--max-check-rate values to render each size with (0: none)")
     args = parser.parse_args(argv)
     haproxy_bin = find_haproxy("haproxy")
-    print(f"{'servers':>8} {'computed/s':>11} {'measured/s':>11} {'HAProxy CPU':>12} "
-          f"{'fds needed':>11} {'hard limit':>11}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'servers':>8} {'max rate':>9} {'inter':>6} {'computed/s':>11} {'measured/s':>11} "
+          f"{'HAProxy CPU':>12} {'fds needed':>11} {'hard limit':>11}")
     for size in (int(s) for s in args.sizes.split(",")):
-        r = measure(size, haproxy_bin, args.seconds, args.settle)
-        measured = r.get("measured_checks_per_s")
-        cpu = r.get("haproxy_cpu_percent")
-        shown_rate = "-" if measured is None else f"{measured:.0f}"
-        shown_cpu = "-" if cpu is None else f"{cpu:.0f}%"
-        print(f"{r['servers']:>8} {r['computed_checks_per_s']:>11.0f} {shown_rate:>11} "
-              f"{shown_cpu:>12} {r['fds_needed']:>11} {r['fd_hard_limit']:>11}", flush=True)
-        if "problem" in r:
-            print(f"         servicerouter says: {r['problem']}", flush=True)
+        for limit in (float(v) for v in args.limits.split(",")):
+            r = measure(size, haproxy_bin, args.seconds, args.settle, limit)
+            measured = r.get("measured_checks_per_s")
+            cpu = r.get("haproxy_cpu_percent")
+            shown_rate = "-" if measured is None else f"{measured:.0f}"
+            shown_cpu = "-" if cpu is None else f"{cpu:.0f}%"
+            shown_limit = f"{limit:.0f}" if limit else "none"
+            print(f"{r['servers']:>8} {shown_limit:>9} {r['inter']:>6} "
+                  f"{r['computed_checks_per_s']:>11.0f} {shown_rate:>11} {shown_cpu:>12} "
+                  f"{r['fds_needed']:>11} {r['fd_hard_limit']:>11}", flush=True)
+            if "problem" in r:
+                print(f"         servicerouter says: {r['problem']}", flush=True)
     return 0
 
 
