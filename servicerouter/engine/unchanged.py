@@ -232,6 +232,8 @@ class FastPath:
                 self._host_bound = True
             return check_port(settings) if check_port is not None else None
 
+        if getattr(resolve, "canonical_ipv4_is_itself", False) is True:
+            watched_resolve.canonical_ipv4_is_itself = True  # type: ignore[attr-defined]
         return watched_resolve, (watched_check if check_port is not None else None)
 
     def applied(self, ok: bool, model: Any, certificates: Iterable[Mapping[str, Any]]) -> None:

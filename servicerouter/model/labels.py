@@ -16,7 +16,7 @@ in :mod:`servicerouter.model.bind_options`.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from servicerouter.model.bind_options import BIND_KEYWORDS, parse_bind_options
@@ -399,7 +399,10 @@ def read_port_settings(
         return None, problems
     if not values:
         return DEFAULT_PORT_SETTINGS, []
-    return replace(DEFAULT_PORT_SETTINGS, given=frozenset(values), **values), []
+    # dataclasses.replace() walks the fields on every call; the defaults are known.
+    return PortSettings(**{**_DEFAULT_PORT_FIELDS, **values, "given": frozenset(values)}), []
 
 
 DEFAULT_PORT_SETTINGS = PortSettings()
+_DEFAULT_PORT_FIELDS = {f.name: getattr(DEFAULT_PORT_SETTINGS, f.name)
+                        for f in fields(PortSettings) if f.init}

@@ -23,6 +23,10 @@ class CachingResolver:
     so long-running routers pick up changed DNS records.
     """
 
+    # A canonical dotted quad resolves to itself, always (no DNS, nothing cached can
+    # differ): the model's per-task loop may skip the call for such hosts.
+    canonical_ipv4_is_itself = True
+
     def __init__(self, ttl_syncs: int = 0) -> None:
         self._cache: dict[str, str | None] = {}
         self._ttl_syncs = ttl_syncs
@@ -72,3 +76,12 @@ def _literal_ipv4(host: str) -> str | None:
     except ValueError:
         return None
     return str(address) if address.version == 4 else None
+
+
+CANONICAL_IPV4_RE = _CANONICAL_IPV4_RE
+
+
+def canonical_ipv4_is_itself(resolve: object) -> bool:
+    """Whether ``resolve`` answers every canonical IPv4 literal with itself (see
+    CachingResolver); wrappers that keep that promise copy the attribute."""
+    return getattr(resolve, "canonical_ipv4_is_itself", False) is True
