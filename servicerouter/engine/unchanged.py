@@ -187,6 +187,7 @@ class FastPath:
         self.state_dir = settings.state_dir or default_state_dir(settings.config_path)
         self.record_path = os.path.join(self.state_dir, RECORD_FILE)
         self._body = ""
+        self._body_digest: _Background | None = None  # the body's digest, being taken
         self._resolved: dict[str, str | None] = {}
         self._host_bound = False  # a port's verdict depended on this host's files or addresses
 
@@ -201,9 +202,18 @@ class FastPath:
     def unchanged(self, body: bytes, timings: dict[str, float], start: float) -> bool:
         """Whether ``body`` was already applied, as things are now (logs the timing if so)."""
         mark = time.perf_counter()
-        self._body = body_digest(body)
         settings = self.router.settings
-        same = still_applied(load_record(self.record_path), self._body, self._shape(),
+        record = load_record(self.record_path)
+        if record is None:
+            # Nothing to compare with (a first run): the digest is only needed for the
+            # record written after the apply, so it is taken beside the parse (hashlib
+            # lets go of the GIL: on a second core it costs the run no time).
+            self._body_digest = _Background(body_digest, body)
+            timings["digest"] = time.perf_counter() - mark
+            return False
+        self._body_digest = None
+        self._body = body_digest(body)
+        same = still_applied(record, self._body, self._shape(),
                              settings.config_path, self.router.resolver)
         timings["digest"] = time.perf_counter() - mark
         if same:
@@ -256,6 +266,9 @@ class FastPath:
             valid_until))
 
     def _why_not(self, ok: bool, model: Any) -> str | None:
+        if self._body_digest is not None:
+            self._body = self._body_digest.result()
+            self._body_digest = None
         if not ok:
             return "the apply failed"
         if not self._body:
@@ -269,6 +282,26 @@ class FastPath:
         if self.router.label_overrides:
             return "label templates are checked against this host's HAProxy"
         return None
+
+
+class _Background:
+    """``function(argument)`` run in a thread of its own; :meth:`result` waits for it."""
+
+    def __init__(self, function: Callable[[Any], str], argument: Any) -> None:
+        import threading
+
+        self._value = ""
+        self._thread = threading.Thread(target=self._run, args=(function, argument),
+                                        name="servicerouter-digest", daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[[Any], str], argument: Any) -> None:
+        self._value = function(argument)
+
+    def result(self) -> str:
+        """The value, or "" if the function failed (then no record is written)."""
+        self._thread.join()
+        return self._value
 
 
 def _certificate_window(rows: Iterable[Mapping[str, Any]]) -> tuple[float | None, str | None]:
