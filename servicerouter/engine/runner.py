@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from servicerouter.engine import derive_steps
 from servicerouter.engine.coalescing import SyncTrigger, install_signal_handlers
 from servicerouter.engine.holds import HoldSettings
 from servicerouter.engine.state_dir import (
@@ -330,43 +331,8 @@ class Router:
 
     def _label_templates(self, model: Model, options: RenderOptions,
                          combined: bool = False) -> Model:
-        """HAPROXY_{n}_<FRAGMENT> labels: compiled, checked, bad apps left out.
-
-        ``combined`` (one-shot syncs): also check all apps together and quarantine
-        the templated apps that break it; the live engine needs no such step, its
-        own validation bisects every app.
-        """
-        from servicerouter.render import label_templates as lt
-
-        self.label_overrides = {}
-        if not self.settings.allow_label_templates:
-            for backend, entries in lt.find_label_templates(model.services).items():
-                for _name, key, _raw in entries:
-                    if (backend, key) not in self._ignored_templates:
-                        self._ignored_templates.add((backend, key))
-                        log.warning("label %s of backend %s ignored: label templates need "
-                                    "--allow-label-templates", key, backend)
-            return model
-        compiled = lt.compile_label_templates(model.services, self.fragments, options)
-        if compiled.overrides and self.settings.validate:
-            if self._template_checker is None:
-                self._template_checker = lt.TemplateChecker(
-                    self.settings.haproxy_bin, self.settings.dry_files_dir
-                    or os.path.dirname(os.path.abspath(self.settings.config_path)))
-            compiled = self._template_checker.quarantine(model.services, self.fragments,
-                                                         options, compiled)
-            if combined:
-                compiled = self._template_checker.check_combined(model.services, self.fragments,
-                                                                 options, compiled)
-        for problem in compiled.problems:
-            log.warning("%s", problem.log_line())
-        self.label_overrides = dict(compiled.overrides)
-        if not compiled.bad_apps:
-            return model
-        return replace(model,
-                       services=tuple(s for s in model.services
-                                      if s.app_id not in compiled.bad_apps),
-                       problems=model.problems + compiled.problems)
+        """HAPROXY_{n}_<FRAGMENT> labels (see engine.derive_steps.label_templates)."""
+        return derive_steps.label_templates(self, model, options, combined)
 
     def build_model(self, apps: Any, routed_before: frozenset[str] | None = None) -> Model:
         """The model of ``apps`` under this router's settings (every sync path uses it).
@@ -410,48 +376,8 @@ class Router:
     def _prepare_certificates(self, options: RenderOptions,
                               services: Sequence[Service] = (),
                               stable_paths: bool = False) -> RenderOptions:
-        """Default certificate and crt-list for the shared HTTPS frontend.
-
-        The default (no SNI, or SNI no bundle names) is the first usable bundle of
-        --ssl-certs, then of the certs directory; the self-signed one only when
-        there is none. With ``services``, their HAPROXY_{n}_SSL_CERT bundles are
-        validated too, join the crt-list, and out-of-order files are served from a
-        normalised copy (see servicerouter.tls.manager); ``self.certificates`` holds the
-        expiry report.
-        One-shot syncs name bundle files by content (a new certificate changes the
-        config, so the reload runs); the live engine asks for ``stable_paths`` and
-        swaps renewed certificates through the Runtime API.
-        """
-        from servicerouter.tls import bundles as certs
-        from servicerouter.tls.manager import TlsManager
-
-        settings = self.settings
-        state_dir = settings.state_dir or default_state_dir(settings.config_path)
-        write = not settings.dry or settings.dry_files_dir is not None
-        if settings.dry and settings.dry_files_dir:
-            state_dir = settings.dry_files_dir
-        paths = list(settings.ssl_certs)
-        if settings.certs_dir and os.path.isdir(settings.certs_dir):
-            paths.append(settings.certs_dir)
-        default_pem = os.path.join(state_dir, "default.pem")
-        if self.tls is None:
-            self.tls = TlsManager()
-        port_certs = sorted({s.settings.ssl_cert for s in services if s.settings.ssl_cert})
-        try:
-            if write:  # a bare --dry (no files dir) writes nothing: same paths, computed only
-                default_pem = certs.ensure_default_certificate(state_dir)
-            result = self.tls.prepare(state_dir, default_pem, paths, port_certs,
-                                      stable=stable_paths, write=write)
-        except OSError as err:
-            log.error("cannot prepare certificates in %s: %s", state_dir, err)
-            self.served_certs, self.written_certs = {}, frozenset()
-            return replace(options, default_cert=default_pem, crt_list=None)
-        self.certificates = result.report
-        if not settings.dry:
-            self.served_certs = {cert.path: cert for cert in result.served}
-            self.written_certs = result.written
-        return replace(options, default_cert=result.default_cert, crt_list=result.crt_list,
-                       cert_paths=result.cert_paths, tls_configured=bool(paths))
+        """Certificates for the config (see engine.derive_steps.prepare_certificates)."""
+        return derive_steps.prepare_certificates(self, options, services, stable_paths)
 
 
 def settings_skip_unchanged(settings: RouterSettings) -> bool:
