@@ -69,16 +69,34 @@ _NOT_SHAPING = frozenset({RECORD_FILE, STATE_LOCK_NAME})
 
 
 def code_identity() -> list[Any]:
-    """servicerouter's own modules and default templates: an upgrade changes the output."""
+    """servicerouter's own modules: an upgrade changes the output (the built-in
+    fragments are in the fragment identity).  One scandir per directory: this
+    runs on every one-shot run, the fast path's included."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     found: list[Any] = []
-    for root, dirs, files in os.walk(package):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith(".py"):
-                found.append([os.path.relpath(os.path.join(root, name), package),
-                              file_identity(os.path.join(root, name))[1:]])
+    _scan_code(package, "", found)
     return found
+
+
+def _scan_code(directory: str, prefix: str, found: list[Any]) -> None:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError:
+        found.append([prefix, "unreadable"])
+        return
+    subdirs = []
+    for entry in entries:
+        if entry.name.endswith(".py"):
+            try:
+                st = entry.stat()
+            except OSError:
+                found.append([prefix + entry.name, []])
+                continue
+            found.append([prefix + entry.name, [st.st_size, st.st_mtime_ns]])
+        elif entry.name != "__pycache__" and entry.is_dir():
+            subdirs.append(entry)
+    for entry in subdirs:
+        _scan_code(entry.path, prefix + entry.name + "/", found)
 
 
 def shape_digest(settings_text: str, secret: str | None, fragments: Any,
