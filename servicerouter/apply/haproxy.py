@@ -175,7 +175,7 @@ def haproxy_available(haproxy_bin: str) -> bool:
 _VERSION_LINE = re.compile(r"\bversion\s+(\S+)", re.IGNORECASE)
 
 
-def haproxy_version(haproxy_bin: str) -> str | None:
+def haproxy_version(haproxy_bin: str, cache_dir: str | None = None) -> str | None:
     """The version ``haproxy -v`` reports ("2.6.12-1+deb12u4"), or None if it cannot run.
 
     Said at startup and in /status and /metrics: "which HAProxy" is the first
@@ -183,7 +183,7 @@ def haproxy_version(haproxy_bin: str) -> str | None:
     the operator thinks.  Read from the first line of :func:`haproxy_build_info`
     (the same line ``-v`` prints), so a start runs HAProxy once, not twice.
     """
-    info = haproxy_build_info(haproxy_bin)
+    info = haproxy_build_info(haproxy_bin, cache_dir=cache_dir)
     first = info.strip().splitlines()[:1] if info else []
     match = _VERSION_LINE.search(first[0]) if first else None
     return match.group(1) if match else None
@@ -194,18 +194,36 @@ def haproxy_version(haproxy_bin: str) -> str | None:
 _BUILD_INFO: dict[tuple[object, ...], str | None] = {}
 
 
-def haproxy_build_info(haproxy_bin: str, timeout: float = 10.0) -> str | None:
-    """What ``haproxy -vv`` prints (stdout, else stderr), or None if it cannot run.
+BUILD_INFO_FILE = "haproxy-build-info.json"  # in the state directory: see save_build_info
 
-    Kept per binary file: the version line and the Lua check both come from it,
-    and a one-shot run's start should not pay for two HAProxy runs.
-    """
+
+def _binary_key(haproxy_bin: str) -> tuple[object, ...] | None:
     resolved = shutil.which(haproxy_bin) or haproxy_bin
     try:
         st = os.stat(resolved)
     except OSError:
         return None
-    key = (haproxy_bin, resolved, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (haproxy_bin, resolved, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def haproxy_build_info(haproxy_bin: str, timeout: float = 10.0,
+                       cache_dir: str | None = None) -> str | None:
+    """What ``haproxy -vv`` prints (stdout, else stderr), or None if it cannot run.
+
+    Kept per binary file: the version line and the Lua check both come from it,
+    and a one-shot run's start should not pay for two HAProxy runs.  With
+    ``cache_dir`` (a state directory), the answer :func:`save_build_info` left
+    there for the same binary file is read instead of running HAProxy at all: a
+    one-shot run every minute mostly finds nothing to do, and then starting a
+    process is a good part of its cost.
+    """
+    key = _binary_key(haproxy_bin)
+    if key is None:
+        return None
+    if key not in _BUILD_INFO and cache_dir is not None:
+        saved = _load_build_info(os.path.join(cache_dir, BUILD_INFO_FILE), key)
+        if saved is not None:
+            _BUILD_INFO[key] = saved
     if key not in _BUILD_INFO:
         try:
             proc = subprocess.run([haproxy_bin, "-vv"], capture_output=True, text=True,
@@ -214,6 +232,39 @@ def haproxy_build_info(haproxy_bin: str, timeout: float = 10.0) -> str | None:
             return None  # not kept: a timeout may pass
         _BUILD_INFO[key] = (proc.stdout or "") + (proc.stderr or "")
     return _BUILD_INFO[key]
+
+
+def _load_build_info(path: str, key: tuple[object, ...]) -> str | None:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        if saved["key"] == list(key) and isinstance(saved["output"], str):
+            return saved["output"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def save_build_info(haproxy_bin: str, cache_dir: str) -> None:
+    """Leave this binary's ``haproxy -vv`` answer (if this process has it) in
+    ``cache_dir`` for the next run; only written when it changes.  The caller
+    holds the state directory's writer lock; a failure only costs the next run
+    one HAProxy start."""
+    import json
+
+    key = _binary_key(haproxy_bin)
+    if key is None or key not in _BUILD_INFO or _BUILD_INFO[key] is None:
+        return
+    path = os.path.join(cache_dir, BUILD_INFO_FILE)
+    if _load_build_info(path, key) == _BUILD_INFO[key]:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump({"key": list(key), "output": _BUILD_INFO[key]}, handle)
+    except OSError as err:
+        log.debug("cannot save %s: %s", path, err.strerror or err)
 
 
 def _target_mode(path: str) -> int:

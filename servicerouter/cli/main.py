@@ -123,7 +123,7 @@ def check_haproxy_bin(args: argparse.Namespace) -> str | None:
     return f"--haproxy-bin {path}: not executable"
 
 
-def log_startup(args: argparse.Namespace, mode: Mode) -> None:
+def log_startup(args: argparse.Namespace, mode: Mode, state_dir: str | None = None) -> None:
     """The first lines of every run: which servicerouter, which HAProxy, which mode.
 
     They answer the first questions about any log someone sends: the version that
@@ -136,7 +136,7 @@ def log_startup(args: argparse.Namespace, mode: Mode) -> None:
 
     log.info("servicerouter %s (Python %s), mode: %s", __version__,
              sys.version.split()[0], describe(mode, args))
-    version = haproxy_version(args.haproxy_bin)
+    version = haproxy_version(args.haproxy_bin, cache_dir=state_dir)
     if version is None:
         log.info("HAProxy: %s cannot be run (haproxy -v failed)", args.haproxy_bin)
     else:
@@ -151,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
     from servicerouter.engine.runner import default_state_dir
 
     mode = modes.choose(args)
-    log_startup(args, mode)
+    # HAProxy's build (version, Lua) is read from the state directory when the same
+    # binary answered an earlier run there: a one-shot run need not start HAProxy.
+    state_dir = args.state_dir or default_state_dir(args.haproxy_config)
+    log_startup(args, mode, None if mode.name == modes.DRY else state_dir)
     for line in modes.ignored_flags(args, mode, getattr(args, "given", ())):
         log.warning("%s", line)
     if mode.note:
@@ -165,7 +168,6 @@ def run(args: argparse.Namespace) -> int:
     from servicerouter.apply import writer_lock
     from servicerouter.apply.tempfiles import clean_startup
 
-    state_dir = args.state_dir or default_state_dir(args.haproxy_config)
     try:
         locks = writer_lock.acquire_all(args.haproxy_config, state_dir)
     except writer_lock.LockHeld as err:
@@ -181,22 +183,29 @@ def run(args: argparse.Namespace) -> int:
         # run's (no one else writes here), so they go now, whatever their age.
         clean_startup(args.haproxy_config, [state_dir, os.path.join(state_dir, "bundles")],
                       older_than=0)
-        return _run(args, mode)
+        return _run(args, mode, state_dir)
     finally:
         for lock in locks:
             lock.release()
 
 
-def _run(args: argparse.Namespace, mode: Mode) -> int:
-    """Build the router, then run it once (--dry too) or keep it running."""
+def _run(args: argparse.Namespace, mode: Mode, state_dir: str | None = None) -> int:
+    """Build the router, then run it once (--dry too) or keep it running.
+
+    ``state_dir``: given when this run holds its writer lock (not --dry).
+    """
+    from servicerouter.apply.haproxy import save_build_info
     from servicerouter.cli import modes
     from servicerouter.engine.runner import run_once
 
     try:
-        router = build_router(args, lazy_fragments=mode.name == modes.ONCE)
+        router = build_router(args, lazy_fragments=mode.name == modes.ONCE,
+                              build_info_dir=state_dir)
     except StartupError as err:
         log.error("%s", err)
         return 2
+    if state_dir is not None:
+        save_build_info(args.haproxy_bin, state_dir)
     if mode.live:
         return _run_live(args, router, mode.name)
     from servicerouter.render.fragment_files import TemplateError
@@ -213,7 +222,8 @@ def _run(args: argparse.Namespace, mode: Mode) -> int:
     return status
 
 
-def build_router(args: argparse.Namespace, lazy_fragments: bool = False) -> Any:
+def build_router(args: argparse.Namespace, lazy_fragments: bool = False,
+                 build_info_dir: str | None = None) -> Any:
     """The Router (servicerouter.engine.runner) the flags describe; every mode and
     subcommand that syncs (the bridge too) starts from this one, so they cannot
     drift apart. StartupError says why the flags cannot make one.
@@ -221,6 +231,7 @@ def build_router(args: argparse.Namespace, lazy_fragments: bool = False) -> Any:
     ``lazy_fragments`` (one-shot runs): the fragments are compiled and checked only
     when Marathon's answer turns out not to be the one last applied
     (servicerouter.engine.unchanged); a bad one then raises TemplateError from the sync.
+    ``build_info_dir``: where an earlier run left HAProxy's ``-vv`` answer.
     """
     from servicerouter.apply import haproxy
     from servicerouter.engine.holds import HoldSettings
@@ -260,7 +271,8 @@ def build_router(args: argparse.Namespace, lazy_fragments: bool = False) -> Any:
         stats_bind_addr=args.stats_bind_addr,
         # Written in every mode, one-shot and --dry too (live modes also use it).
         runtime_socket=args.runtime_socket,
-        stats_lua=stats_lua_script(args.haproxy_bin),  # marathon-lb's /_haproxy_get*
+        stats_lua=stats_lua_script(args.haproxy_bin,  # marathon-lb's /_haproxy_get*
+                                   cache_dir=build_info_dir),
         # The built-in fragments route vhosts and app ids through map files kept here.
         map_dir=default_map_dir(args.haproxy_config),
         bind_http_https=not args.dont_bind_http_https,

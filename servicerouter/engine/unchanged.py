@@ -65,7 +65,8 @@ def _tree_identity(path: str, skip: frozenset[str] = frozenset()) -> list[Any]:
 
 # Files in the state dir that say who runs or what was applied, not what the config
 # holds: the writer lock is rewritten (with its PID) by every run.
-_NOT_SHAPING = frozenset({RECORD_FILE, STATE_LOCK_NAME})
+# HAProxy's -vv answer kept for the next run's start: its Lua verdict is in the settings.
+_NOT_SHAPING = frozenset({RECORD_FILE, STATE_LOCK_NAME, "haproxy-build-info.json"})
 
 
 def code_identity() -> list[Any]:

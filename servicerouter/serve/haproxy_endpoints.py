@@ -29,17 +29,19 @@ LUA_SCRIPT = Path(__file__).resolve().with_name("haproxy_endpoints.lua")
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._+-]+$")
 
 
-def haproxy_has_lua(haproxy_bin: str, timeout: float = 10.0) -> bool:
+def haproxy_has_lua(haproxy_bin: str, timeout: float = 10.0,
+                    cache_dir: str | None = None) -> bool:
     """Whether ``haproxy -vv`` reports Lua (``USE_LUA=1`` or the ``+LUA`` feature)."""
     from servicerouter.apply.haproxy import haproxy_build_info
 
-    text = haproxy_build_info(haproxy_bin, timeout)
+    text = haproxy_build_info(haproxy_bin, timeout, cache_dir)
     if text is None:
         return False
     return "USE_LUA=1" in text or re.search(r"(^|\s)\+LUA(\s|$)", text) is not None
 
 
-def stats_lua_script(haproxy_bin: str, script: Path = LUA_SCRIPT) -> str | None:
+def stats_lua_script(haproxy_bin: str, script: Path = LUA_SCRIPT,
+                     cache_dir: str | None = None) -> str | None:
     """The Lua script's path for the config, or None (logged) when it cannot be used."""
     path = str(script)
     if not script.is_file():
@@ -49,7 +51,7 @@ def stats_lua_script(haproxy_bin: str, script: Path = LUA_SCRIPT) -> str | None:
         log.warning("marathon-lb's /_haproxy_get* endpoints are off: the path %r cannot be "
                     "written unquoted in the HAProxy config", path)
         return None
-    if not haproxy_has_lua(haproxy_bin):
+    if not haproxy_has_lua(haproxy_bin, cache_dir=cache_dir):
         log.info("marathon-lb's /_haproxy_get* endpoints are off: %s has no Lua support "
                  "(or cannot be run); /_haproxy_health_check still answers", haproxy_bin)
         return None
