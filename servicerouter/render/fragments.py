@@ -50,7 +50,7 @@ class Fragment:
                  "_constant", "uses_services", "builtin", "render_args", "_simple")
 
     def __init__(self, spec: FragmentSpec, text: str, source: str,
-                 template: jinja2.Template | None) -> None:
+                 template: jinja2.Template | DeferredTemplate | None) -> None:
         self.spec = spec
         self.source = source
         self.builtin = False  # from the built-in templates/ (load_fragments says so)
@@ -82,13 +82,21 @@ class Fragment:
         self._globals = dict(template.globals) if template is not None else {}
         self._constant: str | None = None
         if template is not None and "{{" not in text and "{%" not in text:
-            self._constant = str(template.render())
+            self._constant = str(self._jinja().render())
         # Set by compile_fragment for a template that only prints validated names.
         self._simple: Any = None
 
     @property
     def is_jinja(self) -> bool:
         return self._template is not None
+
+    def _jinja(self) -> jinja2.Template:
+        """The Jinja2 template, generated and compiled now if it was deferred."""
+        template = self._template
+        if isinstance(template, DeferredTemplate):
+            template = self._template = template.compile()
+        assert template is not None
+        return template
 
     def render(self, values: Mapping[str, Any]) -> str:
         template = self._template
@@ -100,6 +108,7 @@ class Fragment:
                 except Exception:  # undefined, or a refused value: Jinja2 raises its own
                     out = None     # error below (with the template line a problem names)
             if out is None:
+                template = self._jinja()
                 # Template.render(values) without its two dict copies.
                 context = new_context(template.environment, template.name, template.blocks,
                                       {**self._globals, **values}, True, self._globals)
@@ -208,7 +217,13 @@ def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
     env = env or fragment_env()
     try:
         ast = env.parse(text)
-        template = env.from_string(text)
+        # A template that compiles into a Python function (see compile_plain_template)
+        # renders through Jinja2 only to raise Jinja2's own error: its code is generated
+        # then, from this parse (most never are).  The others are compiled now, and
+        # their code generation errors (an unknown filter) come first, as always.
+        simple = compile_plain_template(ast, VALIDATED_NAMES, source, env)
+        template: jinja2.Template | DeferredTemplate = (
+            env.from_string(text) if simple is None else DeferredTemplate(env, ast))
     except jinja2.TemplateSyntaxError as err:
         raise TemplateError(f"{source}: line {err.lineno}: {err.message}") from None
     unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - set(spec.jinja_names))
@@ -219,8 +234,26 @@ def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
             f"(known: {', '.join(spec.jinja_names)})"
         )
     fragment = Fragment(spec, text, source, template)
-    fragment._simple = compile_plain_template(ast, VALIDATED_NAMES, source, env)
+    fragment._simple = simple
     return fragment
+
+
+class DeferredTemplate:
+    """A parsed Jinja2 template whose code is generated and compiled on first use."""
+
+    __slots__ = ("environment", "ast", "globals")
+
+    def __init__(self, env: jinja2.Environment, ast: Any) -> None:
+        self.environment = env  # as jinja2.Template names it
+        self.ast = ast
+        self.globals = env.make_globals(None)  # what the compiled template will hold
+
+    def compile(self) -> jinja2.Template:
+        """What ``env.from_string(text)`` returns, without parsing the text again
+        (a fragment in the subset compile_plain_template accepts: no filter or test,
+        so no code generation error either)."""
+        env = self.environment
+        return env.template_class.from_code(env, env.compile(self.ast), self.globals, None)
 
 
 def _read(path: Path) -> str | None:

@@ -73,7 +73,7 @@ _FRONTEND_VALUES = {"backend": "app_80", "bindAddr": "*", "servicePort": 80, "mo
 def test_plain_jinja_templates_compile_to_the_same_text(text: str) -> None:
     fragment = compile_fragment(_FRONTEND, text, "t.j2", jinja=True)
     assert fragment._template is not None
-    assert fragment.render(_FRONTEND_VALUES) == fragment._template.render(_FRONTEND_VALUES)
+    assert fragment.render(_FRONTEND_VALUES) == fragment._jinja().render(_FRONTEND_VALUES)
     if "{{" in text:
         assert fragment._simple is not None
 
