@@ -212,7 +212,7 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                               "expiry and problems; exit 1 if any is unusable")
 
     checks = parser.add_argument_group("health-check load")
-    checks.add_argument("--max-check-rate", type=_non_negative_float, default=1000.0,
+    checks.add_argument("--max-check-rate", type=values.rate, default=1000.0,
                         metavar="CHECKS_PER_S",
                         help="Health checks per second the built-in server-check fragments "
                              "may ask of HAProxy over the whole config; above it every "

@@ -66,6 +66,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def rate(text: str) -> float:
+    """A finite rate, zero or more (per second; 0: no limit where the flag says so)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)

@@ -113,5 +113,6 @@ def test_the_scaled_config_passes_haproxy_check(tmp_path: Path, haproxy_bin: str
 def test_the_flag_defaults_to_1000_and_0_turns_it_off() -> None:
     assert flags.parse_args(["-m", "m:8080"]).max_check_rate == 1000
     assert flags.parse_args(["-m", "m:8080", "--max-check-rate", "0"]).max_check_rate == 0
-    with pytest.raises(SystemExit):
-        flags.parse_args(["-m", "m:8080", "--max-check-rate", "-1"])
+    for bad in ("-1", "nan", "inf", "x"):
+        with pytest.raises(SystemExit):
+            flags.parse_args(["-m", "m:8080", "--max-check-rate", bad])
