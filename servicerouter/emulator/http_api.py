@@ -51,6 +51,11 @@ def embeds(params: dict[str, list[str]]) -> set[str]:
     return found
 
 
+def _forced(params: dict[str, list[str]]) -> bool:
+    """``?force=true``: override the lock a running deployment holds on an app."""
+    return (params.get("force") or ["false"])[0] == "true"
+
+
 class MarathonHttpApi:
     """Answers every request: ``/_emulator`` goes to the control API, the rest is
     Marathon's REST API (``/ping``, ``/v2/apps``, ``/v2/tasks``, ``/v2/events``...)."""
@@ -160,6 +165,18 @@ class MarathonHttpApi:
         elif path == "/v2/tasks":
             allow(method, "GET", "HEAD")
             handler.send_body(200, self._tasks_for(params))
+        elif path == "/v2/tasks/delete":
+            allow(method, "POST")
+            body = json_body(handler)
+            ids = body.get("ids") if isinstance(body, dict) else None
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise EmulatorError(422, "Object is not valid",
+                                    details=[{"path": "/ids", "errors": ["error.expected.jsarray"]}])
+            scale = (params.get("scale") or ["false"])[0] == "true"
+            try:
+                handler.send_json(200, self._definitions.kill_tasks(ids, scale=scale))
+            except KeyError as exc:
+                raise EmulatorError(404, str(exc.args[0])) from None
         elif path == "/v2/eventSubscriptions":
             self._route_subscriptions(handler, method, params)
         elif path == "/v2/events":
@@ -172,7 +189,14 @@ class MarathonHttpApi:
             serve_event_stream(handler, params, self._bus, settings)
         elif path == "/v2/deployments":
             allow(method, "GET", "HEAD")
-            handler.send_json(200, [])
+            handler.send_json(200, self._definitions.deployments.listing())
+        elif path.startswith("/v2/deployments/"):
+            # Marathon rolls a cancelled deployment back unless ?force=true; here it
+            # always stops where it is (the force form), which zdd's rollback never needs.
+            allow(method, "DELETE")
+            if not self._definitions.deployments.cancel(path[len("/v2/deployments/"):]):
+                raise EmulatorError(404, "DeploymentPlan does not exist")
+            handler.send_json(202, {})
         elif path == "/v2/leader":
             allow(method, "GET", "HEAD")
             handler.send_json(200, {"leader": f"{self._host}:{emulator.port}"})
@@ -275,12 +299,12 @@ class MarathonHttpApi:
             partial = method == "PATCH" or (params.get("partialUpdate") or ["true"])[0] != "false"
             created, stored, result = self._definitions.upsert(
                 app, partial=partial, client_ip=handler.client_address[0],
-                uri=f"/v2/apps{app_id}")
+                uri=f"/v2/apps{app_id}", force=_forced(params))
             headers = {"Location": f"{self._emulator.url}/v2/apps{app_id}"} if created else None
             handler.send_json(201 if created else 200, result, headers=headers)
         elif method == "DELETE":
             try:
-                result = self._definitions.delete(app_id)
+                result = self._definitions.delete(app_id, force=_forced(params))
             except KeyError:
                 raise EmulatorError(404, f"App '{app_id}' does not exist") from None
             handler.send_json(200, result)
