@@ -147,12 +147,15 @@ class Deployment:
                 raise ZddError(f"{app_id} is gone")
             names = set(task_servers(app))
             wanted = count(app.get("instances")) if instances is None else instances
-            if (not app.get("deployments") and len(names) == wanted
-                    and self.cluster.views(backend_of(app)).all_serving(names)):
+            views = self.cluster.views(backend_of(app))
+            if not app.get("deployments") and len(names) == wanted \
+                    and views.all_serving(names):
                 return app
             if time.monotonic() > deadline:
                 raise ZddError(f"{app_id}: {wanted} task(s) not up in HAProxy after "
-                               f"{self.args.max_wait:g} s")
+                               f"{self.args.max_wait:g} s ({len(names)} task(s), "
+                               f"deployments {app.get('deployments')}, backend "
+                               f"{backend_of(app)}: {views.describe(names)})")
             time.sleep(self.args.step_delay)
 
     def swap(self, new_id: str, old_id: str, hybrid: bool) -> None:

@@ -187,6 +187,13 @@ class Views:
         return all(all(n in node and node[n].get("serving") for n in names)
                    for node in self.nodes)
 
+    def describe(self, names: set[str]) -> str:
+        """Each server's state on each node, for an error message."""
+        return "; ".join(
+            ", ".join(f"{n}={(node.get(n) or {}).get('status', 'absent')}/"
+                      f"w{(node.get(n) or {}).get('weight', '-')}" for n in sorted(names))
+            for node in self.nodes) or "no node"
+
     def drained(self, names: Mapping[str, str], *, idle: bool) -> list[str]:
         """Task ids whose servers take no new requests on every node (and, with
         ``idle``, hold no session either)."""

@@ -34,7 +34,17 @@ def backend_servers(api: RuntimeAPI, backend: str) -> dict[str, Any]:
     """
     if not _NAME_RE.fullmatch(backend):
         raise BackendNotFound(backend)
-    text = api.command(f"show stat {backend} 4 -1")
+    # A frontend may share the backend's name (servicerouter.py names both APP_PORT), and
+    # ``show stat NAME`` takes the first proxy of that name: ask by the backend's id,
+    # which ``show servers state`` (backends only) gives.
+    state = api.command(f"show servers state {backend}")
+    rows_of_state = [line.split() for line in state.splitlines()
+                     if line[:1].isdigit() and len(line.split()) > 3]
+    if not rows_of_state:
+        if "# be_id" in state:
+            return {"backend": backend, "servers": []}
+        raise BackendNotFound(backend)
+    text = api.command(f"show stat {rows_of_state[0][0]} 4 -1")
     if not text.startswith("# "):
         raise BackendNotFound(backend)
     rows = csv.DictReader(io.StringIO(text[2:]))

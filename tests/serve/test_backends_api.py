@@ -13,7 +13,7 @@ from servicerouter.apply.managed import ManagedHAProxy
 from servicerouter.apply.runtime_api import RuntimeAPI
 from servicerouter.serve.backends_api import BackendNotFound, backend_servers
 from servicerouter.serve.status import Metrics, StatusServer
-from tests.apply.test_manager import managed, write_config  # noqa: F401 - fixture
+from tests.apply.test_manager import managed  # noqa: F401 - fixture
 from tests.harness import Backend, free_port, http_get, wait_until
 
 
@@ -26,9 +26,18 @@ def test_servers_state_weight_and_sessions_from_the_runtime_api(
     manager = managed()
     cfg = tmp_path / "h.cfg"
     port = free_port()
-    write_config(cfg, manager.settings.runtime_socket, port, [("up", up.port)],
-                 extra=f"  server gone 127.0.0.1:{free_port()} check inter 500\n"
-                       f"  server idle 127.0.0.1:{up.port} check inter 500 weight 0\n")
+    # a frontend of the backend's name first (servicerouter.py names both APP_PORT):
+    # ``show stat b`` would describe the frontend, the servers must be the backend's
+    cfg.write_text(
+        "global\n  daemon\n  master-worker\n  hard-stop-after 5s\n"
+        f"  stats socket {manager.settings.runtime_socket} mode 600 level admin\n"
+        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n"
+        "  timeout server 10s\n"
+        f"frontend b\n  bind 127.0.0.1:{port}\n  default_backend b\n"
+        f"backend b\n  server up 127.0.0.1:{up.port} check inter 500\n"
+        f"  server gone 127.0.0.1:{free_port()} check inter 500\n"
+        f"  server idle 127.0.0.1:{up.port} check inter 500 weight 0\n"
+        "backend empty\n")
     manager.start()
     api = RuntimeAPI(manager.settings.runtime_socket)
 
@@ -42,6 +51,7 @@ def test_servers_state_weight_and_sessions_from_the_runtime_api(
     assert servers["up"]["address"] == f"127.0.0.1:{up.port}"
     assert not servers["gone"]["serving"] and not servers["idle"]["serving"]
     assert servers["idle"]["weight"] == 0
+    assert backend_servers(api, "empty") == {"backend": "empty", "servers": []}
     with pytest.raises(BackendNotFound):
         backend_servers(api, "nope")
     with pytest.raises(BackendNotFound):
