@@ -250,7 +250,12 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
         return 1
     cluster.post(new_app)
     if not previous:
-        deployment.wait_up(new_app["id"])
+        try:
+            deployment.wait_up(new_app["id"])
+        except (ZddError, KeyboardInterrupt) as err:
+            log.error("deployment failed: %s; removing %s", err or "interrupted", new_app["id"])
+            cluster.delete(new_app["id"])
+            return 130 if isinstance(err, KeyboardInterrupt) else 1
         log.info("%s deployed (the group's first colour)", new_app["id"])
         return 0
     old = previous[0]

@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -130,13 +131,16 @@ class Setup:
     service_port: int
     front: int
 
-    def zdd(self, *extra: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "servicerouter", "zdd", str(self.app_path),
+    def argv(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "servicerouter", "zdd", str(self.app_path),
                 "--marathon", self.emulator.url,
                 "--status", f"http://127.0.0.1:{self.router.status_port}",
                 "--force", "--step-delay", "0.3", *extra]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, PYTHONPATH=str(REPO)), check=False)
+
+    def zdd(self, *extra: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*extra), capture_output=True, text=True,
+                              timeout=timeout, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              check=False)
 
     def colours(self) -> dict[str, int]:
         return {app["id"]: app["instances"] for app in self.emulator.apps()}
@@ -283,3 +287,28 @@ def test_canary_holds_at_the_asked_share(setup: Callable[..., Setup]) -> None:
     assert env.colours() == {"/nginx-green": 4}
     assert set(env.answers(20)) == {"green"}
     assert env.router.status()["reloads"] == before["reloads"]
+
+
+def test_ctrl_c_rolls_back_and_dry_run_changes_nothing(setup: Callable[..., Setup]) -> None:
+    env = setup(blue_instances=2)
+    blue_tasks = {t["id"] for t in env.emulator.app("/nginx-blue")["tasks"]}
+    dry = env.zdd("--dry-run")
+    assert dry.returncode == 0 and json.loads(dry.stdout)["id"] == "/nginx-green"
+    assert env.colours() == {"/nginx-blue": 2}
+    env.launcher.health["green"] = "never"
+    proc = subprocess.Popen(env.argv("--max-wait", "120"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        wait_until(lambda: "/nginx-green" in env.colours(), 30)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130, err[-3000:]
+    assert env.colours() == {"/nginx-blue": 2}
+    assert {t["id"] for t in env.emulator.app("/nginx-blue")["tasks"]} == blue_tasks
+    assert set(env.answers(8)) == {"blue"}
