@@ -60,7 +60,13 @@ class BackendLauncher:
         with self._lock:
             self.started[colour] += 1
             name = f"{colour}{self.started[colour]}"
-        backend = self.factory(name)
+        for attempt in range(3):  # a process outside the suite may grab a reserved port
+            try:
+                backend = self.factory(name)
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
         with self._lock:
             self.running[backend.port] = backend
         spec: dict[str, Any] = {"host": "127.0.0.1", "ports": [backend.port], "healthy": False}
@@ -208,15 +214,20 @@ def setup(tmp_path: Path, start_router: Callable[..., RouterProcess],  # noqa: F
 
 
 def test_blue_green_under_load_loses_nothing_and_never_reloads(
-        setup: Callable[..., Setup]) -> None:
+        setup: Callable[..., Setup], tmp_path: Path) -> None:
     env = setup()
+    blue_tasks = {t["id"] for t in env.emulator.app("/nginx-blue")["tasks"]}
+    hook_log = tmp_path / "hook.log"
+    hook = tmp_path / "pre-kill.sh"
+    hook.write_text(f'#!/bin/sh\nprintf "%s\\n" "$2" >> {hook_log}\n')
+    hook.chmod(0o755)
     before = env.router.status()
     load = LoadGenerator([(env.service_port, None), (env.front, VHOST)],
                          max_seconds=240).start()
     keep_alive = KeepAliveClient(env.front, VHOST).start()
     try:
         time.sleep(1)
-        done = env.zdd("--max-wait", "90")
+        done = env.zdd("--max-wait", "90", "--pre-kill-hook", str(hook))
         time.sleep(1)
     finally:
         load.stop()
@@ -234,6 +245,9 @@ def test_blue_green_under_load_loses_nothing_and_never_reloads(
     assert after["runtime_updates"] > before["runtime_updates"]
     assert env.colours() == {"/nginx-green": 4}
     assert set(env.answers(40)) == {"green"}
+    # the pre-kill hook was told each batch of drained blue tasks before they were killed
+    hooked = [task for line in hook_log.read_text().splitlines() for task in json.loads(line)]
+    assert hooked and set(hooked) <= blue_tasks
     assert any(name.startswith("green") for name in keep_alive.answers)
     processes = haproxy_processes(env.router.workdir)
     assert len(processes) == 2 and after["haproxy"]["master_pid"] in processes
