@@ -108,6 +108,7 @@ class AppDefinitions:
                 if "servicePorts" in task and task["servicePorts"] != ports:
                     record.tasks[task_id] = {**task, "servicePorts": ports}
             self._store.changed(record, structure=existing is None)
+            record.versions.append(copy.deepcopy(new))
 
             plan = deployment_plan(app_id, action, original, record.document(False), version)
             self._emit({"eventType": "api_post_event", "clientIp": client_ip, "uri": uri,
@@ -171,6 +172,7 @@ class AppDefinitions:
                     instances = instances if type(instances) is int else len(ids)
                     record.app["instances"] = max(0, instances - len(ids))
                     version = scale_version(record)
+                    record.versions.append(copy.deepcopy(record.app))
                     self._store.changed(record)
                     plan = deployment_plan(app_id, "ScaleApplication", original,
                                            record.document(False), version)

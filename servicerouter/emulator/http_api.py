@@ -12,8 +12,9 @@ import base64
 import copy
 import hmac
 import logging
+import re
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from servicerouter.emulator.apps import AppDefinitions
@@ -49,6 +50,9 @@ def embeds(params: dict[str, list[str]]) -> set[str]:
             prefix = next((p for p in _EMBED_PREFIXES if item.startswith(p)), "")
             found.add(item[len(prefix):])
     return found
+
+
+_VERSIONS_PATH = re.compile(r"^(?P<app>/.+)/versions(?:/(?P<version>[^/]+))?$")
 
 
 def _forced(params: dict[str, list[str]]) -> bool:
@@ -279,6 +283,12 @@ class MarathonHttpApi:
                     raise EmulatorError(404, f"Task '{task_id}' does not exist") from None
                 handler.send_json(200, {"task": task})
                 return
+        versions = _VERSIONS_PATH.match(rest)
+        if versions is not None:
+            allow(method, "GET", "HEAD")
+            handler.send_json(200, self._versions(normalize_app_id(versions.group("app")),
+                                                  versions.group("version")))
+            return
         app_id = normalize_app_id(rest)
         if method in ("GET", "HEAD"):
             # Marathon always embeds one app's tasks (for compatibility); readiness
@@ -310,6 +320,21 @@ class MarathonHttpApi:
             handler.send_json(200, result)
         else:
             raise EmulatorError(405, "HTTP 405 Method Not Allowed")
+
+    def _versions(self, app_id: str, version: str | None) -> dict[str, Any]:
+        """``/v2/apps/{id}/versions`` (newest first) or one version's definition."""
+        with self._store.lock:
+            record = self._store.records.get(app_id)
+            if record is None:
+                raise EmulatorError(404, f"App '{app_id}' does not exist")
+            history = record.versions or [record.app]  # loaded state: its current version
+            if version is None:
+                return {"versions": [v.get("version") for v in reversed(history)]}
+            for definition in history:
+                if definition.get("version") == version:
+                    return {k: v for k, v in copy.deepcopy(definition).items()
+                            if k != "deployments"}
+        raise EmulatorError(404, f"App '{app_id}' does not exist in version {version}")
 
     def _route_subscriptions(self, handler: RequestHandler, method: str,
                              params: dict[str, list[str]]) -> None:

@@ -58,7 +58,8 @@ def emu(launcher: CountingLauncher) -> Iterator[MarathonEmulator]:
 
 
 def test_post_starts_tasks_and_the_deployment_finishes_when_they_turn_healthy(
-        emu: MarathonEmulator) -> None:
+        emu: MarathonEmulator, launcher: CountingLauncher) -> None:
+    launcher.after = None  # health turns below, when the test says so
     with SSE(f"{emu.url}/v2/events") as stream:
         posted = requests.post(f"{emu.url}/v2/apps", json=checked_app("/blue", 3), timeout=5)
         assert posted.status_code == 201
@@ -74,6 +75,10 @@ def test_post_starts_tasks_and_the_deployment_finishes_when_they_turn_healthy(
         assert info["plan"]["id"] == deployment
         for _ in range(3):
             assert stream.next_of("status_update_event")["taskStatus"] == "TASK_RUNNING"
+        for task in app["tasks"][:2]:
+            emu.set_task_health("/blue", task["id"], True)
+        assert [d["id"] for d in emu.deployments()] == [deployment]  # one still failing
+        emu.set_task_health("/blue", app["tasks"][2]["id"], True)
         changed = stream.next_of("health_status_changed_event")
         while not changed["alive"]:  # the first results fail, then turn alive
             changed = stream.next_of("health_status_changed_event")
@@ -122,6 +127,15 @@ def test_scale_up_by_put_and_down_by_kill_with_scale(
     assert left not in {t["id"] for t in app["tasks"]}
     assert requests.post(f"{emu.url}/v2/tasks/delete", json={"ids": ["nope.1"]},
                          timeout=5).status_code == 404
+    # every definition is an app version: created (2), scaled by PUT (4), by kill (2)
+    versions = requests.get(f"{emu.url}/v2/apps/blue/versions", timeout=5).json()["versions"]
+    assert len(versions) == 3 and versions[-1] == first_version
+    assert versions[0] == emu.app("/blue")["version"]
+    instances = [requests.get(f"{emu.url}/v2/apps/blue/versions/{v}", timeout=5).json()
+                 ["instances"] for v in versions]
+    assert instances == [2, 4, 2]
+    assert requests.get(f"{emu.url}/v2/apps/blue/versions/1999-01-01T00:00:00.000Z",
+                        timeout=5).status_code == 404
 
 
 def test_never_healthy_app_stays_deploying_and_is_deleted_with_force(
