@@ -326,3 +326,18 @@ def test_ctrl_c_rolls_back_and_dry_run_changes_nothing(setup: Callable[..., Setu
     assert env.colours() == {"/nginx-blue": 2}
     assert {t["id"] for t in env.emulator.app("/nginx-blue")["tasks"]} == blue_tasks
     assert set(env.answers(8)) == {"blue"}
+
+
+def test_canary_undone_by_complete_prev(setup: Callable[..., Setup]) -> None:
+    env = setup()
+    before = env.router.status()
+    held = env.zdd("--new-instances", "2", "--max-wait", "90")
+    assert held.returncode == 0, held.stderr[-3000:]
+    assert env.colours() == {"/nginx-blue": 2, "/nginx-green": 2}
+    refused = env.zdd("--max-wait", "30")  # a hybrid group is finished or undone first
+    assert refused.returncode == 2 and "--complete-prev" in refused.stderr
+    undone = env.zdd("--complete-prev", "--max-wait", "90")
+    assert undone.returncode == 0, undone.stderr[-3000:]
+    assert env.colours() == {"/nginx-blue": 4}
+    assert set(env.answers(20)) == {"blue"}
+    assert env.router.status()["reloads"] == before["reloads"]
