@@ -253,7 +253,7 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
         try:
             deployment.wait_up(new_app["id"])
         except (ZddError, KeyboardInterrupt) as err:
-            log.error("deployment failed: %s; removing %s", err or "interrupted", new_app["id"])
+            log.error("deployment failed: %s; removing %s", str(err) or "interrupted", new_app["id"])
             cluster.delete(new_app["id"])
             return 130 if isinstance(err, KeyboardInterrupt) else 1
         log.info("%s deployed (the group's first colour)", new_app["id"])
@@ -263,7 +263,7 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
     try:
         deployment.swap(new_app["id"], old["id"], hybrid)
     except (ZddError, KeyboardInterrupt) as err:
-        log.error("deployment failed: %s", err or "interrupted")
+        log.error("deployment failed: %s", str(err) or "interrupted")
         deployment.rollback(new_app["id"], old["id"], count(old.get("instances")))
         return 130 if isinstance(err, KeyboardInterrupt) else 1
     log.info("%s deployed%s", new_app["id"], " (canary holds)" if hybrid else "")
@@ -287,7 +287,7 @@ def complete(deployment: Deployment, previous: list[dict[str, Any]]) -> int:
     try:
         deployment.swap(new["id"], old["id"], hybrid=False)
     except (ZddError, KeyboardInterrupt) as err:
-        log.error("completing failed: %s; both colours are left running", err or "interrupted")
+        log.error("completing failed: %s; both colours are left running", str(err) or "interrupted")
         return 1
     return 0
 
