@@ -240,7 +240,14 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
         return complete(deployment, previous)
     new_instances = args.new_instances
     if args.canary is not None and previous:
-        new_instances = canary_instances(count(previous[0].get("instances"), 1), args.canary)
+        target = count(previous[0].get("instances"), 1)
+        new_instances = canary_instances(target, args.canary)
+        share = 100.0 * new_instances / target
+        # the share is one of instances (marathon-lb's hybrid state), so it moves in
+        # steps of 1/target: say so when the nearest step is not the share asked for
+        (log.warning if abs(share - args.canary) > 5 else log.info)(
+            "canary: %d of %d instance(s) on the new colour = %.1f%% of requests "
+            "(asked %g%%)", new_instances, target, share, args.canary)
     new_app = prepare(app, previous, DeployOptions(args.initial_instances, new_instances),
                       datetime.now())
     out.write(json.dumps(new_app, sort_keys=True, indent=2) + "\n")
