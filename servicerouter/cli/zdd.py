@@ -138,8 +138,10 @@ class Deployment:
         sys.stderr.flush()
         return sys.stdin.readline().strip().lower() in ("y", "yes")
 
-    def wait_up(self, app_id: str, instances: int | None = None) -> dict[str, Any]:
-        """Until the app's deployment is done and all its tasks serve in HAProxy."""
+    def wait_up(self, app_id: str, instances: int | None = None,
+                weighted: bool = True) -> dict[str, Any]:
+        """Until the app's deployment is done and all its tasks serve in HAProxy (or,
+        without ``weighted``, pass its checks whatever their weight)."""
         deadline = time.monotonic() + self.args.max_wait
         while True:
             app = self.cluster.app(app_id)
@@ -148,8 +150,8 @@ class Deployment:
             names = set(task_servers(app))
             wanted = count(app.get("instances")) if instances is None else instances
             views = self.cluster.views(backend_of(app))
-            if not app.get("deployments") and len(names) == wanted \
-                    and views.all_serving(names):
+            up = views.all_serving(names) if weighted else views.all_up(names)
+            if not app.get("deployments") and len(names) == wanted and up:
                 return app
             if time.monotonic() > deadline:
                 raise ZddError(f"{app_id}: {wanted} task(s) not up in HAProxy after "
@@ -216,7 +218,7 @@ class Deployment:
         if old is not None and count(old.get("instances")) != old_instances:
             self.cluster.scale(old_id, old_instances, force=True)
             try:
-                self.wait_up(old_id, old_instances)
+                self.wait_up(old_id, old_instances, weighted=False)
             except ZddError as err:
                 log.error("the old app is not all up again: %s", err)
         if self.cluster.app(new_id) is not None:

@@ -187,6 +187,13 @@ class Views:
         return all(all(n in node and node[n].get("serving") for n in names)
                    for node in self.nodes)
 
+    def all_up(self, names: set[str]) -> bool:
+        """Up in HAProxy's checks on every node, whatever their weight (a rollback's old
+        tasks may still be drained while the new colour is there)."""
+        return all(all(n in node and (str(node[n].get("status", "")).startswith("UP")
+                                      or node[n].get("status") == "no check")
+                       for n in names) for node in self.nodes)
+
     def describe(self, names: set[str]) -> str:
         """Each server's state on each node, for an error message."""
         return "; ".join(

@@ -121,3 +121,7 @@ def test_finished_and_views() -> None:
     assert Views((other,)).drained(names, idle=True) == ["t2"]
     assert Views((other, node)).drained(names, idle=True) == []
     assert not Views((other, {})).all_serving({"127_0_0_1_31001"})
+    # a rollback waits for old tasks up in HAProxy's checks, drained or not
+    checked = {"a": {"status": "UP", "weight": 0}, "b": {"status": "no check", "weight": 0},
+               "c": {"status": "DOWN", "weight": 1}}
+    assert Views((checked,)).all_up({"a", "b"}) and not Views((checked,)).all_up({"a", "c"})

@@ -344,3 +344,35 @@ def test_canary_undone_by_complete_prev(setup: Callable[..., Setup]) -> None:
     assert env.colours() == {"/nginx-blue": 4}
     assert set(env.answers(20)) == {"blue"}
     assert env.router.status()["reloads"] == before["reloads"]
+
+
+def test_ctrl_c_after_old_tasks_were_killed_scales_them_back(
+        setup: Callable[..., Setup]) -> None:
+    env = setup()
+    before = env.router.status()
+    load = LoadGenerator([(env.service_port, None), (env.front, VHOST)],
+                         max_seconds=180).start()
+    keep_alive = KeepAliveClient(env.front, VHOST).start()
+    proc = subprocess.Popen(env.argv("--max-wait", "120", "--step-delay", "1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        # interrupted once green serves and a drained blue task was killed with scale
+        wait_until(lambda: env.colours().get("/nginx-blue") == 3, 60)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+        time.sleep(1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        load.stop()
+        keep_alive.stop()
+    print(f"\nCtrl-C mid-deployment: {load.sent} new-connection requests "
+          f"({len(load.failures)} failed), {keep_alive.sent} keep-alive requests "
+          f"({len(keep_alive.failures)} failed), answers {dict(sorted(keep_alive.answers.items()))}")
+    assert proc.returncode == 130, err[-3000:]
+    assert env.colours() == {"/nginx-blue": 4}
+    assert load.failures == [] and keep_alive.failures == []
+    wait_until(lambda: set(env.answers(12)) == {"blue"}, 15)
+    assert env.router.status()["reloads"] == before["reloads"]
