@@ -23,7 +23,8 @@ log = logging.getLogger("servicerouter")
 
 # Subcommands, each in its own module; anything else is servicerouter.py's flag-only
 # command line (which has no positional argument, so a word here cannot be a flag value).
-SUBCOMMANDS = {"bridge": "servicerouter.cli.bridge", "install": "servicerouter.cli.install"}
+SUBCOMMANDS = {"bridge": "servicerouter.cli.bridge", "install": "servicerouter.cli.install",
+               "zdd": "servicerouter.cli.zdd"}
 
 
 class StartupError(Exception):

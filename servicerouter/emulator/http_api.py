@@ -12,8 +12,9 @@ import base64
 import copy
 import hmac
 import logging
+import re
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from servicerouter.emulator.apps import AppDefinitions
@@ -49,6 +50,14 @@ def embeds(params: dict[str, list[str]]) -> set[str]:
             prefix = next((p for p in _EMBED_PREFIXES if item.startswith(p)), "")
             found.add(item[len(prefix):])
     return found
+
+
+_VERSIONS_PATH = re.compile(r"^(?P<app>/.+)/versions(?:/(?P<version>[^/]+))?$")
+
+
+def _forced(params: dict[str, list[str]]) -> bool:
+    """``?force=true``: override the lock a running deployment holds on an app."""
+    return (params.get("force") or ["false"])[0] == "true"
 
 
 class MarathonHttpApi:
@@ -160,6 +169,18 @@ class MarathonHttpApi:
         elif path == "/v2/tasks":
             allow(method, "GET", "HEAD")
             handler.send_body(200, self._tasks_for(params))
+        elif path == "/v2/tasks/delete":
+            allow(method, "POST")
+            body = json_body(handler)
+            ids = body.get("ids") if isinstance(body, dict) else None
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise EmulatorError(422, "Object is not valid",
+                                    details=[{"path": "/ids", "errors": ["error.expected.jsarray"]}])
+            scale = (params.get("scale") or ["false"])[0] == "true"
+            try:
+                handler.send_json(200, self._definitions.kill_tasks(ids, scale=scale))
+            except KeyError as exc:
+                raise EmulatorError(404, str(exc.args[0])) from None
         elif path == "/v2/eventSubscriptions":
             self._route_subscriptions(handler, method, params)
         elif path == "/v2/events":
@@ -172,7 +193,14 @@ class MarathonHttpApi:
             serve_event_stream(handler, params, self._bus, settings)
         elif path == "/v2/deployments":
             allow(method, "GET", "HEAD")
-            handler.send_json(200, [])
+            handler.send_json(200, self._definitions.deployments.listing())
+        elif path.startswith("/v2/deployments/"):
+            # Marathon rolls a cancelled deployment back unless ?force=true; here it
+            # always stops where it is (the force form), which zdd's rollback never needs.
+            allow(method, "DELETE")
+            if not self._definitions.deployments.cancel(path[len("/v2/deployments/"):]):
+                raise EmulatorError(404, "DeploymentPlan does not exist")
+            handler.send_json(202, {})
         elif path == "/v2/leader":
             allow(method, "GET", "HEAD")
             handler.send_json(200, {"leader": f"{self._host}:{emulator.port}"})
@@ -255,6 +283,12 @@ class MarathonHttpApi:
                     raise EmulatorError(404, f"Task '{task_id}' does not exist") from None
                 handler.send_json(200, {"task": task})
                 return
+        versions = _VERSIONS_PATH.match(rest)
+        if versions is not None:
+            allow(method, "GET", "HEAD")
+            handler.send_json(200, self._versions(normalize_app_id(versions.group("app")),
+                                                  versions.group("version")))
+            return
         app_id = normalize_app_id(rest)
         if method in ("GET", "HEAD"):
             # Marathon always embeds one app's tasks (for compatibility); readiness
@@ -275,17 +309,32 @@ class MarathonHttpApi:
             partial = method == "PATCH" or (params.get("partialUpdate") or ["true"])[0] != "false"
             created, stored, result = self._definitions.upsert(
                 app, partial=partial, client_ip=handler.client_address[0],
-                uri=f"/v2/apps{app_id}")
+                uri=f"/v2/apps{app_id}", force=_forced(params))
             headers = {"Location": f"{self._emulator.url}/v2/apps{app_id}"} if created else None
             handler.send_json(201 if created else 200, result, headers=headers)
         elif method == "DELETE":
             try:
-                result = self._definitions.delete(app_id)
+                result = self._definitions.delete(app_id, force=_forced(params))
             except KeyError:
                 raise EmulatorError(404, f"App '{app_id}' does not exist") from None
             handler.send_json(200, result)
         else:
             raise EmulatorError(405, "HTTP 405 Method Not Allowed")
+
+    def _versions(self, app_id: str, version: str | None) -> dict[str, Any]:
+        """``/v2/apps/{id}/versions`` (newest first) or one version's definition."""
+        with self._store.lock:
+            record = self._store.records.get(app_id)
+            if record is None:
+                raise EmulatorError(404, f"App '{app_id}' does not exist")
+            history = record.versions or [record.app]  # loaded state: its current version
+            if version is None:
+                return {"versions": [v.get("version") for v in reversed(history)]}
+            for definition in history:
+                if definition.get("version") == version:
+                    return {k: v for k, v in copy.deepcopy(definition).items()
+                            if k != "deployments"}
+        raise EmulatorError(404, f"App '{app_id}' does not exist in version {version}")
 
     def _route_subscriptions(self, handler: RequestHandler, method: str,
                              params: dict[str, list[str]]) -> None:

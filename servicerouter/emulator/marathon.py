@@ -36,6 +36,7 @@ from typing import Any
 from servicerouter.emulator.apps import AppDefinitions
 from servicerouter.emulator.control_api import ControlApi
 from servicerouter.emulator.dcos_login import DcosLogin
+from servicerouter.emulator.deployments import Deployments, Launcher
 from servicerouter.emulator.events import DEFAULT_MAX_OUTSTANDING_EVENTS, EventBus
 from servicerouter.emulator.http_api import MarathonHttpApi
 from servicerouter.emulator.payloads import (
@@ -67,7 +68,8 @@ class MarathonEmulator:
                  ssl_context: ssl.SSLContext | None = None, keepalive_interval: float = 5.0,
                  callback_timeout: float = 2.0,
                  max_outstanding_events: int = DEFAULT_MAX_OUTSTANDING_EVENTS,
-                 service_account: tuple[str, bytes | str] | None = None) -> None:
+                 service_account: tuple[str, bytes | str] | None = None,
+                 launcher: Launcher | None = None) -> None:
         self._host = host
         self._port = port
         self._ssl_context = ssl_context
@@ -77,7 +79,13 @@ class MarathonEmulator:
         self._unavailable: tuple[bool, int] = (False, 503)
         self._bus = EventBus(callback_timeout)
         self._tasks = TaskStates(self._store, self.emit)
-        self._definitions = AppDefinitions(self._store, self._tasks, self.emit)
+        # With a launcher, apps' tasks follow their instances and deployments take time
+        # (servicerouter.emulator.deployments); without one tasks are only declared.
+        self._deployments = Deployments(self._store, self._tasks, self.emit)
+        self._deployments.launcher = launcher
+        self._deployments.set_health = self.set_task_health
+        self._definitions = AppDefinitions(self._store, self._tasks, self.emit,
+                                           self._deployments)
         # DC/OS login: (uid, RSA public key PEM) of the one service account accepted;
         # Marathon calls then need a token from POST /acs/api/v1/auth/login.
         self.dcos_login = DcosLogin(*service_account) if service_account else None
@@ -129,6 +137,7 @@ class MarathonEmulator:
         server, self._server = self._server, None
         if server is None:
             return
+        self._deployments.stop()
         self._bus.stop()
         server.shutdown()
         server.server_close()
@@ -218,13 +227,27 @@ class MarathonEmulator:
         return self._tasks.add(app_id, spec, healthy)
 
     def kill_task(self, app_id: str, task_id: str) -> None:
-        """Remove a task (KeyError if missing); emits ``status_update_event`` TASK_KILLED."""
+        """Remove a task (KeyError if missing); emits ``status_update_event`` TASK_KILLED.
+
+        With a launcher the task's process is stopped and, as Marathon, replaced."""
+        if self._deployments.launcher is not None:
+            self._definitions.kill_tasks([task_id], scale=False)
+            return
         self._tasks.kill(app_id, task_id)
 
     def set_task_health(self, app_id: str, task_id: str, alive: bool) -> None:
         """Set a task's health check result; emits ``health_status_changed_event``
         when ``alive`` changes (as Marathon, not on every check)."""
         self._tasks.set_health(app_id, task_id, alive)
+        self._deployments.check(normalize_app_id(app_id))
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """The deployments in progress, as ``GET /v2/deployments`` lists them."""
+        return self._deployments.listing()
+
+    def kill_tasks(self, task_ids: list[str], *, scale: bool) -> dict[str, Any]:
+        """``POST /v2/tasks/delete[?scale=true]`` (KeyError for an unknown task id)."""
+        return self._definitions.kill_tasks(task_ids, scale=scale)
 
     def set_tasks(self, app_id: str, tasks: list[dict[str, Any]], *, quiet: bool = False) -> None:
         """Replace all tasks of an app; missing fields are filled in as ``add_task`` does.

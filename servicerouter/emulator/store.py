@@ -35,6 +35,8 @@ class AppRecord:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # readinessCheckResults: state, not definition; served only when asked for.
     readiness: list[dict[str, Any]] = field(default_factory=list)
+    # Every definition the app had, oldest first (``/v2/apps/{id}/versions``).
+    versions: list[dict[str, Any]] = field(default_factory=list)
     _fragments: dict[tuple[bool, bool], bytes] = field(default_factory=dict)
     _tasks_json: bytes | None = None
 

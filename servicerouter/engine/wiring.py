@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import parse_config
 from servicerouter.apply.managed import ManagedHAProxy
-from servicerouter.apply.runtime_api import RuntimeApplier
+from servicerouter.apply.runtime_api import RuntimeApplier, RuntimeUpdateError
 from servicerouter.engine import removal_guard
 from servicerouter.engine.live_state import (
     MAX_BIND_ROUNDS,
@@ -93,7 +93,8 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
                 status_server = StatusServer(
                     options.status_listen, metrics, live.snapshot, live.health,
                     options.status_token,
-                    confirm_removal=lambda: removal_guard.confirm_removal(live))
+                    confirm_removal=lambda: removal_guard.confirm_removal(live),
+                    backend_servers=_backend_lookup(runtime))
             except OSError as err:  # the port is taken: one line, exit 2
                 raise listen_error("--status-listen", options.status_listen, err) from None
             status_server.start()
@@ -252,3 +253,18 @@ def _start_callbacks(live: LiveRouter, source: Any, options: LiveOptions,
 
 
 __all__ = ["LiveOptions", "run_live"]
+
+
+def _backend_lookup(runtime: RuntimeApplier | None) -> Callable[[str], dict[str, Any] | None]:
+    """GET /api/backends/NAME: the backend's servers from the Runtime API, None if unknown
+    (or, without a Runtime API socket, always None: nothing to ask)."""
+    from servicerouter.serve.backends_api import BackendNotFound, backend_servers
+
+    def lookup(name: str) -> dict[str, Any] | None:
+        if runtime is None:
+            return None
+        try:
+            return backend_servers(runtime.api, name)
+        except (BackendNotFound, RuntimeUpdateError):
+            return None
+    return lookup

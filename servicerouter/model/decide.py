@@ -2,8 +2,9 @@
 
 :func:`decide` takes every app's :class:`~servicerouter.model.derive.AppDerivation`
 and settles what no single app can: the oldest configuration keeps a contested
-bind port, (vhost, path prefix) or ACL name; IP-per-task ports without a service
-port get one from the range, stable across runs; ports a host check refuses are
+bind port, (vhost, path prefix) or ACL name; the apps of a blue/green deployment
+group are served as one (:mod:`servicerouter.model.deployment_groups`); IP-per-task
+ports without a service port get one from the range, stable across runs; ports a host check refuses are
 dropped before they claim anything.  It reads the derivations and never changes
 them, so a caller may keep derivations per app and decide again after one app
 changed.  :func:`build_model` is derive-every-app-then-decide, the one-shot path.
@@ -18,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from servicerouter.model.app_fields import app_age_key
+from servicerouter.model.deployment_groups import merge_deployment_groups
 from servicerouter.model.derive import AppDerivation, DerivedPort, DeriveSettings, derive_app
 from servicerouter.model.labels import Problem, mark_still_routed
 from servicerouter.model.values import (
@@ -95,6 +97,8 @@ def decide(
             continue
         task_count += derivation.task_count
         ports.extend(derivation.ports)
+    # Blue/green: the apps of a deployment group become one app, before any claim.
+    ports = merge_deployment_groups(ports, problems)
     if check_port is not None:
         ports = _drop_unusable(ports, check_port, problems)
     ports.sort(key=_BY_AGE)

@@ -83,6 +83,10 @@ MLB_APP_NAMES: Mapping[str, str] = {
     "APP_ID": "app id recorded by the blue/green deploy script",
 }
 
+# marathon-lb app-wide labels not implemented here yet (the deployment labels are:
+# servicerouter.model.deployment_groups and ``servicerouter zdd``).
+MLB_APP_PENDING: frozenset[str] = frozenset()
+
 _PORT_KEY_RE = re.compile(r"^HAPROXY_([0-9]{1,4})_([A-Z0-9_]+)$")
 _OWN_PORT_SUFFIXES = frozenset(s.key.removeprefix("HAPROXY_{n}_") for s in SETTINGS if s.per_port)
 _OWN_APP_KEYS = frozenset(s.key for s in SETTINGS if not s.per_port)
@@ -167,7 +171,7 @@ def _notice(app_id: str, key: str, raw: Any, port_count: int | None) -> Iterable
             return
     elif key in _KNOWN_APP:
         name = key.removeprefix("HAPROXY_")
-        if name in MLB_APP_NAMES:
+        if name in MLB_APP_PENDING:
             yield Problem(app_id, f"marathon-lb label not implemented yet "
                           f"({MLB_APP_NAMES[name]}); ignored",
                           None, key, shown, kind="label")

@@ -402,6 +402,11 @@ class _Handler(GuardedHandler):
                 snapshot = {**self.server.snapshot(), "version": build["version"], "build": build}
                 body = json.dumps(snapshot, indent=2, sort_keys=True, default=str)
                 self._send(200, body + "\n", "application/json")
+            elif path.startswith("/api/backends/") and self.server.backend_servers:
+                found = self.server.backend_servers(path[len("/api/backends/"):])
+                self._send(200 if found else 404, json.dumps(
+                    found or {"error": "no such backend"}, sort_keys=True) + "\n",
+                    "application/json")
             elif path == "/metrics":
                 self._send(200, self.server.metrics.exposition(),
                            "text/plain; version=0.0.4; charset=utf-8")
@@ -438,7 +443,9 @@ class StatusServer(GuardedHTTPServer):
                  health: Callable[[], tuple[bool, str]],
                  token: str | None = None, *, max_connections: int = MAX_CONNECTIONS,
                  connection_deadline: float = CONNECTION_DEADLINE,
-                 confirm_removal: Callable[[], dict[str, Any] | None] | None = None) -> None:
+                 confirm_removal: Callable[[], dict[str, Any] | None] | None = None,
+                 backend_servers: Callable[[str], dict[str, Any] | None] | None = None,
+                 ) -> None:
         host = address[0]
         if not is_loopback(host) and not token:
             raise ValueError(f"--status-listen on {host} (not loopback) needs --status-token")
@@ -452,6 +459,8 @@ class StatusServer(GuardedHTTPServer):
         self.token = token
         # POST /removal/confirm (live runs): the held removal's status, None if none.
         self.confirm_removal = confirm_removal
+        # GET /api/backends/NAME (servicerouter.serve.backends_api), None: not found.
+        self.backend_servers = backend_servers
         self._thread: threading.Thread | None = None
 
     @property

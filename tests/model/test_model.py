@@ -41,17 +41,19 @@ def test_marathon_15_container_port_mappings() -> None:
 
 def test_marathon_1x_zdd_port_definitions_and_docker_mappings() -> None:
     model = build_model(load("marathon-1.x-apps-zdd.json"), ("external",), ident)
-    # Both apps claim bind port 10000 (HAPROXY_0_PORT): the older configuration keeps it.
+    # One deployment group (marathon-lb's zdd labels): one service named after the group,
+    # on the old colour's port and settings (green started first), both colours' tasks.
     (svc,) = model.services
-    assert svc.app_id == "/nginx-green" and svc.bind_port == 10000
+    assert svc.app_id == "/nginx" and svc.bind_port == 10000 and svc.backend == "nginx_10000"
     assert svc.health_check is not None and svc.health_check.path == "/"
     assert svc.health_check.falls == 11 and svc.mode == "http"
-    assert [s.port for s in svc.servers] == [16916, 23336, 31184]  # sorted by (host, port)
-    (problem,) = [p for p in model.problems if p.kind != "label"]
-    assert problem.app_id == "/nginx-blue" and "10000" in problem.reason
-    # marathon-lb's blue/green bookkeeping labels are named, not silently dropped.
-    noticed = {(p.app_id, p.key) for p in model.problems if p.kind == "label"}
-    assert ("/nginx-green", "HAPROXY_DEPLOYMENT_GROUP") in noticed
+    assert [s.port for s in svc.servers] == [25724, 16916, 23336, 31184]  # by (host, port)
+    # the one healthy blue task drains one green task, the lowest task id (no
+    # NEW_INSTANCES label: target 1, as marathon-lb)
+    assert [s.port for s in svc.servers if s.draining] == [31184]
+    assert [p for p in model.problems if p.kind != "label"] == []
+    # the deployment labels are implemented: no "not implemented" notice
+    assert not any("DEPLOYMENT" in (p.key or "") for p in model.problems)
 
 
 def test_marathon_011_ports_without_tasks_are_not_rendered() -> None:

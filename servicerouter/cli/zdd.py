@@ -1,0 +1,358 @@
+"""``servicerouter zdd APP.json``: a zero-downtime blue/green (or canary) deployment.
+
+marathon-lb's ``zdd.py`` workflow, against Marathon and servicerouter's status API:
+
+1. the next colour of the app is posted (``-blue``/``-green``, the labels of
+   :mod:`servicerouter.cli.zdd_plan`), with ``--initial-instances`` tasks;
+2. its tasks must be up *in HAProxy* (``GET /api/backends/GROUP_PORT`` on every
+   ``--status`` URL: HAProxy's own checks, weight above 0), not merely healthy in
+   Marathon; meanwhile servicerouter drains as many old tasks (weight 0, through the
+   Runtime API);
+3. drained old tasks without sessions are killed with scale (after ``--pre-kill-hook``),
+   the new colour grows by half each step, until it is whole and the old app is
+   deleted; with ``--canary PERCENT`` (or ``--new-instances N``) it stops at that share
+   and holds, to be finished by ``--complete-cur`` or undone by ``--complete-prev``;
+4. a step that makes no progress for ``--max-wait`` seconds, an error, or Ctrl-C rolls
+   back: the old app scaled back to its instances (and up in HAProxy), the new app
+   deleted, so the cluster is as the command found it.
+
+No step reloads HAProxy: servicerouter serves the group as one backend whose servers
+come, change weight and go through the Runtime API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from servicerouter.cli.zdd_plan import (
+    DeployOptions,
+    Views,
+    ZddError,
+    backend_of,
+    by_start,
+    canary_instances,
+    count,
+    finished,
+    group_of,
+    new_count_of,
+    next_scale,
+    prepare,
+    task_servers,
+    validate,
+)
+
+log = logging.getLogger("servicerouter.zdd")
+
+
+class Cluster:
+    """Marathon's REST API and servicerouter's status API, as zdd uses them."""
+
+    def __init__(self, marathon: str, status_urls: Sequence[str], token: str | None,
+                 timeout: float = 10.0) -> None:
+        self.marathon = marathon.rstrip("/")
+        self.status_urls = [u.rstrip("/") for u in status_urls]
+        self.token = token
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def _call(self, method: str, path: str, body: Any = None, **params: str) -> Any:
+        try:
+            response = self.http.request(method, self.marathon + path, json=body,
+                                         params=params or None, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise ZddError(f"Marathon {method} {path}: {err}") from None
+        if response.status_code >= 400:
+            raise ZddError(f"Marathon {method} {path}: HTTP {response.status_code} "
+                           f"{response.text[:200]}")
+        return response.json() if response.content else {}
+
+    def apps(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v2/apps", embed="apps.tasks").get("apps") or [])
+
+    def app(self, app_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/v2/apps{app_id}")["app"]
+        except ZddError as err:
+            if "HTTP 404" in str(err):
+                return None
+            raise
+
+    def post(self, app: Mapping[str, Any]) -> None:
+        self._call("POST", "/v2/apps", dict(app))
+
+    def scale(self, app_id: str, instances: int, force: bool = False) -> None:
+        log.info("scaling %s to %d instances", app_id, instances)
+        params = {"force": "true"} if force else {}
+        self._call("PUT", f"/v2/apps{app_id}", {"instances": instances}, **params)
+
+    def kill(self, task_ids: Sequence[str]) -> None:
+        log.info("killing %d drained task(s) with scale: %s", len(task_ids), ", ".join(task_ids))
+        self._call("POST", "/v2/tasks/delete", {"ids": list(task_ids)}, scale="true")
+
+    def delete(self, app_id: str) -> None:
+        log.info("deleting %s", app_id)
+        self._call("DELETE", f"/v2/apps{app_id}", force="true")
+
+    def views(self, backend: str) -> Views:
+        """The backend's servers on every servicerouter (an unknown backend: none yet)."""
+        nodes = []
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        for url in self.status_urls:
+            try:
+                response = self.http.get(f"{url}/api/backends/{backend}", headers=headers,
+                                         timeout=self.timeout)
+            except requests.RequestException as err:
+                raise ZddError(f"servicerouter {url}: {err}") from None
+            if response.status_code == 404:
+                nodes.append({})
+                continue
+            if response.status_code != 200:
+                raise ZddError(f"servicerouter {url}: HTTP {response.status_code} "
+                               f"{response.text[:200]}")
+            nodes.append({s["name"]: s for s in response.json().get("servers") or []})
+        return Views(tuple(nodes))
+
+
+class Deployment:
+    """One run of the command: the swap loop and its rollback."""
+
+    def __init__(self, cluster: Cluster, args: argparse.Namespace) -> None:
+        self.cluster = cluster
+        self.args = args
+
+    def confirm(self, question: str) -> bool:
+        if self.args.force:
+            return True
+        sys.stderr.write(f"{question} [y/N] ")
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    def wait_up(self, app_id: str, instances: int | None = None,
+                weighted: bool = True) -> dict[str, Any]:
+        """Until the app's deployment is done and all its tasks serve in HAProxy (or,
+        without ``weighted``, pass its checks whatever their weight)."""
+        deadline = time.monotonic() + self.args.max_wait
+        while True:
+            app = self.cluster.app(app_id)
+            if app is None:
+                raise ZddError(f"{app_id} is gone")
+            names = set(task_servers(app))
+            wanted = count(app.get("instances")) if instances is None else instances
+            views = self.cluster.views(backend_of(app))
+            up = views.all_serving(names) if weighted else views.all_up(names)
+            if not app.get("deployments") and len(names) == wanted and up:
+                return app
+            if time.monotonic() > deadline:
+                raise ZddError(f"{app_id}: {wanted} task(s) not up in HAProxy after "
+                               f"{self.args.max_wait:g} s ({len(names)} task(s), "
+                               f"deployments {app.get('deployments')}, backend "
+                               f"{backend_of(app)}: {views.describe(names)})")
+            time.sleep(self.args.step_delay)
+
+    def swap(self, new_id: str, old_id: str, hybrid: bool) -> None:
+        """Grow the new colour and retire the old one (zdd.py's loop)."""
+        progress = time.monotonic()
+        while True:
+            time.sleep(self.args.step_delay)
+            new, old = self.cluster.app(new_id), self.cluster.app(old_id)
+            if new is None or old is None:
+                raise ZddError(f"{new_id if new is None else old_id} disappeared")
+            if time.monotonic() - progress > self.args.max_wait:
+                raise ZddError(f"no progress in {self.args.max_wait:g} s "
+                               f"({new_id}: {count(new.get('instances'))} instance(s))")
+            new_names = set(task_servers(new))
+            views = self.cluster.views(backend_of(old))
+            if new.get("deployments") or len(new_names) != count(new.get("instances")) \
+                    or not views.all_serving(new_names):
+                continue  # the new colour is not all up in HAProxy yet
+            old_names = task_servers(old)
+            idle = views.drained(old_names, idle=True)
+            if finished(new, old, idle, hybrid):  # old tasks drained and without sessions
+                if hybrid:
+                    log.info("canary holds: %d new, %d old instance(s)",
+                             count(new.get("instances")), count(old.get("instances")))
+                    return
+                if not self.confirm(f"Delete the old app {old_id}?"):
+                    raise ZddError("stopped before deleting the old app")
+                if idle:
+                    self.pre_kill(old, idle, new)
+                self.cluster.delete(old_id)
+                return
+            if idle:
+                self.pre_kill(old, idle, new)
+                if not self.confirm(f"Kill {len(idle)} drained task(s) of {old_id}?"):
+                    raise ZddError("stopped before killing drained tasks")
+                self.cluster.kill(idle)
+                progress = time.monotonic()
+            grow = next_scale(new, old, hybrid)
+            if grow is not None:
+                self.cluster.scale(new_id, grow)
+                progress = time.monotonic()
+
+    def pre_kill(self, old: Mapping[str, Any], task_ids: Sequence[str],
+                 new: Mapping[str, Any]) -> None:
+        """--pre-kill-hook OLD_APP_JSON TASK_IDS_JSON NEW_APP_JSON; non-zero: stop."""
+        if not self.args.pre_kill_hook:
+            return
+        log.info("running the pre-kill hook %s", self.args.pre_kill_hook)
+        result = subprocess.run([self.args.pre_kill_hook, json.dumps(old),
+                                 json.dumps(list(task_ids)), json.dumps(new)], check=False)
+        if result.returncode != 0:
+            raise ZddError(f"pre-kill hook exited with {result.returncode}")
+
+    def rollback(self, new_id: str, old_id: str, old_instances: int) -> None:
+        """The old colour back at its instances and up in HAProxy, then the new app gone."""
+        log.warning("rolling back to %s", old_id)
+        old = self.cluster.app(old_id)
+        if old is not None and count(old.get("instances")) != old_instances:
+            self.cluster.scale(old_id, old_instances, force=True)
+            try:
+                self.wait_up(old_id, old_instances, weighted=False)
+            except ZddError as err:
+                log.error("the old app is not all up again: %s", err)
+        if self.cluster.app(new_id) is not None:
+            self.cluster.delete(new_id)
+
+
+def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> int:
+    try:
+        with open(args.app_json, encoding="utf-8") as handle:
+            app = validate(json.load(handle))
+    except (OSError, ValueError) as err:
+        log.error("cannot read %s: %s", args.app_json, err)
+        return 2
+    except ZddError as err:
+        log.error("%s", err)
+        return 2
+    group = group_of(app)
+    previous = [a for a in cluster.apps() if group_of(a) == group]
+    deployment = Deployment(cluster, args)
+    if len(previous) > 1 or args.complete_cur or args.complete_prev:
+        return complete(deployment, previous)
+    new_instances = args.new_instances
+    if args.canary is not None and previous:
+        target = count(previous[0].get("instances"), 1)
+        new_instances = canary_instances(target, args.canary)
+        share = 100.0 * new_instances / target
+        # the share is one of instances (marathon-lb's hybrid state), so it moves in
+        # steps of 1/target: say so when the nearest step is not the share asked for
+        (log.warning if abs(share - args.canary) > 5 else log.info)(
+            "canary: %d of %d instance(s) on the new colour = %.1f%% of requests "
+            "(asked %g%%)", new_instances, target, share, args.canary)
+    new_app = prepare(app, previous, DeployOptions(args.initial_instances, new_instances),
+                      datetime.now())
+    out.write(json.dumps(new_app, sort_keys=True, indent=2) + "\n")
+    if args.dry_run:
+        return 0
+    if not deployment.confirm("Continue with the deployment?"):
+        return 1
+    cluster.post(new_app)
+    if not previous:
+        try:
+            deployment.wait_up(new_app["id"])
+        except (ZddError, KeyboardInterrupt) as err:
+            log.error("deployment failed: %s; removing %s", str(err) or "interrupted", new_app["id"])
+            cluster.delete(new_app["id"])
+            return 130 if isinstance(err, KeyboardInterrupt) else 1
+        log.info("%s deployed (the group's first colour)", new_app["id"])
+        return 0
+    old = previous[0]
+    hybrid = new_count_of(new_app) > 0
+    try:
+        deployment.swap(new_app["id"], old["id"], hybrid)
+    except (ZddError, KeyboardInterrupt) as err:
+        log.error("deployment failed: %s", str(err) or "interrupted")
+        deployment.rollback(new_app["id"], old["id"], count(old.get("instances")))
+        return 130 if isinstance(err, KeyboardInterrupt) else 1
+    log.info("%s deployed%s", new_app["id"], " (canary holds)" if hybrid else "")
+    return 0
+
+
+def complete(deployment: Deployment, previous: list[dict[str, Any]]) -> int:
+    """A hybrid (canary) group: --complete-cur makes the newest colour whole,
+    --complete-prev the previous one; anything else is refused, as zdd.py."""
+    args = deployment.args
+    if len(previous) < 2:
+        log.error("--complete-cur/--complete-prev need a hybrid deployment (two colours)")
+        return 2
+    if not (args.complete_cur or args.complete_prev):
+        log.error("a deployment of this group is in progress (%s); finish it with "
+                  "--complete-cur or undo it with --complete-prev",
+                  ", ".join(a["id"] for a in previous))
+        return 2
+    older, newer = by_start(previous)[-2:]
+    new, old = (newer, older) if args.complete_cur else (older, newer)
+    try:
+        deployment.swap(new["id"], old["id"], hybrid=False)
+    except (ZddError, KeyboardInterrupt) as err:
+        log.error("completing failed: %s; both colours are left running", str(err) or "interrupted")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicerouter zdd",
+        description="Zero-downtime blue/green (or canary) deployment of a Marathon app "
+                    "served by servicerouter (marathon-lb's zdd.py workflow).")
+    parser.add_argument("app_json", metavar="APP.json", help="the app definition to deploy")
+    parser.add_argument("--marathon", "-m", required=True, help="Marathon URL")
+    parser.add_argument("--status", "-l", action="append", required=True, metavar="URL",
+                        help="servicerouter's status URL (--status-listen); repeat for "
+                             "every edge node")
+    parser.add_argument("--status-token", default=os.environ.get("SERVICEROUTER_STATUS_TOKEN"),
+                        help="servicerouter's --status-token (default: "
+                             "$SERVICEROUTER_STATUS_TOKEN)")
+    parser.add_argument("--dry-run", "-d", action="store_true",
+                        help="print the new colour's app definition and stop")
+    parser.add_argument("--force", "-f", action="store_true", help="do not ask to confirm")
+    parser.add_argument("--step-delay", "-s", type=float, default=5.0,
+                        help="seconds between checks (default 5)")
+    parser.add_argument("--initial-instances", "-i", type=int, default=1,
+                        help="instances the new colour starts with (default 1)")
+    parser.add_argument("--max-wait", "-w", type=float, default=300.0,
+                        help="seconds a step may make no progress before rolling back "
+                             "(default 300)")
+    parser.add_argument("--new-instances", "-n", type=int, default=0,
+                        help="hybrid deployment: stop with this many new instances")
+    parser.add_argument("--canary", type=float, metavar="PERCENT",
+                        help="stop at this share of the instances on the new colour and hold")
+    parser.add_argument("--complete-cur", "-c", action="store_true",
+                        help="finish a hybrid deployment: all instances on the newest colour")
+    parser.add_argument("--complete-prev", "-p", action="store_true",
+                        help="undo a hybrid deployment: all instances on the previous colour")
+    parser.add_argument("--pre-kill-hook", metavar="PROGRAM",
+                        help="run before drained tasks are killed, with the old app, the "
+                             "task ids and the new app as JSON arguments; non-zero stops")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    if args.canary is not None and not 0 < args.canary < 100:
+        log.error("--canary is a percentage above 0 and below 100")
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s zdd %(levelname)s %(message)s")
+    cluster = Cluster(args.marathon, args.status, args.status_token)
+    try:
+        return run(cluster, args)
+    except ZddError as err:
+        log.error("%s", err)
+        return 1
+
+
+__all__ = ["Cluster", "Deployment", "build_parser", "main", "run"]
