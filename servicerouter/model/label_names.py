@@ -62,6 +62,9 @@ SUPPORTED_TEMPLATE_NAMES: frozenset[str] = frozenset({
     "HTTP_FRONTEND_ACL_WITH_PATH", "HTTP_FRONTEND_APPID_ACL", "USERLIST_HEAD",
     "HTTP_BACKEND_NETWORK_ALLOWED_ACL", "TCP_BACKEND_NETWORK_ALLOWED_ACL",
     "HTTP_BACKEND_PROXYPASS_GLUE", "HTTP_BACKEND_REVPROXY_GLUE",
+    # --haproxy-map's lines (render.mlb_maps): the first app with an entry renders them.
+    "MAP_HTTP_FRONTEND_ACL", "MAP_HTTP_FRONTEND_ACL_ONLY", "MAP_HTTPS_FRONTEND_ACL",
+    "MAP_HTTP_FRONTEND_APPID_ACL",
 })
 
 # Template names of ours only (no marathon-lb counterpart), also accepted as labels.

@@ -56,6 +56,8 @@ _NEEDED_HELP = (" .j2 files also get needed: whether any service has a rule ther
                 "default binds nothing otherwise).")
 _MAPPED_HELP = (" The built-in file is rendered only for rules a map file cannot hold (the "
                 "rest go into the shared frontend's maps); yours always is.")
+_MAP_HELP = ("With --haproxy-map: the {frontend}'s line routing through marathon-lb's "
+             "{{haproxy_dir}}/{file} (haproxy_dir: the config's directory).")
 FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_HEAD", "global", (),
                  "Head of the config: global settings, defaults and the stats listener."),
@@ -168,6 +170,18 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  "HAPROXY_{n}_HTTP_BACKEND_REVPROXY_PATH: replaces response Locations on the "
                  "port's host with rootpath. .j2 files also get hostnameRegex and rootpathFmt.",
                  jinja_extra=("hostnameRegex", "rootpathFmt")),
+    # marathon-lb's --haproxy-map lines (render.mlb_maps): rendered once per shared
+    # frontend, for the first app with an entry there (an app's label may replace it).
+    FragmentSpec("HAPROXY_MAP_HTTP_FRONTEND_ACL", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="shared HTTP frontend", file="domain2backend.map")),
+    FragmentSpec("HAPROXY_MAP_HTTP_FRONTEND_ACL_ONLY", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="shared HTTP frontend", file="domain2backend.map")
+                 + " Used instead of HAPROXY_MAP_HTTP_FRONTEND_ACL when that app has several "
+                 "vhosts, as marathon-lb."),
+    FragmentSpec("HAPROXY_MAP_HTTPS_FRONTEND_ACL", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="shared HTTPS frontend", file="domain2backend.map")),
+    FragmentSpec("HAPROXY_MAP_HTTP_FRONTEND_APPID_ACL", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="app-id frontend", file="app2backend.map")),
 )
 
 FRAGMENTS_BY_NAME: dict[str, FragmentSpec] = {spec.name: spec for spec in FRAGMENTS}

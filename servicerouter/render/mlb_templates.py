@@ -61,6 +61,10 @@ MLB_PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "HAPROXY_TCP_BACKEND_NETWORK_ALLOWED_ACL": ("network_allowed",),
     "HAPROXY_HTTP_BACKEND_PROXYPASS_GLUE": ("hostname", "proxypath"),
     "HAPROXY_HTTP_BACKEND_REVPROXY_GLUE": ("hostname", "rootpath"),
+    "HAPROXY_MAP_HTTP_FRONTEND_ACL": ("haproxy_dir",),
+    "HAPROXY_MAP_HTTP_FRONTEND_ACL_ONLY": ("haproxy_dir",),
+    "HAPROXY_MAP_HTTPS_FRONTEND_ACL": ("haproxy_dir",),
+    "HAPROXY_MAP_HTTP_FRONTEND_APPID_ACL": ("haproxy_dir",),
 }
 
 

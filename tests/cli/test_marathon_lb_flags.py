@@ -29,7 +29,7 @@ MARATHON_LB_OPTIONS = (
     "--dcos-auth-credentials", "--marathon-ca-cert",
 )
 # Being added on another branch (map routing, unbound shared frontends): accepted there.
-PENDING_ELSEWHERE = {"--haproxy-map", "--dont-bind-http-https"}
+PENDING_ELSEWHERE: set[str] = set()
 REFUSED = [f for f in MARATHON_LB_FLAGS if f.refused]
 
 
