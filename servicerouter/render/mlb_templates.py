@@ -17,19 +17,23 @@ The format form is sandboxed as tightly as the Jinja one:
 * it runs through the same trial render, ``haproxy -c`` and quarantine as the
   Jinja ones (:mod:`servicerouter.render.label_templates`).
 
-Values marathon-lb computes that have no counterpart here are approximated and
-documented: ``serverId`` (a stable number from the server name), ``otherOptions``
-(empty: a draining server's ``weight 0`` is already in ``healthCheckOptions``).
+Per-server values are marathon-lb's: ``serverId`` is its stable id (SHA-256 of its
+server name ``host_ip_port`` modulo 32767, collisions rehashed, servers numbered in
+its order), so a server keeps the id it had under marathon-lb; ``otherOptions`` is
+`` disabled`` for a task being killed (marathon-lb's draining), and that server's
+``healthCheckOptions`` then lacks the ``weight 0`` the engine's own templates drain with.
+``serverName`` stays the engine's (``host_port``, servicerouter.py's), which the
+Runtime API and /status name servers by.
 """
 
 from __future__ import annotations
 
-import hashlib
 import string
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from servicerouter.model.mlb_values import mlb_server_ids
 from servicerouter.render.fragment_registry import HEALTHCHECK_PLACEHOLDERS, FragmentSpec
 from servicerouter.render.fragments import MAX_FORMAT_WIDTH, Fragment, TemplateError
 from servicerouter.render.sandbox import SAFE_FORMATTER
@@ -88,9 +92,16 @@ def _mlb_values(values: Mapping[str, Any]) -> dict[str, Any]:
         "healthCheckPort": values.get("port"),
         "healthCheckPortOptions": "",
     }
-    if server_name is not None:
-        digest = hashlib.sha1(str(server_name).encode()).hexdigest()
-        extra["serverId"] = int(digest[:7], 16) + 1  # 1..2^28: HAProxy takes it
+    server = values.get("server")
+    if server_name is not None and server is not None:
+        servers = tuple((s.host, s.ipv4, s.port) for s in values.get("servers") or (server,))
+        ids = mlb_server_ids(servers)
+        extra["serverId"] = ids.get((server.host, server.port)) or \
+            mlb_server_ids(((server.host, server.ipv4, server.port),))[(server.host, server.port)]
+        if server.draining:  # marathon-lb's drain: the server is disabled
+            extra["otherOptions"] = " disabled"
+            checks = str(values.get("healthCheckOptions", ""))
+            extra["healthCheckOptions"] = checks.removesuffix(" weight 0")
     return {**values, **extra}
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from servicerouter.model.services import build_model
 from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.label_templates import TemplateChecker, compile_label_templates
 from servicerouter.render.mlb_templates import is_format_template
@@ -74,3 +75,32 @@ def test_template_haproxy_rejects_quarantines_its_app_only() -> None:
     compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
     checked = TemplateChecker().quarantine(svcs, FRAGMENTS, OPTIONS, compiled)
     assert checked.bad_apps == {"/bad"} and set(checked.overrides) == {"good_10002"}
+
+
+def test_server_id_and_other_options_are_marathon_lbs() -> None:
+    """marathon-lb's test vectors: its ids for these names (collisions and 0 rehashed),
+    and its config for four tasks of one app, the last one being killed."""
+    from servicerouter.model.mlb_values import mlb_server_id, mlb_server_name
+
+    taken: set[int] = set()
+    colliding = [("yftjqzplpu", 28876), ("ttccbfrdhi", 7893), ("ilvparharq", 22002),
+                 ("gpagkxfzou", 21805), ("dcsfcvfolh", 20892), ("tsqkugaath", 25675)]
+    assert [mlb_server_id(name, taken) for name, _id in colliding] == [i for _n, i in colliding]
+    assert [mlb_server_id(n, set()) for n in ("uudnntiqtd", "rghtavdepy")] == [26825, 5030]
+    assert mlb_server_name("agent1", "1.1.1.1", 1024) == "agent1_1_1_1_1_1024"
+    assert mlb_server_id("agent1_1_1_1_1_1024", set()) == 28363
+
+    tasks = [("10.0.1.147", 25724, "TASK_RUNNING"), ("10.0.6.25", 16916, "TASK_RUNNING"),
+             ("10.0.6.25", 23336, "TASK_RUNNING"), ("10.0.6.25", 31184, "TASK_KILLING")]
+    nginx = {"id": "/nginx", "ports": [10000],
+             "labels": {"HAPROXY_0_VHOST": "n.test", "HAPROXY_0_BACKEND_SERVER_OPTIONS": MLB_SERVER},
+             "tasks": [{"id": f"nginx.{i}", "host": host, "ports": [port], "state": state}
+                       for i, (host, port, state) in enumerate(tasks)]}
+    svcs = build_model([nginx], (), lambda h: h, health_check=True).services
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    text = render_config(svcs, FRAGMENTS, OPTIONS, compiled.overrides)
+    lines = [line for line in text.splitlines() if line.startswith("  server ")]
+    assert [line.split(" id ")[1].split()[0] for line in lines] == [
+        "9975", "14685", "14676", "27565"]
+    assert lines[-1].endswith(" disabled") and "weight 0" not in lines[-1]
+    assert not any(line.endswith("disabled") for line in lines[:-1])
