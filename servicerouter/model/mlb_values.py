@@ -101,6 +101,12 @@ def mlb_server_name(host: str, ipv4: str, port: int) -> str:
     return _NAME_CHARS.sub("_", raw)
 
 
+def mlb_cookie(name: str) -> str:
+    """marathon-lb's sticky cookie value of a server: the first 10 hex digits of the
+    SHA-1 of its server name (:func:`mlb_server_name`)."""
+    return hashlib.sha1(name.encode()).hexdigest()[:10]
+
+
 def mlb_server_id(name: str, taken: set[int]) -> int:
     """marathon-lb's stable server id of ``name`` (added to ``taken``).
 

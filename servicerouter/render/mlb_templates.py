@@ -22,6 +22,9 @@ server name ``host_ip_port`` modulo 32767, collisions rehashed, servers numbered
 its order), so a server keeps the id it had under marathon-lb; ``otherOptions`` is
 `` disabled`` for a task being killed (marathon-lb's draining), and that server's
 ``healthCheckOptions`` then lacks the ``weight 0`` the engine's own templates drain with.
+``cookieOptions`` (a sticky backend whose cookie is not HAProxy's dynamic one) names
+marathon-lb's cookie value (SHA-1 of that server name, 10 hex digits), so clients
+holding marathon-lb's cookies keep their server at cutover (docs/migrating-marathon-lb.md).
 ``serverName`` stays the engine's (``host_port``, servicerouter.py's), which the
 Runtime API and /status name servers by.
 """
@@ -33,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from servicerouter.model.mlb_values import mlb_server_ids
+from servicerouter.model.mlb_values import mlb_cookie, mlb_server_ids, mlb_server_name
 from servicerouter.render.fragment_registry import HEALTHCHECK_PLACEHOLDERS, FragmentSpec
 from servicerouter.render.fragments import MAX_FORMAT_WIDTH, Fragment, TemplateError
 from servicerouter.render.sandbox import SAFE_FORMATTER
@@ -98,6 +101,9 @@ def _mlb_values(values: Mapping[str, Any]) -> dict[str, Any]:
         ids = mlb_server_ids(servers)
         extra["serverId"] = ids.get((server.host, server.port)) or \
             mlb_server_ids(((server.host, server.ipv4, server.port),))[(server.host, server.port)]
+        if values.get("cookieOptions"):  # a cookie per server: marathon-lb's value
+            name = mlb_server_name(server.host, server.ipv4, server.port)
+            extra["cookieOptions"] = " check cookie " + mlb_cookie(name)
         if server.draining:  # marathon-lb's drain: the server is disabled
             extra["otherOptions"] = " disabled"
             checks = str(values.get("healthCheckOptions", ""))

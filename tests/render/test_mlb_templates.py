@@ -104,3 +104,23 @@ def test_server_id_and_other_options_are_marathon_lbs() -> None:
         "9975", "14685", "14676", "27565"]
     assert lines[-1].endswith(" disabled") and "weight 0" not in lines[-1]
     assert not any(line.endswith("disabled") for line in lines[:-1])
+
+
+# docs/migrating-marathon-lb.md: the two labels that keep marathon-lb's sticky cookies.
+MLB_STICKY = "  cookie mesosphere_server_id insert indirect nocache\n"
+
+
+def test_documented_sticky_labels_give_marathon_lbs_cookie_lines() -> None:
+    """marathon-lb's own test: agent1 / 1.1.1.1:1024, sticky -> its cookie line and
+    ``id 28363 check cookie d6ad48c81f``."""
+    nginx = {"id": "/nginx", "ports": [10000],
+             "labels": {"HAPROXY_0_STICKY": "true", "HAPROXY_0_BACKEND_STICKY_OPTIONS": MLB_STICKY,
+                        "HAPROXY_0_BACKEND_SERVER_OPTIONS": MLB_SERVER},
+             "tasks": [{"id": "nginx.1", "host": "agent1", "ports": [1024]}]}
+    svcs = build_model([nginx], (), lambda h: "1.1.1.1").services
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    assert compiled.problems == ()
+    text = render_config(svcs, FRAGMENTS, OPTIONS, compiled.overrides)
+    backend = text.split("\nbackend nginx_10000\n", 1)[1]
+    assert MLB_STICKY in backend and "dynamic" not in backend
+    assert "  server agent1_1024 1.1.1.1:1024 id 28363 check cookie d6ad48c81f" in backend
