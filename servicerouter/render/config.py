@@ -21,6 +21,7 @@ from servicerouter.render.failures import describe_failure, service_failure
 from servicerouter.render.fragments import Fragment, FragmentSet
 from servicerouter.render.lines import render_servers
 from servicerouter.render.mlb_backend import backend_rules
+from servicerouter.render.mlb_frontend import own_rules
 from servicerouter.render.mlb_maps import MlbMaps
 from servicerouter.render.routing import (
     Rule,
@@ -63,10 +64,7 @@ class RenderOptions:
     # Where the map files of the built-in fragments' shared-frontend routing go (see
     # servicerouter.render.routing); None: one ACL per rule, as servicerouter.py.
     map_dir: str | None = None
-    # --haproxy-map (marathon-lb's): exact vhosts without a path and app ids are routed
-    # through marathon-lb's domain2backend.map / app2backend.map beside the config
-    # (needs map_dir), read by its HAPROXY_MAP_* templates' lines.
-    haproxy_map: bool = False
+    haproxy_map: bool = False  # --haproxy-map: marathon-lb's map files too (render.mlb_maps)
     # False (--dont-bind-http-https): no shared :80/:443 frontends, whatever the fragments.
     bind_http_https: bool = True
     # The operator gave certificates (--ssl-certs, a certificates directory): the
@@ -353,6 +351,9 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             shadowed = service.shadowed_vhosts
             lost_paths, shadowed_paths = service.lost_paths, service.shadowed_paths
             ignore_case = service.path_ignore_case if paths else False
+            own = own_rules(service, values, frag, pick)  # marathon-lb's templates, changed
+            if own is not None:
+                routes.append((own.rank, len(routes), own.http, own.https))
             for host in service.rule_vhosts:
                 for path, path_acl in rules:
                     if lost_paths and (host, path) in lost_paths:
@@ -368,18 +369,16 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                         # so wildcards and ports need no precedence: keep its order.
                         rank = (False, rank[1], rank[2], True)
                     entry = None if ignore_case else host_entry(host, path, service.backend)
-                    dom = mlb.vhost_entry(entry, path, route_http is http_acl, values, pick,
-                                          "http")
-                    dom_s = mlb.vhost_entry(entry, path, route_https is https_acl, values, pick,
-                                            "https")
+                    dom = mlb.vhost_entry(entry, path, route_http is http_acl, values, pick, "http")
+                    dom_s = mlb.vhost_entry(entry, path, route_https is https_acl, values, pick, "https")
                     http_rule: Rule | None = None
                     https_rule: Rule | None = None
                     # An older app owns a hidden vhost and its rule comes first: only
                     # servicerouter.py's own (legacy) fragments still write this one.
-                    if not (hidden and route_http.is_jinja):
+                    if not (hidden and route_http.is_jinja) and not (own and own.http is not None):
                         http_rule = dom or (entry if entry and map_http and route_http.builtin
                                             else route_http.render(vhost_values))
-                    if not (hidden and route_https.is_jinja):
+                    if not (hidden and route_https.is_jinja) and not (own and own.https is not None):
                         https_rule = dom_s or (entry if entry and map_https and route_https.builtin
                                                else route_https.render(vhost_values))
                     routes.append((rank, len(routes), http_rule, https_rule))

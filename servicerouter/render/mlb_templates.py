@@ -39,10 +39,12 @@ from typing import Any
 from servicerouter.model.mlb_values import mlb_cookie, mlb_server_ids, mlb_server_name
 from servicerouter.render.fragment_registry import HEALTHCHECK_PLACEHOLDERS, FragmentSpec
 from servicerouter.render.fragments import MAX_FORMAT_WIDTH, Fragment, TemplateError
+from servicerouter.render.mlb_frontend import FAMILY
 from servicerouter.render.sandbox import SAFE_FORMATTER
 
 _HEALTH = HEALTHCHECK_PLACEHOLDERS + ("healthCheckPort", "healthCheckPortOptions")
 _ACL = ("cleanedUpHostname", "hostname", "appId", "backend")
+_RULES = _ACL + ("path", "realm")  # marathon-lb's routing-only / ACL-only / auth templates
 
 # marathon-lb's placeholder names per template it formats (facts about its interface).
 # Templates it uses verbatim (HTTP options, HSTS, sticky) take none.
@@ -68,6 +70,7 @@ MLB_PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "HAPROXY_TCP_BACKEND_NETWORK_ALLOWED_ACL": ("network_allowed",),
     "HAPROXY_HTTP_BACKEND_PROXYPASS_GLUE": ("hostname", "proxypath"),
     "HAPROXY_HTTP_BACKEND_REVPROXY_GLUE": ("hostname", "rootpath"),
+    **{name: _RULES for name in FAMILY},
     "HAPROXY_MAP_HTTP_FRONTEND_ACL": ("haproxy_dir",),
     "HAPROXY_MAP_HTTP_FRONTEND_ACL_ONLY": ("haproxy_dir",),
     "HAPROXY_MAP_HTTPS_FRONTEND_ACL": ("haproxy_dir",),
