@@ -2,9 +2,10 @@
 
 A marathon-lb app overriding ``HAPROXY_0_BACKEND_HEAD`` writes
 ``"\\nbackend {backend}\\n  balance {balance}\\n  mode {mode}\\n"``; a Jinja2
-environment would print that text literally.  A label template is taken as Jinja2
-when it uses ``{{``, ``{%`` or ``{#`` and compiles as such, and as marathon-lb's
-``str.format`` otherwise (:func:`is_format_template`).
+environment would print that text literally.  A label template is marathon-lb's
+``str.format`` when it uses no ``{{``, ``{%`` or ``{#``, or when it parses as
+str.format into that template's placeholders only (``if {{ ssl_fc_sni -m end
+.{hostname} }}``, as DC/OS's docs show); Jinja2 otherwise (:func:`is_format_template`).
 
 The format form is sandboxed as tightly as the Jinja one:
 
@@ -78,9 +79,22 @@ MLB_PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def is_format_template(text: str) -> bool:
-    """Whether a label template is marathon-lb's str.format rather than Jinja2."""
-    return not any(mark in text for mark in ("{{", "{%", "{#"))
+def is_format_template(text: str, template: str | None = None) -> bool:
+    """Whether a label template is marathon-lb's str.format rather than Jinja2.
+
+    Without ``{{``, ``{%`` or ``{#`` it cannot be Jinja2.  With them it still is
+    marathon-lb's when it parses as str.format into placeholders of ``template``
+    (marathon-lb's own texts escape HAProxy's braces as ``{{ ssl_fc }}`` next to
+    ``{hostname}``), while a Jinja2 ``{{ backend }}`` parses into no placeholder at all.
+    """
+    if not any(mark in text for mark in ("{{", "{%", "{#")):
+        return True
+    names = MLB_PLACEHOLDERS.get(template or "", ())
+    try:
+        fields = [f[1] for f in string.Formatter().parse(text) if f[1] is not None]
+    except ValueError:
+        return False
+    return bool(fields) and all(field in names for field in fields)
 
 
 def _mlb_values(values: Mapping[str, Any]) -> dict[str, Any]:

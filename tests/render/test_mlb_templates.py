@@ -124,3 +124,18 @@ def test_documented_sticky_labels_give_marathon_lbs_cookie_lines() -> None:
     backend = text.split("\nbackend nginx_10000\n", 1)[1]
     assert MLB_STICKY in backend and "dynamic" not in backend
     assert "  server agent1_1024 1.1.1.1:1024 id 28363 check cookie d6ad48c81f" in backend
+
+
+def test_escaped_braces_next_to_placeholders_are_marathon_lbs_syntax() -> None:
+    """DC/OS's docs: ``if {{ ssl_fc_sni -m end .{hostname} }}`` is str.format text."""
+    https_acl = "  use_backend {backend} if {{ ssl_fc_sni -m end .{hostname} }}\n"
+    assert is_format_template(https_acl, "HAPROXY_HTTPS_FRONTEND_ACL")
+    assert not is_format_template("  use_backend {{ backend }}\n", "HAPROXY_HTTPS_FRONTEND_ACL")
+    assert not is_format_template("  use_backend {{ backend }} if { ssl_fc }\n",
+                                  "HAPROXY_HTTPS_FRONTEND_ACL")
+    svcs = services(app("/a", 10001, HAPROXY_0_VHOST="example.com",
+                        HAPROXY_0_HTTPS_FRONTEND_ACL=https_acl))
+    compiled = compile_label_templates(svcs, FRAGMENTS, OPTIONS)
+    assert compiled.problems == ()
+    text = render_config(svcs, FRAGMENTS, OPTIONS, compiled.overrides)
+    assert "  use_backend a_10001 if { ssl_fc_sni -m end .example.com }\n" in text
