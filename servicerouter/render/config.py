@@ -21,7 +21,7 @@ from servicerouter.render.failures import describe_failure, service_failure
 from servicerouter.render.fragments import Fragment, FragmentSet
 from servicerouter.render.lines import render_servers
 from servicerouter.render.mlb_backend import backend_rules
-from servicerouter.render.mlb_frontend import own_rules
+from servicerouter.render.mlb_frontend import FAMILY, own_rules
 from servicerouter.render.mlb_maps import MlbMaps
 from servicerouter.render.routing import (
     Rule,
@@ -310,6 +310,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     map_https = _maps_for(options, frag["HAPROXY_HTTPS_FRONTEND_HEAD"])
     map_appid = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"])
     mlb = MlbMaps(options, frag)  # --haproxy-map: marathon-lb's files and their lines
+    mlb_rules = any(not frag[name].builtin for name in FAMILY)  # render.mlb_frontend
     host_names: dict[str, str] = {}  # task host -> its cleaned name, for this render
     # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
@@ -351,7 +352,8 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             shadowed = service.shadowed_vhosts
             lost_paths, shadowed_paths = service.lost_paths, service.shadowed_paths
             ignore_case = service.path_ignore_case if paths else False
-            own = own_rules(service, values, frag, pick)  # marathon-lb's templates, changed
+            own = own_rules(service, values, frag, pick) if (
+                mlb_rules or pick is not _shared_fragment) else None  # marathon-lb's, changed
             if own is not None:
                 routes.append((own.rank, len(routes), own.http, own.https))
             for host in service.rule_vhosts:
