@@ -107,3 +107,17 @@ def test_an_auth_template_file_asks_in_the_frontend(tmp_path: Path) -> None:
     assert 'http-request auth realm "ops" if host_s_test_secure !auth_s_test_secure' in http
     assert "acl auth_s_test_secure http_auth(user_secure_10000)" in http
     assert "\nuserlist user_secure_10000\n" in text  # marathon-lb's userlist name
+
+
+def test_a_jinja_routing_only_file_works_too(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "HAPROXY_HTTP_FRONTEND_ROUTING_ONLY.j2").write_text(
+        "  use_backend {{ backend }} if host_{{ cleanedUpHostname }} # {{ service.app_id }}\n")
+    apps = [web("/shop", 10000, HAPROXY_0_VHOST="a.test,b.test"),
+            web("/one", 10001, HAPROXY_0_VHOST="c.test")]  # one vhost: not its case
+    text = _render(apps, load_fragments([templates]), tmp_path=tmp_path)
+    http = frontend(text, "marathon_http_in")
+    assert "use_backend shop_10000 if host_a_test_shop # /shop" in http
+    assert "acl host_a_test_shop hdr(host) -i b.test" in http
+    assert not any("# /one" in line for line in http)
