@@ -8,14 +8,17 @@ that the files are read, written and checked as the engine's own maps are.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from servicerouter.apply import mapfiles
+from servicerouter.apply import haproxy, mapfiles
 from servicerouter.apply.confdiff import parse_config, plan_runtime_update
-from servicerouter.render.config import render_guarded
+from servicerouter.engine.runner import Router, RouterSettings
+from servicerouter.render.config import RenderOptions, render_guarded
 from servicerouter.render.fragments import load_fragments
 from servicerouter.render.routing import map_kind, parse_map_block
+from servicerouter.source.marathon import SnapshotSource
 from tests.harness import self_signed_cert
 from tests.render.test_routing_maps import MAPS, frontend, render, web
 
@@ -87,7 +90,6 @@ def test_the_first_app_with_an_entry_picks_the_line(tmp_path: Path) -> None:
 
 def test_an_app_with_its_own_acl_label_keeps_its_rule(tmp_path: Path) -> None:
     from servicerouter.model.services import build_model
-    from servicerouter.render.config import RenderOptions
     from servicerouter.render.label_templates import compile_label_templates
 
     acl = "  acl own hdr(host) -i {hostname}\n  use_backend {backend} if own\n"
@@ -132,3 +134,28 @@ def test_marathon_lbs_files_are_written_beside_the_config(tmp_path: Path) -> Non
     copy, where = mapfiles.dry_copy(text, map_dir, str(tmp_path / "dry"))
     assert where is not None and f"{where}/domain2backend.map" in copy
     assert Path(where, "domain2backend.map").read_text() == "a.test a_10000\n"
+
+def test_a_map_line_haproxy_rejects_leaves_only_its_app_out(tmp_path, haproxy_bin):
+    """--haproxy-map: an app's HAPROXY_0_MAP_HTTP_FRONTEND_ACL label that HAProxy refuses
+    quarantines that app; the others route through the built-in line and the files."""
+    apps = {"apps": [
+        {"id": f"/{name}", "ports": [port], "labels": {"HAPROXY_0_VHOST": f"{name}.test", **extra},
+         "tasks": [{"id": f"{name}.1", "host": "127.0.0.1", "ports": [port + 21000]}]}
+        for name, port, extra in (
+            ("a", 10100, {"HAPROXY_0_MAP_HTTP_FRONTEND_ACL": "  use_backend_typo {haproxy_dir}\n"}),
+            ("b", 10101, {}))]}
+    (tmp_path / "apps.json").write_text(json.dumps(apps))
+    options = RenderOptions(bind_addr="127.0.0.1", haproxy_map=True,
+                            map_dir=str(tmp_path / "haproxy.cfg.maps"))
+    settings = RouterSettings(config_path=str(tmp_path / "haproxy.cfg"), haproxy_bin=haproxy_bin,
+                              reload=None, state_dir=str(tmp_path / "state"), certs_dir=None,
+                              groups=("*",), allow_label_templates=True, render_options=options)
+    result = Router(SnapshotSource(f"file:{tmp_path / 'apps.json'}"), load_fragments([]),
+                    settings).sync()
+    assert result.ok, result.error
+    text = (tmp_path / "haproxy.cfg").read_text()
+    assert "use_backend_typo" not in text and "\nbackend a_10100\n" not in text
+    assert any("'/a'" in p.log_line() for p in result.model.problems)
+    assert (tmp_path / "domain2backend.map").read_text() == "b.test b_10101\n"
+    ok, message = haproxy.check_config(str(tmp_path / "haproxy.cfg"), haproxy_bin)
+    assert ok, message

@@ -153,3 +153,4 @@ def test_dcos_docs_vhosts_go_into_marathon_lbs_map(tmp_path, haproxy_bin):
     assert problems == () and "cookie mesosphere_server_id insert indirect nocache" in text
     assert "nginx.mesosphere.com nginx-external_10000\n" == (
         tmp_path / "domain2backend.map").read_text()
+
