@@ -100,7 +100,9 @@ def side_rules(service: Any, values: Mapping[str, Any], fragments: Mapping[str, 
     (not built in, or the app's label): otherwise the built-in files would render
     what the engine's rules already do.
     """
-    if not service.rule_vhosts:
+    # A vhost an older app owns stays that app's (the engine's claim rule).
+    hosts = tuple(h for h in service.rule_vhosts if h not in service.shadowed_vhosts)
+    if not hosts:
         return None
     auth = service.settings.auth
     steps = plan(https, len(service.rule_vhosts) > 1, bool(service.paths), auth is not None)
@@ -112,7 +114,7 @@ def side_rules(service: Any, values: Mapping[str, Any], fragments: Mapping[str, 
     paths = path_rules(service.backend, service.paths) if service.paths else ((None, ""),)
     out: list[str] = []
     for name, how in steps:
-        for host in service.rule_vhosts if how in ("vhost", "vhost+path") else (None,):
+        for host in hosts if how in ("vhost", "vhost+path") else (None,):
             for path, path_acl in paths if how in ("path", "vhost+path") else ((None, ""),):
                 scoped = dict(base)
                 if host is not None:

@@ -121,3 +121,15 @@ def test_a_jinja_routing_only_file_works_too(tmp_path: Path) -> None:
     assert "use_backend shop_10000 if host_a_test_shop # /shop" in http
     assert "acl host_a_test_shop hdr(host) -i b.test" in http
     assert not any("# /one" in line for line in http)
+
+
+def test_a_vhost_an_older_app_owns_is_left_to_it() -> None:
+    older = web("/a-old", 10000, HAPROXY_0_VHOST="a.test")
+    older["version"] = "2020-01-01T00:00:00.000Z"
+    newer = web("/b-new", 10001, HAPROXY_0_VHOST="a.test,b.test",
+                HAPROXY_0_HTTP_FRONTEND_ROUTING_ONLY=MLB_ROUTING_ONLY)
+    newer["version"] = "2021-01-01T00:00:00.000Z"
+    text = _render([older, newer], templates=True)
+    http = frontend(text, "marathon_http_in")
+    assert "acl host_a_test_b-new hdr(host) -i b.test" in http
+    assert "acl host_a_test_b-new hdr(host) -i a.test" not in http
