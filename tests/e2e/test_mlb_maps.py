@@ -20,7 +20,8 @@ from servicerouter.serve.haproxy_endpoints import haproxy_has_lua
 from tests.e2e.test_e2e_core import Edge, app, make_edge, servicerouter
 from tests.harness import free_port, http_get, wait_for_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
 # marathon-lb's default MAP templates, as its users copy them into their templates
 # directory (facts of its interface: the lookup and the file name).
@@ -76,6 +77,10 @@ def test_marathon_lb_map_files_route_and_are_served(tmp_path, backend_factory,
     assert _get(edge.http, "x.wild.test") == "wild"
     assert _get(edge.http, "nowhere.test") == "503"
     assert _get(edge.appid, "any", **{"X-Marathon-App-Id": "/multi"}) == "multi"
+    # HTTPS reads the same file (Host header), before the wildcard rules
+    for host, name in (("web.example.com", "web"), ("a.test", "multi"), ("x.wild.test", "wild")):
+        reply = http_get(f"https://127.0.0.1:{edge.https}/", host_header=host, verify=False)
+        assert reply.text.strip() == name, host
     if haproxy_has_lua(haproxy_bin):  # marathon-lb's endpoints serve its files as they are
         base = f"http://127.0.0.1:{edge.stats}"
         assert http_get(base + "/_haproxy_getvhostmap").text == vhost_map
