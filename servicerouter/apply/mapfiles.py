@@ -10,6 +10,11 @@ old one; a file whose content is already right is not touched.
 Validation happens before anything is put in place: the candidate config and
 its maps are written to a private temporary directory and the config checked
 there, with its map paths pointed at that directory (:func:`check_text`).
+
+With ``--haproxy-map`` the config also reads marathon-lb's ``domain2backend.map``
+and ``app2backend.map``, which live in the config's own directory (the parent of
+``map_dir``), not in ``map_dir``: they are written, checked and restored the same
+way, but never removed here (marathon-lb's tooling may look for them).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from servicerouter.render.routing import (
     BLOCK_MARKER,
     FILE_PREFIX,
     MAP_NAME_RE,
+    MLB_MAP_NAMES,
     MapFiles,
     parse_map_block,
 )
@@ -47,10 +53,18 @@ def map_dir_of(text: str) -> str | None:
     the text (the label-template checker); None when it reads none."""
     start = text.rfind("\n" + BLOCK_MARKER + "\n")
     found = text.find("\n" + FILE_PREFIX, start) if start >= 0 else -1
-    if found < 0:
-        return None
-    line = text[found + 1 + len(FILE_PREFIX):].split("\n", 1)[0]
-    return os.path.dirname(line) or None
+    mlb_dir = None
+    while found >= 0:
+        line = text[found + 1 + len(FILE_PREFIX):].split("\n", 1)[0]
+        directory, name = os.path.split(line)
+        if MAP_NAME_RE.match(name):
+            return directory or None
+        if name in MLB_MAP_NAMES.values() and mlb_dir is None:
+            mlb_dir = directory
+        found = text.find("\n" + FILE_PREFIX, found + 1)
+    # Only marathon-lb's files (in the config's directory): any map_dir inside it
+    # names them; the engine's own maps are absent.
+    return os.path.join(mlb_dir, ".maps") if mlb_dir else None
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -90,10 +104,11 @@ def install(text: str, map_dir: str | None) -> list[str]:
     maps = maps_of(text, map_dir)
     if not maps.files and not os.path.isdir(map_dir):
         return []
-    os.makedirs(map_dir, mode=0o755, exist_ok=True)
-    info = os.lstat(map_dir)
-    if not stat.S_ISDIR(info.st_mode):
-        raise OSError(f"{map_dir} is not a directory")
+    if any(not _is_mlb(path, map_dir) for path in maps.files) or os.path.isdir(map_dir):
+        os.makedirs(map_dir, mode=0o755, exist_ok=True)
+        info = os.lstat(map_dir)
+        if not stat.S_ISDIR(info.st_mode):
+            raise OSError(f"{map_dir} is not a directory")
     changed: list[str] = []
     for path in maps.files:
         data = maps.content(path)
@@ -101,13 +116,18 @@ def install(text: str, map_dir: str | None) -> list[str]:
             _write_atomic(path, data)
             changed.append(path)
     wanted = {os.path.basename(path) for path in maps.files}
-    for name in sorted(os.listdir(map_dir)):
+    for name in sorted(os.listdir(map_dir)) if os.path.isdir(map_dir) else ():
         if MAP_NAME_RE.match(name) and name not in wanted:
             os.unlink(os.path.join(map_dir, name))
             changed.append(os.path.join(map_dir, name))
-    if changed:
-        fsync_dir(map_dir)
+    for directory in {os.path.dirname(path) for path in changed}:
+        fsync_dir(directory)
     return changed
+
+
+def _is_mlb(path: str, map_dir: str) -> bool:
+    """Whether ``path`` is one of marathon-lb's files (beside the config, not in map_dir)."""
+    return os.path.dirname(path) != map_dir.rstrip("/")
 
 
 def materialize(text: str, map_dir: str | None, directory: str) -> str:
@@ -118,7 +138,11 @@ def materialize(text: str, map_dir: str | None, directory: str) -> str:
     for path in maps.files:
         with open(os.path.join(directory, os.path.basename(path)), "wb") as handle:
             handle.write(maps.content(path))
-    return text.replace(map_dir.rstrip("/") + "/", directory.rstrip("/") + "/")
+    text = text.replace(map_dir.rstrip("/") + "/", directory.rstrip("/") + "/")
+    for path in maps.files:  # marathon-lb's, beside the config: each by its whole path
+        if _is_mlb(path, map_dir):
+            text = text.replace(path, os.path.join(directory, os.path.basename(path)))
+    return text
 
 
 def check_text(text: str, map_dir: str | None, near: str,

@@ -125,6 +125,12 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                      help="Never bind the shared HTTP and HTTPS frontends (--http-port, "
                           "--https-port), as marathon-lb's flag: virtual hosts are then "
                           "served on their app's service port only")
+    new.add_argument("--haproxy-map", action="store_true",
+                     help="marathon-lb's map routing: exact virtual hosts without a path and "
+                          "app ids are routed through domain2backend.map and app2backend.map "
+                          "beside --haproxy-config (its HAPROXY_MAP_* templates read them); "
+                          "a vhost added to or removed from a running backend is a Runtime API "
+                          "map change (with --manage-haproxy), not a reload")
     new.add_argument("--listening-addr", default="", metavar="ADDR",
                      help="Address the --listening callback server binds to (default all)")
     new.add_argument("--marathon-timeout", type=values.positive_seconds, default=30.0, metavar="SECONDS",

@@ -276,6 +276,7 @@ def build_router(args: argparse.Namespace, lazy_fragments: bool = False,
                                    cache_dir=build_info_dir),
         # The built-in fragments route vhosts and app ids through map files kept here.
         map_dir=default_map_dir(args.haproxy_config),
+        haproxy_map=args.haproxy_map,  # marathon-lb's domain2backend.map / app2backend.map
         bind_http_https=not args.dont_bind_http_https,
         haproxy_log=args.haproxy_log,  # HAProxy's own (access) logs: --haproxy-log
         max_check_rate=args.max_check_rate or None,  # 0: intervals as Marathon says

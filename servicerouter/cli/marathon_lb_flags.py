@@ -62,7 +62,10 @@ MARATHON_LB_FLAGS: tuple[MarathonLbFlag, ...] = (
     MarathonLbFlag(("--lru-cache-capacity",),
                    "servicerouter keeps no per-task cache to size; remove the flag",
                    refused=True, takes_value=True),
-    MarathonLbFlag(("--haproxy-map",), "Same (map files for vhost and app-id routing)."),
+    MarathonLbFlag(("--haproxy-map",),
+                   "Same files (domain2backend.map, app2backend.map beside the config, its "
+                   "line format); a vhost added to or removed from a running backend is a "
+                   "Runtime API map change in live mode, not a reload."),
     MarathonLbFlag(("--dont-bind-http-https",), "Same."),
     MarathonLbFlag(("--group-https-by-vhost",),
                    "HTTPS is terminated once in marathon_https_in, with each vhost's "

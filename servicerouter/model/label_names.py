@@ -36,6 +36,8 @@ MLB_TEMPLATE_NAMES: tuple[str, ...] = (
     "BACKEND_SERVER_OPTIONS", "BACKEND_SERVER_TCP_HEALTHCHECK_OPTIONS",
     "BACKEND_STICKY_OPTIONS", "BACKEND_TCP_HEALTHCHECK_OPTIONS", "FRONTEND_BACKEND_GLUE",
     "FRONTEND_HEAD", "HTTPS_FRONTEND_ACL", "HTTPS_FRONTEND_ACL_ONLY_WITH_PATH",
+    "HTTPS_FRONTEND_AUTH_ACL_ONLY", "HTTPS_FRONTEND_AUTH_REQUEST_ONLY",
+    "HTTPS_FRONTEND_ROUTING_ONLY_WITH_PATH_AND_AUTH",
     "HTTPS_FRONTEND_ACL_WITH_AUTH", "HTTPS_FRONTEND_ACL_WITH_AUTH_AND_PATH",
     "HTTPS_FRONTEND_ACL_WITH_PATH", "HTTP_BACKEND_NETWORK_ALLOWED_ACL",
     "HTTP_BACKEND_PROXYPASS_GLUE", "HTTP_BACKEND_REVPROXY_GLUE", "HTTP_FRONTEND_ACL",
@@ -62,6 +64,22 @@ SUPPORTED_TEMPLATE_NAMES: frozenset[str] = frozenset({
     "HTTP_FRONTEND_ACL_WITH_PATH", "HTTP_FRONTEND_APPID_ACL", "USERLIST_HEAD",
     "HTTP_BACKEND_NETWORK_ALLOWED_ACL", "TCP_BACKEND_NETWORK_ALLOWED_ACL",
     "HTTP_BACKEND_PROXYPASS_GLUE", "HTTP_BACKEND_REVPROXY_GLUE",
+    # --haproxy-map's lines (render.mlb_maps): the first app with an entry renders them.
+    "MAP_HTTP_FRONTEND_ACL", "MAP_HTTP_FRONTEND_ACL_ONLY", "MAP_HTTPS_FRONTEND_ACL",
+    "MAP_HTTP_FRONTEND_APPID_ACL",
+    # marathon-lb's routing-only, ACL-only and auth rule templates (render.mlb_frontend).
+    "HTTP_FRONTEND_ACL_ONLY", "HTTP_FRONTEND_ROUTING_ONLY", "HTTP_FRONTEND_ROUTING_ONLY_WITH_AUTH",
+    "HTTP_FRONTEND_ACL_WITH_AUTH", "HTTP_FRONTEND_ACL_WITH_AUTH_AND_PATH",
+    "HTTP_FRONTEND_ACL_ONLY_WITH_PATH", "HTTP_FRONTEND_ACL_ONLY_WITH_PATH_AND_AUTH",
+    "HTTP_FRONTEND_ROUTING_ONLY_WITH_PATH", "HTTP_FRONTEND_ROUTING_ONLY_WITH_PATH_AND_AUTH",
+    "HTTPS_FRONTEND_ACL_WITH_AUTH", "HTTPS_FRONTEND_ACL_WITH_AUTH_AND_PATH",
+    "HTTPS_FRONTEND_ACL_ONLY_WITH_PATH",
+})
+
+# marathon-lb documents these templates but never renders them; neither does servicerouter.
+MLB_NEVER_RENDERED: frozenset[str] = frozenset({
+    "HTTPS_FRONTEND_ROUTING_ONLY_WITH_PATH_AND_AUTH", "HTTPS_FRONTEND_AUTH_ACL_ONLY",
+    "HTTPS_FRONTEND_AUTH_REQUEST_ONLY",
 })
 
 # Template names of ours only (no marathon-lb counterpart), also accepted as labels.
@@ -162,6 +180,9 @@ def _notice(app_id: str, key: str, raw: Any, port_count: int | None) -> Iterable
                 yield Problem(app_id, f"marathon-lb label not implemented yet "
                               f"({MLB_PENDING_PORT[suffix]}); ignored",
                               index, key, shown, kind="label")
+            elif suffix in MLB_NEVER_RENDERED:
+                yield Problem(app_id, "marathon-lb never renders this template (it is only "
+                              "documented); ignored", index, key, shown, kind="label")
             elif suffix in MLB_TEMPLATE_NAMES and suffix not in SUPPORTED_TEMPLATE_NAMES:
                 yield Problem(app_id, "marathon-lb template label not implemented yet; ignored",
                               index, key, shown, kind="label")

@@ -1,5 +1,6 @@
 """Parsers of the label values marathon-lb users bring: backend paths, allow-lists,
-the health-check port index.
+the health-check port index; and the per-server values marathon-lb gives its
+templates (server name and stable id), computed as it does.
 
 Same rules as :mod:`servicerouter.model.label_values`: every value is checked by
 :func:`check_length` first and then accepted only in its own narrow shape, so it can
@@ -10,8 +11,11 @@ log-format arguments need (pure string work, used by the render).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+from collections.abc import Sequence
+from functools import lru_cache
 
 from servicerouter.model.label_values import SettingError, check_length, shorten
 
@@ -82,3 +86,47 @@ def regex_literal(text: str) -> str:
 def logformat_literal(text: str) -> str:
     """``text`` as literal text in a log-format argument ('%' doubled)."""
     return text.replace("%", "%%")
+
+
+# marathon-lb numbers servers 1..32766 (HAProxy reads an id into a C int through atol,
+# marathon-lb stays within 15 bits).
+_ID_MODULUS = 32767
+_NAME_CHARS = re.compile(r"[^a-zA-Z0-9\-]")
+
+
+def mlb_server_name(host: str, ipv4: str, port: int) -> str:
+    """marathon-lb's server name: ``host_ip_port``, or ``ip_port`` when the agent host
+    is the task's IP, every character but letters, digits and '-' made '_'."""
+    raw = f"{host}_{ipv4}_{port}" if host != ipv4 else f"{ipv4}_{port}"
+    return _NAME_CHARS.sub("_", raw)
+
+
+def mlb_cookie(name: str) -> str:
+    """marathon-lb's sticky cookie value of a server: the first 10 hex digits of the
+    SHA-1 of its server name (:func:`mlb_server_name`)."""
+    return hashlib.sha1(name.encode()).hexdigest()[:10]
+
+
+def mlb_server_id(name: str, taken: set[int]) -> int:
+    """marathon-lb's stable server id of ``name`` (added to ``taken``).
+
+    SHA-256 of the name modulo 32767; on a collision (or 0) the name followed by a
+    blank and that digest is hashed again, so the ids stay the same from one config
+    to the next as long as servers are visited in the same order.
+    """
+    while True:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+        server_id = int(digest, 16) % _ID_MODULUS
+        if server_id > 0 and server_id not in taken:
+            taken.add(server_id)
+            return server_id
+        name = f"{name} {digest}"
+
+
+@lru_cache(maxsize=1024)
+def mlb_server_ids(servers: Sequence[tuple[str, str, int]]) -> dict[tuple[str, int], int]:
+    """(host, port) -> marathon-lb's id for one backend's servers ((host, ipv4, port)),
+    numbered in marathon-lb's order: sorted by agent host, then port."""
+    taken: set[int] = set()
+    return {(host, port): mlb_server_id(mlb_server_name(host, ipv4, port), taken)
+            for host, ipv4, port in sorted(servers, key=lambda s: (s[0], s[2]))}

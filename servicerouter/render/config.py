@@ -21,6 +21,8 @@ from servicerouter.render.failures import describe_failure, service_failure
 from servicerouter.render.fragments import Fragment, FragmentSet
 from servicerouter.render.lines import render_servers
 from servicerouter.render.mlb_backend import backend_rules
+from servicerouter.render.mlb_frontend import FAMILY, own_rules
+from servicerouter.render.mlb_maps import MlbMaps
 from servicerouter.render.options import RenderOptions
 from servicerouter.render.routing import (
     Rule,
@@ -256,6 +258,8 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     map_http = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_HEAD"])
     map_https = _maps_for(options, frag["HAPROXY_HTTPS_FRONTEND_HEAD"])
     map_appid = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"])
+    mlb = MlbMaps(options, frag)  # --haproxy-map: marathon-lb's files and their lines
+    mlb_rules = any(not frag[name].builtin for name in FAMILY)  # render.mlb_frontend
     host_names: dict[str, str] = {}  # task host -> its cleaned name, for this render
     # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
@@ -297,6 +301,10 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             shadowed = service.shadowed_vhosts
             lost_paths, shadowed_paths = service.lost_paths, service.shadowed_paths
             ignore_case = service.path_ignore_case if paths else False
+            own = own_rules(service, values, frag, pick) if (
+                mlb_rules or pick is not _shared_fragment) else None  # marathon-lb's, changed
+            if own is not None:
+                routes.append((own.rank, len(routes), own.http, own.https))
             for host in service.rule_vhosts:
                 for path, path_acl in rules:
                     if lost_paths and (host, path) in lost_paths:
@@ -312,23 +320,27 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                         # so wildcards and ports need no precedence: keep its order.
                         rank = (False, rank[1], rank[2], True)
                     entry = None if ignore_case else host_entry(host, path, service.backend)
+                    dom = mlb.vhost_entry(entry, path, route_http is http_acl, values, pick, "http")
+                    dom_s = mlb.vhost_entry(entry, path, route_https is https_acl, values, pick, "https")
                     http_rule: Rule | None = None
                     https_rule: Rule | None = None
                     # An older app owns a hidden vhost and its rule comes first: only
                     # servicerouter.py's own (legacy) fragments still write this one.
-                    if not (hidden and route_http.is_jinja):
-                        http_rule = entry if entry and map_http and route_http.builtin \
-                            else route_http.render(vhost_values)
-                    if not (hidden and route_https.is_jinja):
-                        https_rule = entry if entry and map_https and route_https.builtin \
-                            else route_https.render(vhost_values)
+                    if not (hidden and route_http.is_jinja) and not (own and own.http is not None):
+                        http_rule = dom or (entry if entry and map_http and route_http.builtin
+                                            else route_http.render(vhost_values))
+                    if not (hidden and route_https.is_jinja) and not (own and own.https is not None):
+                        https_rule = dom_s or (entry if entry and map_https and route_https.builtin
+                                               else route_https.render(vhost_values))
                     routes.append((rank, len(routes), http_rule, https_rule))
 
             if service.mode == "http" and service.app_id not in apps_with_appid_acl:
                 apps_with_appid_acl.add(service.app_id)
                 appid_rule = pick(appid_acl, "HAPROXY_HTTP_FRONTEND_APPID_ACL")
-                appid.append(appid_entry(service.app_id, service.backend)
-                             if map_appid and appid_rule.builtin else appid_rule.render(values))
+                appid.append(mlb.appid_entry(service, appid_rule is appid_acl, values, pick)
+                             or (appid_entry(service.app_id, service.backend)
+                                 if map_appid and appid_rule.builtin
+                                 else appid_rule.render(values)))
 
             if service.mode == "http":
                 if settings.auth is not None:
@@ -371,6 +383,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             failures.append(service_failure(service, err))
             failed_app = current_app
             del frontends[marks[0]:], backends[marks[1]:], appid[marks[2]:], routes[marks[3]:]
+            mlb.forget(current_app)
 
     routes.sort(key=lambda route: (route[0], route[1]))
     maps: dict[str, list[tuple[str, str]]] = {}
@@ -378,20 +391,18 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     shared: list[str] = []
     if options.bind_http_https and _bound(frag["HAPROXY_HTTP_FRONTEND_HEAD"], http[0]):
         shared += http + assemble("http", (route[2] for route in routes), map_dir, maps,
-                                  _VHOST_KINDS if map_http else ())
+                                  mlb.kinds(map_http), mlb.lines("http"))
     if _bound(frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"], appid_head):
-        shared += [appid_head] + assemble("appid", appid, map_dir, maps)
+        shared += [appid_head] + assemble("appid", appid, map_dir, maps, (), mlb.lines("appid"))
     if options.bind_http_https and _bound(frag["HAPROXY_HTTPS_FRONTEND_HEAD"], https[0]):
         shared += https + assemble("https", (route[3] for route in routes), map_dir, maps,
-                                   _VHOST_KINDS if map_https else ())
+                                   mlb.kinds(map_https), mlb.lines("https"))
     maps_text = map_block(maps)
     if pieces is not None:  # the backend sections apart from the rest (see render.pieces)
         pieces["rest"] = "".join(head + shared + frontends) + maps_text
         pieces["backends"] = "".join(backends)
     return "".join(head + shared + frontends + backends) + maps_text
 
-
-_VHOST_KINDS = ("beg", "end")  # exact hosts, then wildcards: read even when empty
 
 
 def _scaled_interval(service: Service, server_check: Fragment | None,

@@ -56,6 +56,12 @@ _NEEDED_HELP = (" .j2 files also get needed: whether any service has a rule ther
                 "default binds nothing otherwise).")
 _MAPPED_HELP = (" The built-in file is rendered only for rules a map file cannot hold (the "
                 "rest go into the shared frontend's maps); yours always is.")
+_MLB_RULE_NAMES = ("cleanedUpHostname", "hostname", "appId", "backend", "path", "realm")
+_MLB_RULE_HELP = (" marathon-lb's template: the built-in file is used only when another of this "
+                  "port's marathon-lb rule templates is changed; cleanedUpHostname is its ACL "
+                  "name (first vhost and app id), the userlist user_<backend>.")
+_MAP_HELP = ("With --haproxy-map: the {frontend}'s line routing through marathon-lb's "
+             "{{haproxy_dir}}/{file} (haproxy_dir: the config's directory).")
 FRAGMENTS: tuple[FragmentSpec, ...] = (
     FragmentSpec("HAPROXY_HEAD", "global", (),
                  "Head of the config: global settings, defaults and the stats listener."),
@@ -168,6 +174,44 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  "HAPROXY_{n}_HTTP_BACKEND_REVPROXY_PATH: replaces response Locations on the "
                  "port's host with rootpath. .j2 files also get hostnameRegex and rootpathFmt.",
                  jinja_extra=("hostnameRegex", "rootpathFmt")),
+    # marathon-lb's shared-frontend rule templates (render.mlb_frontend): rendered only
+    # for a port whose plan names one that is changed (a file here, or the app's label).
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_ONLY", "vhost", _MLB_RULE_NAMES,
+                 'Host ACL of one vhost of a port with several vhosts (all under one ACL name).' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ROUTING_ONLY", "vhost", _MLB_RULE_NAMES,
+                 'Glues the host ACL of a port with several vhosts to its backend.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ROUTING_ONLY_WITH_AUTH", "vhost", _MLB_RULE_NAMES,
+                 'As HAPROXY_HTTP_FRONTEND_ROUTING_ONLY, asking for HAPROXY_{n}_AUTH credentials.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_AUTH", "vhost", _MLB_RULE_NAMES,
+                 'Host ACL, credentials check and routing of a single-vhost port with HAPROXY_{n}_AUTH.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_WITH_AUTH_AND_PATH", "vhost", _MLB_RULE_NAMES,
+                 'As HAPROXY_HTTP_FRONTEND_ACL_WITH_AUTH, with HAPROXY_{n}_PATH.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_ONLY_WITH_PATH", "vhost", _MLB_RULE_NAMES,
+                 'Path ACL of a port with several vhosts and HAPROXY_{n}_PATH (once per prefix).' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ACL_ONLY_WITH_PATH_AND_AUTH", "vhost", _MLB_RULE_NAMES,
+                 'Path and credentials ACLs of a port with several vhosts, a path and HAPROXY_{n}_AUTH.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ROUTING_ONLY_WITH_PATH", "vhost", _MLB_RULE_NAMES,
+                 'Glues the host and path ACLs of a port with several vhosts to its backend.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTP_FRONTEND_ROUTING_ONLY_WITH_PATH_AND_AUTH", "vhost", _MLB_RULE_NAMES,
+                 'As HAPROXY_HTTP_FRONTEND_ROUTING_ONLY_WITH_PATH, asking for credentials.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_AUTH", "vhost", _MLB_RULE_NAMES,
+                 'HTTPS rule of a vhost of a port with HAPROXY_{n}_AUTH: credentials check and routing.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_WITH_AUTH_AND_PATH", "vhost", _MLB_RULE_NAMES,
+                 'As HAPROXY_HTTPS_FRONTEND_ACL_WITH_AUTH, with HAPROXY_{n}_PATH.' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    FragmentSpec("HAPROXY_HTTPS_FRONTEND_ACL_ONLY_WITH_PATH", "vhost", _MLB_RULE_NAMES,
+                 'Path ACL before the HTTPS rules of a port with HAPROXY_{n}_PATH (once per prefix).' + _MLB_RULE_HELP, jinja_extra=("pathIgnoreCase",)),
+    # marathon-lb's --haproxy-map lines (render.mlb_maps): rendered once per shared
+    # frontend, for the first app with an entry there (an app's label may replace it).
+    FragmentSpec("HAPROXY_MAP_HTTP_FRONTEND_ACL", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="shared HTTP frontend", file="domain2backend.map")),
+    FragmentSpec("HAPROXY_MAP_HTTP_FRONTEND_ACL_ONLY", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="shared HTTP frontend", file="domain2backend.map")
+                 + " Used instead of HAPROXY_MAP_HTTP_FRONTEND_ACL when that app has several "
+                 "vhosts, as marathon-lb."),
+    FragmentSpec("HAPROXY_MAP_HTTPS_FRONTEND_ACL", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="shared HTTPS frontend", file="domain2backend.map")),
+    FragmentSpec("HAPROXY_MAP_HTTP_FRONTEND_APPID_ACL", "service", ("haproxy_dir",),
+                 _MAP_HELP.format(frontend="app-id frontend", file="app2backend.map")),
 )
 
 FRAGMENTS_BY_NAME: dict[str, FragmentSpec] = {spec.name: spec for spec in FRAGMENTS}

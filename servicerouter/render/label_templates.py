@@ -118,7 +118,7 @@ def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
                 try:  # marathon-lb's str.format text, or Jinja2 (mlb_templates.py)
                     compiled[name] = (
                         compile_format_template(specs[name], raw, source)
-                        if is_format_template(raw) else
+                        if is_format_template(raw, name) else
                         BudgetedFragment(compile_fragment(specs[name], raw, source, jinja=True,
                                                           env=env), every_service))
                 except TemplateError as err:

@@ -2,9 +2,10 @@
 
 A marathon-lb app overriding ``HAPROXY_0_BACKEND_HEAD`` writes
 ``"\\nbackend {backend}\\n  balance {balance}\\n  mode {mode}\\n"``; a Jinja2
-environment would print that text literally.  A label template is taken as Jinja2
-when it uses ``{{``, ``{%`` or ``{#`` and compiles as such, and as marathon-lb's
-``str.format`` otherwise (:func:`is_format_template`).
+environment would print that text literally.  A label template is marathon-lb's
+``str.format`` when it uses no ``{{``, ``{%`` or ``{#``, or when it parses as
+str.format into that template's placeholders only (``if {{ ssl_fc_sni -m end
+.{hostname} }}``, as DC/OS's docs show); Jinja2 otherwise (:func:`is_format_template`).
 
 The format form is sandboxed as tightly as the Jinja one:
 
@@ -17,25 +18,34 @@ The format form is sandboxed as tightly as the Jinja one:
 * it runs through the same trial render, ``haproxy -c`` and quarantine as the
   Jinja ones (:mod:`servicerouter.render.label_templates`).
 
-Values marathon-lb computes that have no counterpart here are approximated and
-documented: ``serverId`` (a stable number from the server name), ``otherOptions``
-(empty: a draining server's ``weight 0`` is already in ``healthCheckOptions``).
+Per-server values are marathon-lb's: ``serverId`` is its stable id (SHA-256 of its
+server name ``host_ip_port`` modulo 32767, collisions rehashed, servers numbered in
+its order), so a server keeps the id it had under marathon-lb; ``otherOptions`` is
+`` disabled`` for a task being killed (marathon-lb's draining), and that server's
+``healthCheckOptions`` then lacks the ``weight 0`` the engine's own templates drain with.
+``cookieOptions`` (a sticky backend whose cookie is not HAProxy's dynamic one) names
+marathon-lb's cookie value (SHA-1 of that server name, 10 hex digits), so clients
+holding marathon-lb's cookies keep their server at cutover (docs/migrating-marathon-lb.md).
+``serverName`` stays the engine's (``host_port``, servicerouter.py's), which the
+Runtime API and /status name servers by.
 """
 
 from __future__ import annotations
 
-import hashlib
 import string
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from servicerouter.model.mlb_values import mlb_cookie, mlb_server_ids, mlb_server_name
 from servicerouter.render.fragment_registry import HEALTHCHECK_PLACEHOLDERS, FragmentSpec
 from servicerouter.render.fragments import MAX_FORMAT_WIDTH, Fragment, TemplateError
+from servicerouter.render.mlb_frontend import FAMILY
 from servicerouter.render.sandbox import SAFE_FORMATTER
 
 _HEALTH = HEALTHCHECK_PLACEHOLDERS + ("healthCheckPort", "healthCheckPortOptions")
 _ACL = ("cleanedUpHostname", "hostname", "appId", "backend")
+_RULES = _ACL + ("path", "realm")  # marathon-lb's routing-only / ACL-only / auth templates
 
 # marathon-lb's placeholder names per template it formats (facts about its interface).
 # Templates it uses verbatim (HTTP options, HSTS, sticky) take none.
@@ -61,12 +71,30 @@ MLB_PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
     "HAPROXY_TCP_BACKEND_NETWORK_ALLOWED_ACL": ("network_allowed",),
     "HAPROXY_HTTP_BACKEND_PROXYPASS_GLUE": ("hostname", "proxypath"),
     "HAPROXY_HTTP_BACKEND_REVPROXY_GLUE": ("hostname", "rootpath"),
+    **{name: _RULES for name in FAMILY},
+    "HAPROXY_MAP_HTTP_FRONTEND_ACL": ("haproxy_dir",),
+    "HAPROXY_MAP_HTTP_FRONTEND_ACL_ONLY": ("haproxy_dir",),
+    "HAPROXY_MAP_HTTPS_FRONTEND_ACL": ("haproxy_dir",),
+    "HAPROXY_MAP_HTTP_FRONTEND_APPID_ACL": ("haproxy_dir",),
 }
 
 
-def is_format_template(text: str) -> bool:
-    """Whether a label template is marathon-lb's str.format rather than Jinja2."""
-    return not any(mark in text for mark in ("{{", "{%", "{#"))
+def is_format_template(text: str, template: str | None = None) -> bool:
+    """Whether a label template is marathon-lb's str.format rather than Jinja2.
+
+    Without ``{{``, ``{%`` or ``{#`` it cannot be Jinja2.  With them it still is
+    marathon-lb's when it parses as str.format into placeholders of ``template``
+    (marathon-lb's own texts escape HAProxy's braces as ``{{ ssl_fc }}`` next to
+    ``{hostname}``), while a Jinja2 ``{{ backend }}`` parses into no placeholder at all.
+    """
+    if not any(mark in text for mark in ("{{", "{%", "{#")):
+        return True
+    names = MLB_PLACEHOLDERS.get(template or "", ())
+    try:
+        fields = [f[1] for f in string.Formatter().parse(text) if f[1] is not None]
+    except ValueError:
+        return False
+    return bool(fields) and all(field in names for field in fields)
 
 
 def _mlb_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,9 +112,19 @@ def _mlb_values(values: Mapping[str, Any]) -> dict[str, Any]:
         "healthCheckPort": values.get("port"),
         "healthCheckPortOptions": "",
     }
-    if server_name is not None:
-        digest = hashlib.sha1(str(server_name).encode()).hexdigest()
-        extra["serverId"] = int(digest[:7], 16) + 1  # 1..2^28: HAProxy takes it
+    server = values.get("server")
+    if server_name is not None and server is not None:
+        servers = tuple((s.host, s.ipv4, s.port) for s in values.get("servers") or (server,))
+        ids = mlb_server_ids(servers)
+        extra["serverId"] = ids.get((server.host, server.port)) or \
+            mlb_server_ids(((server.host, server.ipv4, server.port),))[(server.host, server.port)]
+        if values.get("cookieOptions"):  # a cookie per server: marathon-lb's value
+            name = mlb_server_name(server.host, server.ipv4, server.port)
+            extra["cookieOptions"] = " check cookie " + mlb_cookie(name)
+        if server.draining:  # marathon-lb's drain: the server is disabled
+            extra["otherOptions"] = " disabled"
+            checks = str(values.get("healthCheckOptions", ""))
+            extra["healthCheckOptions"] = checks.removesuffix(" weight 0")
     return {**values, **extra}
 
 

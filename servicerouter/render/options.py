@@ -41,6 +41,7 @@ class RenderOptions:
     # Where the map files of the built-in fragments' shared-frontend routing go (see
     # servicerouter.render.routing); None: one ACL per rule, as servicerouter.py.
     map_dir: str | None = None
+    haproxy_map: bool = False  # --haproxy-map: marathon-lb's map files too (render.mlb_maps)
     # False (--dont-bind-http-https): no shared :80/:443 frontends, whatever the fragments.
     bind_http_https: bool = True
     # The operator gave certificates (--ssl-certs, a certificates directory): the

@@ -41,6 +41,12 @@ _LOOKUPS = {
 # Kinds whose lookup is a list (order matters): an entry added at runtime goes last.
 ORDERED_KINDS = frozenset({"end"})
 
+# marathon-lb's map files (--haproxy-map): beside the config, its names and its
+# "key backend" lines; exact lookups (``map``), so order never matters.  "dom" holds
+# exact virtual hosts without a path, "app" app ids.
+MLB_MAP_NAMES = {"dom": "domain2backend.map", "app": "app2backend.map"}
+_MLB_KIND_OF = {name: kind for kind, name in MLB_MAP_NAMES.items()}
+
 BLOCK_MARKER = "# servicerouter map entries: the map files named below are written from these lines"
 FILE_PREFIX = "#map-file "
 ENTRY_PREFIX = "#map "
@@ -99,14 +105,24 @@ def appid_entry(app_id: str, backend: str) -> MapEntry:
     return MapEntry("str", app_id.lower(), backend)
 
 
+def mlb_map_path(map_dir: str, kind: str) -> str:
+    """marathon-lb's map file of ``kind`` ("dom", "app"): in the config's directory,
+    which holds ``map_dir`` (``<config>.maps``)."""
+    return f"{map_dir.rstrip('/').rsplit('/', 1)[0]}/{MLB_MAP_NAMES[kind]}"
+
+
 def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
-             maps: dict[str, list[tuple[str, str]]], kinds: tuple[str, ...] = ()) -> list[str]:
+             maps: dict[str, list[tuple[str, str]]], kinds: tuple[str, ...] = (),
+             mlb_lines: Mapping[str, str] | None = None) -> list[str]:
     """The lines of one shared frontend's rules, in order; map runs go into ``maps``.
 
     ``maps`` gathers (map path -> entries) over the frontends of one config.
     ``kinds`` (exact hosts first, wildcards last): maps the frontend reads even
     when empty, so that the first vhost of a kind is a map entry, not a new map
-    file (and a reload).
+    file (and a reload).  ``mlb_lines``: the lookup line of each marathon-lb map
+    kind ("dom", "app"; its MAP template, rendered): that file is one for the
+    whole config (HTTP and HTTPS share it, as in marathon-lb), read by one line
+    per frontend, at its first run.
     """
     # Segments in order: a rule's own text, or a run of entries of one kind.
     segments: list[str | tuple[str, list[MapEntry]]] = []
@@ -126,14 +142,32 @@ def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
         segments.insert(0, (kinds[0], []))
     if kinds and kinds[-1] not in present:
         segments.append((kinds[-1], []))
+    for kind in kinds[1:-1]:  # a middle kind (marathon-lb's "dom"): before the last one's run
+        if kind not in present:
+            last = next(i for i, seg in enumerate(segments)
+                        if isinstance(seg, tuple) and seg[0] == kinds[-1])
+            segments.insert(last, (kind, []))
     out: list[str] = []
     count = 0
+    mlb_done: set[str] = set()
     for segment in segments:
         if isinstance(segment, str):
             out.append(segment)
             continue
-        count += 1
         kind, run = segment
+        if kind in MLB_MAP_NAMES:
+            path = mlb_map_path(map_dir, kind)
+            shared = maps.setdefault(path, [])
+            known = {key for key, _backend in shared}
+            for entry in run:
+                if entry.key not in known:  # the first rule in order wins, as with ACLs
+                    known.add(entry.key)
+                    shared.append((entry.key, entry.backend))
+            if kind not in mlb_done:
+                mlb_done.add(kind)
+                out.append((mlb_lines or {}).get(kind, ""))
+            continue
+        count += 1
         path = f"{map_dir}/{frontend}-{count}-{kind}.map"
         entries: list[tuple[str, str]] = []
         seen: set[str] = set()
@@ -185,11 +219,13 @@ def parse_map_block(text: str, map_dir: str | None) -> MapFiles:
     files: dict[str, list[tuple[str, str]]] = {}
     current: list[tuple[str, str]] | None = None
     prefix = map_dir.rstrip("/") + "/"
+    mlb_paths = {mlb_map_path(map_dir, kind) for kind in MLB_MAP_NAMES}
     for line in text[start + len(BLOCK_MARKER) + 2:].splitlines():
         if line.startswith(FILE_PREFIX):
             path = line[len(FILE_PREFIX):]
             name = path[len(prefix):] if path.startswith(prefix) else ""
-            current = files.setdefault(path, []) if MAP_NAME_RE.match(name) else None
+            ours = MAP_NAME_RE.match(name) or path in mlb_paths
+            current = files.setdefault(path, []) if ours else None
         elif line.startswith(ENTRY_PREFIX) and current is not None:
             words = line[len(ENTRY_PREFIX):].split()
             if len(words) == 2:
@@ -198,5 +234,8 @@ def parse_map_block(text: str, map_dir: str | None) -> MapFiles:
 
 
 def map_kind(path: str) -> str:
-    """"beg", "end" or "str", from a map file's name."""
-    return path.rsplit("-", 1)[-1].split(".", 1)[0]
+    """"beg", "end", "str", or marathon-lb's "dom" / "app", from a map file's name."""
+    name = path.rsplit("/", 1)[-1]
+    if name in _MLB_KIND_OF:
+        return _MLB_KIND_OF[name]
+    return name.rsplit("-", 1)[-1].split(".", 1)[0]

@@ -55,11 +55,15 @@ def make_edge(tmp_path: Path) -> Edge:
                 tmp_path)
 
 
-def servicerouter(edge: Edge, marathon_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def servicerouter(edge: Edge, marathon_url: str, *extra: str,
+                  cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """One run; ``cwd``: where it runs (the checkout's ./templates is then not read, so
+    the built-in fragments are the defaults, as on an installed host)."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "bin" / "servicerouter.py"), "-m", marathon_url,
          "--command", "true", *edge.flags(), *extra],
         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr
     return proc

@@ -31,11 +31,12 @@ def _notices(labels: dict, ports: int = 2) -> dict[str, str]:
 
 
 def test_every_marathon_lb_name_is_known() -> None:
-    # 39 per-port template names, 5 per-port settings, the deployment family: none unknown.
+    # 42 per-port template names (marathon-lb's 43 overridable templates but
+    # HTTP_BACKEND_REDIR, a setting), the deployment family: none unknown.
     labels = {f"HAPROXY_0_{name}": "x" for name in MLB_TEMPLATE_NAMES}
     labels.update({f"HAPROXY_1_{name}": "x" for name in MLB_PENDING_PORT})
     labels.update({f"HAPROXY_{name}": "x" for name in MLB_APP_NAMES})
-    assert len(MLB_TEMPLATE_NAMES) == 39
+    assert len(MLB_TEMPLATE_NAMES) == 42
     reasons = _notices(labels)
     assert not [k for k, r in reasons.items() if "unknown" in r]
 
@@ -64,7 +65,11 @@ def test_known_but_not_implemented_names_say_so() -> None:
     # the blue/green labels are implemented (servicerouter.model.deployment_groups)
     assert list(label_notices("/web", {"HAPROXY_DEPLOYMENT_COLOUR": "blue",
                                        "HAPROXY_DEPLOYMENT_GROUP": "web"}, 1)) == []
-    (notice,) = label_notices("/web", {"HAPROXY_0_HTTP_FRONTEND_ROUTING_ONLY": "x"}, 1)
+    (notice,) = label_notices("/web", {"HAPROXY_0_BACKEND_REDIRECT_HTTP_TO_HTTPS_WITH_PATH": "x"},
+                              1)
+    line = notice.log_line()
+    assert "HAPROXY_0_BACKEND_REDIRECT_HTTP_TO_HTTPS_WITH_PATH" in line and "'/web'" in line
+    assert line.startswith("ignored label")
     assert "template label not implemented" in notice.reason
 
 
@@ -121,3 +126,10 @@ def test_apps_outside_our_groups_are_not_checked() -> None:
 def test_hostile_label_names_stay_on_one_log_line() -> None:
     (notice,) = label_notices("/web", {"HAPROXY_0_VHOST\nbind :1": "x", }, 1)
     assert "\n" not in notice.log_line() and "\\n" in notice.log_line()
+
+
+def test_templates_marathon_lb_never_renders_say_so() -> None:
+    reasons = _notices({"HAPROXY_0_HTTPS_FRONTEND_AUTH_ACL_ONLY": "x",
+                        "HAPROXY_0_HTTP_FRONTEND_ROUTING_ONLY": "x"})
+    assert reasons == {"HAPROXY_0_HTTPS_FRONTEND_AUTH_ACL_ONLY":
+                       "marathon-lb never renders this template (it is only documented); ignored"}

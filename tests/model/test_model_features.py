@@ -341,12 +341,12 @@ def test_backend_options_render() -> None:
               "HAPROXY_0_AUTH": f"ops:alice:{SHA512}",
               "HAPROXY_0_BIND_OPTIONS": "accept-proxy  maxconn 100"}
     text = render([app("/secure", 10001, labels)])
-    assert section(text, "userlist users_secure_10001") == [f"  user alice password {SHA512}"]
+    assert section(text, "userlist user_secure_10001") == [f"  user alice password {SHA512}"]
     backend = section(text, "backend secure_10001")
     assert backend[:3] == ["  balance leastconn", "  mode http",
                            "  http-request redirect scheme https code 301 if !{ ssl_fc } "
                            "{ dst_port 80 }"]
-    assert "  http-request auth realm ops unless { http_auth(users_secure_10001) }" in backend
+    assert "  http-request auth realm ops unless { http_auth(user_secure_10001) }" in backend
     assert "  cookie SRVID insert indirect nocache dynamic" in backend
     assert sum(line.startswith("  dynamic-cookie-key ") for line in backend) == 1
     assert '  http-response set-header Strict-Transport-Security "max-age=15768000" ' \

@@ -177,7 +177,7 @@ draws = st.lists(st.integers(0, 2), min_size=1, max_size=3).flatmap(
 T = r"[A-Za-z0-9_.:/*@%+=,()~!&;$-]+"  # one token, as label values may fill it
 R = r"[A-Za-z0-9_.:/*@%+=,()~!&;\\-]*"  # a regex literal made of such a token
 LINE_PATTERNS = [re.compile(p) for p in (
-    rf"frontend {T}", rf"backend {T}", rf"userlist users_{T}",
+    rf"frontend {T}", rf"backend {T}", rf"userlist user_{T}",
     rf"  bind {T}:[0-9]+(?: ssl crt {T})?(?: {T})*",
     r"  mode (?:tcp|http)", r"  option (?:tcplog|httplog)",
     rf"  acl host_{T} hdr\(host\) -i {T}",
@@ -190,7 +190,7 @@ LINE_PATTERNS = [re.compile(p) for p in (
     r"|(?:hdr|rdp-cookie)\([A-Za-z0-9_.-]+\)|random\([0-9]+\)|url_param [A-Za-z0-9_.-]+)",
     r"  hash-type consistent",  # hash balances: add server through the Runtime API
     r"  http-request redirect scheme https code 301 if !\{ ssl_fc \} \{ dst_port [0-9]+ \}",
-    rf"  http-request auth realm {T} unless \{{ http_auth\(users_{T}\) \}}",
+    rf"  http-request auth realm {T} unless \{{ http_auth\(user_{T}\) \}}",
     rf"  user {T} password {T}",
     rf"  cookie {T} insert indirect nocache dynamic", r"  dynamic-cookie-key [0-9a-f]{32}",
     r'  http-response set-header Strict-Transport-Security "max-age=15768000" if \{ ssl_fc \}',

@@ -33,11 +33,15 @@ def _resolves(name: str) -> bool:
     return True
 
 
-def _sync(tmp_path: Path, fixture: str, haproxy_bin: str):
+def _sync(tmp_path: Path, fixture: str, haproxy_bin: str, haproxy_map: bool = False):
+    """One sync; with ``haproxy_map``, also marathon-lb's map files (--haproxy-map),
+    written beside the config and checked with it."""
+    options = RenderOptions(bind_addr="127.0.0.1", haproxy_map=haproxy_map,
+                            map_dir=str(tmp_path / "haproxy.cfg.maps") if haproxy_map else None)
     settings = RouterSettings(config_path=str(tmp_path / "haproxy.cfg"), haproxy_bin=haproxy_bin,
                               reload=None, state_dir=str(tmp_path / "state"), certs_dir=None,
                               groups=("*",), allow_label_templates=True,
-                              render_options=RenderOptions(bind_addr="127.0.0.1"))
+                              render_options=options)
     router = Router(SnapshotSource(f"file:{PUBLISHED / fixture}"), load_fragments([]), settings)
     result = router.sync()
     assert result.ok, result.error
@@ -49,6 +53,25 @@ def _sync(tmp_path: Path, fixture: str, haproxy_bin: str):
 
 def _lines(problems) -> list[str]:
     return [p.log_line() for p in problems]
+
+
+FIXTURE_NAMES = sorted(p.name for p in PUBLISHED.glob("*.json"))
+
+
+@pytest.mark.parametrize("haproxy_map", [False, True], ids=["acl", "haproxy-map"])
+@pytest.mark.parametrize("fixture", FIXTURE_NAMES)
+def test_every_fixture_renders_and_haproxy_accepts_it(tmp_path, haproxy_bin, fixture,
+                                                      haproxy_map):
+    """Rendered (and its map files written, with --haproxy-map), ``haproxy -c``'d; each
+    app either has its backend or is named with a reason, never dropped silently."""
+    text, problems = _sync(tmp_path, fixture, haproxy_bin, haproxy_map)
+    apps = json.loads((PUBLISHED / fixture).read_text())["apps"]
+    said = " ".join(_lines(problems))
+    for app in apps:
+        backend = app["id"].strip("/").replace("/", "_") + "_"
+        assert f"\nbackend {backend}" in text or f"'{app['id']}'" in said, (app["id"], said)
+    if haproxy_map and "\nfrontend marathon_http_in\n" in text:
+        assert (tmp_path / "domain2backend.map").is_file()
 
 
 def test_every_fixture_is_documented() -> None:
@@ -104,3 +127,30 @@ def test_reqirep_glue_is_quarantined_not_the_config(tmp_path, haproxy_bin):
     assert "app-test" not in text and "reqirep" not in text
     assert any("'/app-test'" in line and "HAProxy rejects its label templates" in line
                for line in _lines(problems))
+
+
+def test_dcos_docs_wildcard_labels_are_marathon_lb_syntax(tmp_path, haproxy_bin):
+    """``{{ ssl_fc_sni -m end .{hostname} }}`` is str.format with escaped braces."""
+    text, problems = _sync(tmp_path, "dcos-docs-wildcard-subdomains.json", haproxy_bin)
+    assert problems == ()
+    assert "  acl host_example_com hdr_end(host) -i example.com\n" in text
+    assert "  use_backend app_10005 if { ssl_fc_sni -m end .example.com }\n" in text
+
+
+def test_dcos_docs_port_templates(tmp_path, haproxy_bin):
+    text, _ = _sync(tmp_path, "dcos-docs-no-service-port.json", haproxy_bin)
+    assert "\nbackend app_10004\n" in text and "frontend app_10004" not in text  # not bound
+    text, _ = _sync(tmp_path, "dcos-docs-long-timeouts.json", haproxy_bin)
+    assert "\nbackend app_10002\n  balance roundrobin\n  mode tcp\n  timeout server 30m\n" in text
+
+
+def test_dcos_docs_vhosts_go_into_marathon_lbs_map(tmp_path, haproxy_bin):
+    text, problems = _sync(tmp_path, "dcos-docs-my-crappy-website.json", haproxy_bin, True)
+    assert problems == () and "  option httplog\n" in text and "Strict-Transport-Security" in text
+    assert (tmp_path / "domain2backend.map").read_text() == (
+        "diddyinc.com my-crappy-website_10012\nwww.diddyinc.com my-crappy-website_10012\n")
+    text, problems = _sync(tmp_path, "dcos-docs-sticky-redirect-vhost.json", haproxy_bin, True)
+    assert problems == () and "cookie mesosphere_server_id insert indirect nocache" in text
+    assert "nginx.mesosphere.com nginx-external_10000\n" == (
+        tmp_path / "domain2backend.map").read_text()
+

@@ -1,8 +1,9 @@
 """marathon-lb's endpoints on the stats port, answered by a real HAProxy.
 
 ``/_haproxy_health_check`` (monitor-uri), ``/_haproxy_getconfig`` (the config the
-running HAProxy loaded), ``/_haproxy_getvhostmap`` / ``/_haproxy_getappmap`` (the
-map files beside the config, empty without them) and ``/_haproxy_getpids`` (the
+running HAProxy loaded), ``/_haproxy_getvhostmap`` / ``/_haproxy_getappmap``
+(marathon-lb's map files when the config reads them, --haproxy-map; otherwise the
+engine's own vhost and app-id maps in marathon-lb's "key backend" lines) and ``/_haproxy_getpids`` (the
 PIDs of that HAProxy, space-separated), with marathon-lb's paths and text/plain
 bodies. Without Lua in HAProxy the config never names the script; legacy
 fragments render exactly as before.
@@ -80,10 +81,13 @@ def test_endpoints_on_a_real_haproxy(tmp_path: Path, backend_factory, haproxy_fa
 
     edge = make_edge(tmp_path)
     web = backend_factory("web")
-    marathon = MarathonEmulator([app("/web", free_port(), [web], HAPROXY_0_VHOST="web.example.com")])
+    port, wild = free_port(), free_port()
+    marathon = MarathonEmulator([app("/web", port, [web], HAPROXY_0_VHOST="web.example.com"),
+                                 app("/wild", wild, [web],
+                                     HAPROXY_0_VHOST="*.wild.example.com")])
     marathon.start()
     try:
-        servicerouter(edge, marathon.url)
+        servicerouter(edge, marathon.url, cwd=tmp_path)  # built-in fragments: map routing
     finally:
         marathon.stop()
     proxy: HAProxy = haproxy_factory(str(edge.cfg))
@@ -98,14 +102,20 @@ def test_endpoints_on_a_real_haproxy(tmp_path: Path, backend_factory, haproxy_fa
     assert config.status_code == 200 and config.headers["content-type"] == "text/plain"
     assert config.text == loaded and "lua-load" in loaded
 
-    for path in ("/_haproxy_getvhostmap", "/_haproxy_getappmap"):  # no maps: empty
-        answer = http_get(base + path)
-        assert (answer.status_code, answer.text) == (200, "")
-    vhost_map = "web.example.com web_10000\n"
-    (edge.cfg.parent / "domain2backend.map").write_text(vhost_map)
-    (edge.cfg.parent / "app2backend.map").write_text("/web web_10000\n")
-    assert http_get(base + "/_haproxy_getvhostmap").text == vhost_map  # read per request
-    assert http_get(base + "/_haproxy_getappmap").text == "/web web_10000\n"
+    # Without --haproxy-map: the engine's own maps, in marathon-lb's lines.
+    vhosts = http_get(base + "/_haproxy_getvhostmap")
+    assert (vhosts.status_code, vhosts.headers["content-type"]) == (200, "text/plain")
+    assert vhosts.text == f"web.example.com web_{port}\n*.wild.example.com wild_{wild}\n"
+    assert http_get(base + "/_haproxy_getappmap").text == (
+        f"/web web_{port}\n/wild wild_{wild}\n")
+    # Files of marathon-lb's names the config does not read are not what routes: ignored.
+    (edge.cfg.parent / "domain2backend.map").write_text("stale.example.com old_1\n")
+    assert "stale" not in http_get(base + "/_haproxy_getvhostmap").text
+    # Read per request: an entry the engine adds (a Runtime API map change) shows at once.
+    beg = next((edge.cfg.parent / "haproxy.cfg.maps").glob("http-*-beg.map"))
+    beg.write_text(beg.read_text() + f"new.example.com/ web_{port}\n")
+    assert http_get(base + "/_haproxy_getvhostmap").text.startswith(
+        f"web.example.com web_{port}\nnew.example.com web_{port}\n")
 
     pids = http_get(base + "/_haproxy_getpids")
     assert pids.status_code == 200
