@@ -21,7 +21,12 @@ from servicerouter.render.failures import describe_failure, service_failure
 from servicerouter.render.fragments import Fragment, FragmentSet
 from servicerouter.render.lines import render_servers
 from servicerouter.render.mlb_backend import backend_rules
-from servicerouter.render.mlb_frontend import FAMILY, own_rules
+from servicerouter.render.mlb_frontend import (
+    FAMILY,
+    REDIRECTS,
+    own_rules,
+    redirects_in_shared_frontend,
+)
 from servicerouter.render.mlb_maps import MlbMaps
 from servicerouter.render.options import RenderOptions
 from servicerouter.render.routing import (
@@ -259,7 +264,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     map_https = _maps_for(options, frag["HAPROXY_HTTPS_FRONTEND_HEAD"])
     map_appid = _maps_for(options, frag["HAPROXY_HTTP_FRONTEND_APPID_HEAD"])
     mlb = MlbMaps(options, frag)  # --haproxy-map: marathon-lb's files and their lines
-    mlb_rules = any(not frag[name].builtin for name in FAMILY)  # render.mlb_frontend
+    mlb_rules = any(not frag[name].builtin for name in FAMILY + REDIRECTS)  # mlb_frontend
     host_names: dict[str, str] = {}  # task host -> its cleaned name, for this render
     # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
@@ -282,8 +287,9 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
             settings = service.settings
             frontends.append(pick(frontend_head, "HAPROXY_FRONTEND_HEAD").render(values))
             if settings.redirect_to_https:
-                frontends.append(pick(redirect, "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS")
-                                 .render(values))
+                chosen_redirect = pick(redirect, "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS")
+                if not redirects_in_shared_frontend(chosen_redirect):  # else mlb_frontend's
+                    frontends.append(chosen_redirect.render(values))
             if settings.auth is not None:
                 backends.append(pick(userlist, "HAPROXY_USERLIST_HEAD").render(values))
             backends.append(pick(backend_head, "HAPROXY_BACKEND_HEAD").render(values))

@@ -80,10 +80,21 @@ FRAGMENTS: tuple[FragmentSpec, ...] = (
                  ("backend", "bindAddr", "servicePort", "mode", "sslCertOptions"),
                  "Frontend of one service port: bind address, port and mode (the default "
                  "adds HAPROXY_{n}_BIND_OPTIONS, also given to .j2 files as bindOptions)."),
-    FragmentSpec("HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS", "service", ("bindAddr",),
+    FragmentSpec("HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS", "service",
+                 ("bindAddr", "cleanedUpHostname"),
                  "Added to the port's frontend when HAPROXY_{n}_REDIRECT_TO_HTTPS is set "
                  "(the default is empty: HAPROXY_BACKEND_HEAD redirects in the backend instead, "
-                 "only requests that came in on the shared HTTP frontend)."),
+                 "only requests that came in on the shared HTTP frontend). marathon-lb's "
+                 "str.format text naming {cleanedUpHostname} (its host_ ACL) goes where "
+                 "marathon-lb puts it: the shared HTTP frontend, after the port's host ACLs "
+                 "(render.mlb_frontend)."),
+    FragmentSpec("HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS_WITH_PATH", "service",
+                 ("bindAddr", "cleanedUpHostname", "backend"),
+                 "marathon-lb's redirect of a port with HAPROXY_{n}_REDIRECT_TO_HTTPS and "
+                 "HAPROXY_{n}_PATH, in the shared HTTP frontend after the port's host and "
+                 "path ACLs (host_{cleanedUpHostname}, path_{backend}). The default is empty: "
+                 "HAPROXY_BACKEND_HEAD's redirect keeps the path; yours (a file here or the "
+                 "label) renders the port's HTTP rules marathon-lb's way (render.mlb_frontend)."),
     FragmentSpec("HAPROXY_BACKEND_HEAD", "service", ("backend", "mode"),
                  "Backend of one service port: balance algorithm (HAPROXY_{n}_BALANCE) and "
                  "mode; the default also 301-redirects plain HTTP that came in on the shared "

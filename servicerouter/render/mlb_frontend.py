@@ -18,6 +18,15 @@ rules rendered marathon-lb's way, all of them, in marathon-lb's order, as one
 rule at the rank of its most specific vhost.  Values are marathon-lb's:
 ``cleanedUpHostname`` is its ACL name (the first vhost and the app id, cleaned),
 ``realm`` the realm; the userlist is ``user_<backend>``, its name.
+With ``HAPROXY_{n}_REDIRECT_TO_HTTPS``, marathon-lb's HTTP side defines the host ACLs
+(and ``path_<backend>`` with a path) and ends with ``BACKEND_REDIRECT_HTTP_TO_HTTPS``
+(``..._WITH_PATH`` with a path), whose text names those ACLs
+(``if !{ ssl_fc } host_{cleanedUpHostname} path_{backend}``): it only works in the
+shared frontend.  A changed redirect template in marathon-lb's syntax (one naming
+``{cleanedUpHostname}``; any ``_WITH_PATH`` one) is rendered there, in that plan
+(:func:`redirects_in_shared_frontend`); servicerouter.py's own (``{bindAddr}`` only)
+stays in the port's frontend.  The engine's default redirects in the backend instead,
+which answers the same requests with the same 301 (the path and query are kept).
 ``HTTPS_FRONTEND_ROUTING_ONLY_WITH_PATH_AND_AUTH``, ``HTTPS_FRONTEND_AUTH_ACL_ONLY``
 and ``HTTPS_FRONTEND_AUTH_REQUEST_ONLY`` are defined by marathon-lb but never
 rendered by it; they are not rendered here either (the label check says so).
@@ -25,6 +34,7 @@ rendered by it; they are not rendered here either (the label check says so).
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,14 +59,35 @@ NEVER_RENDERED: tuple[str, ...] = (
     "HTTPS_FRONTEND_ROUTING_ONLY_WITH_PATH_AND_AUTH", "HTTPS_FRONTEND_AUTH_ACL_ONLY",
     "HTTPS_FRONTEND_AUTH_REQUEST_ONLY",
 )
-_FAMILY = frozenset(FAMILY)
+REDIRECT = "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS"
+REDIRECT_WITH_PATH = "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS_WITH_PATH"
+# Changed, these render a port's HTTP side marathon-lb's way too (see redirect_step).
+REDIRECTS: tuple[str, ...] = (REDIRECT, REDIRECT_WITH_PATH)
+_FAMILY = frozenset(FAMILY) | frozenset(REDIRECTS)
 Picker = Callable[[Fragment, str], Fragment]
 # (template, how often): "once" per port, per "path", per "vhost", per "vhost+path".
 Step = tuple[str, str]
 
 
-def plan(https: bool, several_vhosts: bool, has_path: bool, auth: bool) -> tuple[Step, ...]:
-    """The templates marathon-lb renders for one port's side, in its order."""
+def plan(https: bool, several_vhosts: bool, has_path: bool, auth: bool,
+         redirect: bool = False) -> tuple[Step, ...]:
+    """The templates marathon-lb renders for one port's side, in its order.
+
+    ``redirect``: the port redirects HTTP to HTTPS (``HAPROXY_{n}_REDIRECT_TO_HTTPS``);
+    marathon-lb then defines the HTTP side's ACLs and redirects, without its auth
+    templates (every matching request is redirected before any credentials check).
+    """
+    if redirect and not https:
+        if not several_vhosts and not has_path:
+            return (("HAPROXY_HTTP_FRONTEND_ACL", "vhost"), (REDIRECT, "once"))
+        steps_r: list[Step] = []
+        if several_vhosts and has_path:
+            steps_r.append(("HAPROXY_HTTP_FRONTEND_ACL_ONLY_WITH_PATH", "path"))
+        steps_r.append(("HAPROXY_HTTP_FRONTEND_ACL_ONLY", "vhost"))
+        if has_path and not several_vhosts:
+            steps_r.append(("HAPROXY_HTTP_FRONTEND_ACL_ONLY_WITH_PATH", "path"))
+        steps_r.append((REDIRECT_WITH_PATH if has_path else REDIRECT, "once"))
+        return tuple(steps_r)
     if https:
         if has_path:
             last = ("HAPROXY_HTTPS_FRONTEND_ACL_WITH_AUTH_AND_PATH" if auth
@@ -92,6 +123,28 @@ def acl_name(service: Any) -> str:
     return clean_name(service.rule_vhosts[0]) + "_" + service.app_id[1:].replace("/", "_")
 
 
+def redirects_in_shared_frontend(fragment: Fragment) -> bool:
+    """Whether a redirect template goes in the shared HTTP frontend (marathon-lb's place).
+
+    The built-in ones are empty (the backend redirects).  A changed ``_WITH_PATH`` one
+    always does (it only exists there); a changed ``BACKEND_REDIRECT_HTTP_TO_HTTPS``
+    in str.format text when it names ``{cleanedUpHostname}``: marathon-lb's host ACL,
+    defined only in the shared frontend.  servicerouter.py's file (``{bindAddr}``) and
+    Jinja2 ones keep the port's frontend, as documented before marathon-lb support.
+    """
+    if fragment.builtin:
+        return False
+    if fragment.spec.name == REDIRECT_WITH_PATH:
+        return True
+    if fragment.is_jinja:
+        return False
+    try:
+        return any(field[1] == "cleanedUpHostname"
+                   for field in string.Formatter().parse(fragment.text))
+    except ValueError:
+        return False
+
+
 def side_rules(service: Any, values: Mapping[str, Any], fragments: Mapping[str, Fragment],
                pick: Picker, https: bool) -> str | None:
     """One side's rules rendered marathon-lb's way, or None: the engine's own rules.
@@ -105,8 +158,18 @@ def side_rules(service: Any, values: Mapping[str, Any], fragments: Mapping[str, 
     if not hosts:
         return None
     auth = service.settings.auth
-    steps = plan(https, len(service.rule_vhosts) > 1, bool(service.paths), auth is not None)
+    redirect_name = REDIRECT_WITH_PATH if service.paths else REDIRECT
+    redirect = (not https and service.settings.redirect_to_https
+                and redirects_in_shared_frontend(pick(fragments[redirect_name], redirect_name)))
+    steps = plan(https, len(service.rule_vhosts) > 1, bool(service.paths), auth is not None,
+                 redirect)
     chosen = {name: pick(fragments[name], name) for name, _how in steps}
+    if redirect and "HAPROXY_HTTP_FRONTEND_ACL" in chosen \
+            and chosen["HAPROXY_HTTP_FRONTEND_ACL"].builtin:
+        # The engine's own HTTP_FRONTEND_ACL names its ACLs its way: marathon-lb's
+        # redirect text needs host_{cleanedUpHostname}, which the ACL_ONLY file defines.
+        only = "HAPROXY_HTTP_FRONTEND_ACL_ONLY"
+        chosen["HAPROXY_HTTP_FRONTEND_ACL"] = pick(fragments[only], only)
     if not any(name in _FAMILY and not chosen[name].builtin for name in chosen):
         return None
     base = dict(values, cleanedUpHostname=acl_name(service),

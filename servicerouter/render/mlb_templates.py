@@ -55,6 +55,8 @@ MLB_PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
                               "bindOptions"),
     "HAPROXY_USERLIST_HEAD": ("backend", "user", "passwd"),
     "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS": ("bindAddr", "cleanedUpHostname"),
+    "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS_WITH_PATH": ("bindAddr", "cleanedUpHostname",
+                                                         "backend"),
     "HAPROXY_HTTP_FRONTEND_ACL": _ACL,
     "HAPROXY_HTTPS_FRONTEND_ACL": _ACL,
     "HAPROXY_HTTP_FRONTEND_ACL_WITH_PATH": _ACL + ("path",),
