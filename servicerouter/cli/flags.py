@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from servicerouter import __version__
-from servicerouter.cli import values
+from servicerouter.cli import marathon_lb_flags, values
 from servicerouter.cli.marathon_lb_flags import add_refused_flags
 
 DEFAULT_HAPROXY_BIN = "haproxy"
@@ -36,7 +36,7 @@ def _haproxy_log_target(text: str) -> str:
 
 
 def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = marathon_lb_flags.OneLineErrorParser(  # one-line errors, no usage dump
         prog=prog,
         description="Marathon HAProxy Service Router",
         epilog="--longhelp describes every app setting and template fragment. "
@@ -133,6 +133,7 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                           "map change (with --manage-haproxy), not a reload")
     new.add_argument("--listening-addr", default="", metavar="ADDR",
                      help="Address the --listening callback server binds to (default all)")
+    marathon_lb_flags.add_marathon_lb_compat_flags(new)
     new.add_argument("--marathon-timeout", type=values.positive_seconds, default=30.0, metavar="SECONDS",
                      help="Read timeout of Marathon requests")
     new.add_argument("--connect-timeout", type=values.positive_seconds, default=5.0, metavar="SECONDS",
@@ -202,13 +203,16 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     routing.add_argument("--health-check", "-H", action="store_true",
                          help="Only route tasks that are running, pass all their Marathon "
                               "health checks and readiness checks; drain tasks being killed")
-    routing.add_argument("--min-serv-port-ip-per-task", type=values.port, default=10050,
+    routing.add_argument("--min-serv-port-ip-per-task", type=marathon_lb_flags.port_or_zero,
+                         default=10050,
                          metavar="PORT",
                          help="Lowest service port given to IP-per-task apps Marathon gave "
                               "none (default 10050)")
-    routing.add_argument("--max-serv-port-ip-per-task", type=values.port, default=10100,
+    routing.add_argument("--max-serv-port-ip-per-task", type=marathon_lb_flags.port_or_zero,
+                         default=10100,
                          metavar="PORT",
-                         help="Highest service port given to IP-per-task apps (default 10100)")
+                         help="Highest service port given to IP-per-task apps (default 10100; "
+                              "both 0: none given, marathon-lb's way to turn it off)")
     routing.add_argument("--allow-label-templates", action="store_true",
                          help="Let apps replace per-port fragments with HAPROXY_{n}_<FRAGMENT> "
                               "labels (sandboxed Jinja2; a bad one quarantines only its app)")
@@ -389,9 +393,7 @@ def parse_args(argv: Sequence[str] | None = None, *, prog: str = "servicerouter"
         parser.error("argument --marathon/-m is required")
     if args.marathon:
         _check_marathon_urls(parser, args)
-    low, high = args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task
-    if not 1 <= low <= high <= 65535:
-        parser.error("--min/--max-serv-port-ip-per-task must satisfy 1 <= min <= max <= 65535")
+    marathon_lb_flags.resolve(parser, args)  # -u, ip-per-task ports 0: marathon-lb's forms
     return args
 
 

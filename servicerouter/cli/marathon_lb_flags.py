@@ -102,6 +102,14 @@ MARATHON_LB_FLAGS: tuple[MarathonLbFlag, ...] = (
                    "refreshed before it expires and on a 401."),
     MarathonLbFlag(("--marathon-ca-cert",),
                    "Same; it also verifies the DC/OS login endpoint."),
+    # marathon-lb <= 1.4 (removed in 1.5 with its event-callback mode).
+    MarathonLbFlag(("--listening", "-l"),
+                   "Same (marathon-lb <= 1.4): subscribe to Marathon's event callbacks; the "
+                   "URL is the one Marathon calls, and the server binds its port."),
+    MarathonLbFlag(("--callback-url", "-u"),
+                   "Same (marathon-lb <= 1.4): the URL registered with Marathon while "
+                   "--listening names the address to listen on; the two ports must match "
+                   "(servicerouter listens on its callback URL's port)."),
 )
 
 
@@ -161,3 +169,93 @@ def flags_table(parser: argparse.ArgumentParser) -> str:
             status, note = "not yet (unknown flag, exit 2)", ""
         rows.append(f"| {names} | {status} | {note.replace('|', chr(92) + '|')} |")
     return "\n".join(rows)
+
+
+# --- marathon-lb's command line, beyond the flag registry ---------------------------
+# Its argparse errors (and ours) printed the whole usage first: forty lines burying the
+# one that says what is wrong.  Ours are that one line, with what to write instead
+# when the mistake is a marathon-lb habit.
+_MARATHON_LB_DEFAULT_URL = "http://master.mesos:8080"
+
+
+def _hint(message: str) -> str:
+    """What to write instead, for argparse messages a marathon-lb command line causes."""
+    if message == "argument --marathon/-m is required":
+        return (f" (marathon-lb defaulted to {_MARATHON_LB_DEFAULT_URL}: give "
+                f"-m {_MARATHON_LB_DEFAULT_URL})")
+    if "ignored explicit argument" in message and message.startswith("argument --"):
+        long_name = message.removeprefix("argument ").split("/", 1)[0]
+        return (f"; single-dash flags are one letter each (-s -d): write {long_name} "
+                "(marathon-lb rejects this form too)")
+    if message.startswith("unrecognized arguments:"):
+        return " (servicerouter --help lists the flags)"
+    return ""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, exit 2, no usage dump."""
+
+    def error(self, message: str) -> Any:  # argparse's signature: NoReturn
+        self.exit(2, f"{self.prog}: error: {message}{_hint(message)}\n")
+
+
+def port_or_zero(text: str) -> int:
+    """--min/--max-serv-port-ip-per-task: a port, or 0 (both 0: marathon-lb's "off")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0-65535 (0: off)")
+    return value
+
+
+def add_marathon_lb_compat_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags only marathon-lb had, accepted with its meaning (see :func:`resolve`)."""
+    parser.add_argument(
+        "--callback-url", "-u", default=None, metavar="URL",
+        help="marathon-lb <= 1.4's event-callback form: the URL Marathon calls back, "
+             "while --listening is then the address to listen on (same port); "
+             "servicerouter's own form is --listening URL --listening-addr ADDR")
+
+
+def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """marathon-lb's meanings in servicerouter's settings, or one line saying what to change.
+
+    * ``--listening http://0.0.0.0:8080 --callback-url http://lb1:8080`` (marathon-lb
+      1.4: listen there, register this) is ``--listening http://lb1:8080
+      --listening-addr 0.0.0.0``: servicerouter listens on its callback URL's port, so
+      the two ports must match.
+    * ``--min-serv-port-ip-per-task 0 --max-serv-port-ip-per-task 0`` turns service
+      port auto-assignment off (IP-per-task apps without a service port are not
+      routed, each named once in the log); only one of them 0 is refused as there.
+    """
+    from urllib.parse import urlsplit
+
+    callback = getattr(args, "callback_url", None)
+    if callback:
+        if not args.listening:
+            parser.error("--callback-url needs --listening (marathon-lb's: the address "
+                         "to listen on, e.g. --listening http://0.0.0.0:8080)")
+        try:
+            listen, target = urlsplit(args.listening), urlsplit(callback)
+            listen_port, target_port = listen.port, target.port
+        except ValueError as err:
+            parser.error(f"--listening/--callback-url: {err}")
+        if not target.hostname or target.scheme not in ("http", "https"):
+            parser.error(f"--callback-url {callback!r}: expected http://HOST:PORT")
+        if listen_port != target_port:
+            parser.error(f"--callback-url port {target_port} differs from --listening port "
+                         f"{listen_port}: servicerouter listens on its callback URL's port; "
+                         "give --listening URL-Marathon-calls --listening-addr ADDR")
+        if not args.listening_addr and listen.hostname:
+            args.listening_addr = listen.hostname
+        args.listening = callback
+    low, high = args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task
+    if (low == 0) != (high == 0):
+        parser.error("either give both --min-serv-port-ip-per-task and "
+                     "--max-serv-port-ip-per-task or neither (both 0 turns service port "
+                     "auto-assignment off, as marathon-lb)")
+    if low and high and low > high:
+        parser.error("cannot set --min-serv-port-ip-per-task to a higher value than "
+                     "--max-serv-port-ip-per-task")

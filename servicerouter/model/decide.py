@@ -246,6 +246,12 @@ def _assign_ip_per_task_ports(
     released = [(k, p) for k, p in memory.items() if k not in assigned and p not in taken]
     blocked = taken | {p for _k, p in released}
     size = high - low + 1
+    if low <= 0:  # --min/--max-serv-port-ip-per-task 0: marathon-lb's "no auto-assignment"
+        for draft in later:
+            problems.append(Problem(draft.app_id, "IP-per-task port without a service port: "
+                                    "auto-assignment is off (--min/--max-serv-port-ip-per-task "
+                                    "0); not routed", draft.index))
+        later = []
     for draft in later:
         key = ip_per_task_key(draft.app_id, draft.index)
         start = zlib.crc32(key.encode()) % size if size > 0 else 0

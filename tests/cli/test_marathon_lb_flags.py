@@ -17,7 +17,7 @@ from servicerouter.cli import docs, flags
 from servicerouter.cli.marathon_lb_flags import MARATHON_LB_FLAGS, flags_table
 from tests.paths import REPO
 
-# marathon-lb's option strings (marathon_lb.py and common.py).
+# marathon-lb's option strings (marathon_lb.py and common.py; -l/-u: up to 1.4).
 MARATHON_LB_OPTIONS = (
     "--longhelp", "--marathon", "-m", "--haproxy-config", "--group", "--command", "-c",
     "--max-reload-retries", "--reload-interval", "--strict-mode", "--sse", "-s",
@@ -27,6 +27,7 @@ MARATHON_LB_OPTIONS = (
     "--max-serv-port-ip-per-task", "--max-backoff", "--syslog-socket", "--log-format",
     "--log-level", "--marathon-auth-credential-file", "--auth-credentials",
     "--dcos-auth-credentials", "--marathon-ca-cert",
+    "--listening", "-l", "--callback-url", "-u",  # marathon-lb <= 1.4
 )
 REFUSED = [f for f in MARATHON_LB_FLAGS if f.refused]
 
