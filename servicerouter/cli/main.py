@@ -50,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(print_config(build_parser(), args))
         return 0
     setup_logging(args.syslog_socket, args.log_format, args.log_level, args.log_json)
+    from servicerouter.cli.marathon_lb_flags import environment_notes
+
+    for note in environment_notes(os.environ):  # marathon-lb's environment, read here
+        log.warning("%s", note)
     if args.list_certs:
         return list_certs(args)
     return run(args)

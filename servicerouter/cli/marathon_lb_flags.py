@@ -11,7 +11,7 @@ README table comes from the same registry and the parser, so it cannot drift.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,6 +226,7 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
       1.4: listen there, register this) is ``--listening http://lb1:8080
       --listening-addr 0.0.0.0``: servicerouter listens on its callback URL's port, so
       the two ports must match.
+    * ``--sse`` with ``--listening`` is refused, as there (one event source).
     * ``--min-serv-port-ip-per-task 0 --max-serv-port-ip-per-task 0`` turns service
       port auto-assignment off (IP-per-task apps without a service port are not
       routed, each named once in the log); only one of them 0 is refused as there.
@@ -251,6 +252,10 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if not args.listening_addr and listen.hostname:
             args.listening_addr = listen.hostname
         args.listening = callback
+    if args.sse and args.listening and not args.dry:  # --dry previews, whatever else
+        parser.error("cannot use --listening and --sse at the same time (as marathon-lb): "
+                     "--sse follows Marathon's event stream, --listening takes its "
+                     "callbacks; keep one")
     low, high = args.min_serv_port_ip_per_task, args.max_serv_port_ip_per_task
     if (low == 0) != (high == 0):
         parser.error("either give both --min-serv-port-ip-per-task and "
@@ -259,3 +264,21 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if low and high and low > high:
         parser.error("cannot set --min-serv-port-ip-per-task to a higher value than "
                      "--max-serv-port-ip-per-task")
+
+
+def environment_notes(environ: Mapping[str, str]) -> list[str]:
+    """One warning per marathon-lb environment variable servicerouter reads differently.
+
+    marathon-lb reads two: ``DCOS_SERVICE_ACCOUNT_CREDENTIAL`` (the default of
+    ``--dcos-auth-credentials``, read the same way here) and ``FRAMEWORK_NAME``, the
+    id of its own app, which it leaves out of the config.  servicerouter selects apps
+    by labels and ``--group`` only, so the variable would otherwise go unnoticed.
+    """
+    name = environ.get("FRAMEWORK_NAME", "")
+    if not name:
+        return []
+    shown = name if name.isprintable() and len(name) <= 100 else repr(name[:100])
+    return [f"FRAMEWORK_NAME={shown} is set: marathon-lb left its own app /{shown} out of "
+            "the config; servicerouter routes it like any other app (it is left out when "
+            "it carries none of the --group names, or under --strict-mode without "
+            "HAPROXY_{n}_ENABLED=true)"]

@@ -285,6 +285,8 @@ FAILS: dict[str, tuple[list[str], str]] = {
                              "either give both --min-serv-port-ip-per-task"),
     "ip-per-task-min-over-max": (MLB + ["--min-serv-port-ip-per-task", "10200"],
                                  "higher value than --max-serv-port-ip-per-task"),
+    "sse-and-listening": (MLB + ["--sse", "--listening", "http://127.0.0.1:1"],
+                          "cannot use --listening and --sse at the same time"),
     "unknown-flag": (MLB + ["--frobnicate"], "unrecognized arguments: --frobnicate"),
     "missing-credential-file": (MLB + ["--marathon-auth-credential-file", "DIR/none"],
                                 "cannot read the Marathon credential file"),
@@ -306,3 +308,19 @@ def test_marathon_lb_command_line_fails_in_one_line(case: str, tmp_path: Path) -
     assert len(errors) == 1, run.proc.stderr
     assert message in errors[0]
     assert not run.cfg.exists()
+
+
+def test_framework_name_of_marathon_lbs_environment_is_named(tmp_path: Path) -> None:
+    """marathon-lb leaves out the app $FRAMEWORK_NAME names (its own); servicerouter
+    does not, and says so once instead of ignoring the variable."""
+    with MarathonEmulator([]) as marathon:
+        run = _run(tmp_path, marathon, MLB + ["--command", "true"],
+                   env={"FRAMEWORK_NAME": "marathon-lb"})
+    assert run.proc.returncode == 0, run.proc.stderr
+    notes = [line for line in run.proc.stderr.splitlines() if "FRAMEWORK_NAME" in line]
+    assert len(notes) == 1 and "WARNING" in notes[0] and "/marathon-lb" in notes[0]
+    with MarathonEmulator([]) as marathon:
+        (tmp_path / "plain").mkdir()
+        quiet = _run(tmp_path / "plain", marathon, MLB + ["--command", "true"],
+                     env={"FRAMEWORK_NAME": ""})
+    assert "FRAMEWORK_NAME" not in quiet.proc.stderr
