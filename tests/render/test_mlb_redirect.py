@@ -101,3 +101,21 @@ def test_defaults_redirect_in_the_backend_only(tmp_path: Path) -> None:
     text = _render(apps, tmp_path=tmp_path)
     assert not any("redirect" in line for line in frontend(text, "marathon_http_in"))
     assert "http-request redirect scheme https code 301" in text.split("\nbackend shop_10000")[1]
+
+
+def test_a_jinja_with_path_file_renders_in_the_shared_frontend_too(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS_WITH_PATH.j2").write_text(
+        "  redirect scheme https code 308 if !{ ssl_fc } host_{{ cleanedUpHostname }} "
+        "path_{{ backend }}\n")
+    apps = [web("/shop", 10000, HAPROXY_0_VHOST="s.test,t.test", HAPROXY_0_PATH="/cart",
+                HAPROXY_0_REDIRECT_TO_HTTPS="true")]
+    text = _render(apps, load_fragments([templates]), tmp_path=tmp_path)  # haproxy -c'd
+    http = frontend(text, "marathon_http_in")
+    assert http[-4:] == [
+        "acl path_shop_10000 path_beg /cart",
+        "acl host_s_test_shop hdr(host) -i s.test",
+        "acl host_s_test_shop hdr(host) -i t.test",
+        "redirect scheme https code 308 if !{ ssl_fc } host_s_test_shop path_shop_10000",
+    ]
