@@ -61,7 +61,7 @@ NEVER_RENDERED: tuple[str, ...] = (
 )
 REDIRECT = "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS"
 REDIRECT_WITH_PATH = "HAPROXY_BACKEND_REDIRECT_HTTP_TO_HTTPS_WITH_PATH"
-# Changed, these render a port's HTTP side marathon-lb's way too (see redirect_step).
+# Changed (marathon-lb's text), these render a port's HTTP side its way (side_rules).
 REDIRECTS: tuple[str, ...] = (REDIRECT, REDIRECT_WITH_PATH)
 _FAMILY = frozenset(FAMILY) | frozenset(REDIRECTS)
 Picker = Callable[[Fragment, str], Fragment]
