@@ -38,6 +38,7 @@ from servicerouter.render.routing import (
     map_block,
     path_rules,
 )
+from servicerouter.render.rule_routes import any_host_routes, rule_routes
 
 # Per-service fragment overrides (HAPROXY_{n}_<FRAGMENT> label templates), by backend name.
 Overrides = Mapping[str, Mapping[str, Fragment]]
@@ -215,7 +216,8 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     global_values: dict[str, Any] = {"options": options, "services": services}
 
     # The shared frontends bind only when some service needs them (built-in heads).
-    vhosts_needed = options.bind_http_https and any(s.rule_vhosts for s in services)
+    vhosts_needed = options.bind_http_https and (any(s.rule_vhosts for s in services)
+                                                 or any_host_routes(services))
     appid_needed = any(s.mode == "http" for s in services)
     try:
         head = [frag["HAPROXY_HEAD"].render(global_values)]
@@ -266,6 +268,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     mlb = MlbMaps(options, frag)  # --haproxy-map: marathon-lb's files and their lines
     mlb_rules = any(not frag[name].builtin for name in FAMILY + REDIRECTS)  # mlb_frontend
     host_names: dict[str, str] = {}  # task host -> its cleaned name, for this render
+    ruled_cache: dict[str, Any] = {}
     # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
     # equal ranks keep service order, as servicerouter.py.
@@ -311,7 +314,10 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                 mlb_rules or pick is not _shared_fragment) else None  # marathon-lb's, changed
             if own is not None:
                 routes.append((own.rank, len(routes), own.http, own.https))
-            for host in service.rule_vhosts:
+            # Operator rules' header, split and any-host routes (servicerouter.render.rule_routes)
+            ruled, own_lines = rule_routes(service, services, len(routes), ruled_cache)
+            routes.extend(ruled)
+            for host in () if own_lines else service.rule_vhosts:
                 for path, path_acl in rules:
                     if lost_paths and (host, path) in lost_paths:
                         continue  # an older app owns this prefix of the vhost
@@ -460,6 +466,9 @@ def describe_services(services: Sequence[Service]) -> list[Mapping[str, Any]]:
             "mode": s.mode,
             "vhosts": list(s.vhosts),
             "servers": [f"{srv.ipv4}:{srv.port}" for srv in s.servers],
+            # where the routing came from: an operator rule's id, or None (labels)
+            "port_index": s.index, "paths": list(s.paths),
+            "rule": s.settings.rule.rule_id if s.settings.rule is not None else None,
         }
         for s in services
     ]
