@@ -243,6 +243,19 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                        help="Apply the removal this run would hold (one-shot runs; live runs: "
                             "POST /removal/confirm on --status-listen with the token)")
 
+    rules = parser.add_argument_group(
+        "operator rules (routing set at the edge: /api/rules on --status-listen)")
+    rules.add_argument("--rules-store", default="file", metavar="file|zk://HOST:PORT[,...]/PATH",
+                       help="Where operator rules live: 'file' (default: rules.json in the "
+                            "state directory, one edge node) or a ZooKeeper ensemble and "
+                            "path shared by every edge node (changes apply on all of them, "
+                            "watched, not polled)")
+    rules.add_argument("--rules-zk-auth", metavar="USER:PASSWORD",
+                       default=os.environ.get("SERVICEROUTER_RULES_ZK_AUTH"),
+                       help="ZooKeeper digest auth for --rules-store zk://; the nodes "
+                            "servicerouter creates are readable and writable by this "
+                            "identity only (default: $SERVICEROUTER_RULES_ZK_AUTH)")
+
     access = parser.add_argument_group("Marathon access")
     access.add_argument("--marathon-auth-credential-file", metavar="FILE",
                         help="File whose first line is USER:PASSWORD for Marathon's HTTP "

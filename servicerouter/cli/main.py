@@ -202,25 +202,41 @@ def _run(args: argparse.Namespace, mode: Mode, state_dir: str | None = None) -> 
     try:
         router = build_router(args, lazy_fragments=mode.name == modes.ONCE,
                               build_info_dir=state_dir)
+        router.rules_store = open_rules_store(args, router.settings)
     except StartupError as err:
         log.error("%s", err)
         return 2
     if state_dir is not None:
         save_build_info(args.haproxy_bin, state_dir)
-    if mode.live:
-        return _run_live(args, router, mode.name)
-    from servicerouter.render.fragment_files import TemplateError
-
     try:
-        status = run_once(router)
-        if status != 0:
-            router.fragments  # noqa: B018 - a bad fragment is said whatever Marathon answered
-    except TemplateError as err:  # fragments compiled lazily (see build_router)
-        log.error("template error: %s", err)
-        return 2
+        if mode.live:
+            return _run_live(args, router, mode.name)
+        from servicerouter.render.fragment_files import TemplateError
+
+        try:
+            status = run_once(router)
+            if status != 0:
+                router.fragments  # noqa: B018 - a bad fragment is said whatever Marathon answered
+        except TemplateError as err:  # fragments compiled lazily (see build_router)
+            log.error("template error: %s", err)
+            return 2
+    finally:
+        router.rules_store.close()
     if router.settings.dry_files_dir:
         report_dry_files(router.settings.dry_files_dir)
     return status
+
+
+def open_rules_store(args: argparse.Namespace, settings: Any) -> Any:
+    """The operator rules store --rules-store names (servicerouter.rules.wiring)."""
+    from servicerouter.engine.runner import default_state_dir
+    from servicerouter.rules.wiring import open_store
+
+    state_dir = settings.state_dir or default_state_dir(settings.config_path)
+    try:
+        return open_store(args.rules_store, state_dir, args.rules_zk_auth)
+    except ValueError as err:
+        raise StartupError(f"--rules-store: {err}") from None
 
 
 def build_router(args: argparse.Namespace, lazy_fragments: bool = False,

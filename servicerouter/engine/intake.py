@@ -53,6 +53,15 @@ class EventIntake:
         """A full refetch at the next sync (reconnect, SIGHUP, HAProxy restart)."""
         self.submit({"eventType": RESYNC_EVENT, "reason": reason})
 
+    def request_rebuild(self) -> None:
+        """Operator rules changed (any thread): model and apply again from the apps
+        held, without asking Marathon (servicerouter.rules)."""
+        with self._pending_lock:
+            self._pending.rebuild = True
+            if self._pending.first_at is None:
+                self._pending.first_at = time.monotonic()
+        self.trigger.fire()
+
     def resync_from_signal(self) -> None:
         """SIGHUP: only a flag and a notify, so a handler can never deadlock on a lock."""
         self._hup = True

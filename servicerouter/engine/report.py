@@ -105,6 +105,10 @@ class StatusReport:
             snapshot["haproxy"] = {"managed": True, "master_pid": self.manager.master_pid,
                                    "running": self.manager.alive(), "restarts": ms.restarts,
                                    "last_error": ms.last_error}
+        if self.router.rules_store is not None:  # operator rules (servicerouter.rules)
+            from servicerouter.engine.rules_link import rules_status
+
+            snapshot["rules"] = rules_status(self, self.router.rules_store)  # type: ignore[arg-type]
         if self.runtime is not None:
             rs = self.runtime.stats
             snapshot["runtime_api"] = {"servers_added": rs.added, "servers_removed": rs.removed,

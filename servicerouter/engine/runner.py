@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -135,6 +135,8 @@ class Router:
         self._lock = threading.Lock()
         self._removal_guard: Any = None  # made on first use, like the stages it imports
         self._fast_path: Any = None  # servicerouter.engine.unchanged.FastPath, on first use
+        # Operator rules (servicerouter.rules): a RuleStore, or None for labels only.
+        self.rules_store: Any = None
 
     @property
     def fragments(self) -> FragmentSet:
@@ -266,7 +268,8 @@ class Router:
                       keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
                       timings: dict[str, float] | None = None,
                       log_problems: bool = False,
-                      routed_before: frozenset[str] | None = None) -> Derived:
+                      routed_before: frozenset[str] | None = None,
+                      rules: Mapping[str, Any] | None = None) -> Derived:
         """Model, certificates, label templates, render: the pipeline every sync runs.
 
         One-shot syncs and the live engine's full path both come through here
@@ -277,6 +280,7 @@ class Router:
         ``keep``: what of the model's services to render (the live quarantine);
         ``log_problems``: log each problem as found (the live engine logs only new ones);
         ``routed_before``: the server addresses the serving config routes (see build_model).
+        ``rules``: operator rules to use instead of the store's (a preview).
         The model left has no app a fragment failed on (those are among its problems).
         """
         from servicerouter.render.check_rate import with_check_scale
@@ -287,7 +291,7 @@ class Router:
         if isinstance(self.resolver, CachingResolver):
             self.resolver.new_sync()
         self.port_checks.new_sync()
-        model = self.build_model(apps, routed_before)
+        model = self.build_model(apps, routed_before, rules)
         timings["model"] = time.perf_counter() - mark
         if log_problems:
             for problem in model.problems:
@@ -334,7 +338,8 @@ class Router:
         """HAPROXY_{n}_<FRAGMENT> labels (see engine.derive_steps.label_templates)."""
         return derive_steps.label_templates(self, model, options, combined)
 
-    def build_model(self, apps: Any, routed_before: frozenset[str] | None = None) -> Model:
+    def build_model(self, apps: Any, routed_before: frozenset[str] | None = None,
+                    rules: Mapping[str, Any] | None = None) -> Model:
         """The model of ``apps`` under this router's settings (every sync path uses it).
 
         ``routed_before``: the server addresses the serving config routes; with
@@ -351,6 +356,10 @@ class Router:
             self.port_checks if settings.validate else None  # --skip-validation: write it all
         if self._fast_path is not None:  # note what the output depends on besides the body
             resolve, check_port = self._fast_path.watch(resolve, check_port)
+        if rules is not None or self.rules_store is not None:  # a pure input to the model
+            from servicerouter.rules.overlay import overlay_rules
+
+            apps = overlay_rules(apps, rules if rules is not None else self.rules_store.rules())
         model = build_model(apps, settings.groups, resolve,
                             reserved_ports=options.reserved_ports(self.fragments),
                             default_bind_addr=options.bind_addr,

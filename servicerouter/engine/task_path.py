@@ -173,7 +173,7 @@ class TaskPath:
         removal is held (servicerouter.engine.holds decides those on the full path)."""
         running = self._running
         return (not pending.full and not pending.refetch and not pending.removed
-                and bool(pending.task_events) and running is not None
+                and not pending.rebuild and bool(pending.task_events) and running is not None
                 and running.text is self._applied_text and not self.quarantine
                 and self._failed_text is None and not self.router.settings.dry
                 and self.settings.runtime_updates and self.runtime is not None

@@ -215,7 +215,9 @@ class FastPath:
         cert_paths = list(settings.ssl_certs)
         if settings.certs_dir and os.path.isdir(settings.certs_dir):
             cert_paths.append(settings.certs_dir)
-        return shape_digest(repr(settings), settings.render_options.cookie_secret,
+        store = self.router.rules_store  # the operator rules are an input too
+        rules = repr(sorted(store.rules().items())) if store is not None else ""
+        return shape_digest(repr(settings) + rules, settings.render_options.cookie_secret,
                             self.router.fragment_identity(), cert_paths, self.state_dir)
 
     def unchanged(self, body: bytes, timings: dict[str, float], start: float) -> bool:

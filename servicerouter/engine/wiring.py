@@ -87,6 +87,11 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
 
     cleanups: list[Callable[[], None]] = []
     status_server: StatusServer | None = None
+    rules_api = None
+    if router.rules_store is not None:  # operator rules: a change syncs; the API
+        from servicerouter.engine.rules_link import attach_rules
+
+        rules_api = attach_rules(live, router.rules_store)
     try:
         if options.status_listen is not None:
             try:
@@ -94,7 +99,8 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
                     options.status_listen, metrics, live.snapshot, live.health,
                     options.status_token,
                     confirm_removal=lambda: removal_guard.confirm_removal(live),
-                    backend_servers=_backend_lookup(runtime))
+                    backend_servers=_backend_lookup(runtime),
+                    api=rules_api)
             except OSError as err:  # the port is taken: one line, exit 2
                 raise listen_error("--status-listen", options.status_listen, err) from None
             status_server.start()

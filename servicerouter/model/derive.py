@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servicerouter.model.app_fields import (
@@ -50,6 +50,7 @@ from servicerouter.model.labels import (
     read_port_settings,
 )
 from servicerouter.model.resolver import CANONICAL_IPV4_RE, canonical_ipv4_is_itself
+from servicerouter.model.rule_values import RULE_KEY, rule_extras
 from servicerouter.model.values import HealthCheck, Resolver, Server, has_group, new_server
 
 
@@ -224,6 +225,12 @@ def _read_app(
             continue
         if settings.enabled is False or (derive.strict_mode and settings.enabled is not True):
             continue
+        if RULE_KEY in app:  # an operator rule's header matches and split share
+            try:
+                settings = replace(settings, rule=rule_extras(app, index))
+            except (SettingError, ValueError, TypeError) as err:
+                problems.append(Problem(app_id, f"operator rule unusable: {err}", index))
+                continue
         if settings.path is not None and not settings.vhosts:
             problems.append(Problem(app_id, "a path needs a virtual host; path ignored", index,
                                     f"HAPROXY_{index}_PATH", settings.path))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servicerouter.model.bind_options import BIND_KEYWORDS, parse_bind_options
 from servicerouter.model.label_values import (
@@ -46,6 +46,9 @@ from servicerouter.model.label_values import (
 from servicerouter.model.label_values import path_ignores_case as path_ignores_case
 from servicerouter.model.label_values import path_prefixes as path_prefixes
 from servicerouter.model.mlb_values import parse_backend_path, parse_networks, parse_port_index
+
+if TYPE_CHECKING:
+    from servicerouter.model.rule_values import RuleExtras
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,8 @@ class PortSettings:
     allowed_networks: tuple[str, ...] = ()
     healthcheck_port_index: int | None = None
     given: frozenset[str] = field(default_factory=frozenset)  # attrs set explicitly
+    # An operator rule's header matches and split (servicerouter.model.rule_values).
+    rule: RuleExtras | None = None
 
     @property
     def hashed_balance(self) -> bool:

@@ -348,6 +348,8 @@ class _Handler(GuardedHandler):
         any local user, or a web page through a browser, can reach 127.0.0.1.
         """
         path = self.path.split("?", 1)[0]
+        if self.server.api is not None and self.server.api.handle(self, "POST"):
+            return  # servicerouter.serve.rules_api
         confirm = self.server.confirm_removal
         if path != "/removal/confirm" or confirm is None:
             self._not_allowed()
@@ -384,6 +386,11 @@ class _Handler(GuardedHandler):
         elif length:
             self.close_connection = True
 
+    def do_PUT(self) -> None:  # noqa: N802 - stdlib name; DELETE too: the rules API's
+        if self.server.api is None or not self.server.api.handle(self, self.command):
+            self._not_allowed()
+    do_DELETE = do_PUT
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0]
         authorized = self._authorized()
@@ -396,6 +403,8 @@ class _Handler(GuardedHandler):
             self.close_connection = True
             self._send(401, "token required\n", "text/plain; charset=utf-8")
             return
+        if self.command == "GET" and self.server.api and self.server.api.handle(self, "GET"):
+            return  # /api/rules, /api/services, /api/state: servicerouter.serve.rules_api
         try:
             if path == "/status":
                 build = self.server.metrics.build
@@ -445,7 +454,7 @@ class StatusServer(GuardedHTTPServer):
                  connection_deadline: float = CONNECTION_DEADLINE,
                  confirm_removal: Callable[[], dict[str, Any] | None] | None = None,
                  backend_servers: Callable[[str], dict[str, Any] | None] | None = None,
-                 ) -> None:
+                 api: Any = None) -> None:
         host = address[0]
         if not is_loopback(host) and not token:
             raise ValueError(f"--status-listen on {host} (not loopback) needs --status-token")
@@ -461,6 +470,7 @@ class StatusServer(GuardedHTTPServer):
         self.confirm_removal = confirm_removal
         # GET /api/backends/NAME (servicerouter.serve.backends_api), None: not found.
         self.backend_servers = backend_servers
+        self.api = api  # servicerouter.serve.rules_api.RulesApi: rules and Bamboo's API
         self._thread: threading.Thread | None = None
 
     @property

@@ -89,10 +89,13 @@ class Pending:
     task_events: list[Mapping[str, Any]] = field(default_factory=list)
     events: int = 0
     first_at: float | None = None  # monotonic time of the oldest event (caller's clock)
+    # Operator rules changed (servicerouter.rules): rebuild from the apps held, no fetch.
+    rebuild: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.full or self.refetch or self.removed or self.task_events)
+        return not (self.full or self.refetch or self.removed or self.task_events
+                    or self.rebuild)
 
     def add(self, change: Change, event: Mapping[str, Any], at: float | None = None) -> None:
         """Merge one classified event."""

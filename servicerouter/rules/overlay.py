@@ -1,0 +1,131 @@
+"""Rules as a pure input to derivation: the apps as the rules say they route.
+
+:func:`overlay_rules` returns the apps with each ruled port's routing labels
+replaced by its rule (a rule wins over the app's own labels for the same port),
+and what no label can say (header matches, a weighted split, paths on any
+host) attached under :data:`~servicerouter.model.rule_values.RULE_KEY`.  The
+model then derives those apps like any other, so the one-shot and the live
+engine, the preview and the task path all see the same thing.  Apps without a
+rule are passed through as the same objects (the live engine's per-app caches
+keep working); a document that already carries the rule key (Marathon never
+sends it) has it removed, so only the operator's store can set it.
+
+Which labels a rule replaces: ``HAPROXY_{n}_VHOST`` (its hosts, or none),
+``HAPROXY_{n}_PATH`` (its paths under its hosts, or none) and
+``HAPROXY_{n}_BACKEND_WEIGHT`` (its priority), always;
+``HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL`` only when the rule has an
+allow-list (a rule never loosens the app's own restriction by saying nothing).
+All other labels (certificates, mode, balance, health checks...) stay the app's.
+
+Rules naming the same hosts, paths and headers split that route by weight:
+the heaviest (then the first by id) holds the route, the others give up their
+hosts and are reached through it (see servicerouter.render.rule_routes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from servicerouter.model.rule_values import RULE_KEY
+from servicerouter.rules.model import Rule
+
+
+def split_groups(rules: Mapping[str, Rule]) -> dict[str, tuple[Rule, ...]]:
+    """Rule id -> the rules splitting its route (heaviest first), for routes with 2+ rules."""
+    groups: dict[tuple[Any, ...], list[Rule]] = {}
+    for rule in rules.values():
+        if rule.hosts or rule.paths:
+            groups.setdefault(rule.route_key, []).append(rule)
+    out: dict[str, tuple[Rule, ...]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        ordered = tuple(sorted(members, key=lambda r: (-r.weight, r.id)))
+        for rule in ordered:
+            out[rule.id] = ordered
+    return out
+
+
+def _port_labels(rule: Rule, labels: dict[str, Any], env: dict[str, Any],
+                 holds_route: bool) -> None:
+    prefix = f"HAPROXY_{rule.port_index}_"
+    hosts = rule.hosts if holds_route else ()
+    # http: a split member is reached from the shared HTTP frontends only, as is a
+    # port routed by path on any host (hosts make a port http already).
+    force_http = not holds_route or (not hosts and bool(rule.paths))
+    replaced = ["VHOST", "PATH", "BACKEND_WEIGHT"]
+    replaced += ["BACKEND_NETWORK_ALLOWED_ACL"] if rule.allow_cidrs else []
+    replaced += ["MODE"] if force_http else []
+    for suffix in replaced:
+        env.pop(prefix + suffix, None)
+        labels.pop(prefix + suffix, None)
+    labels[prefix + "VHOST"] = ",".join(hosts)
+    if hosts and rule.paths:
+        labels[prefix + "PATH"] = ("-i " if rule.path_ignore_case else "") + " ".join(rule.paths)
+    labels[prefix + "BACKEND_WEIGHT"] = str(rule.priority)
+    if rule.allow_cidrs:
+        labels[prefix + "BACKEND_NETWORK_ALLOWED_ACL"] = " ".join(rule.allow_cidrs)
+    if force_http:
+        labels[prefix + "MODE"] = "http"
+
+
+def _extras(rule: Rule, group: tuple[Rule, ...] | None, holds_route: bool) -> dict[str, Any]:
+    extras: dict[str, Any] = {"id": rule.id}
+    if not holds_route:
+        return extras
+    if rule.headers:
+        extras["headers"] = [h.to_json() for h in rule.headers]
+    if group:
+        extras["split"] = [[r.app_id, r.port_index, r.weight] for r in group]
+    if rule.paths and not rule.hosts:
+        extras["any_host_paths"] = list(rule.paths)
+        extras["path_ignore_case"] = rule.path_ignore_case
+    return extras
+
+
+def overlay_rules(apps: Iterable[Any], rules: Mapping[str, Rule]) -> list[Any]:
+    """``apps`` (Marathon's documents) as ``rules`` make them route; see the module doc."""
+    by_app: dict[str, list[Rule]] = {}
+    for rule in rules.values():
+        by_app.setdefault(rule.app_id, []).append(rule)
+    groups = split_groups(rules) if by_app else {}
+    out: list[Any] = []
+    for app in apps:
+        app_id = app.get("id") if isinstance(app, Mapping) else None
+        ruled = by_app.get(app_id) if isinstance(app_id, str) else None
+        if ruled is None:
+            if isinstance(app, Mapping) and RULE_KEY in app:
+                app = {k: v for k, v in app.items() if k != RULE_KEY}
+            out.append(app)
+            continue
+        labels = dict(app.get("labels") or {}) if isinstance(app.get("labels"), Mapping) else {}
+        env = dict(app.get("env") or {}) if isinstance(app.get("env"), Mapping) else {}
+        extras: dict[str, Any] = {}
+        for rule in sorted(ruled, key=lambda r: r.port_index):
+            group = groups.get(rule.id)
+            holds_route = group is None or group[0] is rule
+            _port_labels(rule, labels, env, holds_route)
+            extras[str(rule.port_index)] = _extras(rule, group, holds_route)
+        out.append({**app, "labels": labels, "env": env, RULE_KEY: extras})
+    return out
+
+
+def rule_targets(apps: Iterable[Any], rules: Mapping[str, Rule]) -> dict[str, str]:
+    """Each rule's standing: "ok", "no such app" or "no such port" (kept, shown as such)."""
+    ports: dict[str, int] = {}
+    for app in apps:
+        if isinstance(app, Mapping) and isinstance(app.get("id"), str):
+            definitions = app.get("portDefinitions") or app.get("ports") or ()
+            mappings = ((app.get("container") or {}).get("portMappings")
+                        if isinstance(app.get("container"), Mapping) else None) or ()
+            count = max(len(definitions) if isinstance(definitions, list) else 0,
+                        len(mappings) if isinstance(mappings, list) else 0)
+            ports[app["id"]] = count
+    standing: dict[str, str] = {}
+    for rule_id, rule in rules.items():
+        count = ports.get(rule.app_id)
+        standing[rule_id] = ("no such app" if count is None
+                             else "no such port" if rule.port_index >= count and count
+                             else "ok")
+    return standing
