@@ -22,6 +22,7 @@ from servicerouter.model.app_fields import app_age_key
 from servicerouter.model.deployment_groups import merge_deployment_groups
 from servicerouter.model.derive import AppDerivation, DerivedPort, DeriveSettings, derive_app
 from servicerouter.model.labels import Problem, mark_still_routed
+from servicerouter.model.rule_values import header_qualifier
 from servicerouter.model.values import (
     Model,
     PortCheck,
@@ -284,12 +285,14 @@ def _decide_vhosts(services: list[Service], problems: list[Problem],
     claims: dict[tuple[str, str], list[tuple[Service, str, str]]] = {}
     for service in services:
         paths = service.paths or ("",)
+        # An operator rule's header match qualifies its routes: they claim apart.
+        qualifier = header_qualifier(service.settings.rule)
         for host in service.settings.vhosts:
             lowered = host.lower()
             for path in paths:
-                key = (lowered, path)
+                key = (lowered, path + qualifier)
                 if folded and (lowered, path.lower()) in folded:
-                    key = (lowered, "-i " + path.lower())
+                    key = (lowered, "-i " + path.lower() + qualifier)
                 claims.setdefault(key, []).append((service, host, path))
     lost: dict[int, set[str]] = {}
     shadowed: dict[int, set[str]] = {}
@@ -349,10 +352,12 @@ def _decide_vhosts(services: list[Service], problems: list[Problem],
 
 def _claim_owners(claimants: list[tuple[Service, str, str]]) -> dict[int, int]:
     """Which claimant (index) owns each claim an older one overlaps: claimant index ->
-    owner index. Oldest first; two claims overlap when they name the same prefix or
+    owner index. Ports an operator rule routes first, then oldest first; two claims overlap when they name the same prefix or
     one of them matches ignoring case (they share a bucket only if lower-cased equal)."""
+    # An operator rule's claim comes before any label's (servicerouter.rules), then age.
     order = sorted(range(len(claimants)),
-                   key=lambda i: (app_age_key(claimants[i][0].app), claimants[i][0].bind_port))
+                   key=lambda i: (claimants[i][0].settings.rule is None,
+                                  app_age_key(claimants[i][0].app), claimants[i][0].bind_port))
     owners: list[int] = []
     owner_of: dict[int, int] = {}
     for index in order:

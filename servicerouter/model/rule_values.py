@@ -97,6 +97,15 @@ class RuleExtras:
     path_ignore_case: bool = False
 
 
+def header_qualifier(extras: RuleExtras | None) -> str:
+    """What sets a route with header matches apart from the plain route of its host and
+    path ("" without): two ports claim one route only with the same headers."""
+    if extras is None or not extras.headers:
+        return ""
+    return "\0" + "\0".join(sorted(f"{h.name.lower()}={'^' if h.prefix else ''}{h.value}"
+                                    for h in extras.headers))
+
+
 def rule_extras(app: Mapping[str, Any], index: int) -> RuleExtras | None:
     """The extras the rules overlay attached to port ``index`` of ``app``, checked again."""
     extras = app.get(RULE_KEY)

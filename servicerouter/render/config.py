@@ -33,6 +33,7 @@ from servicerouter.render.routing import (
     map_block,
     path_rules,
 )
+from servicerouter.render.rule_routes import any_host_routes, rule_routes
 
 # Per-service fragment overrides (HAPROXY_{n}_<FRAGMENT> label templates), by backend name.
 Overrides = Mapping[str, Mapping[str, Fragment]]
@@ -210,7 +211,8 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     global_values: dict[str, Any] = {"options": options, "services": services}
 
     # The shared frontends bind only when some service needs them (built-in heads).
-    vhosts_needed = options.bind_http_https and any(s.rule_vhosts for s in services)
+    vhosts_needed = options.bind_http_https and (any(s.rule_vhosts for s in services)
+                                                 or any_host_routes(services))
     appid_needed = any(s.mode == "http" for s in services)
     try:
         head = [frag["HAPROXY_HEAD"].render(global_values)]
@@ -261,6 +263,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     mlb = MlbMaps(options, frag)  # --haproxy-map: marathon-lb's files and their lines
     mlb_rules = any(not frag[name].builtin for name in FAMILY)  # render.mlb_frontend
     host_names: dict[str, str] = {}  # task host -> its cleaned name, for this render
+    ruled_cache: dict[str, Any] = {}
     # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
     # equal ranks keep service order, as servicerouter.py.
@@ -305,7 +308,10 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                 mlb_rules or pick is not _shared_fragment) else None  # marathon-lb's, changed
             if own is not None:
                 routes.append((own.rank, len(routes), own.http, own.https))
-            for host in service.rule_vhosts:
+            # Operator rules' header, split and any-host routes (servicerouter.render.rule_routes)
+            ruled, own_lines = rule_routes(service, services, len(routes), ruled_cache)
+            routes.extend(ruled)
+            for host in () if own_lines else service.rule_vhosts:
                 for path, path_acl in rules:
                     if lost_paths and (host, path) in lost_paths:
                         continue  # an older app owns this prefix of the vhost

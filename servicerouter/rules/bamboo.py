@@ -7,6 +7,7 @@ refusing everything else with a message naming what is supported:
 
 * ``hdr(host) -i NAME`` (also ``hdr(Host)``, with or without ``-i``): the host NAME;
 * ``hdr_dom(host) -i NAME``: NAME and every name under it (``*.NAME``);
+* ``hdr_end(host) -i .NAME``: every name under NAME (``*.NAME``);
 * ``path_beg [-i] /PREFIX``: a path prefix (on any host when no host is named);
 * ``hdr(NAME) VALUE`` / ``hdr_beg(NAME) VALUE``: a header equal to / starting with VALUE;
 * conditions side by side must all hold (HAProxy's AND): one host or path
@@ -25,10 +26,11 @@ from typing import Any
 from servicerouter.model.label_values import shorten
 from servicerouter.rules.model import Rule, RuleError, rule_id, validate_rule
 
-SUPPORTED = ("hdr(host) -i NAME, hdr_dom(host) -i NAME, path_beg [-i] /PREFIX, "
+SUPPORTED = ("hdr(host) -i NAME, hdr_dom(host) -i NAME, hdr_end(host) -i .DOMAIN, "
+             "path_beg [-i] /PREFIX, "
              "hdr(HEADER) VALUE, hdr_beg(HEADER) VALUE, joined by 'or' / '||'")
 MAX_ACL = 2048
-_FETCH_RE = re.compile(r"^(hdr|hdr_dom|hdr_beg|path_beg)(?:\(([A-Za-z0-9_-]{1,64})\))?$")
+_FETCH_RE = re.compile(r"^(hdr|hdr_dom|hdr_end|hdr_beg|path_beg)(?:\(([A-Za-z0-9_-]{1,64})\))?$")
 
 
 def _refuse(message: str) -> RuleError:
@@ -65,6 +67,8 @@ def _atoms(words: list[str]) -> list[tuple[str, str, bool]]:
             atoms.append(("host", value, ignore_case))
         elif name == "hdr_dom" and is_host:
             atoms.append(("domain", value, ignore_case))
+        elif name == "hdr_end" and is_host and value.startswith(".") and len(value) > 1:
+            atoms.append(("host", "*" + value, ignore_case))
         elif name in ("hdr", "hdr_beg") and not is_host:
             if ignore_case:
                 raise _refuse("header matches are case-sensitive here: drop '-i'")
@@ -127,9 +131,19 @@ def rule_to_acl(rule: Rule) -> str:
     """A Bamboo ``Acl`` string describing ``rule`` (for Bamboo's GET shapes only)."""
     conditions: list[str] = []
     if rule.hosts:
-        conditions.append(" or ".join(
-            f"hdr_dom(host) -i {h[2:]}" if h.startswith("*.") else f"hdr(host) -i {h}"
-            for h in rule.hosts))
+        lowered = {h.lower() for h in rule.hosts}
+        hosts: list[str] = []
+        for host in rule.hosts:
+            name = host.lower()
+            if name.startswith("*.") and name[2:] in lowered:
+                continue  # said by the hdr_dom of its domain
+            if not name.startswith("*.") and "*." + name in lowered:
+                hosts.append(f"hdr_dom(host) -i {host}")
+            elif name.startswith("*."):
+                hosts.append(f"hdr_end(host) -i {host[1:]}")
+            else:
+                hosts.append(f"hdr(host) -i {host}")
+        conditions.append(" or ".join(hosts))
     if rule.paths:
         flag = "-i " if rule.path_ignore_case else ""
         conditions.append(" or ".join(f"path_beg {flag}{p}" for p in rule.paths))

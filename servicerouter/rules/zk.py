@@ -138,7 +138,7 @@ class ZooKeeperRuleStore:
                 log.info("rules: ZooKeeper %s connected", self.hosts)
             self._disconnected_since = None
             self._connected.set()
-        else:
+        elif not self._closed:
             if self._disconnected_since is None:
                 self._disconnected_since = time.time()
                 log.warning("rules: ZooKeeper %s %s; routing by the last known %d rules while "
