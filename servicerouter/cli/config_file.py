@@ -21,7 +21,8 @@ from typing import Any, NoReturn
 # Not settings: what these do is run a command, once.
 COMMANDS = frozenset({"config", "help", "version", "longhelp", "list_certs", "print_config"})
 # Printed as "<redacted>" by --print-config: they give access to something.
-SECRETS = frozenset({"auth_credentials", "status_token", "dcos_auth_credentials"})
+SECRETS = frozenset({"auth_credentials", "status_token", "dcos_auth_credentials",
+                     "rules_zk_auth"})
 REDACTED = "<redacted>"
 
 

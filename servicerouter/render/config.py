@@ -460,6 +460,9 @@ def describe_services(services: Sequence[Service]) -> list[Mapping[str, Any]]:
             "mode": s.mode,
             "vhosts": list(s.vhosts),
             "servers": [f"{srv.ipv4}:{srv.port}" for srv in s.servers],
+            # where the routing came from: an operator rule's id, or None (labels)
+            "port_index": s.index, "paths": list(s.paths),
+            "rule": s.settings.rule.rule_id if s.settings.rule is not None else None,
         }
         for s in services
     ]

@@ -72,6 +72,8 @@ def test_rules_through_the_api_route_and_host_changes_need_no_reload(
         wait_until(lambda: routed(http, "rule.test") == "one", 2.0, interval=0.02)
         took = time.monotonic() - start
         assert routed(http, "label.test") == "503"  # the rule won over the label
+        wait_until(lambda: [s["rule"] for s in router.status()["services"]
+                            if s["app"] == "/one"] == ["/one:0"], 5)  # origin shown
         for hosts in (["rule.test", "more.test"], ["moved.test"], ["*.wild.test"]):
             assert api(router, "PUT", "/api/rules//one:0", {"hosts": hosts}).status_code == 200
             probe = hosts[-1].replace("*", "x")

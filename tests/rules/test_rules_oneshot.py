@@ -49,3 +49,10 @@ def test_the_fast_path_sees_a_change_of_rules_kept_outside_the_state_dir(tmp_pat
         run = run_cli("-m", f"file:{snapshot}", *args, cwd=tmp_path)
         assert run.returncode == 0, run.stderr
         assert f"#map {host}/ web_10004" in (tmp_path / "haproxy.cfg").read_text()
+
+
+def test_print_config_never_shows_the_zookeeper_password(tmp_path: Path) -> None:
+    printed = run_cli("-m", "file:x", "--rules-store", "zk://127.0.0.1:1/sr",
+                      "--rules-zk-auth", "edge:s3cret-pw", "--print-config", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert "s3cret-pw" not in printed.stdout and "rules-zk-auth: <redacted>" in printed.stdout
