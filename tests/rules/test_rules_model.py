@@ -18,7 +18,7 @@ from servicerouter.rules.model import Rule, RuleError, rule_from_json, rule_to_j
 from servicerouter.rules.overlay import overlay_rules, rule_targets, split_groups
 from servicerouter.rules.store import FileRuleStore, StoreError
 from servicerouter.rules.wiring import open_store
-from tests.hostile_corpus import HOSTILE_VALUES
+from tests.hostile_labels import HOSTILE_VALUES
 
 
 def rules_of(*data: dict[str, Any]) -> dict[str, Rule]:
