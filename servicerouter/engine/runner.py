@@ -135,8 +135,12 @@ class Router:
         self._lock = threading.Lock()
         self._removal_guard: Any = None  # made on first use, like the stages it imports
         self._fast_path: Any = None  # servicerouter.engine.unchanged.FastPath, on first use
-        # Operator rules (servicerouter.rules): a RuleStore, or None for labels only.
+        # Operator rules (servicerouter.rules): a RuleStore, or None for labels only;
+        # the overlaid app copies, kept while app and rules stay (the live task path).
         self.rules_store: Any = None
+        from servicerouter.rules.overlay import OverlayCache
+
+        self.rules_overlay = OverlayCache()
 
     @property
     def fragments(self) -> FragmentSet:
@@ -356,10 +360,12 @@ class Router:
             self.port_checks if settings.validate else None  # --skip-validation: write it all
         if self._fast_path is not None:  # note what the output depends on besides the body
             resolve, check_port = self._fast_path.watch(resolve, check_port)
-        if rules is not None or self.rules_store is not None:  # a pure input to the model
+        if rules is not None:  # a preview: these rules, nothing kept
             from servicerouter.rules.overlay import overlay_rules
 
-            apps = overlay_rules(apps, rules if rules is not None else self.rules_store.rules())
+            apps = overlay_rules(apps, rules)
+        elif self.rules_store is not None:  # a pure input to the model
+            apps = self.rules_overlay.apply(apps, self.rules_store.rules())
         model = build_model(apps, settings.groups, resolve,
                             reserved_ports=options.reserved_ports(self.fragments),
                             default_bind_addr=options.bind_addr,

@@ -205,9 +205,14 @@ class TaskPath:
                                       strict_mode=settings.strict_mode,
                                       health_check=settings.health_check)
 
-        app_ids = {e.get("appId") for e in pending.task_events}
-        update = plan_task_update(self._running, old_apps, self._apps,
-                                  (a for a in app_ids if isinstance(a, str)), derive,
+        app_ids = {a for a in (e.get("appId") for e in pending.task_events)
+                   if isinstance(a, str)}
+        new_apps: Mapping[str, Any] = self._apps
+        if router.rules_store is not None:  # the apps as the running model has them
+            overlaid = router.rules_overlay.overlaid
+            old_apps = {a: overlaid(old_apps[a]) for a in app_ids if a in old_apps}
+            new_apps = {a: overlaid(self._apps[a]) for a in app_ids if a in self._apps}
+        update = plan_task_update(self._running, old_apps, new_apps, app_ids, derive,
                                   router.fragments, router.label_overrides or None)
         if isinstance(update, str):
             log.debug("task path not taken: %s", update)

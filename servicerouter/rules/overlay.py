@@ -129,3 +129,61 @@ def rule_targets(apps: Iterable[Any], rules: Mapping[str, Rule]) -> dict[str, st
                              else "no such port" if rule.port_index >= count and count
                              else "ok")
     return standing
+
+
+class OverlayCache:
+    """:func:`overlay_rules` that hands back the same copy for the same app and rules.
+
+    The live engine's task path recognises the running model's services by the
+    identity of their app document; an app with a rule is a copy made by the
+    overlay, so the copy must stay the same object while neither the app nor
+    its rules change (then task events of ruled apps take the task path too).
+    """
+
+    def __init__(self) -> None:
+        # app id -> (Marathon's document, what its rules say, the overlaid copy)
+        self._copies: dict[str, tuple[Any, Any, Any]] = {}
+        self._rules: Mapping[str, Rule] = {}
+        self._signatures: dict[str, Any] = {}
+
+    def apply(self, apps: Iterable[Any], rules: Mapping[str, Rule]) -> list[Any]:
+        """All of ``apps`` overlaid with ``rules`` (a full build: forgets apps gone)."""
+        self._set_rules(rules)
+        copies: dict[str, tuple[Any, Any, Any]] = {}
+        out = [self._one(app, copies) for app in apps]
+        self._copies = copies
+        return out
+
+    def overlaid(self, app: Any) -> Any:
+        """One app under the rules of the last :meth:`apply` (the task path's apps)."""
+        return self._one(app, self._copies)
+
+    def _set_rules(self, rules: Mapping[str, Rule]) -> None:
+        if rules == self._rules:
+            return
+        self._rules = dict(rules)
+        groups = split_groups(self._rules)
+        signatures: dict[str, list[Any]] = {}
+        for rule in self._rules.values():
+            signatures.setdefault(rule.app_id, []).append((rule, groups.get(rule.id)))
+        self._signatures = {app_id: tuple(sorted(items, key=lambda item: item[0].id))
+                            for app_id, items in signatures.items()}
+
+    def _one(self, app: Any, copies: dict[str, tuple[Any, Any, Any]]) -> Any:
+        app_id = app.get("id") if isinstance(app, Mapping) else None
+        signature = self._signatures.get(app_id) if isinstance(app_id, str) else None
+        if signature is None:
+            return overlay_rules((app,), {})[0]  # strips a forged rule key, if any
+        known = self._copies.get(app_id)
+        if known is not None and known[0] is app and known[1] == signature:
+            copies[app_id] = known
+            return known[2]
+        copy = overlay_rules((app,), {rule.id: rule for rule in self._rules.values()
+                                      if rule.app_id == app_id or self._shares(rule, app_id)})[0]
+        copies[app_id] = (app, signature, copy)
+        return copy
+
+    def _shares(self, rule: Rule, app_id: str) -> bool:
+        """Whether ``rule`` is in a split with one of ``app_id``'s rules."""
+        return any(group is not None and rule in group
+                   for _, group in self._signatures.get(app_id, ()))

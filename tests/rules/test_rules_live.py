@@ -81,6 +81,14 @@ def test_rules_through_the_api_route_and_host_changes_need_no_reload(
         changed = router.status()
         assert changed["reloads"] == before["reloads"], "host-only rule changes reloaded"
         assert changed["runtime_updates"] > before["runtime_updates"]
+        # a ruled app's task events still take the task path (no full build)
+        extra = backend_factory("one-b")
+        emu.add_task("/one", "127.0.0.1", [extra.port])
+        wait_until(lambda: {routed(http, "x.wild.test") for _ in range(8)} == {"one", "one-b"},
+                   10)
+        scaled = router.status()
+        assert scaled["task_path_syncs"] > changed["task_path_syncs"]
+        assert scaled["reloads"] == before["reloads"]
         # a rule for an app that does not exist yet: kept, shown as such, routes once it does
         assert api(router, "PUT", "/api/rules//three:0", {"hosts": ["three.test"]}).ok
         listed = api(router, "GET", "/api/rules").json()
