@@ -61,6 +61,8 @@ def parse_header_name(value: str) -> str:
 
 def parse_header_value(value: str) -> str:
     text = check_length(value)
+    if text.startswith("-"):  # HAProxy would read it as a flag of the match
+        raise SettingError(f"{shorten(text, 40)!r}: a header value cannot start with '-'")
     if not _HEADER_VALUE_RE.fullmatch(text):
         raise SettingError(f"{shorten(text, 40)!r}: a header value may only hold letters, "
                            "digits and _ . : / @ + = , % ~ ! * ( ) & ; ? - (1-256, no blanks)")

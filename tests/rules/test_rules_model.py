@@ -53,6 +53,8 @@ def test_a_rule_round_trips_through_json() -> None:
      "headers"),
     ({"app_id": "/a", "hosts": ["a.test"], "headers": [{"name": "X", "value": "a b"}]},
      "headers"),
+    ({"app_id": "/a", "hosts": ["a.test"], "headers": [{"name": "X", "value": "-i"}]},
+     "headers"),
     ({"app_id": "/a", "headers": [{"name": "X", "value": "1"}]}, "headers"),
     ({"app_id": "/a", "allow_cidrs": ["10.0.0.0/33"]}, "allow_cidrs"),
     ({"app_id": "/a", "priority": 10**7}, "priority"),
