@@ -38,6 +38,8 @@ The interface (what the engine, the API and the dashboard use):
 ``servicerouter.rules.zk``
     ``ZooKeeperRuleStore(hosts, path, auth=(user, password), cache_path=...)``;
     ``parse_zk_url("zk://h:p,h:p/path")``.
+    ``OverlayCache``: the same, keeping each ruled app's copy while app and rules stay
+    (the engine's ``Router.rules_overlay``; the live task path relies on it).
 ``servicerouter.rules.wiring``
     ``open_store(spec, state_dir, auth)`` for ``--rules-store`` / ``--rules-zk-auth``.
 ``servicerouter.serve.rules_api``
@@ -47,6 +49,15 @@ The interface (what the engine, the API and the dashboard use):
     ``{"delete": id}`` -> ``{"diff": unified diff}``), ``GET /api/rules/history``;
     Bamboo's ``GET/POST /api/services``, ``GET/PUT/DELETE /api/services/{id}``,
     ``GET /api/state``.  Writes need ``--status-token``.
+
+In the engine: ``Router.rules_store`` (None: labels only) is read by
+``Router.build_model``; ``Router.derive_config(..., rules=...)`` previews other rules;
+``LiveRouter.request_rebuild()`` (what a store change calls) syncs from the apps held,
+without a Marathon fetch; ``servicerouter.engine.rules_link`` wires store, preview and
+``/status`` (its ``rules`` block: the store's health plus ``unmatched`` rule ids).
+``/status`` services carry ``port_index``, ``paths`` and ``rule`` (the id of the rule that
+routes them, None for labels); a port's ``PortSettings.rule`` is its
+``servicerouter.model.rule_values.RuleExtras``.
 """
 
 from servicerouter.rules.model import (
