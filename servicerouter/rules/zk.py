@@ -116,6 +116,7 @@ class ZooKeeperRuleStore:
         """Create the layout and start the watches once connected (kazoo retries for us)."""
         from kazoo.exceptions import KazooException
 
+        delay = 0.5
         while not self._closed:
             if not self._connected.wait(0.5):
                 continue
@@ -124,10 +125,12 @@ class ZooKeeperRuleStore:
                 self._client.ensure_path(self._history_path)
                 self._client.ChildrenWatch(self._rules_path, self._on_children)
                 return
-            except KazooException as err:
+            except KazooException as err:  # e.g. NoAuth: the path is another identity's
                 self._last_error = f"{type(err).__name__}: {err}"
-                log.warning("rules: ZooKeeper %s: %s; trying again", self.hosts, self._last_error)
-                time.sleep(0.5)
+                log.warning("rules: ZooKeeper %s %s: %s; trying again in %.0fs", self.hosts,
+                            self.path, self._last_error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def _on_state(self, state: str) -> None:
         """kazoo's connection listener: runs on its thread, must not block."""
