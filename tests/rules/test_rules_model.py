@@ -293,3 +293,19 @@ def test_open_store_names_what_it_takes(tmp_path: Path) -> None:
             continue
         with pytest.raises(ValueError):
             open_store(bad, str(tmp_path))
+
+
+@pytest.mark.parametrize(("priority_a", "first"), [(5, "a"), (-5, "b")])
+def test_priority_orders_overlapping_routes_of_equal_specificity(priority_a: int,
+                                                                 first: str) -> None:
+    """*.p.test and *.x.p.test both match a.x.p.test: the higher priority is tried first."""
+    rules = rules_of({"app_id": "/a", "hosts": ["*.p.test"], "priority": priority_a},
+                     {"app_id": "/b", "hosts": ["*.x.p.test"]})
+    model = build_model(overlay_rules([app("/a", {}), app("/b", {})], rules), ["*"],
+                        lambda host: host)
+    text = render_config(model.services, load_fragments(),
+                         RenderOptions(map_dir="/tmp/sr-maps"))
+    wildcards = [line.split()[2] for line in text.splitlines()
+                 if line.startswith("#map .") and "http-" not in line]
+    backends = {s.app_id[1:]: s.backend for s in model.services}
+    assert wildcards[0] == backends[first]
