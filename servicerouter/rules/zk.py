@@ -87,7 +87,8 @@ class ZooKeeperRuleStore:
         self._invalid: dict[str, str] = {}
         self._raw: dict[str, Any] = {}  # znode name -> its JSON
         self._rules: dict[str, Rule] = self._load_cache()
-        self._watched: set[str] = set()
+        self._watched: set[str] = set()  # znodes with a data watch (deleted ones too)
+        self._children: set[str] = set()  # znodes there now
         self._last_error: str | None = None
         self._last_change: float | None = None
         self._disconnected_since: float | None = time.time()
@@ -160,6 +161,7 @@ class ZooKeeperRuleStore:
                 self._raw.pop(name, None)
             new = current - self._watched
             self._watched |= new
+            self._children = current
         for name in sorted(new):
             DataWatch(self._client, f"{self._rules_path}/{name}", self._data_watcher(name))
         if gone or not children:
@@ -175,19 +177,21 @@ class ZooKeeperRuleStore:
         return watcher
 
     def _on_data(self, name: str, data: bytes | None) -> bool:
+        """One rule's znode changed; None: it is gone.  The watch stays on a deleted
+        node (kazoo then watches for its return), so a rule deleted and written again
+        at once is never left unwatched."""
         with self._lock:
             if data is None:
                 self._raw.pop(name, None)
-                self._watched.discard(name)
             else:
                 try:
                     self._raw[name] = json.loads(data.decode("utf-8"))
                 except (UnicodeDecodeError, ValueError):
                     self._raw[name] = None
         self._rebuild()
-        if self._watched <= set(self._raw):
+        if self._children <= set(self._raw):
             self._loaded.set()
-        return data is not None and not self._closed
+        return not self._closed
 
     def _rebuild(self) -> None:
         invalid: dict[str, str] = {}

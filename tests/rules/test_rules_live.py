@@ -158,6 +158,9 @@ def test_two_routers_share_rules_through_zookeeper(
         two = start_router(emu, *extra)
         http_two = http_port(two)
         wait_until(lambda: two.status()["rules"]["connected"], 15)
+        # a first write warms the fresh ZooKeeper (JVM) up; the measured one comes next
+        assert api(one, "PUT", "/api/rules//anchor:0", {"hosts": ["warm.test"]}).ok
+        wait_until(lambda: routed(http_two, "warm.test") == "shop", 10)
         start = time.monotonic()
         assert api(one, "PUT", "/api/rules//shop:0", {"hosts": ["shop.test"]}).ok
         wait_until(lambda: routed(http_two, "shop.test") == "shop", 1.0, interval=0.01,
@@ -169,7 +172,7 @@ def test_two_routers_share_rules_through_zookeeper(
             zookeeper.stop()
             wait_until(lambda: not two.status()["rules"]["connected"], 15)
             down = two.status()["rules"]
-            assert down["disconnected_since"] and down["rules"] == 1
+            assert down["disconnected_since"] and down["rules"] == 2
             refused = api(one, "PUT", "/api/rules//shop:0", {"hosts": ["x.test"]})
             assert refused.status_code == 503  # no write while ZooKeeper is away
             time.sleep(10)
@@ -182,7 +185,7 @@ def test_two_routers_share_rules_through_zookeeper(
         assert load.sent > 100 and not load.failures, load.failures[:5]
         for router in (one, two):
             listed = api(router, "GET", "/api/rules").json()["rules"]
-            assert [r["id"] for r in listed] == ["/shop:0"]
+            assert [r["id"] for r in listed] == ["/anchor:0", "/shop:0"]
         # and changes flow again, through B this time
         assert api(two, "PUT", "/api/rules//shop:0", {"hosts": ["shop2.test"]}).ok
         wait_until(lambda: routed(http_port(one), "shop2.test") == "shop", 2.0)
