@@ -58,14 +58,16 @@ class LiveOptions:
 def _dashboard(live: Any, options: LiveOptions, rules_api: Any) -> Any:
     """The HTML dashboard served at "/" of --status-listen (its editor: the rules API's store)."""
     from servicerouter.engine.dashboard_snapshot import live_dashboard_data
-    from servicerouter.serve.dashboard_http import Dashboard
+    from servicerouter.serve.dashboard_http import COOKIE, Dashboard
 
+    cookie = f"{COOKIE}_{options.status_listen[1]}" if options.status_listen else COOKIE
     if rules_api is None:
-        return Dashboard(live_dashboard_data(live), options.status_token)
+        return Dashboard(live_dashboard_data(live), options.status_token, cookie=cookie)
     from servicerouter.serve.dashboard_rules import StoreBackend
 
     backend = StoreBackend(rules_api)
-    return Dashboard(live_dashboard_data(live, backend.rules), options.status_token, backend)
+    return Dashboard(live_dashboard_data(live, backend.rules), options.status_token, backend,
+                     cookie=cookie)
 
 
 def run_live(router: Router, options: LiveOptions, settings: LiveSettings,

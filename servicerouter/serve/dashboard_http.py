@@ -108,13 +108,13 @@ class Sessions:
             self._sessions.pop(session_id, None)
 
 
-def _cookie(headers: Mapping[str, str]) -> str | None:
+def _cookie(headers: Mapping[str, str], name: str) -> str | None:
     jar = http.cookies.SimpleCookie()
     try:
         jar.load(headers.get("Cookie") or "")
     except http.cookies.CookieError:
         return None
-    morsel = jar.get(COOKIE)
+    morsel = jar.get(name)
     return morsel.value if morsel is not None else None
 
 
@@ -140,11 +140,15 @@ class Dashboard:
     """
 
     def __init__(self, data: DashboardData, token: str | None,
-                 rules: RuleBackend | None = None, sessions: Sessions | None = None) -> None:
+                 rules: RuleBackend | None = None, sessions: Sessions | None = None,
+                 cookie: str = COOKIE) -> None:
         self.data = data
         self.token = token or None
         self.rules = rules
         self.sessions = sessions or Sessions()
+        # Browsers send a host's cookies to every port on it: two routers on one host
+        # name their cookies apart (wiring adds the port), or each signs the other out.
+        self.cookie = cookie
 
     def handles(self, method: str, path: str) -> bool:
         return path in (GET_PATHS if method in ("GET", "HEAD") else POST_PATHS)
@@ -162,7 +166,7 @@ class Dashboard:
         ``client``: the peer's address, recorded with each rule change it makes.
         """
         path, _, query = target.partition("?")
-        session_id = _cookie(headers)
+        session_id = _cookie(headers, self.cookie)
         session = self.sessions.get(session_id)
         view = SessionView(signed_in=session is not None,
                            csrf=session.csrf if session is not None else "",
@@ -236,7 +240,7 @@ class Dashboard:
             return Rendered(403, "bad or missing CSRF token: reload the page\n")
         if path == "/signout":
             self.sessions.drop(session_id)
-            return _redirect("/", ("Set-Cookie", f"{COOKIE}=; Max-Age=0; Path=/; HttpOnly; "
+            return _redirect("/", ("Set-Cookie", f"{self.cookie}=; Max-Age=0; Path=/; HttpOnly; "
                                                  "SameSite=Strict"))
         return self._rule_write(form, view, f"dashboard ({client})" if client else "dashboard")
 
@@ -248,7 +252,7 @@ class Dashboard:
             time.sleep(0.2)  # a guess costs time
             return Rendered(401, render_signin(self._status_only(), view, "Wrong token."))
         session_id, _ = self.sessions.create()
-        cookie = (f"{COOKIE}={session_id}; Path=/; HttpOnly; SameSite=Strict; "
+        cookie = (f"{self.cookie}={session_id}; Path=/; HttpOnly; SameSite=Strict; "
                   f"Max-Age={int(self.sessions.ttl)}")
         return _redirect("/", ("Set-Cookie", cookie))
 

@@ -223,3 +223,25 @@ def test_the_editors_app_list_is_filtered_and_paged_like_the_table() -> None:
         assert found.count('<tr class="app-row">') == 10 and "/team/app071:0" in found
     finally:
         server.stop()
+
+
+def test_two_dashboards_on_one_host_keep_their_own_sessions() -> None:
+    """Cookies ignore ports: each router's cookie has its own name, so signing in to one
+    does not replace the other's session."""
+    data = DashboardData(status=status, services=lambda: services(1))
+    servers = [StatusServer(("127.0.0.1", 0), Metrics(), status, lambda: (True, "ok"), TOKEN,
+                            dashboard=Dashboard(data, TOKEN, cookie=f"sr_session_{n}"))
+               for n in (1, 2)]
+    for server in servers:
+        server.start()
+    try:
+        browser = client()  # one cookie jar for both, as a browser has
+        for server in servers:
+            answer = browser.post(url(server, "/signin"), data={"token": TOKEN}, timeout=5)
+            assert answer.status_code == 200
+        assert {c.name for c in browser.cookies} == {"sr_session_1", "sr_session_2"}
+        for server in servers:
+            assert browser.get(url(server), timeout=5).status_code == 200
+    finally:
+        for server in servers:
+            server.stop()
