@@ -190,7 +190,8 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
     live.add_argument("--drain-timeout", type=values.seconds, default=10.0, metavar="SECONDS",
                       help="How long a removed server drains before it is deleted")
     live.add_argument("--status-listen", metavar="HOST:PORT",
-                      help="Serve /healthz, /status and /metrics (a bare PORT binds "
+                      help="Serve the dashboard (/), /healthz, /status and /metrics "
+                           "(a bare PORT binds "
                            "127.0.0.1; other addresses need --status-token)")
     live.add_argument("--status-token", default=os.environ.get("SERVICEROUTER_STATUS_TOKEN"),
                       metavar="TOKEN",

@@ -47,8 +47,9 @@ class StatusReport:
             return True, "starting"
         return True, "ok"
 
-    def snapshot(self) -> dict[str, Any]:
-        """For /status."""
+    def snapshot(self, services: bool = True) -> dict[str, Any]:
+        """For /status (``services=False``: without the service list, which the
+        dashboard builds its own way)."""
         state = self.state
         stream = self.stream
         outage = self.outage
@@ -83,7 +84,7 @@ class StatusReport:
             "marathon": marathon,
             "apps": state.apps,
             "tasks": state.tasks,
-            "services": list(describe_services(self._routed_services)),
+            "services": list(describe_services(self._routed_services)) if services else [],
             "problems": state.problems,
             "conflicts": state.conflicts,
             "quarantined": [
@@ -115,6 +116,10 @@ class StatusReport:
                                        "servers_readdressed": rs.readdressed,
                                        "draining": rs.draining}
         return snapshot
+
+    def routed_services(self) -> Sequence[Service]:
+        """The last sync's routed services (the dashboard's table)."""
+        return self._routed_services
 
     def _certificates(self) -> list[dict[str, Any]]:
         """The expiry report of the last sync's bundles (no files read here)."""

@@ -55,6 +55,21 @@ class LiveOptions:
     event_types: Sequence[str] | None = None
 
 
+def _dashboard(live: Any, options: LiveOptions, rules_api: Any) -> Any:
+    """The HTML dashboard served at "/" of --status-listen (its editor: the rules API's store)."""
+    from servicerouter.engine.dashboard_snapshot import live_dashboard_data
+    from servicerouter.serve.dashboard_http import COOKIE, Dashboard
+
+    cookie = f"{COOKIE}_{options.status_listen[1]}" if options.status_listen else COOKIE
+    if rules_api is None:
+        return Dashboard(live_dashboard_data(live), options.status_token, cookie=cookie)
+    from servicerouter.serve.dashboard_rules import StoreBackend
+
+    backend = StoreBackend(rules_api)
+    return Dashboard(live_dashboard_data(live, backend.rules), options.status_token, backend,
+                     cookie=cookie)
+
+
 def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
              on_ready: Callable[[LiveRouter], None] | None = None) -> int:
     """The long-running modes: wire stream/callbacks, HAProxy and status, then loop."""
@@ -100,7 +115,7 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
                     options.status_token,
                     confirm_removal=lambda: removal_guard.confirm_removal(live),
                     backend_servers=_backend_lookup(runtime),
-                    api=rules_api)
+                    api=rules_api, dashboard=_dashboard(live, options, rules_api))
             except OSError as err:  # the port is taken: one line, exit 2
                 raise listen_error("--status-listen", options.status_listen, err) from None
             status_server.start()

@@ -18,7 +18,6 @@ only ``ok`` or ``unhealthy``, with it the reason too.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from servicerouter.serve.addresses import is_loopback, parse_listen
 from servicerouter.serve.httpd import (
     CONNECTION_DEADLINE,
     MAX_CONNECTIONS,
@@ -270,38 +270,6 @@ def route_conflicts(problems: Iterable[Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- HTTP
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (loopback) -> (host, port)."""
-    text = value.strip()
-    host = "127.0.0.1"
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or text[end + 1:end + 2] != ":":
-            raise ValueError(f"bad address {value!r}: expected [HOST]:PORT")
-        host, port_text = text[1:end], text[end + 2:]
-    elif ":" in text:
-        host, port_text = text.rsplit(":", 1)
-        host = host or "127.0.0.1"
-    else:
-        port_text = text
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"bad port in {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"bad port in {value!r}")
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class _Handler(GuardedHandler):
     server: StatusServer
     timeout = 10.0
@@ -350,6 +318,8 @@ class _Handler(GuardedHandler):
         path = self.path.split("?", 1)[0]
         if self.server.api is not None and self.server.api.handle(self, "POST"):
             return  # servicerouter.serve.rules_api
+        if self.server.dashboard is not None and self.server.dashboard.serve(self, "POST"):
+            return  # "/", "/rules", sign-in: servicerouter.serve.dashboard_http
         confirm = self.server.confirm_removal
         if path != "/removal/confirm" or confirm is None:
             self._not_allowed()
@@ -393,6 +363,8 @@ class _Handler(GuardedHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0]
+        if self.server.dashboard is not None and self.server.dashboard.serve(self, "GET"):
+            return  # "/", "/rules", sign-in: servicerouter.serve.dashboard_http
         authorized = self._authorized()
         if path == "/healthz":
             # Liveness probes cannot send tokens: /healthz needs none, and without
@@ -426,6 +398,7 @@ class _Handler(GuardedHandler):
             log.exception("status endpoint failed on %s", path)
             self._send(500, "internal error\n", "text/plain; charset=utf-8")
 
+
     def _healthz(self, authorized: bool) -> None:
         try:
             healthy, reason = self.server.health()
@@ -454,7 +427,7 @@ class StatusServer(GuardedHTTPServer):
                  connection_deadline: float = CONNECTION_DEADLINE,
                  confirm_removal: Callable[[], dict[str, Any] | None] | None = None,
                  backend_servers: Callable[[str], dict[str, Any] | None] | None = None,
-                 api: Any = None) -> None:
+                 api: Any = None, dashboard: Any = None) -> None:
         host = address[0]
         if not is_loopback(host) and not token:
             raise ValueError(f"--status-listen on {host} (not loopback) needs --status-token")
@@ -471,6 +444,7 @@ class StatusServer(GuardedHTTPServer):
         # GET /api/backends/NAME (servicerouter.serve.backends_api), None: not found.
         self.backend_servers = backend_servers
         self.api = api  # servicerouter.serve.rules_api.RulesApi: rules and Bamboo's API
+        self.dashboard = dashboard  # servicerouter.serve.dashboard_http.Dashboard: "/"
         self._thread: threading.Thread | None = None
 
     @property
