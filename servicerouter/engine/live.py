@@ -147,6 +147,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self._last_full = time.monotonic()
         self._sync_started: float | None = None
         self._hup = False
+        self._full_path_reason: str | None = None  # why the last sync took the full path
 
     # ------------------------------------------------------------------ the loop
 
@@ -245,15 +246,21 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         fetched = time.perf_counter()
         # The one decision point: the task path when it can show the change is
         # servers only, else the full model, render and apply.
-        if old_apps is not None and self._task_path_ready(pending) \
-                and self._try_task_path(pending, old_apps):
-            ok = True
+        refusal = "first sync" if old_apps is None else self._task_path_refusal(pending)
+        self._full_path_reason = refusal
+        if refusal is None and self._try_task_path(pending, old_apps):
+            path, ok = "task", True
         else:
-            ok = self._build_and_apply(kind, pending)
+            path, ok = "full", self._build_and_apply(kind, pending)
         duration = time.perf_counter() - start
-        log.info("sync timing: %s fetch=%.3fs build+apply=%.3fs total=%.3fs -> %s", kind,
-                 fetched - start, duration - (fetched - start), duration,
+        # Which path each sync took, and why not the task path: the way to explain a slow event.
+        log.info("sync timing: %s %s path%s fetch=%.3fs build+apply=%.3fs total=%.3fs "
+                 "events=%d -> %s", kind, path,
+                 f" ({self._full_path_reason})" if path == "full" else "",
+                 fetched - start, duration - (fetched - start), duration, pending.events,
                  self.state.last_apply if ok else "failed")
+        self.state.last_path = path
+        self.state.last_full_reason = self._full_path_reason if path == "full" else None
         self.metrics.sync_duration.observe(duration)
         self.metrics.syncs.inc(kind=kind, result="ok" if ok else "error")
         if pending.first_at is not None and ok and pending.events:

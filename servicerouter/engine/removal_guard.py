@@ -33,8 +33,8 @@ from servicerouter.engine.holds import (
     HoldState,
     Routed,
     decide,
-    routed_addresses,
 )
+from servicerouter.model.app_fields import RoutedBefore
 
 log = logging.getLogger("servicerouter")
 
@@ -309,12 +309,13 @@ def _live_previous(live: Any) -> dict[str, frozenset[str]] | None:
     return guard.routed(parsed)
 
 
-def routed_before(live: Any) -> frozenset[str] | None:
-    """--health-check: the server addresses HAProxy routes now (None without the flag)."""
+def routed_before(live: Any) -> RoutedBefore | None:
+    """--health-check: the server addresses HAProxy routes now, per backend (None without
+    the flag)."""
     if not live.router.settings.health_check:
         return None
     previous = _live_previous(live)
-    return routed_addresses(previous) if previous else None
+    return RoutedBefore(previous) if previous else None
 
 
 def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:

@@ -35,6 +35,7 @@ from servicerouter.render.options import RenderOptions
 from servicerouter.source.marathon import MarathonError, Source, parse_apps
 
 if TYPE_CHECKING:
+    from servicerouter.model.app_fields import RoutedBefore
     from servicerouter.model.services import Model, Service
     from servicerouter.render.config import Rendered
     from servicerouter.render.fragments import FragmentSet
@@ -216,12 +217,12 @@ class Router:
         from servicerouter.apply.fd_budget import fd_report
         from servicerouter.engine import removal_guard
         from servicerouter.engine.dry_preview import print_dry
-        from servicerouter.engine.holds import routed_addresses
+        from servicerouter.model.app_fields import RoutedBefore
 
         settings = self.settings
         previous = removal_guard.previous_on_disk(self)  # what HAProxy is given now
         derived = self.derive_config(apps, combined=True, timings=timings, log_problems=True,
-                                     routed_before=(routed_addresses(previous) if previous
+                                     routed_before=(RoutedBefore(previous) if previous
                                                     else None))
         model = derived.model
         if derived.rendered is None:
@@ -266,7 +267,7 @@ class Router:
                       keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
                       timings: dict[str, float] | None = None,
                       log_problems: bool = False,
-                      routed_before: frozenset[str] | None = None) -> Derived:
+                      routed_before: RoutedBefore | None = None) -> Derived:
         """Model, certificates, label templates, render: the pipeline every sync runs.
 
         One-shot syncs and the live engine's full path both come through here
@@ -334,7 +335,7 @@ class Router:
         """HAPROXY_{n}_<FRAGMENT> labels (see engine.derive_steps.label_templates)."""
         return derive_steps.label_templates(self, model, options, combined)
 
-    def build_model(self, apps: Any, routed_before: frozenset[str] | None = None) -> Model:
+    def build_model(self, apps: Any, routed_before: RoutedBefore | None = None) -> Model:
         """The model of ``apps`` under this router's settings (every sync path uses it).
 
         ``routed_before``: the server addresses the serving config routes; with

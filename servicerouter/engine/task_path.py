@@ -35,12 +35,13 @@ from typing import Any
 
 from servicerouter.apply.confdiff import RuntimePlan, parse_config, plan_runtime_update
 from servicerouter.apply.runtime_api import RuntimeUpdateError
+from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.model.app_servers import AppServers, derive_app_servers
 from servicerouter.model.services import Model, Service
 from servicerouter.render.config import Overrides, RenderOptions
 from servicerouter.render.fragments import FragmentSet
 from servicerouter.render.pieces import reads_services, render_service_pieces
-from servicerouter.source.changes import Pending
+from servicerouter.source.changes import Pending, task_event_app_id
 
 log = logging.getLogger("servicerouter.live")
 
@@ -165,24 +166,52 @@ def _service_step(old: Service, new: Service, options: RenderOptions, fragments:
     return text[:start] + new_backend + text[start + len(old_backend):], verdict.plan
 
 
+def _routed_now(running: RunningConfig, app: Mapping[str, Any],
+                settings: Any) -> RoutedBefore | None:
+    """--health-check: what HAProxy routes now in the backends of ``app`` (the running
+    model is what it runs), which a task of unknown health keeps (see RoutedBefore)."""
+    if not settings.health_check:
+        return None
+    services = running.model.services
+    low, high = _app_slice(services, str(app.get("id")))
+    return RoutedBefore({s.backend: frozenset([f"{srv.ipv4}:{srv.port}" for srv in s.servers])
+                         for s in services[low:high]})
+
+
 class TaskPath:
     """Part of :class:`~servicerouter.engine.live.LiveRouter`: applies task-only syncs."""
 
-    def _task_path_ready(self, pending: Pending) -> bool:
-        """Task events only, HAProxy runs exactly what the last sync rendered, and no
-        removal is held (servicerouter.engine.holds decides those on the full path)."""
+    def _task_path_refusal(self, pending: Pending) -> str | None:
+        """Why this sync cannot take the task path (None: it may try).
+
+        It needs task events only, HAProxy running exactly what the last sync
+        rendered, a Runtime API that answered, and no removal held
+        (servicerouter.engine.holds decides those on the full path).
+        """
         running = self._running
-        return (not pending.full and not pending.refetch and not pending.removed
-                and bool(pending.task_events) and running is not None
-                and running.text is self._applied_text and not self.quarantine
-                and self._failed_text is None and not self.router.settings.dry
-                and self.settings.runtime_updates and self.runtime is not None
-                and self._runtime_trusted and self.router.removal_guard.state is None
-                # --health-check keeps a task of unknown health if its address is routed
-                # in ANY backend (build_model's routed_before): one app's servers then
-                # depend on others', which one app derived alone cannot see
-                and not self.router.settings.health_check
-                and (self.manager is None or self.manager.alive()))
+        if pending.full:
+            return "full resync: " + ", ".join(pending.full_reasons or ["requested"])
+        if pending.refetch or pending.removed:
+            return "app events: " + ", ".join(sorted(pending.refetch | pending.removed)[:5])
+        if not pending.task_events:
+            return "no task event"
+        if running is None or running.text is not self._applied_text:
+            return "the running config is not the last one rendered"
+        if self.quarantine:
+            return "apps are quarantined"
+        if self._failed_text is not None:
+            return "the last apply failed"
+        if self.router.settings.dry:
+            return "--dry"
+        if not self.settings.runtime_updates or self.runtime is None:
+            return "no Runtime API"
+        if not self._runtime_trusted:
+            return "the Runtime API is not trusted since it refused a command"
+        if self.router.removal_guard.state is not None:
+            return "a removal is held"
+        if self.manager is not None and not self.manager.alive():
+            return "HAProxy is not running"
+        return None
 
     def _large_removal(self, lost: int) -> bool:
         """Whether losing ``lost`` servers (net) is for the removal hold to judge: more
@@ -200,21 +229,24 @@ class TaskPath:
         router = self.router
         settings = router.settings
 
+        running = self._running
+
         def derive(app: Mapping[str, Any]) -> AppServers | None:
             return derive_app_servers(app, router.resolver, settings.groups,
                                       strict_mode=settings.strict_mode,
-                                      health_check=settings.health_check)
+                                      health_check=settings.health_check,
+                                      routed_before=_routed_now(running, app, settings))
 
-        app_ids = {e.get("appId") for e in pending.task_events}
-        update = plan_task_update(self._running, old_apps, self._apps,
+        app_ids = {task_event_app_id(e) for e in pending.task_events}
+        update = plan_task_update(running, old_apps, self._apps,
                                   (a for a in app_ids if isinstance(a, str)), derive,
                                   router.fragments, router.label_overrides or None)
         if isinstance(update, str):
-            log.debug("task path not taken: %s", update)
+            self._full_path_reason = update
             return False
         plan = update.plan
         if self._large_removal(len(plan.remove) - len(plan.add)):
-            log.debug("task path not taken: a large removal (the removal hold decides)")
+            self._full_path_reason = "a large removal (the removal hold decides)"
             return False
         if not plan.empty:
             try:
@@ -222,6 +254,7 @@ class TaskPath:
             except RuntimeUpdateError as err:
                 log.warning("Runtime API refused a server change (%s); reloading instead", err)
                 self._runtime_trusted = False
+                self._full_path_reason = f"the Runtime API refused: {err}"
                 return False
         running = update.running
         if running.text is not self._running.text:

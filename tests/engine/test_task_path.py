@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from servicerouter.apply.confdiff import RuntimePlan, parse_config
 from servicerouter.apply.managed import ReloadResult
 from servicerouter.apply.runtime_api import RuntimeStats
-from servicerouter.engine.holds import HoldSettings, routed_addresses
+from servicerouter.engine.holds import HoldSettings
 from servicerouter.engine.live import LiveRouter, LiveSettings
 from servicerouter.engine.removal_guard import routed_of
 from servicerouter.engine.runner import Router, RouterSettings
+from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.render.config import RenderOptions
 from servicerouter.render.fragments import load_fragments
 from servicerouter.source.changes import Pending, apply_task_event
@@ -100,7 +101,7 @@ def _from_scratch(apps: Mapping[str, Any], tmp: Path, health_check: bool,
                     resolver=lambda host: host)
     routed = None
     if health_check and serving is not None:
-        routed = routed_addresses(routed_of(parse_config(serving)))
+        routed = RoutedBefore(routed_of(parse_config(serving)))
     model = router.build_model(apps.values(), routed)
     options = router._prepare_certificates(router.settings.render_options, model.services,
                                            stable_paths=True)
@@ -212,3 +213,51 @@ def test_the_task_path_applies_plain_task_churn(tmp_path: Path) -> None:
     assert live._config_file.flush()
     assert Path(router.settings.config_path).read_text() == live._applied_text
     live.stop()
+
+
+def test_health_changes_take_the_task_path_with_health_check(tmp_path: Path) -> None:
+    """--health-check: a task turning unhealthy leaves its backend, healthy again it comes
+    back, a task of unknown health keeps its place: Runtime API only, no model of the
+    cluster, and the bytes of a render from scratch; another app routing the same
+    address does not tie the two apps together."""
+    apps = {a["id"]: dict(a) for a in (APPS[0], APPS[1])}
+    apps["/web"]["tasks"] = [
+        {"id": f"web.{n}", "appId": "/web", "host": "10.0.0.1", "ports": [31000 + n],
+         "state": "TASK_RUNNING", "healthCheckResults": [{"alive": True}]} for n in (1, 2)]
+    apps["/tcp"]["tasks"] = [{"id": "tcp.1", "appId": "/tcp", "host": "10.0.0.1",
+                              "ports": [31001, 31002], "state": "TASK_RUNNING"}]
+    source = Source(apps)
+    router = Router(source, load_fragments(), _settings(tmp_path, True),
+                    resolver=lambda host: host)
+    reloader, runtime = Reloader(), Runtime()
+    live = LiveRouter(router, reloader=reloader, runtime=runtime,  # type: ignore[arg-type]
+                      settings=LiveSettings(resync_interval=1e9))
+    live._leave_out_busy_ports = lambda s, t, o: (s, t)  # type: ignore[method-assign]
+    full = Pending()
+    full.request_full("start")
+    assert live.sync(full)
+    built = router.build_model
+    router.build_model = None  # type: ignore[assignment,method-assign]  # must not be needed
+    steps = [
+        ({"eventType": "health_status_changed_event", "appId": "/web", "taskId": "web.1",
+          "alive": False}, (0, 1)),
+        ({"eventType": "health_status_changed_event", "appId": "/web", "taskId": "web.1",
+          "alive": True}, (1, 0)),
+        # health not known (results gone, as after a leader change): it stays routed
+        ({"eventType": "instance_health_changed_event", "runSpecId": "/web",
+          "instanceId": "web.marathon-2", "healthy": None}, (0, 0)),
+    ]
+    for event, (added, removed) in steps:
+        serving = live._applied_text
+        source.apps["/web"] = apply_task_event(source.apps["/web"], event)
+        live.submit(event)
+        assert live.step()
+        assert live.state.last_path == "task", live.state.last_full_reason
+        assert live._applied_text == _from_scratch(source.apps, tmp_path, True, serving)
+        plan = runtime.plans[-1] if added or removed else RuntimePlan()
+        assert (len(plan.add), len(plan.remove)) == (added, removed)
+        assert [line.port for _b, line in plan.add + plan.remove] == ["31001"] * (added + removed)
+    assert "10.0.0.1:31002" in live._applied_text
+    router.build_model = built  # type: ignore[method-assign]
+    assert reloader.calls == 1  # the start only
+    assert live.state.task_path_syncs == 3
