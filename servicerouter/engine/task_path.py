@@ -86,6 +86,9 @@ def _merge(plans: Iterable[RuntimePlan]) -> RuntimePlan:
         tuple(r for p in plans for r in p.readdress),
         tuple(r for p in plans for r in p.reweight),
         tuple(sorted({b for p in plans for b in p.dynamic_cookie})),
+        tuple(m for p in plans for m in p.map_add),
+        tuple(m for p in plans for m in p.map_set),
+        tuple(m for p in plans for m in p.map_del),
     )
 
 
@@ -156,13 +159,20 @@ def _service_step(old: Service, new: Service, options: RenderOptions, fragments:
         return f"backend {new.backend}: more than its servers changed"
     if old_backend == new_backend:
         return text, RuntimePlan()
+    return swap_backend(text, old_backend, new_backend, new.backend)
+
+
+def swap_backend(text: str, old_backend: str, new_backend: str,
+                 name: str) -> tuple[str, RuntimePlan] | str:
+    """``text`` with one backend section replaced, and the Runtime API plan for it; a
+    reason when the change is not servers only or the section is not found once."""
     verdict = plan_runtime_update(parse_config(old_backend), parse_config(new_backend))
     if verdict.plan is None:
         return verdict.reason
     start = text.find(old_backend)
     if (start < 0 or (start and text[start - 1] != "\n" and old_backend[:1] != "\n")
             or text.find(old_backend, start + 1) >= 0):
-        return f"backend {new.backend} is not where the running config should have it"
+        return f"backend {name} is not where the running config should have it"
     return text[:start] + new_backend + text[start + len(old_backend):], verdict.plan
 
 
@@ -191,10 +201,12 @@ class TaskPath:
         running = self._running
         if pending.full:
             return "full resync: " + ", ".join(pending.full_reasons or ["requested"])
-        if pending.refetch or pending.removed:
-            return "app events: " + ", ".join(sorted(pending.refetch | pending.removed)[:5])
-        if not pending.task_events:
-            return "no task event"
+        if pending.removed:
+            return "apps removed: " + ", ".join(sorted(pending.removed)[:5])
+        if pending.refetch and self.router.settings.allow_label_templates:
+            return "app updates with label templates allowed"
+        if not pending.task_events and not pending.refetch:
+            return "no task or app event"
         if running is None or running.text is not self._applied_text:
             return "the running config is not the last one rendered"
         if self.quarantine:
@@ -237,10 +249,22 @@ class TaskPath:
                                       health_check=settings.health_check,
                                       routed_before=_routed_now(running, app, settings))
 
-        app_ids = {task_event_app_id(e) for e in pending.task_events}
+        overrides = router.label_overrides or None
+        task_apps = {task_event_app_id(e) for e in pending.task_events} - pending.refetch
         update = plan_task_update(running, old_apps, self._apps,
-                                  (a for a in app_ids if isinstance(a, str)), derive,
-                                  router.fragments, router.label_overrides or None)
+                                  (a for a in task_apps if isinstance(a, str)), derive,
+                                  router.fragments, overrides)
+        if pending.refetch and not isinstance(update, str):  # app updates: the app path
+            from servicerouter.engine.app_path import decide_alone, plan_app_update
+
+            task_update = update
+            update = plan_app_update(
+                task_update.running, old_apps, self._apps, pending.refetch,
+                lambda app: decide_alone(router, app, _routed_now(running, app, settings)),
+                router.fragments, overrides)
+            if not isinstance(update, str):
+                update = TaskUpdate(update.running, _merge([task_update.plan, update.plan]),
+                                    {**task_update.services, **update.services})
         if isinstance(update, str):
             self._full_path_reason = update
             return False
@@ -277,9 +301,10 @@ class TaskPath:
         self.metrics.runtime_servers.inc(len(plan.reweight), action="reweight")
         self.state.last_apply = "runtime"
         self.state.last_runtime_update = time.time()
-        log.info("task path: applied through the Runtime API: +%d -%d ~%d servers",
-                 len(plan.add), len(plan.remove), len(plan.readdress))
+        log.info("task path: applied through the Runtime API: +%d -%d ~%d servers, "
+                 "%d map entries", len(plan.add), len(plan.remove), len(plan.readdress),
+                 plan.map_changes)
         return True
 
 
-__all__ = ["RunningConfig", "TaskPath", "TaskUpdate", "plan_task_update"]
+__all__ = ["RunningConfig", "TaskPath", "TaskUpdate", "plan_task_update", "swap_backend"]
