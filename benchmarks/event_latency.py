@@ -246,7 +246,8 @@ class Run:
         self.emulator.start()
         self.proc: subprocess.Popen[bytes] | None = None
         self.current: dict[str, tuple[str, int]] = {}  # target -> (task id, backend index)
-        for target, port, labels in (("/target-http", self.http_port, {"HAPROXY_0_MODE": "http"}),
+        for target, port, labels in (("/target-http", self.http_port,
+                                      {"HAPROXY_0_MODE": "http", "HAPROXY_0_VHOST": "v0.bench.test"}),
                                      ("/target-tcp", self.tcp_port, {})):
             app = {"id": target, "portDefinitions": [{"port": port}], "labels": labels}
             if health_check:

@@ -147,12 +147,17 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
         if old_app is None or new_app is None:
             return f"app {app_id} came or went"
-        if old_app is new_app or old_app == new_app:
+        if old_app is new_app:
             continue
         low, high = _app_slice(services, app_id)
         before = services[low:high]
         if not before or any(s.app is not old_app for s in before):
             return f"app {app_id} is not routed as its previous document"
+        if old_app == new_app:  # fetched again, unchanged: the services hold the new copy
+            services = services[:low] + tuple(replace(s, app=new_app) for s in before) \
+                + services[high:]
+            changed[app_id] = services[low:high]
+            continue
         if any(p.app_id == app_id for p in running.model.problems):
             return f"app {app_id} has problems"
         decided = decide_one(new_app)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -294,16 +293,7 @@ class TaskPath:
         if plan.empty:
             self.state.last_apply = "unchanged"
             return True
-        self.metrics.runtime_updates.inc()
-        self.metrics.runtime_servers.inc(len(plan.add), action="add")
-        self.metrics.runtime_servers.inc(len(plan.remove), action="remove")
-        self.metrics.runtime_servers.inc(len(plan.readdress), action="readdress")
-        self.metrics.runtime_servers.inc(len(plan.reweight), action="reweight")
-        self.state.last_apply = "runtime"
-        self.state.last_runtime_update = time.time()
-        log.info("task path: applied through the Runtime API: +%d -%d ~%d servers, "
-                 "%d map entries", len(plan.add), len(plan.remove), len(plan.readdress),
-                 plan.map_changes)
+        self._count_runtime(plan, "task path: applied through the Runtime API")
         return True
 
 

@@ -16,11 +16,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servicerouter.engine.live import LiveRouter, LiveSettings
-from servicerouter.engine.runner import Router
-from servicerouter.render.fragments import load_fragments
-from servicerouter.source.changes import Pending
-from tests.engine.test_task_path import Reloader, Runtime, Source, _from_scratch, _settings
+from servicerouter.engine.live import LiveRouter
+from servicerouter.source.changes import apply_task_event
+from tests.engine.test_task_path import Source, _from_scratch, live_router
 
 # {n}: the app's own index (mostly its own hosts); shared.test: a claim across apps
 HOSTS = ["a{n}.test", "b{n}.test", "c{n}.test", "e{n}.test", "*.w{n}.test", "d{n}.test:8080",
@@ -44,20 +42,6 @@ def _app(index: int, hosts: tuple[str, ...] = ("a.test",), path: str | None = No
                        "ports": [31000 + index], "state": "TASK_RUNNING"}]}
 
 
-def _start(tmp: Path, apps: dict[str, dict[str, Any]]) -> tuple[LiveRouter, Source, Runtime,
-                                                                    Reloader]:
-    source = Source(apps)
-    router = Router(source, load_fragments(), _settings(tmp, False), resolver=lambda host: host)
-    reloader, runtime = Reloader(), Runtime()
-    live = LiveRouter(router, reloader=reloader, runtime=runtime,  # type: ignore[arg-type]
-                      settings=LiveSettings(resync_interval=1e9))
-    live._leave_out_busy_ports = lambda s, t, o: (s, t)  # type: ignore[method-assign]
-    full = Pending()
-    full.request_full("start")
-    assert live.sync(full)
-    return live, source, runtime, reloader
-
-
 def _update(live: LiveRouter, source: Source, app: dict[str, Any]) -> None:
     source.apps[app["id"]] = dict(app, tasks=source.apps[app["id"]]["tasks"])
     live.submit({"eventType": "api_post_event", "appDefinition": {"id": app["id"]}})
@@ -66,7 +50,7 @@ def _update(live: LiveRouter, source: Source, app: dict[str, Any]) -> None:
 
 def test_a_vhost_change_moves_map_entries_only(tmp_path: Path) -> None:
     apps = {f"/app{i}": _app(i, (f"{'abc'[i]}.test",)) for i in range(3)}
-    live, source, runtime, reloader = _start(tmp_path, apps)
+    live, source, runtime, reloader = live_router(apps, tmp_path)
     router = live.router
     built = router.build_model
     router.build_model = None  # type: ignore[assignment,method-assign]  # must not be needed
@@ -98,7 +82,7 @@ def test_app_updates_give_the_bytes_of_a_render_from_scratch(
         tmp_path_factory: Any, changes: list[tuple[int, list[str], str | None, int]]) -> None:
     tmp = tmp_path_factory.mktemp("app-path")
     apps = {f"/app{i}": _app(i, (f"{'abc'[i]}.test",)) for i in range(3)}
-    live, source, _runtime, _reloader = _start(tmp, apps)
+    live, source, _runtime, _reloader = live_router(apps, tmp)
     for index, hosts, path, weight in changes:
         _update(live, source, _app(index, tuple(h.format(n=index) for h in hosts), path,
                                    weight))
@@ -106,3 +90,20 @@ def test_app_updates_give_the_bytes_of_a_render_from_scratch(
     assert live._config_file.flush()
     assert Path(live.router.settings.config_path).read_text() == live._applied_text
     live.stop()
+
+
+def test_an_unchanged_refetch_keeps_the_task_path_open(tmp_path: Path) -> None:
+    """A deployment's later events fetch the app again, unchanged: its tasks' next event
+    still takes the task path (the running model holds the copy the mirror has)."""
+    apps = {f"/app{i}": _app(i, (f"{'abc'[i]}.test",)) for i in range(2)}
+    live, source, _runtime, _reloader = live_router(apps, tmp_path)
+    _update(live, source, _app(1, ("e.test",)))
+    _update(live, source, _app(1, ("e.test",)))  # deployment_success: the same definition
+    assert live.state.last_path == "task", live.state.last_full_reason
+    event = {"eventType": "status_update_event", "appId": "/app1", "taskId": "app1.2",
+             "taskStatus": "TASK_RUNNING", "host": "10.0.0.2", "ports": [31009]}
+    source.apps["/app1"] = apply_task_event(source.apps["/app1"], event)
+    live.submit(event)
+    assert live.step()
+    assert live.state.last_path == "task", live.state.last_full_reason
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)

@@ -93,6 +93,22 @@ def _settings(tmp: Path, health_check: bool, maps: bool = True) -> RouterSetting
                           health_check=health_check, removal_hold=HoldSettings(fetches=0))
 
 
+def live_router(apps: dict[str, dict[str, Any]], tmp: Path, health_check: bool = False,
+                maps: bool = True) -> tuple[LiveRouter, Source, Runtime, Reloader]:
+    """A live engine over ``apps`` (fake reloader and Runtime API) after its first sync."""
+    source = Source(apps)
+    router = Router(source, load_fragments(), _settings(tmp, health_check, maps),
+                    resolver=lambda host: host)
+    reloader, runtime = Reloader(), Runtime()
+    live = LiveRouter(router, reloader=reloader, runtime=runtime,  # type: ignore[arg-type]
+                      settings=LiveSettings(resync_interval=1e9))
+    live._leave_out_busy_ports = lambda s, t, o: (s, t)  # type: ignore[method-assign]
+    full = Pending()
+    full.request_full("start")
+    assert live.sync(full)
+    return live, source, runtime, reloader
+
+
 def _from_scratch(apps: Mapping[str, Any], tmp: Path, health_check: bool,
                   serving: str | None = None, maps: bool = True) -> str:
     """A fresh router's config for ``apps``; ``serving``: the config HAProxy runs (with
@@ -149,15 +165,8 @@ def test_incremental_syncs_give_the_bytes_of_a_render_from_scratch(
                                      "ipAddresses": [{"ipAddress": "10.1.0.200"}],
                                      "healthCheckResults": [{"alive": True}]}])
             for a in APPS}
-    source = Source(apps)
-    router = Router(source, load_fragments(), _settings(tmp, health_check, maps),
-                    resolver=lambda host: host)
-    live = LiveRouter(router, reloader=Reloader(), runtime=Runtime(),  # type: ignore[arg-type]
-                      settings=LiveSettings(resync_interval=1e9))
-    live._leave_out_busy_ports = lambda s, t, o: (s, t)  # type: ignore[method-assign]
-    full = Pending()
-    full.request_full("start")
-    assert live.sync(full)
+    live, source, _runtime, _reloader = live_router(apps, tmp, health_check, maps)
+    router = live.router
     serial = 1
     for burst in bursts:
         for op in burst:
@@ -180,16 +189,8 @@ def test_the_task_path_applies_plain_task_churn(tmp_path: Path) -> None:
     apps = {"/web": dict(APPS[0], tasks=[])}
     apps["/web"]["tasks"] = [{"id": "web.0", "appId": "/web", "host": "10.0.0.1",
                               "ports": [31000], "state": "TASK_RUNNING"}]
-    source = Source(apps)
-    router = Router(source, load_fragments(), _settings(tmp_path, False),
-                    resolver=lambda host: host)
-    reloader, runtime = Reloader(), Runtime()
-    live = LiveRouter(router, reloader=reloader, runtime=runtime,  # type: ignore[arg-type]
-                      settings=LiveSettings(resync_interval=1e9))
-    live._leave_out_busy_ports = lambda s, t, o: (s, t)  # type: ignore[method-assign]
-    full = Pending()
-    full.request_full("start")
-    assert live.sync(full)
+    live, source, runtime, reloader = live_router(apps, tmp_path)
+    router = live.router
     built = router.build_model
     router.build_model = None  # type: ignore[assignment,method-assign]  # must not be needed
     for serial in range(1, 6):
@@ -226,16 +227,8 @@ def test_health_changes_take_the_task_path_with_health_check(tmp_path: Path) -> 
          "state": "TASK_RUNNING", "healthCheckResults": [{"alive": True}]} for n in (1, 2)]
     apps["/tcp"]["tasks"] = [{"id": "tcp.1", "appId": "/tcp", "host": "10.0.0.1",
                               "ports": [31001, 31002], "state": "TASK_RUNNING"}]
-    source = Source(apps)
-    router = Router(source, load_fragments(), _settings(tmp_path, True),
-                    resolver=lambda host: host)
-    reloader, runtime = Reloader(), Runtime()
-    live = LiveRouter(router, reloader=reloader, runtime=runtime,  # type: ignore[arg-type]
-                      settings=LiveSettings(resync_interval=1e9))
-    live._leave_out_busy_ports = lambda s, t, o: (s, t)  # type: ignore[method-assign]
-    full = Pending()
-    full.request_full("start")
-    assert live.sync(full)
+    live, source, runtime, reloader = live_router(apps, tmp_path, health_check=True)
+    router = live.router
     built = router.build_model
     router.build_model = None  # type: ignore[assignment,method-assign]  # must not be needed
     steps = [
