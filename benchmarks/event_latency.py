@@ -196,7 +196,8 @@ def first_vhost_answer(port: int, host: str, name: str, timeout: float = 20.0) -
     raise TimeoutError(f"{host} never answered {name} on port {port}")
 
 
-SYNC_LINE = re.compile(r"sync timing: (\w+) (task|full) path(?: \((.*)\))? fetch=")
+SYNC_LINE = re.compile(r"sync timing: (\w+) (task|full) path(?: \((.*)\))? fetch=.* "
+                       r"total=([0-9.]+)s")
 
 
 def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str]]:
@@ -208,7 +209,8 @@ def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str]]:
             task += 1
         else:
             full += 1
-            reasons[re.sub(r"\d+", "N", match.group(3) or "?")[:120]] += 1
+            reason = re.sub(r"\d+", "N", match.group(3) or "?")[:120]
+            reasons[f"{reason} ({float(match.group(4)) * 1000:.0f} ms)"] += 1
     return task, full, reasons
 
 

@@ -279,9 +279,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         router = self.router
         settings = router.settings
         assert self._apps is not None
-        derived = router.derive_config(self._apps.values(), stable_paths=True,
-                                       keep=self._apply_quarantine,
-                                       routed_before=removal_guard.routed_before(self))
+        previous = removal_guard.live_previous(self) if settings.health_check else None
+        derived = router.full_pass(self._apps.values(), previous, live=True,
+                                   keep=self._apply_quarantine)
         if derived.rendered is None:
             self.state.last_sync_error = derived.error
             return False
