@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from servicerouter.apply.confdiff import RuntimePlan, plan_map_changes
+from servicerouter.apply.confdiff import MapChange, RuntimePlan
 from servicerouter.engine.task_path import (
     RunningConfig,
     TaskUpdate,
@@ -45,7 +45,13 @@ from servicerouter.model.values import route_order_key
 from servicerouter.render.config import Overrides
 from servicerouter.render.fragments import FragmentSet
 from servicerouter.render.pieces import reads_services, render_service_pieces
-from servicerouter.render.routing import BLOCK_MARKER, map_block, map_kind, parse_map_block
+from servicerouter.render.routing import (
+    BLOCK_MARKER,
+    ENTRY_PREFIX,
+    FILE_PREFIX,
+    map_kind,
+    parse_map_block,
+)
 
 DecideOne = Callable[[Mapping[str, Any]], Model | None]
 Entries = list[tuple[str, str]]
@@ -76,15 +82,56 @@ def _entries_by_kind(text: str, map_dir: str) -> dict[tuple[str, str], Entries]:
     return found
 
 
+@dataclass
+class RoutingIndex:
+    """What the app path reads of the whole running config, built once per full render
+    and carried along, so an app update costs the same at 10 apps and at 5,000."""
+
+    positions: dict[str, int]  # backend -> its service's place (kept: shapes never change)
+    claims: dict[str, frozenset[str]]  # vhost (lower case) -> the apps whose labels claim it
+    maps: dict[str, tuple[tuple[str, str], ...]]  # the map block: path -> entries in order
+    block: int  # where the map block starts in the text
+
+    @classmethod
+    def of(cls, running: RunningConfig) -> RoutingIndex:
+        index = running.cache.get("routing")
+        if index is None:
+            claims: dict[str, set[str]] = {}
+            for service in running.model.services:
+                for host in service.settings.vhosts:
+                    claims.setdefault(host.lower(), set()).add(service.app_id)
+            index = cls({s.backend: i for i, s in enumerate(running.model.services)},
+                        {host: frozenset(apps) for host, apps in claims.items()},
+                        dict(parse_map_block(running.text, running.options.map_dir).files),
+                        running.text.rfind("\n" + BLOCK_MARKER + "\n"))
+            running.cache["routing"] = index
+        return index
+
+    def claimed_elsewhere(self, app_id: str, hosts: Iterable[str]) -> bool:
+        return any(self.claims.get(host.lower(), frozenset()) - {app_id} for host in hosts)
+
+    def reclaimed(self, app_id: str, old: Iterable[str], new: Iterable[str]) -> dict[str, frozenset[str]]:
+        claims = dict(self.claims)
+        for host in {h.lower() for h in old}:
+            claims[host] = claims.get(host, frozenset()) - {app_id}
+            if not claims[host]:
+                del claims[host]
+        for host in {h.lower() for h in new}:
+            claims[host] = claims.get(host, frozenset()) | {app_id}
+        return claims
+
+
 class _RouteOrder:
     """The render's order of exact-host map entries: (rank, service order, rule order)."""
 
-    def __init__(self, services: tuple[Service, ...]) -> None:
-        self.by_backend = {s.backend: (position, s) for position, s in enumerate(services)}
+    def __init__(self, positions: Mapping[str, int], services: tuple[Service, ...]) -> None:
+        self.positions = positions
+        self.services = services
 
     def key(self, entry: tuple[str, str]) -> tuple[Any, ...]:
         map_key, backend = entry
-        position, service = self.by_backend[backend]
+        position = self.positions[backend]
+        service = self.services[position]
         host, _, path = map_key.partition("/")
         rules = service.paths or ("",)
         rule = next((i * len(rules) + rules.index(path)
@@ -136,8 +183,8 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
     app_ids = sorted(set(app_ids))
     services = running.model.services
     text = running.text
-    others = {host.lower() for s in services if s.app_id not in app_ids
-              for host in s.settings.vhosts}
+    index = RoutingIndex.of(running)
+    claims = index.claims
     plans: list[RuntimePlan] = []
     changed: dict[str, tuple[Service, ...]] = {}
     old_entries: dict[tuple[str, str], Entries] = {}
@@ -166,9 +213,13 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         after = decided.services
         if [_shape(s) for s in before] != [_shape(s) for s in after]:
             return f"app {app_id}: its ports, bind ports or modes changed"
-        for service in (*before, *after):
-            if _contested(service) or any(h.lower() in others for h in service.settings.vhosts):
-                return f"app {app_id}: a virtual host another app claims"
+        old_hosts = [h for s in before for h in s.settings.vhosts]
+        new_hosts = [h for s in after for h in s.settings.vhosts]
+        current = replace(index, claims=claims)  # with the apps before this one moved
+        if any(_contested(s) for s in (*before, *after)) \
+                or current.claimed_elsewhere(app_id, old_hosts + new_hosts):
+            return f"app {app_id}: a virtual host another app claims"
+        claims = current.reclaimed(app_id, old_hosts, new_hosts)
         for old, new in zip(before, after, strict=True):
             override = {new.backend: overrides[new.backend]} \
                 if overrides and new.backend in overrides else None
@@ -192,13 +243,16 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         task_delta += decided.task_count - _tasks_of(old_app)
         services = services[:low] + after + services[high:]
         changed[app_id] = after
-    moved = _move_entries(text, options.map_dir, old_entries, new_entries, services)
+    block = len(text) - (len(running.text) - index.block)  # backends before it may have moved
+    moved = _move_entries(text, replace(index, block=block), old_entries, new_entries, services)
     if isinstance(moved, str):
         return moved
-    text, map_plan = moved
+    text, maps, map_plan = moved
     model = replace(running.model, services=services,
                     task_count=running.model.task_count + task_delta)
-    return TaskUpdate(RunningConfig(model, options, text), _merge([*plans, map_plan]), changed)
+    kept = RoutingIndex(index.positions, claims, maps, block)
+    return TaskUpdate(RunningConfig(model, options, text, {"routing": kept}),
+                      _merge([*plans, map_plan]), changed)
 
 
 def _tasks_of(app: Mapping[str, Any]) -> int:
@@ -206,45 +260,57 @@ def _tasks_of(app: Mapping[str, Any]) -> int:
     return len(tasks) if isinstance(tasks, list) else 0
 
 
-def _move_entries(text: str, map_dir: str, old: Mapping[tuple[str, str], Entries],
+def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], Entries],
                   new: Mapping[tuple[str, str], Entries], services: tuple[Service, ...],
-                  ) -> tuple[str, RuntimePlan] | str:
-    """``text`` with the exact-host entries moved, and the map commands that do it live."""
+                  ) -> tuple[str, dict[str, tuple[tuple[str, str], ...]], RuntimePlan] | str:
+    """``text`` with the exact-host entries moved, the maps now, and the map commands
+    that do it live.  Only the files that change are written again in the text."""
     for key in set(old) | set(new):
         if key[1] != "beg" and sorted(old.get(key, ())) != sorted(new.get(key, ())):
             return f"{key[0]} {key[1]} map entries changed (only exact hosts move live)"
-    running = dict(parse_map_block(text, map_dir).files)
-    order = _RouteOrder(services)
-    before: dict[str, tuple[tuple[str, str], ...]] = {}
-    after: dict[str, tuple[tuple[str, str], ...]] = {}
+    maps = dict(index.maps)
+    order = _RouteOrder(index.positions, services)
+    add: list[MapChange] = []
+    changed: list[MapChange] = []
+    delete: list[MapChange] = []
     for frontend, kind in sorted(set(old) | set(new)):
         if kind != "beg" or old.get((frontend, kind)) == new.get((frontend, kind)):
             continue
-        paths = [p for p in running if map_kind(p) == kind
-                 and p.rsplit("/", 1)[-1].startswith(frontend + "-")]
+        own = [p for p in maps if p.rsplit("/", 1)[-1].startswith(frontend + "-")]
+        paths = [p for p in own if map_kind(p) == kind]
         if len(paths) != 1:
             return f"the {frontend} frontend has {len(paths)} {kind} maps"
         path = paths[0]
-        if not _maps_only(text, path, sum(1 for p in running
-                                          if p.rsplit("/", 1)[-1].startswith(frontend + "-"))):
+        if not _maps_only(text, path, len(own)):
             return f"the {frontend} frontend has rules besides its maps (their order is global)"
-        gone = set(old.get((frontend, kind), ()))
-        entries = [e for e in running[path] if e not in gone]
+        gone = dict(old.get((frontend, kind), ()))
+        entries = [e for e in maps[path] if e[0] not in gone or gone[e[0]] != e[1]]
         taken = {key for key, _backend in entries}
         for entry in new.get((frontend, kind), ()):
             if entry[0] in taken:
                 return f"map key {entry[0]} is routed to another backend"
             taken.add(entry[0])
             bisect.insort(entries, entry, key=order.key)
-        before[path], after[path] = running[path], tuple(entries)
-        running[path] = tuple(entries)
-    if not after:
-        return text, RuntimePlan()
-    changes = plan_map_changes(before, after)
-    if isinstance(changes, str):
-        return changes
-    return _without_block(text) + map_block(running), RuntimePlan(map_add=changes[0], map_set=changes[1],
-                                                  map_del=changes[2])
+            if entry[0] not in gone:
+                add.append((path, entry[0], entry[1]))
+            elif gone[entry[0]] != entry[1]:
+                changed.append((path, entry[0], entry[1]))
+        fresh = {key for key, _backend in new.get((frontend, kind), ())}
+        delete.extend((path, key, "") for key in gone if key not in fresh)
+        maps[path] = tuple(entries)
+        text = _splice_file(text, index.block, path, maps[path])
+    return text, maps, RuntimePlan(map_add=tuple(add), map_set=tuple(changed),
+                                   map_del=tuple(delete))
+
+
+def _splice_file(text: str, block: int, path: str, entries: Iterable[tuple[str, str]]) -> str:
+    """``text`` with the entries of one file of its map block (which starts at ``block``)
+    written again: the bytes map_block gives, without rewriting the other files."""
+    marker = f"\n{FILE_PREFIX}{path}\n"
+    start = text.find(marker, block) + len(marker)
+    end = text.find("\n" + FILE_PREFIX, start - 1)
+    end = len(text) if end < 0 else end + 1
+    return text[:start] + "".join(f"{ENTRY_PREFIX}{k} {b}\n" for k, b in entries) + text[end:]
 
 
 __all__ = ["decide_alone", "plan_app_update"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servicerouter.apply.confdiff import RuntimePlan, parse_config, plan_runtime_update
@@ -52,6 +52,9 @@ class RunningConfig:
     model: Model  # services sorted by (app id, bind port), as build_model leaves them
     options: RenderOptions
     text: str
+    # Indexes of the whole config the app path builds once and keeps up to date
+    # (servicerouter.engine.app_path.RoutingIndex); servers-only updates share them.
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
         changed[app_id] = tuple(new_services)
     model = replace(running.model, services=services,
                     task_count=running.model.task_count + task_delta)
-    return TaskUpdate(RunningConfig(model, running.options, text), _merge(plans), changed)
+    return TaskUpdate(RunningConfig(model, running.options, text, running.cache), _merge(plans),
+                      changed)
 
 
 def _service_step(old: Service, new: Service, options: RenderOptions, fragments: FragmentSet,
