@@ -40,6 +40,7 @@ from servicerouter.apply.confdiff import ParsedConfig
 from servicerouter.apply.managed import ManagedHAProxy
 from servicerouter.apply.runtime_api import RuntimeApplier
 from servicerouter.engine import removal_guard
+from servicerouter.engine.app_path import RoutingIndex
 from servicerouter.engine.applier import ConfigApplier
 from servicerouter.engine.cert_swaps import CertificateSwaps
 from servicerouter.engine.config_file import ConfigFile
@@ -309,6 +310,8 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         if ok and not self.quarantine and self._applied_text == text:
             self._running = RunningConfig(replace(model, services=services), options,
                                           self._applied_text)
+            if options.map_dir is not None:  # now, not on the next app update's event path
+                RoutingIndex.of(self._running)
         return ok
 
 
