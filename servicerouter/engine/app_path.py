@@ -44,6 +44,7 @@ from servicerouter.model.services import Model, Service
 from servicerouter.model.values import route_order_key
 from servicerouter.render.config import Overrides
 from servicerouter.render.fragments import FragmentSet
+from servicerouter.render.label_templates import find_label_templates
 from servicerouter.render.pieces import reads_services, render_service_pieces
 from servicerouter.render.routing import (
     BLOCK_MARKER,
@@ -211,6 +212,8 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         if decided is None or decided.problems:
             return f"app {app_id}: its update has problems"
         after = decided.services
+        if find_label_templates(after):  # compiled, checked and reported by the full path
+            return f"app {app_id} has label templates"
         if [_shape(s) for s in before] != [_shape(s) for s in after]:
             return f"app {app_id}: its ports, bind ports or modes changed"
         old_hosts = [h for s in before for h in s.settings.vhosts]

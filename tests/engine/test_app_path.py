@@ -65,6 +65,12 @@ def test_a_vhost_change_moves_map_entries_only(tmp_path: Path) -> None:
     router.build_model = built  # type: ignore[method-assign]
     assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
     assert reloader.calls == 1  # the start only
+    # a label template (ignored without --allow-label-templates): the full path says so
+    _update(live, source, dict(_app(1, ("e.test",)), labels={
+        "HAPROXY_0_MODE": "http", "HAPROXY_0_VHOST": "e.test",
+        "HAPROXY_0_BACKEND_HEAD": "backend {backend}\n"}))
+    assert live.state.last_full_reason == "app /app1 has label templates"
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
     # a vhost another app has: ownership across apps, the full path decides
     _update(live, source, _app(2, ("c.test", "a.test")))
     assert live.state.last_path == "full"
