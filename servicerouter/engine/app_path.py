@@ -20,6 +20,10 @@ pure but for host resolution and port checks):
 
 The Runtime API then applies ``add map``/``del map`` (and server changes);
 nothing is reloaded.  Anything else returns a reason and the full path decides.
+What this reads of the whole config (which app claims which virtual host, the
+map entries, each backend's place) is a :class:`RoutingIndex` built once per
+full render and carried from update to update, so the cost of an update does
+not grow with the cluster.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from servicerouter.apply.confdiff import MapChange, RuntimePlan
 from servicerouter.engine.task_path import (
     RunningConfig,
     TaskUpdate,
-    _app_slice,
-    _merge,
+    app_slice,
+    merge_plans,
     swap_backend,
 )
 from servicerouter.model.app_fields import RoutedBefore
@@ -197,7 +201,7 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
             return f"app {app_id} came or went"
         if old_app is new_app:
             continue
-        low, high = _app_slice(services, app_id)
+        low, high = app_slice(services, app_id)
         before = services[low:high]
         if not before or any(s.app is not old_app for s in before):
             return f"app {app_id} is not routed as its previous document"
@@ -255,7 +259,7 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
                     task_count=running.model.task_count + task_delta)
     kept = RoutingIndex(index.positions, claims, maps, block)
     return TaskUpdate(RunningConfig(model, options, text, {"routing": kept}),
-                      _merge([*plans, map_plan]), changed)
+                      merge_plans([*plans, map_plan]), changed)
 
 
 def _tasks_of(app: Mapping[str, Any]) -> int:

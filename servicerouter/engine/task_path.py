@@ -69,7 +69,7 @@ class TaskUpdate:
 Derive = Callable[[Mapping[str, Any]], AppServers | None]
 
 
-def _app_slice(services: tuple[Service, ...], app_id: str) -> tuple[int, int]:
+def app_slice(services: tuple[Service, ...], app_id: str) -> tuple[int, int]:
     """Where ``app_id``'s services are (services are sorted by app id)."""
     low = bisect.bisect_left(services, app_id, key=_app_of)
     high = bisect.bisect_right(services, app_id, lo=low, key=_app_of)
@@ -80,7 +80,7 @@ def _app_of(service: Service) -> str:
     return service.app_id
 
 
-def _merge(plans: Iterable[RuntimePlan]) -> RuntimePlan:
+def merge_plans(plans: Iterable[RuntimePlan]) -> RuntimePlan:
     plans = list(plans)
     return RuntimePlan(
         tuple(a for p in plans for a in p.add),
@@ -120,7 +120,7 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
         if before.problems != after.problems:
             return f"app {app_id}: its problems changed"
         task_delta += after.task_count - before.task_count
-        low, high = _app_slice(services, app_id)
+        low, high = app_slice(services, app_id)
         if low == high:
             if after.with_tasks:  # ports that lost a conflict or failed to render
                 return f"app {app_id} has ports but none routed"
@@ -144,7 +144,7 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
         changed[app_id] = tuple(new_services)
     model = replace(running.model, services=services,
                     task_count=running.model.task_count + task_delta)
-    return TaskUpdate(RunningConfig(model, running.options, text, running.cache), _merge(plans),
+    return TaskUpdate(RunningConfig(model, running.options, text, running.cache), merge_plans(plans),
                       changed)
 
 
@@ -186,7 +186,7 @@ def _routed_now(running: RunningConfig, app: Mapping[str, Any],
     if not settings.health_check:
         return None
     services = running.model.services
-    low, high = _app_slice(services, str(app.get("id")))
+    low, high = app_slice(services, str(app.get("id")))
     return RoutedBefore({s.backend: frozenset([f"{srv.ipv4}:{srv.port}" for srv in s.servers])
                          for s in services[low:high]})
 
@@ -266,7 +266,7 @@ class TaskPath:
                 lambda app: decide_alone(router, app, _routed_now(running, app, settings)),
                 router.fragments, overrides)
             if not isinstance(update, str):
-                update = TaskUpdate(update.running, _merge([task_update.plan, update.plan]),
+                update = TaskUpdate(update.running, merge_plans([task_update.plan, update.plan]),
                                     {**task_update.services, **update.services})
         if isinstance(update, str):
             self._full_path_reason = update
@@ -301,4 +301,5 @@ class TaskPath:
         return True
 
 
-__all__ = ["RunningConfig", "TaskPath", "TaskUpdate", "plan_task_update", "swap_backend"]
+__all__ = ["RunningConfig", "TaskPath", "TaskUpdate", "app_slice", "merge_plans", "plan_task_update",
+           "swap_backend"]
