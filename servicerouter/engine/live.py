@@ -149,6 +149,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self._sync_started: float | None = None
         self._hup = False
         self._full_path_reason: str | None = None  # why the last sync took the full path
+        self._resync_deferred = False  # a due periodic resync waits for one step of events
 
     # ------------------------------------------------------------------ the loop
 
@@ -177,6 +178,13 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             pending.request_full("retrying the failed apply")
             retry = True
         overdue = time.monotonic() - self._last_full >= self.settings.resync_interval
+        if overdue and not pending.full and not pending.empty and not self._resync_deferred:
+            # Events first (the task path takes milliseconds), the periodic resync (seconds
+            # on a big cluster) at the very next step: it never makes an event wait.  Once
+            # only, so constant churn cannot put the resync off for ever.
+            self._resync_deferred = True
+            self.trigger.fire()
+            overdue = False
         if pending.empty or overdue:
             retry = True
             if not pending.full:
@@ -243,6 +251,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             self.metrics.marathon_up.set(1)
         if full:
             self._last_full = time.monotonic()
+            self._resync_deferred = False
         old_apps, self._apps = self._apps, apps
         fetched = time.perf_counter()
         # The one decision point: the task path when it can show the change is

@@ -259,3 +259,22 @@ def test_health_changes_take_the_task_path_with_health_check(tmp_path: Path) -> 
     router.build_model = built  # type: ignore[method-assign]
     assert reloader.calls == 1  # the start only
     assert live.state.task_path_syncs == 3
+
+
+def test_a_due_periodic_resync_lets_the_events_go_first(tmp_path: Path) -> None:
+    """An event that arrives when the periodic resync is due takes the task path; the
+    resync (seconds on a big cluster) runs at the next step, not in the event's sync."""
+    apps = {"/web": dict(APPS[0], tasks=[{"id": "web.0", "appId": "/web", "host": "10.0.0.1",
+                                          "ports": [31000], "state": "TASK_RUNNING"}])}
+    live, source, _runtime, _reloader = live_router(apps, tmp_path)
+    live._last_full -= 1e10  # the resync is overdue
+    event = {"eventType": "status_update_event", "appId": "/web", "taskId": "web.1",
+             "taskStatus": "TASK_RUNNING", "host": "10.0.0.2", "ports": [31001]}
+    source.apps["/web"] = apply_task_event(source.apps["/web"], event)
+    live.submit(event)
+    assert live.step()
+    assert live.state.last_path == "task", live.state.last_full_reason
+    assert live.trigger.due_at() is not None  # the resync is due at once
+    assert live.step()
+    assert live.state.last_full_reason == "full resync: periodic resync"
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
