@@ -229,14 +229,16 @@ class Run:
 
     def __init__(self, tasks: int, product: Path, workdir: Path, haproxy_bin: str,
                  health_check: bool, verbose: bool) -> None:
+        # The backends listen first: the ports reserved next can never be theirs (a fill
+        # app's frontend on a backend's port was quarantined as "address in use").
+        self.backends = [Backend("blue"), Backend("green")]
+        for backend in self.backends:
+            backend.start()
         ports = reserve_ports(tasks // TASKS_PER_APP + 8)
         self.http_port, self.tcp_port, status_port, *shared = ports[-8:]
         self.workdir = workdir
         self.need_fds = tasks + tasks // TASKS_PER_APP + 300
         self.checks = resource.getrlimit(resource.RLIMIT_NOFILE)[1] >= self.need_fds
-        self.backends = [Backend("blue"), Backend("green")]
-        for backend in self.backends:
-            backend.start()
         self.emulator = MarathonEmulator(keepalive_interval=5.0)
         self.emulator.load_state({"apps": [
             {"id": f"/fill/app{i:05d}", "instances": TASKS_PER_APP,

@@ -316,7 +316,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             return True  # the last config keeps serving (servicerouter.engine.holds)
         self._running = None
         ok = self._apply(text, services, options)
-        if ok and not self.quarantine and self._applied_text == text:
+        # Quarantined apps are left out (or frozen) of ``text`` as of this sync; the task
+        # path keeps the rest exact (events of those apps go the full way: see task_path).
+        if ok and self._applied_text == text:
             self._running = RunningConfig(replace(model, services=services), options,
                                           self._applied_text)
             if options.map_dir is not None:  # now, not on the next app update's event path

@@ -212,8 +212,6 @@ class TaskPath:
             return "no task or app event"
         if running is None or running.text is not self._applied_text:
             return "the running config is not the last one rendered"
-        if self.quarantine:
-            return "apps are quarantined"
         if self._failed_text is not None:
             return "the last apply failed"
         if self.router.settings.dry:

@@ -278,3 +278,33 @@ def test_a_due_periodic_resync_lets_the_events_go_first(tmp_path: Path) -> None:
     assert live.step()
     assert live.state.last_full_reason == "full resync: periodic resync"
     assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
+
+
+def test_a_quarantined_app_does_not_send_every_event_the_full_way(tmp_path: Path) -> None:
+    """One app left out (its port busy, its config refused) must not make the task events
+    of every other app rebuild the whole cluster: they keep the task path."""
+    from servicerouter.engine.live_state import Quarantined, _fingerprint
+
+    apps = {a["id"]: dict(a, tasks=[{"id": f"{a['id'][1:]}.0", "appId": a["id"],
+                                     "host": "10.0.0.1", "ports": [31000, 32000],
+                                     "state": "TASK_RUNNING"}]) for a in APPS[:2]}
+    live, source, _runtime, _reloader = live_router(apps, tmp_path)
+    tcp = tuple(s for s in live._running.model.services if s.app_id == "/tcp")
+    live.quarantine["/tcp"] = Quarantined("/tcp", "cannot bind", 0.0, _fingerprint(tcp))
+    full = Pending()
+    full.request_full("quarantine")
+    assert live.sync(full)
+    assert "tcp_10002" not in live._applied_text
+    event = {"eventType": "status_update_event", "appId": "/web", "taskId": "web.1",
+             "taskStatus": "TASK_RUNNING", "host": "10.0.0.2", "ports": [31001]}
+    source.apps["/web"] = apply_task_event(source.apps["/web"], event)
+    live.submit(event)
+    assert live.step()
+    assert live.state.last_path == "task", live.state.last_full_reason
+    assert "10.0.0.2:31001" in live._applied_text and "tcp_10002" not in live._applied_text
+    # an event of the quarantined app: the full path (and its quarantine rules) decide
+    event = dict(event, appId="/tcp", taskId="tcp.1")
+    source.apps["/tcp"] = apply_task_event(source.apps["/tcp"], event)
+    live.submit(event)
+    assert live.step()
+    assert live.state.last_path == "full"
