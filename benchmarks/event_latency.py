@@ -200,18 +200,22 @@ SYNC_LINE = re.compile(r"sync timing: (\w+) (task|full) path(?: \((.*)\))? fetch
                        r"total=([0-9.]+)s")
 
 
-def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str]]:
-    """(task-path syncs, full-path syncs, why each full one was full) from the log."""
+def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str], float]:
+    """(task-path syncs, full-path syncs, why each full one was full, the slowest
+    task-path sync in seconds) from the log: a trial much slower than that waited
+    outside servicerouter's sync (CPU, HAProxy, the client)."""
     task = full = 0
+    slowest = 0.0
     reasons: collections.Counter[str] = collections.Counter()
     for match in SYNC_LINE.finditer(log_text):
         if match.group(2) == "task":
             task += 1
+            slowest = max(slowest, float(match.group(4)))
         else:
             full += 1
             reason = re.sub(r"\d+", "N", match.group(3) or "?")[:120]
             reasons[f"{reason} ({float(match.group(4)) * 1000:.0f} ms)"] += 1
-    return task, full, reasons
+    return task, full, reasons, slowest
 
 
 def haproxy_workers(state_dir: Path) -> set[int]:
@@ -293,7 +297,7 @@ class Run:
         self.floors: list[float] = []
         self.log_mark = (workdir / "servicerouter.log").stat().st_size
 
-    def paths(self) -> tuple[int, int, collections.Counter[str]]:
+    def paths(self) -> tuple[int, int, collections.Counter[str], float]:
         """Sync paths since the trials began (start-up excluded)."""
         with open(self.workdir / "servicerouter.log", "rb") as log:
             log.seek(self.log_mark)
@@ -427,7 +431,7 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
                     if vhosts and target == "/target-http":
                         run.vhost(target)
         after = run.status()
-        task_syncs, full_syncs, reasons = run.paths()
+        task_syncs, full_syncs, reasons, slowest = run.paths()
         result = {"tasks": tasks + 2, "checks": run.checks, "reloads": run.reloads,
                   "syncs": after["syncs"] - before["syncs"],
                   "task_path_syncs": (after.get("task_path_syncs", 0)
@@ -435,6 +439,7 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
                   "floor_p50_ms": percentile(run.floors, 50) * 1000,
                   "floor_p99_ms": percentile(run.floors, 99) * 1000,
                   "paths": {"task": task_syncs, "full": full_syncs,
+                            "slowest_task_sync_ms": round(slowest * 1000, 1),
                             "full_reasons": dict(reasons.most_common())},
                   "load_average": [round(v, 2) for v in os.getloadavg()], "kinds": {}}
         for kind, values in run.latencies.items():
@@ -493,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{result['paths']['task']:>4}/{result['paths']['full']:<5}",
                       flush=True)
             reasons = "; ".join(f"{n}x {r}" for r, n in result["paths"]["full_reasons"].items())
-            print(f"{'':>7} full-path syncs: {reasons or 'none'}; load average "
+            print(f"{'':>7} full-path syncs: {reasons or 'none'}; slowest task-path sync "
+                  f"{result['paths']['slowest_task_sync_ms']} ms; load average "
                   f"{' '.join(map(str, result['load_average']))}", flush=True)
     return 0
 
