@@ -281,8 +281,11 @@ def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], 
     changed: list[MapChange] = []
     delete: list[MapChange] = []
     for frontend, kind in sorted(set(old) | set(new)):
-        if kind != "beg" or old.get((frontend, kind)) == new.get((frontend, kind)):
-            continue
+        if kind != "beg":
+            continue  # the same entries (checked above)
+        # The app's entries are taken out and put back even when they are the same: a new
+        # backend weight moves them among the others (a tree lookup ignores the order, the
+        # text must still be the bytes of a full render).
         own = [p for p in maps if p.rsplit("/", 1)[-1].startswith(frontend + "-")]
         paths = [p for p in own if map_kind(p) == kind]
         if len(paths) != 1:

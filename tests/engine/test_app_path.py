@@ -113,3 +113,16 @@ def test_an_unchanged_refetch_keeps_the_task_path_open(tmp_path: Path) -> None:
     assert live.step()
     assert live.state.last_path == "task", live.state.last_full_reason
     assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
+
+
+def test_a_new_backend_weight_moves_the_apps_entries_first(tmp_path: Path) -> None:
+    """Same hosts, a higher HAPROXY_0_BACKEND_WEIGHT: no map command, but the entries
+    move before the others' in the text, as a full render orders them."""
+    apps = {f"/app{i}": _app(i, (f"{'abc'[i]}.test",)) for i in range(3)}
+    live, source, runtime, _reloader = live_router(apps, tmp_path)
+    _update(live, source, _app(2, ("c2.test", "e2.test", "a2.test")))
+    plans = len(runtime.plans)
+    _update(live, source, _app(2, ("c2.test", "e2.test", "a2.test"), weight=2))
+    assert live.state.last_path == "task", live.state.last_full_reason
+    assert len(runtime.plans) == plans  # nothing to tell HAProxy: tree lookups
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
