@@ -16,9 +16,16 @@ connections:
 
 - add: a task on the other backend is started -> its first answer;
 - remove: the old task is killed -> three answers in a row from the survivor;
+- vhost (HTTP): the app's ``HAPROXY_0_VHOST`` label changes (an app update:
+  ``api_post_event`` and a deployment) -> the new virtual host's first answer
+  through the shared HTTP frontend;
 - health (second servicerouter run with ``--health-check``, where Marathon's
   health routes): the task turns unhealthy -> three answers in a row from the
   other; healthy again -> its first answer.
+
+servicerouter logs every sync with the path it took (task or full) and why a
+full one could not take the task path; the table's last columns count them
+over the trials, and ``--json`` lists the reasons.
 
 Reloads are counted from HAProxy itself (new worker processes of its master).
 The floor, per trial in the same run: SSE delivery of that event to a client
@@ -32,9 +39,11 @@ and the ``checks`` column says so.
 from __future__ import annotations
 
 import argparse
+import collections
 import http.client
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -143,6 +152,8 @@ class EventClock:
                     key = (event.get("eventType"), event.get("taskId"),
                            event.get("taskStatus"), event.get("alive"))
                     with self.cond:
+                        if key[0] == "api_post_event":  # the trial's key: last one wins
+                            self.seen.pop(key, None)
                         self.seen[key] = time.monotonic()
                         self.cond.notify_all()
         except (OSError, ValueError, http.client.HTTPException):
@@ -151,7 +162,7 @@ class EventClock:
     def delivered(self, key: tuple, timeout: float = 10.0) -> float:
         with self.cond:
             self.cond.wait_for(lambda: key in self.seen, timeout)
-            return self.seen[key]
+            return self.seen.pop(key) if key[0] == "api_post_event" else self.seen[key]
 
 
 def runtime_round_trip(sock_path: str, command: str) -> float:
@@ -162,6 +173,49 @@ def runtime_round_trip(sock_path: str, command: str) -> float:
         while sock.recv(65536):
             pass
     return time.monotonic() - start
+
+
+def vhost_answer(port: int, host: str) -> str | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/", headers={"Host": host})
+        response = conn.getresponse()
+        body = response.read().strip().decode()
+        return body if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def first_vhost_answer(port: int, host: str, name: str, timeout: float = 20.0) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if vhost_answer(port, host) == name:
+            return time.monotonic()
+    raise TimeoutError(f"{host} never answered {name} on port {port}")
+
+
+SYNC_LINE = re.compile(r"sync timing: (\w+) (task|full) path(?: \((.*)\))? fetch=.* "
+                       r"total=([0-9.]+)s")
+
+
+def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str], float]:
+    """(task-path syncs, full-path syncs, why each full one was full, the slowest
+    task-path sync in seconds) from the log: a trial much slower than that waited
+    outside servicerouter's sync (CPU, HAProxy, the client)."""
+    task = full = 0
+    slowest = 0.0
+    reasons: collections.Counter[str] = collections.Counter()
+    for match in SYNC_LINE.finditer(log_text):
+        if match.group(2) == "task":
+            task += 1
+            slowest = max(slowest, float(match.group(4)))
+        else:
+            full += 1
+            reason = re.sub(r"\d+", "N", match.group(3) or "?")[:120]
+            reasons[f"{reason} ({float(match.group(4)) * 1000:.0f} ms)"] += 1
+    return task, full, reasons, slowest
 
 
 def haproxy_workers(state_dir: Path) -> set[int]:
@@ -179,14 +233,16 @@ class Run:
 
     def __init__(self, tasks: int, product: Path, workdir: Path, haproxy_bin: str,
                  health_check: bool, verbose: bool) -> None:
+        # The backends listen first: the ports reserved next can never be theirs (a fill
+        # app's frontend on a backend's port was quarantined as "address in use").
+        self.backends = [Backend("blue"), Backend("green")]
+        for backend in self.backends:
+            backend.start()
         ports = reserve_ports(tasks // TASKS_PER_APP + 8)
         self.http_port, self.tcp_port, status_port, *shared = ports[-8:]
         self.workdir = workdir
         self.need_fds = tasks + tasks // TASKS_PER_APP + 300
         self.checks = resource.getrlimit(resource.RLIMIT_NOFILE)[1] >= self.need_fds
-        self.backends = [Backend("blue"), Backend("green")]
-        for backend in self.backends:
-            backend.start()
         self.emulator = MarathonEmulator(keepalive_interval=5.0)
         self.emulator.load_state({"apps": [
             {"id": f"/fill/app{i:05d}", "instances": TASKS_PER_APP,
@@ -198,7 +254,8 @@ class Run:
         self.emulator.start()
         self.proc: subprocess.Popen[bytes] | None = None
         self.current: dict[str, tuple[str, int]] = {}  # target -> (task id, backend index)
-        for target, port, labels in (("/target-http", self.http_port, {"HAPROXY_0_MODE": "http"}),
+        for target, port, labels in (("/target-http", self.http_port,
+                                      {"HAPROXY_0_MODE": "http", "HAPROXY_0_VHOST": "v0.bench.test"}),
                                      ("/target-tcp", self.tcp_port, {})):
             app = {"id": target, "portDefinitions": [{"port": port}], "labels": labels}
             if health_check:
@@ -218,13 +275,16 @@ class Run:
                 "--bind-addr", "127.0.0.1", "--http-port", str(shared[0]),
                 "--https-port", str(shared[1]), "--appid-port", str(shared[2]),
                 "--stats-port", str(shared[3]), "--status-listen", str(status_port),
-                "--drain-timeout", "0", "--log-level", "info" if verbose else "warning"]
+                "--drain-timeout", "0", "--log-level", "info"]  # info: each sync's path
         if health_check:
             argv.append("--health-check")
         self.status_url = f"http://127.0.0.1:{status_port}/status"
+        self.frontend = shared[0]  # the shared HTTP frontend (virtual hosts)
+        self.vhost_serial = 0
         with open(workdir / "servicerouter.log", "wb") as log:
             self.proc = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                          env=dict(os.environ, PYTHONPATH=str(product)))
+        del verbose  # the log always has every sync's path (servicerouter.log)
         first_answer(self.http_port, "blue", timeout=300)
         first_answer(self.tcp_port, "blue", timeout=60)
         self.settle()
@@ -235,6 +295,13 @@ class Run:
         self.reloads = 0
         self.latencies: dict[str, list[float]] = {}
         self.floors: list[float] = []
+        self.log_mark = (workdir / "servicerouter.log").stat().st_size
+
+    def paths(self) -> tuple[int, int, collections.Counter[str], float]:
+        """Sync paths since the trials began (start-up excluded)."""
+        with open(self.workdir / "servicerouter.log", "rb") as log:
+            log.seek(self.log_mark)
+            return sync_paths(log.read().decode(errors="replace"))
 
     def settle(self, quiet: float = 2.0, timeout: float = 300.0) -> None:
         """Wait for start-up to end: the event stream connected (its resync done) and
@@ -287,6 +354,23 @@ class Run:
         self.trial("remove", target, remove, lambda: only_answers(port, new.name), server)
         self.current[target] = (added["id"], 1 - old_index)
 
+    def vhost(self, target: str) -> None:
+        """The app's virtual host changes (an app update): its first answer there."""
+        self.vhost_serial += 1
+        host = f"v{self.vhost_serial}.bench.test"
+        port = self.http_port
+        name = self.backends[self.current[target][1]].name
+        server = f"{target[1:]}_{port}/127_0_0_1_{self.backends[self.current[target][1]].port}"
+
+        def change() -> tuple:
+            self.emulator.put_app({"id": target, "portDefinitions": [{"port": port}],
+                                   "labels": {"HAPROXY_0_MODE": "http",
+                                              "HAPROXY_0_VHOST": host}})
+            return ("api_post_event", None, None, None)
+
+        self.trial("vhost", target, change,
+                   lambda: first_vhost_answer(self.frontend, host, name), server)
+
     def health(self, target: str, port: int) -> None:
         emu, task_id, index = self.emulator, *self.current[target]
         if not hasattr(self, "_second"):
@@ -332,7 +416,7 @@ class Run:
 
 
 def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bool,
-            verbose: bool) -> dict:
+            verbose: bool, vhosts: bool = True) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="sr-bench-latency-"))
     run = None
     try:
@@ -344,13 +428,20 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
                     run.health(target, port)
                 else:
                     run.add_remove(target, port)
+                    if vhosts and target == "/target-http":
+                        run.vhost(target)
         after = run.status()
+        task_syncs, full_syncs, reasons, slowest = run.paths()
         result = {"tasks": tasks + 2, "checks": run.checks, "reloads": run.reloads,
                   "syncs": after["syncs"] - before["syncs"],
                   "task_path_syncs": (after.get("task_path_syncs", 0)
                                       - before.get("task_path_syncs", 0)),
                   "floor_p50_ms": percentile(run.floors, 50) * 1000,
-                  "floor_p99_ms": percentile(run.floors, 99) * 1000, "kinds": {}}
+                  "floor_p99_ms": percentile(run.floors, 99) * 1000,
+                  "paths": {"task": task_syncs, "full": full_syncs,
+                            "slowest_task_sync_ms": round(slowest * 1000, 1),
+                            "full_reasons": dict(reasons.most_common())},
+                  "load_average": [round(v, 2) for v in os.getloadavg()], "kinds": {}}
         for kind, values in run.latencies.items():
             result["kinds"][kind] = {"p50_ms": percentile(values, 50) * 1000,
                                      "p99_ms": percentile(values, 99) * 1000,
@@ -377,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--product", type=Path, default=ROOT,
                         help="servicerouter checkout to run (default this one)")
     parser.add_argument("--no-health", action="store_true", help="skip the health runs")
+    parser.add_argument("--only-health", action="store_true", help="only the health runs")
+    parser.add_argument("--no-vhost", action="store_true", help="skip the vhost trials")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -385,12 +478,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"event-to-route latency, default settings (--drain-timeout 0), product "
               f"{args.product}; floor = SSE delivery + one Runtime API round trip, same trials")
+        print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         print(f"{'tasks':>7} {'kind':<18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>4} "
-              f"{'floor p50/p99':>14} {'reloads':>8} {'checks':>7} {'task path':>10}")
+              f"{'floor p50/p99':>14} {'reloads':>8} {'checks':>7} {'task/full':>10}")
     for size in sizes:
         trials = 3 if args.quick else args.trials or (20 if size >= 50000 else 40)
-        for health in (False, True) if not args.no_health else (False,):
-            result = measure(size, trials, args.product, haproxy_bin, health, args.verbose)
+        runs = (True,) if args.only_health else (False,) if args.no_health else (False, True)
+        for health in runs:
+            result = measure(size, trials, args.product, haproxy_bin, health, args.verbose,
+                             vhosts=not args.no_vhost)
             if args.json:
                 print(json.dumps(result), flush=True)
                 continue
@@ -399,8 +495,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['n']:>4} "
                       f"{result['floor_p50_ms']:>6.1f}/{result['floor_p99_ms']:<7.1f} "
                       f"{result['reloads']:>8} {'yes' if result['checks'] else 'no':>7} "
-                      f"{result['task_path_syncs']:>4}/{result['syncs']:<5}",
+                      f"{result['paths']['task']:>4}/{result['paths']['full']:<5}",
                       flush=True)
+            reasons = "; ".join(f"{n}x {r}" for r, n in result["paths"]["full_reasons"].items())
+            print(f"{'':>7} full-path syncs: {reasons or 'none'}; slowest task-path sync "
+                  f"{result['paths']['slowest_task_sync_ms']} ms; load average "
+                  f"{' '.join(map(str, result['load_average']))}", flush=True)
     return 0
 
 

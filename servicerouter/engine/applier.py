@@ -9,7 +9,12 @@ import time
 from collections.abc import Sequence
 
 from servicerouter.apply import haproxy, mapfiles
-from servicerouter.apply.confdiff import ParsedConfig, parse_config, plan_runtime_update
+from servicerouter.apply.confdiff import (
+    ParsedConfig,
+    RuntimePlan,
+    parse_config,
+    plan_runtime_update,
+)
 from servicerouter.apply.fd_budget import fd_report
 from servicerouter.apply.managed import ReloadResult
 from servicerouter.apply.runtime_api import RuntimeUpdateError
@@ -165,6 +170,11 @@ class ConfigApplier:
         if services is not None:  # what HAProxy runs now is their last good version
             self._good_by_app = _by_app(services)
             self._apply_failures = 0
+        self._count_runtime(plan, "applied through the Runtime API without reload")
+        return True
+
+    def _count_runtime(self, plan: RuntimePlan, said: str) -> None:
+        """A plan the Runtime API carried out: metrics, /status and one log line."""
         self.metrics.runtime_updates.inc()
         self.metrics.runtime_servers.inc(len(plan.add), action="add")
         self.metrics.runtime_servers.inc(len(plan.remove), action="remove")
@@ -172,10 +182,8 @@ class ConfigApplier:
         self.metrics.runtime_servers.inc(len(plan.reweight), action="reweight")
         self.state.last_apply = "runtime"
         self.state.last_runtime_update = time.time()
-        log.info("applied through the Runtime API without reload: +%d -%d ~%d servers, "
-                 "%d map entries", len(plan.add), len(plan.remove), len(plan.readdress),
-                 plan.map_changes)
-        return True
+        log.info("%s: +%d -%d ~%d servers, %d map entries", said, len(plan.add),
+                 len(plan.remove), len(plan.readdress), plan.map_changes)
 
     def _write(self, text: str) -> bool:
         """Put the config HAProxy now runs on disk (atomically), for its next reload."""

@@ -194,11 +194,6 @@ def decide(previous: Routed, new: Routed, apps: int, settings: HoldSettings,
     return Decision(HOLD, reason, removal, state)
 
 
-def routed_addresses(routed: Routed) -> frozenset[str]:
-    """Every server address of ``routed`` (what --health-check keeps for unknown tasks)."""
-    return frozenset(a for servers in routed.values() for a in servers)
-
-
 __all__ = [
     "APPLY",
     "CONFIRMED",
@@ -213,5 +208,4 @@ __all__ = [
     "decide",
     "hold_reason",
     "measure",
-    "routed_addresses",
 ]

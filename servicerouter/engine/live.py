@@ -40,6 +40,7 @@ from servicerouter.apply.confdiff import ParsedConfig
 from servicerouter.apply.managed import ManagedHAProxy
 from servicerouter.apply.runtime_api import RuntimeApplier
 from servicerouter.engine import removal_guard
+from servicerouter.engine.app_path import RoutingIndex
 from servicerouter.engine.applier import ConfigApplier
 from servicerouter.engine.cert_swaps import CertificateSwaps
 from servicerouter.engine.config_file import ConfigFile
@@ -147,6 +148,8 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self._last_full = time.monotonic()
         self._sync_started: float | None = None
         self._hup = False
+        self._full_path_reason: str | None = None  # why the last sync took the full path
+        self._resync_deferred = False  # a due periodic resync waits for one step of events
 
     # ------------------------------------------------------------------ the loop
 
@@ -175,6 +178,13 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             pending.request_full("retrying the failed apply")
             retry = True
         overdue = time.monotonic() - self._last_full >= self.settings.resync_interval
+        if overdue and not pending.full and not pending.empty and not self._resync_deferred:
+            # Events first (the task path takes milliseconds), the periodic resync (seconds
+            # on a big cluster) at the very next step: it never makes an event wait.  Once
+            # only, so constant churn cannot put the resync off for ever.
+            self._resync_deferred = True
+            self.trigger.fire()
+            overdue = False
         if pending.empty or overdue:
             retry = True
             if not pending.full:
@@ -241,19 +251,26 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             self.metrics.marathon_up.set(1)
         if full:
             self._last_full = time.monotonic()
+            self._resync_deferred = False
         old_apps, self._apps = self._apps, apps
         fetched = time.perf_counter()
         # The one decision point: the task path when it can show the change is
         # servers only, else the full model, render and apply.
-        if old_apps is not None and self._task_path_ready(pending) \
-                and self._try_task_path(pending, old_apps):
-            ok = True
+        refusal = "first sync" if old_apps is None else self._task_path_refusal(pending)
+        self._full_path_reason = refusal
+        if refusal is None and self._try_task_path(pending, old_apps):
+            path, ok = "task", True
         else:
-            ok = self._build_and_apply(kind, pending)
+            path, ok = "full", self._build_and_apply(kind, pending)
         duration = time.perf_counter() - start
-        log.info("sync timing: %s fetch=%.3fs build+apply=%.3fs total=%.3fs -> %s", kind,
-                 fetched - start, duration - (fetched - start), duration,
+        # Which path each sync took, and why not the task path: the way to explain a slow event.
+        log.info("sync timing: %s %s path%s fetch=%.3fs build+apply=%.3fs total=%.3fs "
+                 "events=%d -> %s", kind, path,
+                 f" ({self._full_path_reason})" if path == "full" else "",
+                 fetched - start, duration - (fetched - start), duration, pending.events,
                  self.state.last_apply if ok else "failed")
+        self.state.last_path = path
+        self.state.last_full_reason = self._full_path_reason if path == "full" else None
         self.metrics.sync_duration.observe(duration)
         self.metrics.syncs.inc(kind=kind, result="ok" if ok else "error")
         if pending.first_at is not None and ok and pending.events:
@@ -272,9 +289,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         router = self.router
         settings = router.settings
         assert self._apps is not None
-        derived = router.derive_config(self._apps.values(), stable_paths=True,
-                                       keep=self._apply_quarantine,
-                                       routed_before=removal_guard.routed_before(self))
+        previous = removal_guard.live_previous(self) if settings.health_check else None
+        derived = router.full_pass(self._apps.values(), previous, live=True,
+                                   keep=self._apply_quarantine)
         if derived.rendered is None:
             self.state.last_sync_error = derived.error
             return False
@@ -299,9 +316,13 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             return True  # the last config keeps serving (servicerouter.engine.holds)
         self._running = None
         ok = self._apply(text, services, options)
-        if ok and not self.quarantine and self._applied_text == text:
+        # Quarantined apps are left out (or frozen) of ``text`` as of this sync; the task
+        # path keeps the rest exact (events of those apps go the full way: see task_path).
+        if ok and self._applied_text == text:
             self._running = RunningConfig(replace(model, services=services), options,
                                           self._applied_text)
+            if options.map_dir is not None:  # now, not on the next app update's event path
+                RoutingIndex.of(self._running)
         return ok
 
 

@@ -101,6 +101,8 @@ class LiveState:
     last_cert_update: float | None = None
     syncs: int = 0
     task_path_syncs: int = 0  # syncs the task path applied (no full model or render)
+    last_path: str | None = None  # "task" or "full"
+    last_full_reason: str | None = None  # why the last full-path sync could not take the task path
     problems: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # route, owner, losers
     apps: int = 0

@@ -14,6 +14,7 @@ from servicerouter.source.changes import (
     Pending,
     apply_task_events,
     index_apps,
+    task_event_app_id,
 )
 from servicerouter.source.marathon import (
     MarathonError,
@@ -42,7 +43,7 @@ class MarathonMirror:
             self._refetch(apps, app_id)
         if unknown:  # fetched just now: already includes those events
             changed, _ = apply_task_events(
-                apps, [e for e in pending.task_events if e.get("appId") in unknown])
+                apps, [e for e in pending.task_events if task_event_app_id(e) in unknown])
             apps.update(changed)
         return apps
 

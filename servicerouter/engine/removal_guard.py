@@ -33,7 +33,6 @@ from servicerouter.engine.holds import (
     HoldState,
     Routed,
     decide,
-    routed_addresses,
 )
 
 log = logging.getLogger("servicerouter")
@@ -297,7 +296,7 @@ def preview_dry(router: Any, previous: Routed | None, text: str, apps: int) -> N
                     removal.servers_before, removal.backends_lost, removal.backends_before)
 
 
-def _live_previous(live: Any) -> dict[str, frozenset[str]] | None:
+def live_previous(live: Any) -> dict[str, frozenset[str]] | None:
     """What HAProxy runs now, as the live engine knows it (the file on disk before that)."""
     guard: RemovalGuard = live.router.removal_guard
     parsed = live._applied_parsed
@@ -307,14 +306,6 @@ def _live_previous(live: Any) -> dict[str, frozenset[str]] | None:
             return previous_on_disk(live.router)
         parsed = parse_config(text)
     return guard.routed(parsed)
-
-
-def routed_before(live: Any) -> frozenset[str] | None:
-    """--health-check: the server addresses HAProxy routes now (None without the flag)."""
-    if not live.router.settings.health_check:
-        return None
-    previous = _live_previous(live)
-    return routed_addresses(previous) if previous else None
 
 
 def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:
@@ -327,7 +318,7 @@ def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:
         return False
     if text == live._applied_text and guard.state is None:  # nothing removed, nothing held
         return False
-    decision = guard.check(_live_previous(live), guard.routed(live._parse(text)) or {}, apps,
+    decision = guard.check(live_previous(live), guard.routed(live._parse(text)) or {}, apps,
                            live.metrics, fresh)
     if not decision.held:
         return False
@@ -357,7 +348,7 @@ __all__ = [
     "preview_dry",
     "previous_on_disk",
     "removal_held",
-    "routed_before",
+    "live_previous",
     "routed_of",
     "save_hold",
 ]

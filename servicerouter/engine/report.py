@@ -81,6 +81,8 @@ class StatusReport:
             "last_reload": utc_iso(state.last_reload) if state.last_reload else None,
             "syncs": state.syncs,
             "task_path_syncs": state.task_path_syncs,
+            "last_sync_path": state.last_path,
+            "last_full_path_reason": state.last_full_reason,
             "marathon": marathon,
             "apps": state.apps,
             "tasks": state.tasks,

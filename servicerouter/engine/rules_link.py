@@ -39,10 +39,10 @@ def preview_diff(live: LiveRouter, rules: Mapping[str, Rule]) -> str:
         apps = live._apps
         if apps is None:
             raise RuntimeError("no apps fetched yet")
-        derived = live.router.derive_config(apps.values(), stable_paths=True,
-                                            keep=live._apply_quarantine,
-                                            routed_before=removal_guard.routed_before(live),
-                                            rules=rules)
+        previous = (removal_guard.live_previous(live)
+                    if live.router.settings.health_check else None)
+        derived = live.router.full_pass(apps.values(), previous, live=True,
+                                        keep=live._apply_quarantine, rules=rules)
         before = live._applied_text or ""
     if derived.rendered is None:
         raise RuntimeError(derived.error or "the config cannot be rendered")

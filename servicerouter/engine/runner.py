@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from servicerouter.engine import derive_steps
 from servicerouter.engine.coalescing import SyncTrigger, install_signal_handlers
-from servicerouter.engine.holds import HoldSettings
+from servicerouter.engine.holds import HoldSettings, Routed
 from servicerouter.engine.state_dir import (
     PORTS_FILE,
     default_state_dir,
@@ -35,6 +35,7 @@ from servicerouter.render.options import RenderOptions
 from servicerouter.source.marathon import MarathonError, Source, parse_apps
 
 if TYPE_CHECKING:
+    from servicerouter.model.app_fields import RoutedBefore
     from servicerouter.model.services import Model, Service
     from servicerouter.render.config import Rendered
     from servicerouter.render.fragments import FragmentSet
@@ -222,13 +223,10 @@ class Router:
         from servicerouter.apply.fd_budget import fd_report
         from servicerouter.engine import removal_guard
         from servicerouter.engine.dry_preview import print_dry
-        from servicerouter.engine.holds import routed_addresses
 
         settings = self.settings
         previous = removal_guard.previous_on_disk(self)  # what HAProxy is given now
-        derived = self.derive_config(apps, combined=True, timings=timings, log_problems=True,
-                                     routed_before=(routed_addresses(previous) if previous
-                                                    else None))
+        derived = self.full_pass(apps, previous, timings=timings)
         model = derived.model
         if derived.rendered is None:
             return SyncResult(ok=False, error=derived.error, timings=timings, model=model)
@@ -268,11 +266,31 @@ class Router:
                           error=applied.error, timings=timings, model=model,
                           certificates=self.certificates)
 
+    def full_pass(self, apps: Any, previous: Routed | None, *, live: bool = False,
+                  keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
+                  timings: dict[str, float] | None = None,
+                  rules: Mapping[str, Any] | None = None) -> Derived:
+        """The pass of every full sync, one-shot or live: all apps to one config.
+
+        ``previous``: what the serving config routes per backend (--health-check keeps
+        a task of unknown health where it is).  ``live``: the long-running engine
+        (certificates at stable paths, problems logged by it when new, ``keep`` its
+        quarantine); otherwise the one-shot (label templates also checked together,
+        every problem logged).  The live engine's task and app paths derive only the
+        apps an event names and must give the same bytes (tests/engine/test_*_path.py).
+        """
+        from servicerouter.model.app_fields import RoutedBefore
+
+        routed = RoutedBefore(previous) if previous and self.settings.health_check else None
+        return self.derive_config(apps, stable_paths=live, combined=not live, keep=keep,
+                                  timings=timings, log_problems=not live, routed_before=routed,
+                                  rules=rules)
+
     def derive_config(self, apps: Any, *, stable_paths: bool = False, combined: bool = False,
                       keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
                       timings: dict[str, float] | None = None,
                       log_problems: bool = False,
-                      routed_before: frozenset[str] | None = None,
+                      routed_before: RoutedBefore | None = None,
                       rules: Mapping[str, Any] | None = None) -> Derived:
         """Model, certificates, label templates, render: the pipeline every sync runs.
 
@@ -342,7 +360,7 @@ class Router:
         """HAPROXY_{n}_<FRAGMENT> labels (see engine.derive_steps.label_templates)."""
         return derive_steps.label_templates(self, model, options, combined)
 
-    def build_model(self, apps: Any, routed_before: frozenset[str] | None = None,
+    def build_model(self, apps: Any, routed_before: RoutedBefore | None = None,
                     rules: Mapping[str, Any] | None = None) -> Model:
         """The model of ``apps`` under this router's settings (every sync path uses it).
 

@@ -28,19 +28,19 @@ from __future__ import annotations
 
 import bisect
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servicerouter.apply.confdiff import RuntimePlan, parse_config, plan_runtime_update
 from servicerouter.apply.runtime_api import RuntimeUpdateError
+from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.model.app_servers import AppServers, derive_app_servers
 from servicerouter.model.services import Model, Service
 from servicerouter.render.config import Overrides, RenderOptions
 from servicerouter.render.fragments import FragmentSet
 from servicerouter.render.pieces import reads_services, render_service_pieces
-from servicerouter.source.changes import Pending
+from servicerouter.source.changes import Pending, task_event_app_id
 
 log = logging.getLogger("servicerouter.live")
 
@@ -52,6 +52,9 @@ class RunningConfig:
     model: Model  # services sorted by (app id, bind port), as build_model leaves them
     options: RenderOptions
     text: str
+    # Indexes of the whole config the app path builds once and keeps up to date
+    # (servicerouter.engine.app_path.RoutingIndex); servers-only updates share them.
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class TaskUpdate:
 Derive = Callable[[Mapping[str, Any]], AppServers | None]
 
 
-def _app_slice(services: tuple[Service, ...], app_id: str) -> tuple[int, int]:
+def app_slice(services: tuple[Service, ...], app_id: str) -> tuple[int, int]:
     """Where ``app_id``'s services are (services are sorted by app id)."""
     low = bisect.bisect_left(services, app_id, key=_app_of)
     high = bisect.bisect_right(services, app_id, lo=low, key=_app_of)
@@ -77,7 +80,7 @@ def _app_of(service: Service) -> str:
     return service.app_id
 
 
-def _merge(plans: Iterable[RuntimePlan]) -> RuntimePlan:
+def merge_plans(plans: Iterable[RuntimePlan]) -> RuntimePlan:
     plans = list(plans)
     return RuntimePlan(
         tuple(a for p in plans for a in p.add),
@@ -85,6 +88,9 @@ def _merge(plans: Iterable[RuntimePlan]) -> RuntimePlan:
         tuple(r for p in plans for r in p.readdress),
         tuple(r for p in plans for r in p.reweight),
         tuple(sorted({b for p in plans for b in p.dynamic_cookie})),
+        tuple(m for p in plans for m in p.map_add),
+        tuple(m for p in plans for m in p.map_set),
+        tuple(m for p in plans for m in p.map_del),
     )
 
 
@@ -114,7 +120,7 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
         if before.problems != after.problems:
             return f"app {app_id}: its problems changed"
         task_delta += after.task_count - before.task_count
-        low, high = _app_slice(services, app_id)
+        low, high = app_slice(services, app_id)
         if low == high:
             if after.with_tasks:  # ports that lost a conflict or failed to render
                 return f"app {app_id} has ports but none routed"
@@ -138,7 +144,8 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
         changed[app_id] = tuple(new_services)
     model = replace(running.model, services=services,
                     task_count=running.model.task_count + task_delta)
-    return TaskUpdate(RunningConfig(model, running.options, text), _merge(plans), changed)
+    return TaskUpdate(RunningConfig(model, running.options, text, running.cache), merge_plans(plans),
+                      changed)
 
 
 def _service_step(old: Service, new: Service, options: RenderOptions, fragments: FragmentSet,
@@ -155,34 +162,74 @@ def _service_step(old: Service, new: Service, options: RenderOptions, fragments:
         return f"backend {new.backend}: more than its servers changed"
     if old_backend == new_backend:
         return text, RuntimePlan()
+    return swap_backend(text, old_backend, new_backend, new.backend)
+
+
+def swap_backend(text: str, old_backend: str, new_backend: str,
+                 name: str) -> tuple[str, RuntimePlan] | str:
+    """``text`` with one backend section replaced, and the Runtime API plan for it; a
+    reason when the change is not servers only or the section is not found once."""
     verdict = plan_runtime_update(parse_config(old_backend), parse_config(new_backend))
     if verdict.plan is None:
         return verdict.reason
     start = text.find(old_backend)
     if (start < 0 or (start and text[start - 1] != "\n" and old_backend[:1] != "\n")
             or text.find(old_backend, start + 1) >= 0):
-        return f"backend {new.backend} is not where the running config should have it"
+        return f"backend {name} is not where the running config should have it"
     return text[:start] + new_backend + text[start + len(old_backend):], verdict.plan
+
+
+def _routed_now(running: RunningConfig, app: Mapping[str, Any],
+                settings: Any) -> RoutedBefore | None:
+    """--health-check: what HAProxy routes now in the backends of ``app`` (the running
+    model is what it runs), which a task of unknown health keeps (see RoutedBefore)."""
+    if not settings.health_check:
+        return None
+    services = running.model.services
+    low, high = app_slice(services, str(app.get("id")))
+    return RoutedBefore({s.backend: frozenset([f"{srv.ipv4}:{srv.port}" for srv in s.servers])
+                         for s in services[low:high]})
 
 
 class TaskPath:
     """Part of :class:`~servicerouter.engine.live.LiveRouter`: applies task-only syncs."""
 
-    def _task_path_ready(self, pending: Pending) -> bool:
-        """Task events only, HAProxy runs exactly what the last sync rendered, and no
-        removal is held (servicerouter.engine.holds decides those on the full path)."""
+    def _task_path_refusal(self, pending: Pending) -> str | None:
+        """Why this sync cannot take the task path (None: it may try).
+
+        It needs task events only, HAProxy running exactly what the last sync
+        rendered, a Runtime API that answered, and no removal held
+        (servicerouter.engine.holds decides those on the full path).
+        """
         running = self._running
-        return (not pending.full and not pending.refetch and not pending.removed
-                and not pending.rebuild and bool(pending.task_events) and running is not None
-                and running.text is self._applied_text and not self.quarantine
-                and self._failed_text is None and not self.router.settings.dry
-                and self.settings.runtime_updates and self.runtime is not None
-                and self._runtime_trusted and self.router.removal_guard.state is None
-                # --health-check keeps a task of unknown health if its address is routed
-                # in ANY backend (build_model's routed_before): one app's servers then
-                # depend on others', which one app derived alone cannot see
-                and not self.router.settings.health_check
-                and (self.manager is None or self.manager.alive()))
+        if pending.full:
+            return "full resync: " + ", ".join(pending.full_reasons or ["requested"])
+        if pending.removed:
+            return "apps removed: " + ", ".join(sorted(pending.removed)[:5])
+        if pending.rebuild:
+            return "operator rules changed"
+        if pending.refetch and self.router.rules_store is not None and any(
+                self.router.rules_overlay.has_rules(a) for a in pending.refetch):
+            return "an updated app is routed by an operator rule"
+        if pending.refetch and self.router.settings.allow_label_templates:
+            return "app updates with label templates allowed"
+        if not pending.task_events and not pending.refetch:
+            return "no task or app event"
+        if running is None or running.text is not self._applied_text:
+            return "the running config is not the last one rendered"
+        if self._failed_text is not None:
+            return "the last apply failed"
+        if self.router.settings.dry:
+            return "--dry"
+        if not self.settings.runtime_updates or self.runtime is None:
+            return "no Runtime API"
+        if not self._runtime_trusted:
+            return "the Runtime API is not trusted since it refused a command"
+        if self.router.removal_guard.state is not None:
+            return "a removal is held"
+        if self.manager is not None and not self.manager.alive():
+            return "HAProxy is not running"
+        return None
 
     def _large_removal(self, lost: int) -> bool:
         """Whether losing ``lost`` servers (net) is for the removal hold to judge: more
@@ -200,26 +247,42 @@ class TaskPath:
         router = self.router
         settings = router.settings
 
+        running = self._running
+
         def derive(app: Mapping[str, Any]) -> AppServers | None:
             return derive_app_servers(app, router.resolver, settings.groups,
                                       strict_mode=settings.strict_mode,
-                                      health_check=settings.health_check)
+                                      health_check=settings.health_check,
+                                      routed_before=_routed_now(running, app, settings))
 
-        app_ids = {a for a in (e.get("appId") for e in pending.task_events)
-                   if isinstance(a, str)}
+        overrides = router.label_overrides or None
+        task_apps = {a for a in (task_event_app_id(e) for e in pending.task_events)
+                     if isinstance(a, str)} - pending.refetch
         new_apps: Mapping[str, Any] = self._apps
         if router.rules_store is not None:  # the apps as the running model has them
             overlaid = router.rules_overlay.overlaid
-            old_apps = {a: overlaid(old_apps[a]) for a in app_ids if a in old_apps}
-            new_apps = {a: overlaid(self._apps[a]) for a in app_ids if a in self._apps}
-        update = plan_task_update(self._running, old_apps, new_apps, app_ids, derive,
-                                  router.fragments, router.label_overrides or None)
+            wanted = task_apps | pending.refetch
+            old_apps = {a: overlaid(old_apps[a]) for a in wanted if a in old_apps}
+            new_apps = {a: overlaid(self._apps[a]) for a in wanted if a in self._apps}
+        update = plan_task_update(running, old_apps, new_apps, task_apps, derive,
+                                  router.fragments, overrides)
+        if pending.refetch and not isinstance(update, str):  # app updates: the app path
+            from servicerouter.engine.app_path import decide_alone, plan_app_update
+
+            task_update = update
+            update = plan_app_update(
+                task_update.running, old_apps, new_apps, pending.refetch,
+                lambda app: decide_alone(router, app, _routed_now(running, app, settings)),
+                router.fragments, overrides)
+            if not isinstance(update, str):
+                update = TaskUpdate(update.running, merge_plans([task_update.plan, update.plan]),
+                                    {**task_update.services, **update.services})
         if isinstance(update, str):
-            log.debug("task path not taken: %s", update)
+            self._full_path_reason = update
             return False
         plan = update.plan
         if self._large_removal(len(plan.remove) - len(plan.add)):
-            log.debug("task path not taken: a large removal (the removal hold decides)")
+            self._full_path_reason = "a large removal (the removal hold decides)"
             return False
         if not plan.empty:
             try:
@@ -227,6 +290,7 @@ class TaskPath:
             except RuntimeUpdateError as err:
                 log.warning("Runtime API refused a server change (%s); reloading instead", err)
                 self._runtime_trusted = False
+                self._full_path_reason = f"the Runtime API refused: {err}"
                 return False
         running = update.running
         if running.text is not self._running.text:
@@ -242,16 +306,9 @@ class TaskPath:
         if plan.empty:
             self.state.last_apply = "unchanged"
             return True
-        self.metrics.runtime_updates.inc()
-        self.metrics.runtime_servers.inc(len(plan.add), action="add")
-        self.metrics.runtime_servers.inc(len(plan.remove), action="remove")
-        self.metrics.runtime_servers.inc(len(plan.readdress), action="readdress")
-        self.metrics.runtime_servers.inc(len(plan.reweight), action="reweight")
-        self.state.last_apply = "runtime"
-        self.state.last_runtime_update = time.time()
-        log.info("task path: applied through the Runtime API: +%d -%d ~%d servers",
-                 len(plan.add), len(plan.remove), len(plan.readdress))
+        self._count_runtime(plan, "task path: applied through the Runtime API")
         return True
 
 
-__all__ = ["RunningConfig", "TaskPath", "TaskUpdate", "plan_task_update"]
+__all__ = ["RunningConfig", "TaskPath", "TaskUpdate", "app_slice", "merge_plans", "plan_task_update",
+           "swap_backend"]

@@ -142,20 +142,56 @@ def app_age_key(app: Mapping[str, Any]) -> tuple[str, str]:
     return (changed or "\uffff", str(app.get("id")))
 
 
+class RoutedBefore:
+    """--health-check: the server addresses ("ip:port") the serving config routes, per backend.
+
+    A task whose health is not known yet (just after a Marathon leader change,
+    marathon#3419) keeps its place in a backend that routes it now instead of
+    being dropped.  Kept per backend, not as one set for the whole config, so
+    an app's servers depend on its own backends only: the live engine can
+    derive one app alone (servicerouter.engine.task_path) and get what a
+    whole build gives.
+    """
+
+    __slots__ = ("_by_app", "by_backend")
+
+    def __init__(self, by_backend: Mapping[str, frozenset[str]]) -> None:
+        self.by_backend = by_backend
+        self._by_app: dict[str, frozenset[str]] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.by_backend)
+
+    def routes(self, backend: str, address: str) -> bool:
+        """Whether ``backend`` routes ``address`` now."""
+        return address in self.by_backend.get(backend, ())
+
+    def routes_in_app(self, backend_prefix: str, address: str) -> bool:
+        """Whether any backend named ``<backend_prefix>_<port>`` routes ``address``: for
+        IP-per-task ports whose bind port is assigned after derivation."""
+        if self._by_app is None:
+            grouped: dict[str, set[str]] = {}
+            for backend, addresses in self.by_backend.items():
+                grouped.setdefault(backend.rpartition("_")[0], set()).update(addresses)
+            self._by_app = {prefix: frozenset(a) for prefix, a in grouped.items()}
+        return address in self._by_app.get(backend_prefix, ())
+
+
+NOTHING_ROUTED = RoutedBefore({})
+
+
 @dataclass(frozen=True, slots=True)
 class TaskFilter:
     """--health-check: which tasks may take traffic (servicerouter.py took all)."""
 
     check_count: int  # Marathon health checks every task must pass
     not_ready: frozenset[str]  # task ids whose readiness check has not passed
-    # Server addresses ("ip:port") the serving config routes: a task whose health
-    # is not known yet (just after a Marathon leader change, marathon#3419) keeps
-    # its place there instead of being dropped.
-    routed_before: frozenset[str] = frozenset()
+    # What the serving config routes: a task of unknown health stays where it is.
+    routed_before: RoutedBefore = NOTHING_ROUTED
 
 
 def task_filter(app: Mapping[str, Any],
-                 routed_before: frozenset[str] = frozenset()) -> TaskFilter:
+                routed_before: RoutedBefore = NOTHING_ROUTED) -> TaskFilter:
     checks = app.get("healthChecks")
     count = sum(1 for c in checks if isinstance(c, MAPPING)) if isinstance(checks, list) else 0
     results = app.get("readinessCheckResults")

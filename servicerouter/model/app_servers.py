@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.model.derive import DeriveSettings, derive_app
 from servicerouter.model.labels import Problem
 from servicerouter.model.values import Resolver, Server
@@ -33,7 +34,7 @@ class AppServers:
 
 def derive_app_servers(app: Mapping[str, Any], resolve: Resolver, groups: Iterable[str], *,
                        strict_mode: bool = False, health_check: bool = False,
-                       routed_before: frozenset[str] | None = None) -> AppServers | None:
+                       routed_before: RoutedBefore | None = None) -> AppServers | None:
     """What :func:`~servicerouter.model.derive.derive_app` reads from ``app`` alone, the
     per-app step of :func:`~servicerouter.model.services.build_model`.
 

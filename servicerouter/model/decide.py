@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from servicerouter.model.app_fields import app_age_key
+from servicerouter.model.app_fields import RoutedBefore, app_age_key
 from servicerouter.model.deployment_groups import merge_deployment_groups
 from servicerouter.model.derive import AppDerivation, DerivedPort, DeriveSettings, derive_app
 from servicerouter.model.labels import Problem, mark_still_routed
@@ -48,7 +48,7 @@ def build_model(
     ip_per_task_ports: tuple[int, int] = DEFAULT_IP_PER_TASK_PORTS,
     port_assignments: Iterable[tuple[str, int]] = (),
     check_port: PortCheck | None = None,
-    routed_before: frozenset[str] | None = None,
+    routed_before: RoutedBefore | None = None,
 ) -> Model:
     """Turn Marathon apps into the services to route (pure but for ``resolve``).
 
@@ -62,7 +62,7 @@ def build_model(
     ``check_port``: says why a port's settings cannot work on this host (a
     missing certificate, a foreign bind address); such a port is skipped
     before it can claim a bind port or a virtual host.
-    ``routed_before``: server addresses the serving config routes; with
+    ``routed_before``: server addresses the serving config routes, per backend; with
     ``health_check``, a task whose health is not known yet stays routed if it
     is among them (and is left out, as before, if it is not).
     """

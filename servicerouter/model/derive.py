@@ -25,8 +25,10 @@ from servicerouter.model.app_fields import (
     IPV4_RE,
     MAPPING,
     MAX_APP_ID_LENGTH,
+    NOTHING_ROUTED,
     TASK_HOST_RE,
     AppError,
+    RoutedBefore,
     TaskFilter,
     app_age_key,
     as_mapping,
@@ -133,7 +135,7 @@ class _Draft:
 
 
 def derive_app(app: Any, settings: DeriveSettings, resolve: Resolver,
-               position: int = 0, routed_before: frozenset[str] | None = None
+               position: int = 0, routed_before: RoutedBefore | None = None
                ) -> AppDerivation:
     """One app's ports, servers and problems; never raises for bad input.
 
@@ -173,7 +175,7 @@ def _read_app(
     resolve: Resolver,
     problems: list[Problem],
     derive: DeriveSettings,
-    routed_before: frozenset[str] | None = None,
+    routed_before: RoutedBefore | None = None,
 ) -> tuple[list[_Draft], int]:
     """One app's services with their servers (unfiltered by conflicts)."""
     app_id = app.get("id")
@@ -256,7 +258,7 @@ def _read_app(
     tasks = app.get("tasks") or []
     if not isinstance(tasks, list):
         raise AppError("'tasks' is not a list")
-    rules = task_filter(app, routed_before or frozenset()) if derive.health_check else None
+    rules = task_filter(app, routed_before or NOTHING_ROUTED) if derive.health_check else None
     if rules is None and container_ports is None:
         _add_host_tasks(app_id, tasks, by_index, resolve, problems)
     elif rules is None:
@@ -379,11 +381,13 @@ def _add_task(
         problems.append(Problem(app_id, f"task {task_id[:120]!r} host {str(host)[:80]!r} is not a host name"))
         return
     draining = False
+    only: frozenset[int] | None = None  # the ports an unknown-health task keeps
     if rules is not None:
         admission = task_admission(task, task_id, rules)
-        if admission == "unknown" and _was_routed(task, host, by_index, resolve, rules,
-                                                  ip_per_task):
-            admission = "serve"  # as it was: no health verdict is not a failed one
+        if admission == "unknown":
+            only = _routed_ports(app_id, task, host, by_index, resolve, rules, ip_per_task)
+            if only:
+                admission = "serve"  # as it was: no health verdict is not a failed one
         if admission not in ("serve", "drain"):
             return  # failing, or unknown and new: not routed until healthy
         draining = admission == "drain"
@@ -394,7 +398,8 @@ def _add_task(
                                             "(IP-per-task); task ignored"))
             return
         for draft in by_index:
-            if draft is not None and draft.container_port is not None:
+            if draft is not None and draft.container_port is not None \
+                    and (only is None or draft.index in only):
                 draft.had_tasks = True
                 key = (address, draft.container_port)
                 if key not in draft.servers:
@@ -411,7 +416,7 @@ def _add_task(
     ipv4: str | None = None
     for index in range(count):
         draft = by_index[index]
-        if draft is None:
+        if draft is None or (only is not None and index not in only):
             continue
         port = task_ports[index]
         if not (type(port) is int and 0 < port <= 65535 or is_port(port)):
@@ -432,17 +437,34 @@ def _add_task(
             draft.servers[key] = Server(host, ipv4, port, task_id, draining)
 
 
-def _was_routed(task: Mapping[str, Any], host: str, by_index: Sequence[_Draft | None],
-                resolve: Resolver, rules: TaskFilter, ip_per_task: bool) -> bool:
-    """Whether the serving config routes one of this task's endpoints."""
-    if not rules.routed_before:
-        return False
-    ports: list[Any]
+def _routed_ports(app_id: str, task: Mapping[str, Any], host: str,
+                  by_index: Sequence[_Draft | None], resolve: Resolver, rules: TaskFilter,
+                  ip_per_task: bool) -> frozenset[int]:
+    """The port indexes whose backend (of this app) routes this task's endpoint now.
+
+    Only this app's own backends are asked, so the answer (and the app's servers)
+    does not depend on what other apps route on the same address.
+    """
+    routed = rules.routed_before
+    if not routed:
+        return frozenset()
     if ip_per_task:
         address = task_ipv4(task)
-        ports = [d.container_port for d in by_index if d is not None]
+        endpoints = [(d, d.container_port) for d in by_index
+                     if d is not None and d.container_port is not None]
     else:
         address = resolve(host)
         raw = task.get("ports")
         ports = raw if isinstance(raw, list) else []
-    return address is not None and any(f"{address}:{p}" in rules.routed_before for p in ports)
+        endpoints = [(d, p) for d, p in zip(by_index, ports, strict=False) if d is not None]
+    if address is None:
+        return frozenset()
+    prefix = app_id[1:].replace("/", "_")
+    kept: set[int] = set()
+    for draft, port in endpoints:
+        endpoint = f"{address}:{port}"
+        bind_port = draft.settings.port or draft.service_port
+        if routed.routes(f"{prefix}_{bind_port}", endpoint) if bind_port is not None \
+                else routed.routes_in_app(prefix, endpoint):
+            kept.add(draft.index)
+    return frozenset(kept)

@@ -158,6 +158,10 @@ class OverlayCache:
         """One app under the rules of the last :meth:`apply` (the task path's apps)."""
         return self._one(app, self._copies)
 
+    def has_rules(self, app_id: str) -> bool:
+        """Whether a rule of the last :meth:`apply` names ``app_id`` (its routes are the rule's)."""
+        return app_id in self._signatures
+
     def _set_rules(self, rules: Mapping[str, Rule]) -> None:
         if rules == self._rules:
             return

@@ -44,13 +44,15 @@ IGNORED = frozenset({
     "pod_updated_event",
     "pod_deleted_event",
     "instance_changed_event",
-    "instance_health_changed_event",
     "unknown_instance_terminated_event",
     "unhealthy_instance_kill_event",
     "unhealthy_task_kill_event",
     "mesos_agent_offer_event",
 })
-TASK_EVENTS = frozenset({"status_update_event", "health_status_changed_event"})
+# Health arrives per check (health_status_changed_event) or, from Marathon 1.4, per
+# instance (instance_health_changed_event: ``healthy`` true, false or null = not known).
+HEALTH_EVENTS = frozenset({"health_status_changed_event", "instance_health_changed_event"})
+TASK_EVENTS = frozenset({"status_update_event"}) | HEALTH_EVENTS
 APP_EVENTS = frozenset({
     "api_post_event",
     "app_terminated_event",
@@ -153,7 +155,7 @@ def classify(event: Mapping[str, Any]) -> Change:
     if event_type == RESYNC_EVENT:
         return Change("full", reason=str(event.get("reason") or "resync"))
     if event_type in TASK_EVENTS:
-        app_id = _str(event.get("appId"))
+        app_id = task_event_app_id(event)
         task_id = _str(event.get("taskId")) or _str(event.get("instanceId"))
         if app_id is None or task_id is None:
             return Change("full", reason=f"{event_type} without appId/taskId")
@@ -198,6 +200,11 @@ def as_hint(event: Mapping[str, Any]) -> Change:
     return Change("full", reason=HINT_RESYNC_REASON)
 
 
+def task_event_app_id(event: Mapping[str, Any]) -> str | None:
+    """The app a task event is about (``runSpecId`` in instance events)."""
+    return _str(event.get("appId")) or _str(event.get("runSpecId"))
+
+
 def _task_matches(task: Any, task_id: str) -> bool:
     return isinstance(task, Mapping) and task.get("id") == task_id
 
@@ -219,13 +226,19 @@ def apply_task_event(app: Mapping[str, Any], event: Mapping[str, Any]) -> dict[s
     tasks = app.get("tasks")
     tasks = list(tasks) if isinstance(tasks, list) else []
     updated = dict(app)
-    if event.get("eventType") == "health_status_changed_event":
+    if event.get("eventType") in HEALTH_EVENTS:
         task_id = _instance_task_id(event)
-        alive = bool(event.get("alive"))
+        if event.get("eventType") == "health_status_changed_event":
+            healthy: Any = bool(event.get("alive"))
+        else:
+            healthy = event.get("healthy")
+        alive = bool(healthy)
         for index, task in enumerate(tasks):
             if _task_matches(task, task_id):
                 results = task.get("healthCheckResults")
-                if isinstance(results, list) and results:
+                if healthy is None:  # no verdict (yet): the task's health is not known
+                    new_results = []
+                elif isinstance(results, list) and results:
                     new_results = [dict(r, alive=alive) if isinstance(r, Mapping) else r
                                    for r in results]
                 else:
@@ -269,8 +282,8 @@ def apply_task_events(apps: Mapping[str, Mapping[str, Any]],
     changed: dict[str, dict[str, Any]] = {}
     unknown: set[str] = set()
     for event in events:
-        app_id = event.get("appId")
-        if not isinstance(app_id, str):
+        app_id = task_event_app_id(event)
+        if app_id is None:
             continue
         app = changed.get(app_id) or apps.get(app_id)
         if app is None:
@@ -298,6 +311,7 @@ __all__ = [
     "HINT_RESYNC_REASON",
     "IGNORED",
     "RESYNC_EVENT",
+    "HEALTH_EVENTS",
     "TASK_EVENTS",
     "TERMINAL_STATES",
     "Change",
@@ -308,4 +322,5 @@ __all__ = [
     "classify",
     "deployment_app_ids",
     "index_apps",
+    "task_event_app_id",
 ]

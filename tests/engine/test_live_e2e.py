@@ -342,8 +342,11 @@ def test_event_latency_benchmark_quick() -> None:
     for result in results:
         assert result["reloads"] == 0
         assert all(row["n"] == 3 and row["p50_ms"] > 0 for row in result["kinds"].values())
-    assert results[0]["task_path_syncs"] >= 1  # --health-check syncs go the full way
-    assert {"add http", "remove tcp"} <= set(results[0]["kinds"])
+    assert results[0]["task_path_syncs"] >= 1
+    assert results[1]["task_path_syncs"] >= 1  # health changes too, with --health-check
+    assert {"add http", "remove tcp", "vhost http"} <= set(results[0]["kinds"])
+    for result in results:  # every trial's event took the task (or app) path
+        assert result["paths"]["full"] == 0, result["paths"]["full_reasons"]
     assert {"health-down http", "health-up tcp"} <= set(results[1]["kinds"])
 
 

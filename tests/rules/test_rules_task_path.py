@@ -19,7 +19,7 @@ from servicerouter.engine.runner import Router
 from servicerouter.render.fragments import load_fragments
 from servicerouter.rules.model import validate_rule
 from servicerouter.rules.store import FileRuleStore
-from servicerouter.source.changes import Pending, apply_task_event
+from servicerouter.source.changes import Pending, apply_task_event, task_event_app_id
 from tests.engine.test_task_path import APPS, OPS, Reloader, Runtime, Source, _event, _settings
 
 RULES = [  # what an operator may say about these apps, one at a time
@@ -89,8 +89,8 @@ def test_rules_and_task_events_give_the_bytes_of_a_render_from_scratch(
                 event = _event(op, source.apps, serial)
                 serial += 1
                 assert event is not None
-                source.apps[event["appId"]] = apply_task_event(source.apps[event["appId"]],
-                                                               event)
+                app_id = task_event_app_id(event)
+                source.apps[app_id] = apply_task_event(source.apps[app_id], event)
                 live.submit(event)
         assert live.step()
         assert live._applied_text == from_scratch(source.apps, tmp, rules_path)

@@ -1,0 +1,326 @@
+"""The app path: an app update that moves only its virtual hosts, paths or servers.
+
+An app update (``api_post_event``, a deployment) used to rebuild the model of
+every app, render the whole config and parse it back, though relabelling one
+app's virtual host changes a few map entries.  Here (:func:`plan_app_update`,
+pure but for host resolution and port checks):
+
+1. the updated app is derived and decided alone (``decide_one``); its ports
+   must keep their backends, bind ports, modes and bind addresses, and neither
+   its old nor its new virtual hosts may be claimed by another app (then a
+   cross-app decision could change: the full path decides);
+2. each of its services is rendered alone, old and new: apart from the map
+   entries and the backend section the output must be the same, the backend
+   sections are diffed like whole configs (servers, weights);
+3. exact-host entries (``map_beg``, a tree lookup) are taken out of and put
+   into the running config's one map of their kind, each at the place a render
+   from scratch gives it (rank, then service order), so the text stays the
+   bytes of a full render (``tests/engine/test_app_path.py``); wildcard entries
+   (``map_end``, first match in file order) and app-id entries must not change.
+
+The Runtime API then applies ``add map``/``del map`` (and server changes);
+nothing is reloaded.  Anything else returns a reason and the full path decides.
+What this reads of the whole config (which app claims which virtual host, the
+map entries, each backend's place) is a :class:`RoutingIndex` built once per
+full render and carried from update to update, so the cost of an update does
+not grow with the cluster.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from servicerouter.apply.confdiff import MapChange, RuntimePlan
+from servicerouter.engine.task_path import (
+    RunningConfig,
+    TaskUpdate,
+    app_slice,
+    merge_plans,
+    swap_backend,
+)
+from servicerouter.model.app_fields import RoutedBefore
+from servicerouter.model.decide import decide
+from servicerouter.model.derive import DeriveSettings, derive_app
+from servicerouter.model.services import Model, Service
+from servicerouter.model.values import route_order_key
+from servicerouter.render.config import Overrides
+from servicerouter.render.fragments import FragmentSet
+from servicerouter.render.label_templates import find_label_templates
+from servicerouter.render.pieces import reads_services, render_service_pieces
+from servicerouter.render.routing import (
+    BLOCK_MARKER,
+    ENTRY_PREFIX,
+    FILE_PREFIX,
+    map_kind,
+    parse_map_block,
+)
+
+DecideOne = Callable[[Mapping[str, Any]], Model | None]
+Entries = list[tuple[str, str]]
+_SHAPE = ("index", "service_port", "bind_port", "backend", "mode", "bind_addr")
+
+
+def _shape(service: Service) -> tuple[Any, ...]:
+    return tuple(getattr(service, name) for name in _SHAPE)
+
+
+def _contested(service: Service) -> bool:
+    return bool(service.lost_vhosts or service.shadowed_vhosts or service.lost_paths
+                or service.shadowed_paths)
+
+
+def _without_block(text: str) -> str:
+    """``text`` without its map block (the render puts it last)."""
+    start = text.rfind("\n" + BLOCK_MARKER + "\n")
+    return text if start < 0 else text[:start]
+
+
+def _entries_by_kind(text: str, map_dir: str) -> dict[tuple[str, str], Entries]:
+    """(frontend, kind) -> entries of one service's own render (its map paths are local)."""
+    found: dict[tuple[str, str], Entries] = {}
+    for path, entries in parse_map_block(text, map_dir).files.items():
+        frontend = path.rsplit("/", 1)[-1].split("-", 1)[0]
+        found.setdefault((frontend, map_kind(path)), []).extend(entries)
+    return found
+
+
+@dataclass
+class RoutingIndex:
+    """What the app path reads of the whole running config, built once per full render
+    and carried along, so an app update costs the same at 10 apps and at 5,000."""
+
+    positions: dict[str, int]  # backend -> its service's place (kept: shapes never change)
+    claims: dict[str, frozenset[str]]  # vhost (lower case) -> the apps whose labels claim it
+    maps: dict[str, tuple[tuple[str, str], ...]]  # the map block: path -> entries in order
+    block: int  # where the map block starts in the text
+
+    @classmethod
+    def of(cls, running: RunningConfig) -> RoutingIndex:
+        index = running.cache.get("routing")
+        if index is None:
+            claims: dict[str, set[str]] = {}
+            for service in running.model.services:
+                for host in service.settings.vhosts:
+                    claims.setdefault(host.lower(), set()).add(service.app_id)
+            index = cls({s.backend: i for i, s in enumerate(running.model.services)},
+                        {host: frozenset(apps) for host, apps in claims.items()},
+                        dict(parse_map_block(running.text, running.options.map_dir).files),
+                        running.text.rfind("\n" + BLOCK_MARKER + "\n"))
+            running.cache["routing"] = index
+        return index
+
+    def claimed_elsewhere(self, app_id: str, hosts: Iterable[str]) -> bool:
+        return any(self.claims.get(host.lower(), frozenset()) - {app_id} for host in hosts)
+
+    def reclaimed(self, app_id: str, old: Iterable[str], new: Iterable[str]) -> dict[str, frozenset[str]]:
+        claims = dict(self.claims)
+        for host in {h.lower() for h in old}:
+            claims[host] = claims.get(host, frozenset()) - {app_id}
+            if not claims[host]:
+                del claims[host]
+        for host in {h.lower() for h in new}:
+            claims[host] = claims.get(host, frozenset()) | {app_id}
+        return claims
+
+
+class _RouteOrder:
+    """The render's order of exact-host map entries: (rank, service order, rule order)."""
+
+    def __init__(self, positions: Mapping[str, int], services: tuple[Service, ...]) -> None:
+        self.positions = positions
+        self.services = services
+
+    def key(self, entry: tuple[str, str]) -> tuple[Any, ...]:
+        map_key, backend = entry
+        position = self.positions[backend]
+        service = self.services[position]
+        host, _, path = map_key.partition("/")
+        rules = service.paths or ("",)
+        rule = next((i * len(rules) + rules.index(path)
+                     for i, vhost in enumerate(service.rule_vhosts)
+                     if vhost.lower() == host and path in rules), 0)
+        return route_order_key(service, host, path or None) + (True, position, rule)
+
+
+def decide_alone(router: Any, app: Mapping[str, Any],
+                 routed_before: RoutedBefore | None) -> Model | None:
+    """``app``'s model on its own, under ``router``'s settings (what a full build decides
+    for it when no other app contests its claims); None for IP-per-task ports without a
+    service port (their assigned ports are a cross-app decision)."""
+    settings = router.settings
+    derivation = derive_app(app, DeriveSettings(frozenset(settings.groups), settings.strict_mode,
+                                                settings.health_check),
+                            router.resolver, 0, routed_before)
+    if derivation.skipped or any(port.service_port is None for port in derivation.ports):
+        return None
+    options = settings.render_options
+    return decide([derivation], reserved_ports=options.reserved_ports(router.fragments),
+                  default_bind_addr=options.bind_addr,
+                  ip_per_task_ports=settings.ip_per_task_ports,
+                  check_port=router.port_checks if settings.validate else None)
+
+
+def _maps_only(text: str, path: str, maps: int) -> bool:
+    """Whether the shared frontend reading map ``path`` routes by its ``maps`` maps alone.
+
+    A rule a map cannot hold (a host with a port, a path ignoring case) is a line of
+    its own, and where the map runs fall around it depends on every app's ranks.
+    The shared frontends come right after the head, so this reads little of ``text``.
+    """
+    at = text.find(path)
+    start = text.rfind("\nfrontend ", 0, at)
+    end = text.find("\n\n", at)
+    return at >= 0 and text.count("use_backend ", start, end if end >= 0 else len(text)) == maps
+
+
+def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
+                    new_apps: Mapping[str, Any], app_ids: Iterable[str], decide_one: DecideOne,
+                    fragments: FragmentSet, overrides: Overrides | None) -> TaskUpdate | str:
+    """The update for app updates of ``app_ids``, or why the full path must decide."""
+    options = running.options
+    if options.map_dir is None:
+        return "virtual hosts are not routed through map files"
+    if reads_services(fragments, overrides):
+        return "a fragment reads every service"
+    app_ids = sorted(set(app_ids))
+    services = running.model.services
+    text = running.text
+    index = RoutingIndex.of(running)
+    claims = index.claims
+    plans: list[RuntimePlan] = []
+    changed: dict[str, tuple[Service, ...]] = {}
+    old_entries: dict[tuple[str, str], Entries] = {}
+    new_entries: dict[tuple[str, str], Entries] = {}
+    task_delta = 0
+    for app_id in app_ids:
+        old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
+        if old_app is None or new_app is None:
+            return f"app {app_id} came or went"
+        if old_app is new_app:
+            continue
+        low, high = app_slice(services, app_id)
+        before = services[low:high]
+        if not before or any(s.app is not old_app for s in before):
+            return f"app {app_id} is not routed as its previous document"
+        if old_app == new_app:  # fetched again, unchanged: the services hold the new copy
+            services = services[:low] + tuple(replace(s, app=new_app) for s in before) \
+                + services[high:]
+            changed[app_id] = services[low:high]
+            continue
+        if any(p.app_id == app_id for p in running.model.problems):
+            return f"app {app_id} has problems"
+        decided = decide_one(new_app)
+        if decided is None or decided.problems:
+            return f"app {app_id}: its update has problems"
+        after = decided.services
+        if find_label_templates(after):  # compiled, checked and reported by the full path
+            return f"app {app_id} has label templates"
+        if [_shape(s) for s in before] != [_shape(s) for s in after]:
+            return f"app {app_id}: its ports, bind ports or modes changed"
+        old_hosts = [h for s in before for h in s.settings.vhosts]
+        new_hosts = [h for s in after for h in s.settings.vhosts]
+        current = replace(index, claims=claims)  # with the apps before this one moved
+        if any(_contested(s) for s in (*before, *after)) \
+                or current.claimed_elsewhere(app_id, old_hosts + new_hosts):
+            return f"app {app_id}: a virtual host another app claims"
+        claims = current.reclaimed(app_id, old_hosts, new_hosts)
+        for old, new in zip(before, after, strict=True):
+            override = {new.backend: overrides[new.backend]} \
+                if overrides and new.backend in overrides else None
+            try:
+                old_rest, old_backend = render_service_pieces(old, fragments, options, override)
+                new_rest, new_backend = render_service_pieces(new, fragments, options, override)
+            except Exception as err:  # a fragment failing: the full path says so
+                return f"backend {new.backend} does not render alone: {type(err).__name__}"
+            if _without_block(old_rest) != _without_block(new_rest):
+                return f"backend {new.backend}: more than its routes and servers changed"
+            if old_backend != new_backend:
+                step = swap_backend(text, old_backend, new_backend, new.backend)
+                if isinstance(step, str):
+                    return step
+                text, plan = step
+                plans.append(plan)
+            for key, entries in _entries_by_kind(old_rest, options.map_dir).items():
+                old_entries.setdefault(key, []).extend(entries)
+            for key, entries in _entries_by_kind(new_rest, options.map_dir).items():
+                new_entries.setdefault(key, []).extend(entries)
+        task_delta += decided.task_count - _tasks_of(old_app)
+        services = services[:low] + after + services[high:]
+        changed[app_id] = after
+    block = len(text) - (len(running.text) - index.block)  # backends before it may have moved
+    moved = _move_entries(text, replace(index, block=block), old_entries, new_entries, services)
+    if isinstance(moved, str):
+        return moved
+    text, maps, map_plan = moved
+    model = replace(running.model, services=services,
+                    task_count=running.model.task_count + task_delta)
+    kept = RoutingIndex(index.positions, claims, maps, block)
+    return TaskUpdate(RunningConfig(model, options, text, {"routing": kept}),
+                      merge_plans([*plans, map_plan]), changed)
+
+
+def _tasks_of(app: Mapping[str, Any]) -> int:
+    tasks = app.get("tasks")
+    return len(tasks) if isinstance(tasks, list) else 0
+
+
+def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], Entries],
+                  new: Mapping[tuple[str, str], Entries], services: tuple[Service, ...],
+                  ) -> tuple[str, dict[str, tuple[tuple[str, str], ...]], RuntimePlan] | str:
+    """``text`` with the exact-host entries moved, the maps now, and the map commands
+    that do it live.  Only the files that change are written again in the text."""
+    for key in set(old) | set(new):
+        if key[1] != "beg" and sorted(old.get(key, ())) != sorted(new.get(key, ())):
+            return f"{key[0]} {key[1]} map entries changed (only exact hosts move live)"
+    maps = dict(index.maps)
+    order = _RouteOrder(index.positions, services)
+    add: list[MapChange] = []
+    changed: list[MapChange] = []
+    delete: list[MapChange] = []
+    for frontend, kind in sorted(set(old) | set(new)):
+        if kind != "beg":
+            continue  # the same entries (checked above)
+        # The app's entries are taken out and put back even when they are the same: a new
+        # backend weight moves them among the others (a tree lookup ignores the order, the
+        # text must still be the bytes of a full render).
+        own = [p for p in maps if p.rsplit("/", 1)[-1].startswith(frontend + "-")]
+        paths = [p for p in own if map_kind(p) == kind]
+        if len(paths) != 1:
+            return f"the {frontend} frontend has {len(paths)} {kind} maps"
+        path = paths[0]
+        if not _maps_only(text, path, len(own)):
+            return f"the {frontend} frontend has rules besides its maps (their order is global)"
+        gone = dict(old.get((frontend, kind), ()))
+        entries = [e for e in maps[path] if e[0] not in gone or gone[e[0]] != e[1]]
+        taken = {key for key, _backend in entries}
+        for entry in new.get((frontend, kind), ()):
+            if entry[0] in taken:
+                return f"map key {entry[0]} is routed to another backend"
+            taken.add(entry[0])
+            bisect.insort(entries, entry, key=order.key)
+            if entry[0] not in gone:
+                add.append((path, entry[0], entry[1]))
+            elif gone[entry[0]] != entry[1]:
+                changed.append((path, entry[0], entry[1]))
+        fresh = {key for key, _backend in new.get((frontend, kind), ())}
+        delete.extend((path, key, "") for key in gone if key not in fresh)
+        maps[path] = tuple(entries)
+        text = _splice_file(text, index.block, path, maps[path])
+    return text, maps, RuntimePlan(map_add=tuple(add), map_set=tuple(changed),
+                                   map_del=tuple(delete))
+
+
+def _splice_file(text: str, block: int, path: str, entries: Iterable[tuple[str, str]]) -> str:
+    """``text`` with the entries of one file of its map block (which starts at ``block``)
+    written again: the bytes map_block gives, without rewriting the other files."""
+    marker = f"\n{FILE_PREFIX}{path}\n"
+    start = text.find(marker, block) + len(marker)
+    end = text.find("\n" + FILE_PREFIX, start - 1)
+    end = len(text) if end < 0 else end + 1
+    return text[:start] + "".join(f"{ENTRY_PREFIX}{k} {b}\n" for k, b in entries) + text[end:]
+
+
+__all__ = ["decide_alone", "plan_app_update"]
