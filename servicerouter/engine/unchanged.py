@@ -106,8 +106,8 @@ def shape_digest(settings_text: str, secret: str | None, fragments: Any,
 
     ``settings_text``: the router settings' repr; ``secret``: the cookie secret
     (kept out of that repr); ``fragments``: the router's fragment identity (a digest
-    of the files, or their loaded texts: see Router.fragment_identity); ``cert_paths``: --ssl-certs entries and the certs directory, whose files
-    are compared by identity; ``state_dir``: the default certificate, crt-list and
+    of the files, or their loaded texts: see Router.fragment_identity); ``cert_paths``:
+    --ssl-certs entries and the certs directory, whose files are compared by identity; ``state_dir``: the default certificate, crt-list and
     bundle files written there must still be the ones the config names.
     """
     digest = hashlib.sha256()
