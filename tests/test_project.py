@@ -45,3 +45,13 @@ def test_orjson_is_required_not_optional() -> None:
     required = parser["options"]["install_requires"].split()
     assert any(req.startswith("orjson>=") and "<" in req for req in required)
     assert not parser["options.extras_require"]["fast"].strip()  # kept as an empty alias
+
+
+def test_every_package_is_installed() -> None:
+    """A package setup.cfg does not list works from a checkout and is missing once installed."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    listed = set(parser["options"]["packages"].split())
+    on_disk = {".".join(init.parent.relative_to(REPO).parts)
+               for init in (REPO / "servicerouter").rglob("__init__.py")}
+    assert on_disk <= listed, sorted(on_disk - listed)
