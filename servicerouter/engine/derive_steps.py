@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from servicerouter.engine.state_dir import default_state_dir
+from servicerouter.engine.state_dir import default_state_dir, save_port_assignments
 from servicerouter.render.options import RenderOptions
 
 if TYPE_CHECKING:
@@ -109,3 +109,26 @@ def prepare_certificates(router: Any, options: RenderOptions,
         router.written_certs = result.written
     return replace(options, default_cert=result.default_cert, crt_list=result.crt_list,
                    cert_paths=result.cert_paths, tls_configured=bool(paths))
+
+
+def apps_under_rules(router: Any, apps: Any, rules: Mapping[str, Any] | None) -> Any:
+    """``apps`` with operator rules overlaid: ``rules`` for a preview (nothing kept),
+    else the store's through the router's cache (task events then find the same copies)."""
+    if rules is not None:
+        from servicerouter.rules.overlay import overlay_rules
+
+        return overlay_rules(apps, rules)
+    if router.rules_store is not None:  # a pure input to the model
+        return router.rules_overlay.apply(apps, router.rules_store.rules())
+    return apps
+
+
+def keep_port_assignments(router: Any, model: Model) -> None:
+    """IP-per-task service ports the model assigned, saved in the state dir when they
+    changed (or the last save failed), so a restart gives every task the same port."""
+    if model.port_assignments == router._port_assignments and not router._ports_unsaved:
+        return
+    router._port_assignments = model.port_assignments
+    if not router.settings.dry:  # --dry writes nothing
+        router._ports_unsaved = not save_port_assignments(router._ports_file(),
+                                                          model.port_assignments)

@@ -378,12 +378,7 @@ class Router:
             self.port_checks if settings.validate else None  # --skip-validation: write it all
         if self._fast_path is not None:  # note what the output depends on besides the body
             resolve, check_port = self._fast_path.watch(resolve, check_port)
-        if rules is not None:  # a preview: these rules, nothing kept
-            from servicerouter.rules.overlay import overlay_rules
-
-            apps = overlay_rules(apps, rules)
-        elif self.rules_store is not None:  # a pure input to the model
-            apps = self.rules_overlay.apply(apps, self.rules_store.rules())
+        apps = derive_steps.apps_under_rules(self, apps, rules)
         model = build_model(apps, settings.groups, resolve,
                             reserved_ports=options.reserved_ports(self.fragments),
                             default_bind_addr=options.bind_addr,
@@ -393,11 +388,7 @@ class Router:
                             ip_per_task_ports=settings.ip_per_task_ports,
                             port_assignments=self._port_assignments,
                             routed_before=routed_before)
-        if model.port_assignments != self._port_assignments or self._ports_unsaved:
-            self._port_assignments = model.port_assignments
-            if not settings.dry:  # --dry writes nothing
-                self._ports_unsaved = not save_port_assignments(self._ports_file(),
-                                                                model.port_assignments)
+        derive_steps.keep_port_assignments(self, model)
         return model
 
     def _ports_file(self) -> str:
