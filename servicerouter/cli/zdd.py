@@ -241,17 +241,18 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
     if len(previous) > 1 or args.complete_cur or args.complete_prev:
         return complete(deployment, previous)
     new_instances = args.new_instances
+    weight_percent = None
     if args.canary is not None and previous:
         target = count(previous[0].get("instances"), 1)
-        new_instances = canary_instances(target, args.canary)
-        share = 100.0 * new_instances / target
-        # the share is one of instances (marathon-lb's hybrid state), so it moves in
-        # steps of 1/target: say so when the nearest step is not the share asked for
-        (log.warning if abs(share - args.canary) > 5 else log.info)(
-            "canary: %d of %d instance(s) on the new colour = %.1f%% of requests "
-            "(asked %g%%)", new_instances, target, share, args.canary)
-    new_app = prepare(app, previous, DeployOptions(args.initial_instances, new_instances),
-                      datetime.now())
+        if new_instances <= 0:
+            new_instances = canary_instances(target, args.canary)
+        # the share is held by server weights (HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT),
+        # not by the instance counts, whose steps are 1/target
+        weight_percent = round(args.canary)
+        log.info("canary: %d of %d instance(s) on the new colour, %d%% of requests "
+                 "by server weights", min(new_instances, target), target, weight_percent)
+    new_app = prepare(app, previous, DeployOptions(args.initial_instances, new_instances,
+                                                   weight_percent), datetime.now())
     out.write(json.dumps(new_app, sort_keys=True, indent=2) + "\n")
     if args.dry_run:
         return 0
@@ -327,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--new-instances", "-n", type=int, default=0,
                         help="hybrid deployment: stop with this many new instances")
     parser.add_argument("--canary", type=float, metavar="PERCENT",
-                        help="stop at this share of the instances on the new colour and hold")
+                        help="stop with this share of requests on the new colour (held by "
+                             "server weights) and hold; its instances: --new-instances, "
+                             "else PERCENT of the old colour's (at least 1)")
     parser.add_argument("--complete-cur", "-c", action="store_true",
                         help="finish a hybrid deployment: all instances on the newest colour")
     parser.add_argument("--complete-prev", "-p", action="store_true",
@@ -342,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    if args.canary is not None and not 0 < args.canary < 100:
-        log.error("--canary is a percentage above 0 and below 100")
+    if args.canary is not None and not 1 <= round(args.canary) <= 99:
+        log.error("--canary is a whole percentage from 1 to 99")
         return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s zdd %(levelname)s %(message)s")

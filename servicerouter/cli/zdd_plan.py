@@ -29,6 +29,9 @@ COLOUR = "HAPROXY_DEPLOYMENT_COLOUR"
 STARTED_AT = "HAPROXY_DEPLOYMENT_STARTED_AT"
 TARGET = "HAPROXY_DEPLOYMENT_TARGET_INSTANCES"
 NEW_INSTANCES = "HAPROXY_DEPLOYMENT_NEW_INSTANCES"
+# servicerouter's own: the canary's share of requests, held by server weights
+# (servicerouter.model.deployment_groups); marathon-lb ignores it.
+WEIGHT_PERCENT = "HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"
 BIND_PORT = "HAPROXY_0_PORT"
 
 
@@ -117,6 +120,7 @@ def with_service_port(app: dict[str, Any], port: int) -> dict[str, Any]:
 class DeployOptions:
     initial_instances: int = 1
     new_instances: int = 0  # hybrid (canary): how many instances run the new colour
+    weight_percent: int | None = None  # canary: its share of requests, by weights
 
 
 def prepare(app: dict[str, Any], previous: Sequence[Mapping[str, Any]],
@@ -137,7 +141,12 @@ def prepare(app: dict[str, Any], previous: Sequence[Mapping[str, Any]],
         cap = new_instances if new_instances > 0 else target
         new["instances"] = min(options.initial_instances, cap)
         labels[NEW_INSTANCES] = str(new_instances)
+        if new_instances > 0 and options.weight_percent is not None:
+            labels[WEIGHT_PERCENT] = str(options.weight_percent)
+        else:  # a label copied from an earlier canary's JSON must not split this one
+            labels.pop(WEIGHT_PERCENT, None)
     else:
+        labels.pop(WEIGHT_PERCENT, None)
         next_colour = "blue"
         next_port = own_port
         target = count(new.get("instances"), 1)

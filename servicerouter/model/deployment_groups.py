@@ -24,10 +24,18 @@ a new-colour task whose Marathon health checks do not pass yet is in the backend
 healthy never receives a request.  Server names are the tasks' ``host_port``, so
 every step of a deployment is a server added, reweighted or removed in one backend:
 the Runtime API applies it without a reload.  Pure: no I/O.
+
+A canary holds its share by weights, not instance counts (servicerouter's addition):
+old tasks drain as above, and while a new colour carrying
+``HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT`` (see :func:`_share`) is no larger than
+its canary, its serving servers and the old colour's get weights whose sums are
+that share and the rest: 10% is 10% whatever the instance counts (marathon-lb's
+canary takes the share of instances, 25% for one of four).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,12 +44,14 @@ from typing import Any
 from servicerouter.model.app_fields import APP_ID_RE, MAPPING
 from servicerouter.model.derive import DerivedPort
 from servicerouter.model.labels import Problem
-from servicerouter.model.values import Server, new_server
+from servicerouter.model.values import Server, new_server, weighted_server
 
 GROUP_LABEL = "HAPROXY_DEPLOYMENT_GROUP"
 STARTED_AT_LABEL = "HAPROXY_DEPLOYMENT_STARTED_AT"
 TARGET_LABEL = "HAPROXY_DEPLOYMENT_TARGET_INSTANCES"
 NEW_INSTANCES_LABEL = "HAPROXY_DEPLOYMENT_NEW_INSTANCES"
+WEIGHT_LABEL = "HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"
+_MAX_WEIGHT = 256  # HAProxy's largest server weight
 _EARLIEST = datetime.min
 
 
@@ -94,6 +104,8 @@ def _merge_group(group: str, members: dict[str, list[DerivedPort]]) -> list[Deri
     old, new = apps[ordered[0]], apps[ordered[-1]]
     new_labels = _labels(new)
     hybrid = new_labels.get(NEW_INSTANCES_LABEL) not in (None, "0", 0)
+    # the canary is the colour started last, whichever counts as new below
+    canary = new if hybrid and _share(new, new_labels) is not None else None
     if hybrid and _scaled_at(old) > _scaled_at(new):
         old, new = new, old
         new_labels = _labels(new)
@@ -112,18 +124,71 @@ def _merge_group(group: str, members: dict[str, list[DerivedPort]]) -> list[Deri
     merged: list[DerivedPort] = []
     for port in members[str(old.get("id"))]:
         servers: dict[tuple[str, int], Server] = {}
+        new_keys: set[tuple[str, int]] = set()
         had_tasks = port.had_tasks
         for server in port.servers:
             servers[(server.host, server.port)] = _weighted(server, server.task_id in drained)
+        if port.app is canary:
+            new_keys.update(servers)
         for other in by_index.get(port.index, ()):
             had_tasks = had_tasks or other.had_tasks
             colour_waits = other.app is new
             for server in other.servers:
-                servers.setdefault((server.host, server.port), _weighted(
+                key = (server.host, server.port)
+                if key not in servers and other.app is canary:
+                    new_keys.add(key)
+                servers.setdefault(key, _weighted(
                     server, colour_waits and server.task_id in waiting))
+        if canary is not None:
+            _split(servers, new_keys, _share(canary, _labels(canary)) or 0)
         merged.append(replace(port, app_id=group, had_tasks=had_tasks,
                               servers=tuple(servers[key] for key in sorted(servers))))
     return merged
+
+
+def _share(new: Mapping[str, Any], new_labels: Mapping[str, Any]) -> int | None:
+    """The canary's percentage of requests, or None.
+
+    ``HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT`` (servicerouter's, set by ``servicerouter
+    zdd --canary``) on the colour started last, 1..99, counts while it has no more
+    instances than ``HAPROXY_DEPLOYMENT_NEW_INSTANCES``: growing it past the canary's
+    size, as ``--complete-cur`` does, hands the split back to the instance rule; while
+    ``--complete-prev`` drains it, its remaining serving tasks keep the share.  Only labels
+    and instance counts: a restarted servicerouter derives the same weights, and zdd
+    never has to change a label (Marathon restarts an app's tasks for that)."""
+    percent = _count(new_labels.get(WEIGHT_LABEL), 0)
+    if not 0 < percent < 100:
+        return None
+    if _count(new.get("instances"), 0) > _count(new_labels.get(NEW_INSTANCES_LABEL), 0):
+        return None
+    return percent
+
+
+def _split(servers: dict[tuple[str, int], Server], new_keys: set[tuple[str, int]],
+           percent: int) -> None:
+    """Weights so that the new colour's serving servers take ``percent`` of requests.
+
+    Each serving new server gets ``a`` and each serving old one ``b`` with
+    ``h*a : o*b = percent : 100-percent``: ``a : b = percent*o : (100-percent)*h``,
+    reduced, and scaled into HAProxy's 1..256 when it must be (then the share is
+    within rounding of the asked one).  With no serving server on either side
+    there is nothing to split: HAProxy's default weights stay.
+    """
+    serving_new = [k for k, s in servers.items() if k in new_keys and not s.draining]
+    serving_old = [k for k, s in servers.items() if k not in new_keys and not s.draining]
+    if not serving_new or not serving_old:
+        return
+    new_weight = percent * len(serving_old)
+    old_weight = (100 - percent) * len(serving_new)
+    divisor = math.gcd(new_weight, old_weight)
+    new_weight, old_weight = new_weight // divisor, old_weight // divisor
+    largest = max(new_weight, old_weight)
+    if largest > _MAX_WEIGHT:
+        new_weight = max(1, round(new_weight * _MAX_WEIGHT / largest))
+        old_weight = max(1, round(old_weight * _MAX_WEIGHT / largest))
+    for keys, weight in ((serving_new, new_weight), (serving_old, old_weight)):
+        for key in keys:
+            servers[key] = weighted_server(servers[key], weight)
 
 
 def _weighted(server: Server, drain: bool) -> Server:
@@ -195,4 +260,4 @@ def _unhealthy_ids(app: Mapping[str, Any]) -> frozenset[str]:
                      if isinstance(t, MAPPING) and not _alive(t))
 
 
-__all__ = ["GROUP_LABEL", "group_id", "merge_deployment_groups"]
+__all__ = ["GROUP_LABEL", "WEIGHT_LABEL", "group_id", "merge_deployment_groups"]

@@ -86,7 +86,9 @@ class Server(tuple):
     __slots__ = ()
 
     def __new__(cls, host: str, ipv4: str, port: int, task_id: str = "",
-                draining: bool = False) -> Server:
+                draining: bool = False, weight: int | None = None) -> Server:
+        if weight is not None:
+            return tuple.__new__(cls, (host, ipv4, port, task_id, draining, weight))
         return tuple.__new__(cls, (host, ipv4, port, task_id, draining))
 
     host: str = property(operator.itemgetter(0))  # type: ignore[assignment]
@@ -96,8 +98,15 @@ class Server(tuple):
     # The task is being killed: no new traffic, its sessions finish.
     draining: bool = property(operator.itemgetter(4))  # type: ignore[assignment]
 
+    @property
+    def weight(self) -> int | None:
+        """An explicit HAProxy ``weight`` (a deployment group's traffic split), or None:
+        HAProxy's default.  A sixth item only on weighted servers, so the 62,500 plain
+        ones of a large sync stay five-tuples (see :func:`weighted_server`)."""
+        return self[5] if len(self) > 5 else None
+
     def _key(self) -> tuple[Any, ...]:
-        return (self[0], self[1], self[2], self[4])
+        return (self[0], self[1], self[2], *self[4:])
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not Server:
@@ -118,7 +127,7 @@ class Server(tuple):
 
     def __repr__(self) -> str:
         return (f"Server(host={self[0]!r}, ipv4={self[1]!r}, port={self[2]!r}, "
-                f"draining={self[4]!r})")
+                f"draining={self[4]!r}" + (f", weight={self[5]!r})" if len(self) > 5 else ")"))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Server, tuple(self))
@@ -133,6 +142,11 @@ class Server(tuple):
 def new_server(host: str, ipv4: str, port: int, task_id: str, draining: bool) -> Server:
     """``Server(...)`` without the Python-level ``__new__`` (the model's hot loops)."""
     return _tuple_new(Server, (host, ipv4, port, task_id, draining))  # type: ignore[return-value]
+
+
+def weighted_server(server: Server, weight: int) -> Server:
+    """``server`` with an explicit HAProxy ``weight`` (1..256)."""
+    return _tuple_new(Server, (*server[:5], weight))  # type: ignore[return-value]
 
 
 _tuple_new = tuple.__new__

@@ -46,7 +46,8 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
                 clean = host_names[host] = clean_host(host)
             name = f"{clean}_{port}" if type(port) is int else clean_name(f"{host}_{port}")
             out.append(render_args(name, host, server.ipv4, port, "",
-                                   drained if server.draining else check_text))
+                                   drained if server.draining else check_text
+                                   if len(server) == 5 else _weighted(check_text, server)))
         return
     render = server_line.render
     for server in service.servers:
@@ -63,8 +64,14 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
         text = check_text
         if check_port:
             text = f"{check_text} port {check_port.get((server.host, server.port), server.port)}"
-        values["healthCheckOptions"] = text + " weight 0" if server.draining else text
+        values["healthCheckOptions"] = text + " weight 0" if server.draining \
+            else text if len(server) == 5 else _weighted(text, server)
         out.append(render(values))
+
+
+def _weighted(options: str, server: Any) -> str:
+    """A deployment group's explicit weight (see servicerouter.model.deployment_groups)."""
+    return f"{options} weight {int(server.weight)}"
 
 
 def _check_values(values: dict[str, Any], check_interval: int | None) -> dict[str, Any]:

@@ -60,6 +60,19 @@ def test_next_colours_alternate_ports_and_keep_the_bind_port() -> None:
                                                        new_instances=1), NOW)
     assert canary["instances"] == 1
     assert canary["labels"]["HAPROXY_DEPLOYMENT_NEW_INSTANCES"] == "1"
+    assert "HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT" not in canary["labels"]
+
+
+def test_a_canary_share_is_a_label_only_on_a_hybrid_next_colour() -> None:
+    blue = prepare(app_json(), [], DeployOptions(weight_percent=10), NOW)
+    assert "HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT" not in blue["labels"]
+    canary = prepare(app_json(), [blue], DeployOptions(new_instances=4, weight_percent=10), NOW)
+    assert canary["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] == "10"
+    # a full deployment from a JSON that still carries an earlier canary's label
+    stale = app_json()
+    stale["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] = "10"
+    full = prepare(stale, [blue], DeployOptions(weight_percent=10), NOW)
+    assert "HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT" not in full["labels"]
 
 
 def test_published_zdd_example_app_goes_blue_then_green_on_its_alt_port() -> None:

@@ -286,22 +286,31 @@ def test_failing_green_rolls_back_without_losing_a_request(setup: Callable[..., 
     assert set(env.answers(12)) == {"blue"}
 
 
-def test_canary_holds_at_the_asked_share(setup: Callable[..., Setup]) -> None:
-    env = setup()
+@pytest.mark.parametrize(("blue_instances", "extra", "held"), [
+    (4, (), {"/nginx-blue": 3, "/nginx-green": 1}),  # by instances this would be 25%
+    (8, ("--new-instances", "4"), {"/nginx-blue": 4, "/nginx-green": 4}),  # 50% by instances
+], ids=["3+1", "4+4"])
+def test_canary_holds_at_the_asked_share_by_server_weights(
+        setup: Callable[..., Setup], blue_instances: int, extra: tuple[str, ...],
+        held: dict[str, int]) -> None:
+    env = setup(blue_instances)
     before = env.router.status()
-    held = env.zdd("--canary", "25", "--max-wait", "90")
-    assert held.returncode == 0, held.stderr[-3000:]
-    assert env.colours() == {"/nginx-blue": 3, "/nginx-green": 1}
-    wait_until(lambda: "green" in env.answers(8), 15)
+    done = env.zdd("--canary", "10", *extra, "--max-wait", "90")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert env.colours() == held
+    wait_until(lambda: "green" in env.answers(20), 15)
     seen = env.answers(1000)
     share = 100.0 * seen["green"] / sum(seen.values())
-    print(f"\ncanary 25%: {dict(seen)} over 1000 requests = {share:.1f}% green")
-    assert 20.0 <= share <= 30.0 and sum(seen.values()) == 1000
-    assert env.router.status()["reloads"] == before["reloads"]
+    after = env.router.status()
+    print(f"\ncanary 10% on {held}: {dict(seen)} over 1000 requests = {share:.1f}% green, "
+          f"reloads {before['reloads']} -> {after['reloads']}, runtime updates "
+          f"{before['runtime_updates']} -> {after['runtime_updates']}")
+    assert 5.0 <= share <= 15.0 and sum(seen.values()) == 1000
+    assert after["reloads"] == before["reloads"]
     # and --complete-cur finishes it: all on green
     completed = env.zdd("--complete-cur", "--max-wait", "90")
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert env.colours() == {"/nginx-green": 4}
+    assert env.colours() == {"/nginx-green": blue_instances}
     assert set(env.answers(20)) == {"green"}
     assert env.router.status()["reloads"] == before["reloads"]
 

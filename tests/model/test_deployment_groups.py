@@ -9,10 +9,12 @@ rendered with the built-in fragments, is a change the Runtime API can apply (no 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import parse_config, plan_runtime_update
 from servicerouter.model.services import build_model
 from servicerouter.render.config import RenderOptions, render_config
@@ -141,10 +143,11 @@ def test_apps_outside_the_group_are_untouched() -> None:
     assert [s.app_id for s in model.services] == ["/other", "/web"]
 
 
-def _render(apps: list[dict[str, Any]]) -> str:
+def _render(apps: list[dict[str, Any]], bind_http_https: bool = True) -> str:
     model = build_model(copy.deepcopy(apps), ("*",), ident)
     return render_config(model.services, load_fragments(),
-                         RenderOptions(runtime_socket="/tmp/sr-test.sock"))
+                         RenderOptions(runtime_socket="/tmp/sr-test.sock",
+                                       bind_http_https=bind_http_https))
 
 
 @pytest.mark.parametrize("checks", [True, False])
@@ -171,3 +174,104 @@ def test_every_step_of_a_deployment_is_a_runtime_api_change(checks: bool) -> Non
         weights.append(len(verdict.plan.reweight))
     assert sum(weights) > 0  # traffic moved by weights, not by new backends
     assert "backend web_10000" in texts[0] and "backend web_10000" in texts[-1]
+
+
+def weights(apps: list[dict[str, Any]]) -> dict[int, int | None]:
+    """port -> weight of the one service's servers (0: drained or waiting)."""
+    (service,) = build_model(copy.deepcopy(apps), ("*",), ident).services
+    return {s.port: 0 if s.draining else s.weight for s in service.servers}
+
+
+def canary(percent: str | None, tasks: list[tuple[str, int, bool | None]], **kw: Any,
+           ) -> dict[str, Any]:
+    app = green(tasks, **kw)
+    if percent is not None:
+        app["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] = percent
+    return app
+
+
+def new_share(state: dict[int, int | None]) -> float:
+    """The green servers' (ports 32xxx) share of the summed weights, in percent."""
+    total = sum(1 if w is None else w for w in state.values())
+    return 100.0 * sum(1 if w is None else w for p, w in state.items() if p >= 32000) / total
+
+
+@pytest.mark.parametrize("blue_scaled", ["2026-01-01T10:30:00.000Z",  # green counts as new
+                                         "2026-01-01T11:00:05.000Z"])  # blue, as in a hold
+@pytest.mark.parametrize(("percent", "old", "new"), [
+    (10, 3, 1), (10, 4, 4), (25, 3, 1), (50, 2, 6), (1, 7, 5), (99, 5, 3), (33, 1, 1)])
+def test_canary_weight_percent_splits_by_weights_not_instances(
+        percent: int, old: int, new: int, blue_scaled: str) -> None:
+    # hybrid hold: old at target - new (the drained ones killed), new at its canary size
+    blues = [(chr(ord("a") + i), 31001 + i, True) for i in range(old)]
+    greens = [(chr(ord("a") + i), 32001 + i, True) for i in range(new)]
+    apps = [blue(blues, target=old + new, scaled=blue_scaled),
+            canary(str(percent), greens, target=old + new, new_instances=new,
+                   scaled="2026-01-01T11:00:01.000Z")]
+    state = weights(apps)
+    assert 0 not in state.values() and None not in state.values()
+    assert all(1 <= w <= 256 for w in state.values() if w is not None)
+    assert abs(new_share(state) - percent) < 0.5
+    # without the label: the share of instances, as marathon-lb
+    apps[1]["labels"].pop("HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT")
+    assert set(weights(apps).values()) == {None}
+
+
+def test_canary_weights_leave_waiting_and_drained_servers_at_zero() -> None:
+    # green posted with 2 of its canary's 2: one healthy, one not; target 4 with blue at 4
+    four = [("a", 31001, True), ("b", 31002, True), ("c", 31003, True), ("d", 31004, True)]
+    apps = [blue(four, target=4),
+            canary("10", [("x", 32001, True), ("y", 32002, False)], target=4,
+                   new_instances=2)]
+    state = weights(apps)
+    assert state[32002] == 0 and state[31001] == 0  # waiting green, drained blue
+    assert abs(new_share(state) - 10) < 0.5  # 1 green vs 3 serving blue: 1 : 3 each
+    assert state[32001] == 1 and state[31002] == state[31003] == state[31004] == 3
+
+
+@pytest.mark.parametrize("label", ["0", "100", "ten", "-5", ""])
+def test_unusable_weight_percent_keeps_the_instance_rule(label: str) -> None:
+    apps = [blue([("a", 31001, True)], target=2),
+            canary(label, [("x", 32001, True)], target=2, new_instances=1)]
+    assert set(weights(apps).values()) == {None}
+
+
+def test_canary_weights_end_when_the_new_colour_grows_past_its_canary() -> None:
+    # --complete-cur grows green past NEW_INSTANCES: marathon-lb's rule again
+    apps = [blue([("b", 31002, True), ("c", 31003, True)], target=3),
+            canary("10", [("x", 32001, True), ("y", 32002, None)], target=3,
+                   new_instances=1, instances=2)]
+    assert None in weights(apps).values() and not [
+        w for w in weights(apps).values() if w not in (None, 0)]
+
+
+def test_complete_prev_keeps_the_canary_share_until_its_tasks_drain() -> None:
+    # --complete-prev grows blue (scaled last: blue counts as new); green serves at its
+    # share until a third blue task is healthy, then drains
+    growing = [blue([("b", 31002, True), ("c", 31003, True), ("d", 31004, False)], target=3,
+                    scaled="2026-01-01T11:00:09.000Z"),
+               canary("10", [("x", 32001, True)], target=3, new_instances=1,
+                      scaled="2026-01-01T11:00:01.000Z")]
+    state = weights(growing)
+    assert abs(new_share(state) - 10) < 0.5 and state[31004] == 0
+    growing[0]["tasks"][2]["healthCheckResults"] = [{"alive": True}]
+    state = weights(growing)
+    assert state[32001] == 0 and set(state.values()) == {0, None}
+
+
+def test_a_canary_reweight_is_a_runtime_api_change_and_valid_haproxy(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    blues = [("b", 31002, True), ("c", 31003, True), ("d", 31004, True)]
+    plain = [blue(blues, target=4), green([("x", 32001, True)], target=4, new_instances=1)]
+    weighted = copy.deepcopy(plain)
+    weighted[1]["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] = "10"
+    before, after = _render(plain), _render(weighted)
+    assert "server 127_0_0_1_32001 127.0.0.1:32001 check" in after
+    assert " weight 1" in after and " weight 3" in after
+    verdict = plan_runtime_update(parse_config(before), parse_config(after))
+    assert verdict.plan is not None, verdict.reason
+    assert len(verdict.plan.reweight) == 4 and not verdict.plan.add
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(_render(weighted, bind_http_https=False))  # no :443 certificate here
+    ok, message = haproxy.check_config(str(config), haproxy_bin)
+    assert ok, message
