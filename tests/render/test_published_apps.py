@@ -68,7 +68,9 @@ def test_every_fixture_renders_and_haproxy_accepts_it(tmp_path, haproxy_bin, fix
     apps = json.loads((PUBLISHED / fixture).read_text())["apps"]
     said = " ".join(_lines(problems))
     for app in apps:
-        backend = app["id"].strip("/").replace("/", "_") + "_"
+        # a deployment group's colours are one backend named after the group
+        name = (app.get("labels") or {}).get("HAPROXY_DEPLOYMENT_GROUP") or app["id"]
+        backend = name.strip("/").replace("/", "_") + "_"
         assert f"\nbackend {backend}" in text or f"'{app['id']}'" in said, (app["id"], said)
     if haproxy_map and "\nfrontend marathon_http_in\n" in text:
         assert (tmp_path / "domain2backend.map").is_file()
