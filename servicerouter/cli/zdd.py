@@ -47,6 +47,7 @@ from servicerouter.cli.zdd_plan import (
     group_of,
     new_count_of,
     next_scale,
+    parse_steps,
     prepare,
     task_servers,
     validate,
@@ -251,8 +252,13 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
         weight_percent = round(args.canary)
         log.info("canary: %d of %d instance(s) on the new colour, %d%% of requests "
                  "by server weights", min(new_instances, target), target, weight_percent)
+    try:
+        steps = parse_steps(args.step_percent) if args.step_percent else ()
+    except ZddError as err:
+        log.error("%s", err)
+        return 2
     new_app = prepare(app, previous, DeployOptions(args.initial_instances, new_instances,
-                                                   weight_percent), datetime.now())
+                                                   weight_percent, steps), datetime.now())
     out.write(json.dumps(new_app, sort_keys=True, indent=2) + "\n")
     if args.dry_run:
         return 0
@@ -331,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop with this share of requests on the new colour (held by "
                              "server weights) and hold; its instances: --new-instances, "
                              "else PERCENT of the old colour's (at least 1)")
+    parser.add_argument("--step-percent", metavar="P1,P2,...",
+                        help="full deployment: shift requests to the new colour in these "
+                             "steps by server weights as its tasks turn healthy (e.g. "
+                             "10,25,50: step k once k/3 of the target is healthy; all "
+                             "healthy: 100%%)")
     parser.add_argument("--complete-cur", "-c", action="store_true",
                         help="finish a hybrid deployment: all instances on the newest colour")
     parser.add_argument("--complete-prev", "-p", action="store_true",

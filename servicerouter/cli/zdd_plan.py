@@ -121,6 +121,8 @@ class DeployOptions:
     initial_instances: int = 1
     new_instances: int = 0  # hybrid (canary): how many instances run the new colour
     weight_percent: int | None = None  # canary: its share of requests, by weights
+    # full deployment: the new colour's shares of requests as its tasks turn healthy
+    weight_steps: tuple[int, ...] = ()
 
 
 def prepare(app: dict[str, Any], previous: Sequence[Mapping[str, Any]],
@@ -143,6 +145,8 @@ def prepare(app: dict[str, Any], previous: Sequence[Mapping[str, Any]],
         labels[NEW_INSTANCES] = str(new_instances)
         if new_instances > 0 and options.weight_percent is not None:
             labels[WEIGHT_PERCENT] = str(options.weight_percent)
+        elif new_instances == 0 and options.weight_steps:
+            labels[WEIGHT_PERCENT] = ",".join(str(step) for step in options.weight_steps)
         else:  # a label copied from an earlier canary's JSON must not split this one
             labels.pop(WEIGHT_PERCENT, None)
     else:
@@ -162,6 +166,17 @@ def prepare(app: dict[str, Any], previous: Sequence[Mapping[str, Any]],
     labels[COLOUR] = next_colour
     labels[STARTED_AT] = now.isoformat()
     return new
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """``--step-percent``: ascending whole percentages 1..100, comma-separated."""
+    try:
+        steps = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ZddError(f"--step-percent {text!r}: whole percentages, comma-separated") from None
+    if not steps or not all(1 <= s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+        raise ZddError(f"--step-percent {text!r}: ascending percentages from 1 to 100")
+    return steps
 
 
 def canary_instances(target: int, percent: float) -> int:
@@ -249,5 +264,5 @@ def finished(new: Mapping[str, Any], old: Mapping[str, Any], drained: Sequence[s
 
 __all__ = [
     "DeployOptions", "Views", "ZddError", "backend_of", "by_start", "canary_instances",
-    "finished", "group_of", "next_scale", "prepare", "task_servers", "validate",
+    "finished", "group_of", "next_scale", "parse_steps", "prepare", "task_servers", "validate",
 ]

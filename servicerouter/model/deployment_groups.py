@@ -104,8 +104,9 @@ def _merge_group(group: str, members: dict[str, list[DerivedPort]]) -> list[Deri
     old, new = apps[ordered[0]], apps[ordered[-1]]
     new_labels = _labels(new)
     hybrid = new_labels.get(NEW_INSTANCES_LABEL) not in (None, "0", 0)
-    # the canary is the colour started last, whichever counts as new below
-    canary = new if hybrid and _share(new, new_labels) is not None else None
+    # the colour started last (a canary: whichever counts as new below) and its share
+    share = _share(new, new_labels, hybrid)
+    canary = new if share is not None else None
     if hybrid and _scaled_at(old) > _scaled_at(new):
         old, new = new, old
         new_labels = _labels(new)
@@ -140,28 +141,60 @@ def _merge_group(group: str, members: dict[str, list[DerivedPort]]) -> list[Deri
                 servers.setdefault(key, _weighted(
                     server, colour_waits and server.task_id in waiting))
         if canary is not None:
-            _split(servers, new_keys, _share(canary, _labels(canary)) or 0)
+            _split(servers, new_keys, share or 0)
         merged.append(replace(port, app_id=group, had_tasks=had_tasks,
                               servers=tuple(servers[key] for key in sorted(servers))))
     return merged
 
 
-def _share(new: Mapping[str, Any], new_labels: Mapping[str, Any]) -> int | None:
-    """The canary's percentage of requests, or None.
+def _share(new: Mapping[str, Any], new_labels: Mapping[str, Any], hybrid: bool) -> int | None:
+    """The new colour's percentage of requests, or None (the instance rule alone).
 
-    ``HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT`` (servicerouter's, set by ``servicerouter
-    zdd --canary``) on the colour started last, 1..99, counts while it has no more
-    instances than ``HAPROXY_DEPLOYMENT_NEW_INSTANCES``: growing it past the canary's
-    size, as ``--complete-cur`` does, hands the split back to the instance rule; while
-    ``--complete-prev`` drains it, its remaining serving tasks keep the share.  Only labels
-    and instance counts: a restarted servicerouter derives the same weights, and zdd
-    never has to change a label (Marathon restarts an app's tasks for that)."""
-    percent = _count(new_labels.get(WEIGHT_LABEL), 0)
-    if not 0 < percent < 100:
+    ``HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT`` (servicerouter's, written by
+    ``servicerouter zdd``) on the colour started last:
+
+    * a canary (hybrid) holds one percentage, 1..99 (``--canary``), while it has no
+      more instances than ``HAPROXY_DEPLOYMENT_NEW_INSTANCES``: growing it past the
+      canary's size, as ``--complete-cur`` does, hands the split back to the
+      instance rule; while ``--complete-prev`` drains it, its serving tasks keep
+      the share;
+    * a full deployment climbs ascending steps, 1..100 (``--step-percent``): with
+      ``h`` of ``HAPROXY_DEPLOYMENT_TARGET_INSTANCES`` new tasks healthy, step
+      ``ceil(len(steps) * h / target)``; 100 (or all old tasks drained) ends the split.
+
+    Only labels, instance counts and health: a restarted servicerouter derives the
+    same weights, and zdd never changes a label after posting (Marathon restarts an
+    app's tasks for that)."""
+    steps = _percentages(new_labels.get(WEIGHT_LABEL))
+    if not steps:
         return None
-    if _count(new.get("instances"), 0) > _count(new_labels.get(NEW_INSTANCES_LABEL), 0):
+    if hybrid:
+        if len(steps) != 1 or steps[0] >= 100:
+            return None
+        if _count(new.get("instances"), 0) > _count(new_labels.get(NEW_INSTANCES_LABEL), 0):
+            return None
+        return steps[0]
+    healthy = _healthy_count(new)
+    target = max(1, _count(new_labels.get(TARGET_LABEL), _count(new.get("instances"), 1)))
+    if healthy == 0:
         return None
-    return percent
+    step = steps[min(len(steps), math.ceil(len(steps) * healthy / target)) - 1]
+    return step if step < 100 else None
+
+
+def _percentages(value: Any) -> tuple[int, ...]:
+    """``"10"`` or ``"10,25,50"``: whole percentages 1..100, ascending; () if unusable."""
+    if type(value) is int:
+        value = str(value)
+    if not isinstance(value, str):
+        return ()
+    parts = [part.strip() for part in value.split(",")]
+    if not parts or not all(part.isdigit() for part in parts):
+        return ()
+    steps = tuple(int(part) for part in parts)
+    if not all(1 <= step <= 100 for step in steps) or list(steps) != sorted(set(steps)):
+        return ()
+    return steps
 
 
 def _split(servers: dict[tuple[str, int], Server], new_keys: set[tuple[str, int]],

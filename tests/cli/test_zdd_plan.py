@@ -16,6 +16,7 @@ from servicerouter.cli.zdd_plan import (
     canary_instances,
     finished,
     next_scale,
+    parse_steps,
     prepare,
     task_servers,
     validate,
@@ -73,6 +74,18 @@ def test_a_canary_share_is_a_label_only_on_a_hybrid_next_colour() -> None:
     stale["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] = "10"
     full = prepare(stale, [blue], DeployOptions(weight_percent=10), NOW)
     assert "HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT" not in full["labels"]
+    # a full deployment's steps (a canary ignores them: it holds one share)
+    stepped = prepare(app_json(), [blue], DeployOptions(weight_steps=(10, 25, 50)), NOW)
+    assert stepped["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] == "10,25,50"
+    held = prepare(app_json(), [blue], DeployOptions(new_instances=1, weight_steps=(10,)), NOW)
+    assert "HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT" not in held["labels"]
+
+
+def test_step_percent_parsing() -> None:
+    assert parse_steps("10,25,50") == (10, 25, 50) and parse_steps("100") == (100,)
+    for bad in ("", "10,5", "10,10", "0,50", "x", "10,,20", "101"):
+        with pytest.raises(ZddError):
+            parse_steps(bad)
 
 
 def test_published_zdd_example_app_goes_blue_then_green_on_its_alt_port() -> None:

@@ -164,6 +164,21 @@ class Setup:
         return seen
 
 
+def _watch_weights(env: Setup, backend: str, seen: set[int], stop: threading.Event) -> None:
+    """Every server weight HAProxy reports for ``backend`` until ``stop``."""
+    while not stop.wait(0.1):
+        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+            conn = http.client.HTTPConnection("127.0.0.1", env.router.status_port, timeout=5)
+            try:
+                conn.request("GET", f"/api/backends/{backend}")
+                response = conn.getresponse()
+                body = response.read()
+                if response.status == 200:
+                    seen.update(int(s["weight"]) for s in json.loads(body)["servers"])
+            finally:
+                conn.close()
+
+
 def haproxy_processes(workdir: Path) -> list[int]:
     """HAProxy processes (master and workers) running this router's config."""
     found = []
@@ -213,8 +228,10 @@ def setup(tmp_path: Path, start_router: Callable[..., RouterProcess],  # noqa: F
         emulator.stop()
 
 
+@pytest.mark.parametrize("steps", [(), ("--step-percent", "10,25,50")],
+                         ids=["by-instances", "weight-steps"])
 def test_blue_green_under_load_loses_nothing_and_never_reloads(
-        setup: Callable[..., Setup], tmp_path: Path) -> None:
+        setup: Callable[..., Setup], tmp_path: Path, steps: tuple[str, ...]) -> None:
     env = setup()
     blue_tasks = {t["id"] for t in env.emulator.app("/nginx-blue")["tasks"]}
     hook_log = tmp_path / "hook.log"
@@ -225,22 +242,33 @@ def test_blue_green_under_load_loses_nothing_and_never_reloads(
     load = LoadGenerator([(env.service_port, None), (env.front, VHOST)],
                          max_seconds=240).start()
     keep_alive = KeepAliveClient(env.front, VHOST).start()
+    weights_seen: set[int] = set()
+    watching = threading.Event()
+    watcher = threading.Thread(target=_watch_weights, daemon=True, args=(
+        env, f"nginx_{env.service_port}", weights_seen, watching))
+    watcher.start()
     try:
         time.sleep(1)
-        done = env.zdd("--max-wait", "90", "--pre-kill-hook", str(hook))
+        done = env.zdd("--max-wait", "90", "--pre-kill-hook", str(hook), *steps)
         time.sleep(1)
     finally:
+        watching.set()
+        watcher.join(10)
         load.stop()
         keep_alive.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     after = env.router.status()
-    print(f"\nblue->green: {load.sent} new-connection requests ({len(load.failures)} failed), "
+    print(f"\nblue->green {steps}: {load.sent} new-connection requests ({len(load.failures)} failed), "
           f"{keep_alive.sent} keep-alive requests ({len(keep_alive.failures)} failed), "
           f"keep-alive answers by backend: {dict(sorted(keep_alive.answers.items()))}, "
           f"reloads {before['reloads']} -> {after['reloads']}, "
-          f"runtime updates {before['runtime_updates']} -> {after['runtime_updates']}")
+          f"runtime updates {before['runtime_updates']} -> {after['runtime_updates']}, "
+          f"server weights seen {sorted(weights_seen)}")
     assert load.failures == [] and keep_alive.failures == []
     assert load.sent > 200 and keep_alive.sent > 200
+    # weights HAProxy had: steps split by weights (10% of 1 green vs 3 blue: 1 and 3),
+    # marathon-lb's count only drains (0) or serves (1)
+    assert (max(weights_seen) > 1) == bool(steps), weights_seen
     assert after["reloads"] == before["reloads"], "a deployment step reloaded HAProxy"
     assert after["runtime_updates"] > before["runtime_updates"]
     assert env.colours() == {"/nginx-green": 4}

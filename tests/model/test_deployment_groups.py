@@ -275,3 +275,33 @@ def test_a_canary_reweight_is_a_runtime_api_change_and_valid_haproxy(
     config.write_text(_render(weighted, bind_http_https=False))  # no :443 certificate here
     ok, message = haproxy.check_config(str(config), haproxy_bin)
     assert ok, message
+
+
+def test_full_deployment_steps_traffic_by_weights_as_new_tasks_turn_healthy() -> None:
+    # target 4, steps 10,25,50(,100): h healthy green tasks -> step ceil(3 * h / 4)
+    def state_with(healthy: int) -> dict[int, int | None]:
+        blues = [(chr(ord("a") + i), 31001 + i, True) for i in range(4)]
+        greens = [(chr(ord("a") + i), 32001 + i, i < healthy) for i in range(healthy + 1)]
+        app = green(greens[:4], target=4)
+        app["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] = "10,25,50"
+        return weights([blue(blues, target=4), app])
+
+    shares = [round(new_share(state_with(h))) for h in (1, 2, 3)]
+    assert shares == [10, 25, 50]  # by instances: 25, 50, 75
+    # all four healthy: the old tasks are all drained, the split is over
+    assert set(state_with(4).values()) == {0, None}
+    # nothing healthy yet: the new colour waits at weight 0, old ones keep defaults
+    assert set(state_with(0).values()) == {0, None}
+
+
+@pytest.mark.parametrize("label", ["10,5", "10,10", "0,50", "10,,50", "10;50", "101"])
+def test_unusable_weight_steps_keep_the_instance_rule(label: str) -> None:
+    app = green([("x", 32001, True)], target=3)
+    app["labels"]["HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT"] = label
+    assert set(weights([blue(), app]).values()) == {0, None}
+
+
+def test_a_canary_takes_one_percentage_not_steps() -> None:
+    apps = [blue([("a", 31001, True)], target=2),
+            canary("10,50", [("x", 32001, True)], target=2, new_instances=1)]
+    assert set(weights(apps).values()) == {None}
