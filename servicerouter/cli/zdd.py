@@ -11,7 +11,11 @@ marathon-lb's ``zdd.py`` workflow, against Marathon and servicerouter's status A
 3. drained old tasks without sessions are killed with scale (after ``--pre-kill-hook``),
    the new colour grows by half each step, until it is whole and the old app is
    deleted; with ``--canary PERCENT`` (or ``--new-instances N``) it stops at that share
-   and holds, to be finished by ``--complete-cur`` or undone by ``--complete-prev``;
+   and holds, to be finished by ``--complete-cur`` or undone by ``--complete-prev``.
+   ``--canary`` holds PERCENT of the requests by server weights and ``--step-percent``
+   shifts a full deployment in weight steps: both are the label
+   ``HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT`` on the new colour, posted once (see
+   :mod:`servicerouter.model.deployment_groups`);
 4. a step that makes no progress for ``--max-wait`` seconds, an error, or Ctrl-C rolls
    back: the old app scaled back to its instances (and up in HAProxy), the new app
    deleted, so the cluster is as the command found it.

@@ -30,7 +30,8 @@ old tasks drain as above, and while a new colour carrying
 ``HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT`` (see :func:`_share`) is no larger than
 its canary, its serving servers and the old colour's get weights whose sums are
 that share and the rest: 10% is 10% whatever the instance counts (marathon-lb's
-canary takes the share of instances, 25% for one of four).
+canary takes the share of instances, 25% for one of four).  A full deployment's
+label lists steps the new colour's share climbs as its tasks turn healthy.
 """
 
 from __future__ import annotations
