@@ -106,7 +106,9 @@ class Server(tuple):
         return self[5] if len(self) > 5 else None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self[0], self[1], self[2], *self[4:])
+        if len(self) == 5:  # the plain server: as fast as before weights existed
+            return (self[0], self[1], self[2], self[4])
+        return (self[0], self[1], self[2], self[4], self[5])
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not Server:
