@@ -32,6 +32,8 @@ import socket
 import socketserver
 import ssl
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import urlsplit
@@ -71,6 +73,17 @@ class HTTPBackend(_TLSMixin, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     backend_name = ""
+    # Answers being written now: on SIGTERM the process lets them finish (as a real
+    # app given Marathon's kill grace period does) instead of cutting one mid-body.
+    answering = 0
+    answering_lock = threading.Lock()
+
+    def answers_finished(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the answers being written to finish."""
+        deadline = time.monotonic() + timeout
+        while self.answering and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.answering
 
 
 class TCPBackend(_TLSMixin, socketserver.ThreadingTCPServer):
@@ -100,6 +113,16 @@ class HTTPHandler(BaseHTTPRequestHandler):
         """Silence per-request logging; tests look at responses, not logs."""
 
     def _respond(self, send_body: bool) -> None:
+        server = self.server
+        with server.answering_lock:
+            server.answering += 1
+        try:
+            self._answer(send_body)
+        finally:
+            with server.answering_lock:
+                server.answering -= 1
+
+    def _answer(self, send_body: bool) -> None:
         name = self.server.backend_name
         path = urlsplit(self.path).path
         status, content_type = 200, "text/plain; charset=utf-8"
@@ -198,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.server_close()  # no new connections; answers under way still finish
+        if isinstance(server, HTTPBackend):
+            server.answers_finished(2.0)
     return 0
 
 
