@@ -10,15 +10,10 @@ answers one small document, under the same token rules as ``/status``.
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from typing import Any
 
 from servicerouter.apply.runtime_api import RuntimeAPI, RuntimeUpdateError
-
-# Backend names servicerouter writes: anything else is not sent to the socket.
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+from servicerouter.apply.server_states import parse_backend_ids, parse_show_stat, safe_backend_name
 
 
 class BackendNotFound(LookupError):
@@ -32,32 +27,24 @@ def backend_servers(api: RuntimeAPI, backend: str) -> dict[str, Any]:
     ``serving`` says the server takes new requests (up or unchecked, weight above 0).
     Raises BackendNotFound, or RuntimeUpdateError when the socket does not answer.
     """
-    if not _NAME_RE.fullmatch(backend):
+    if not safe_backend_name(backend):
         raise BackendNotFound(backend)
-    # A frontend may share the backend's name (servicerouter.py names both APP_PORT), and
-    # ``show stat NAME`` takes the first proxy of that name: ask by the backend's id,
-    # which ``show servers state`` (backends only) gives.
     state = api.command(f"show servers state {backend}")
-    rows_of_state = [line.split() for line in state.splitlines()
-                     if line[:1].isdigit() and len(line.split()) > 3]
-    if not rows_of_state:
-        if "# be_id" in state:
+    ids = parse_backend_ids(state)
+    if backend not in ids:
+        if "# be_id" in state:  # the backend exists and has no servers
             return {"backend": backend, "servers": []}
         raise BackendNotFound(backend)
-    text = api.command(f"show stat {rows_of_state[0][0]} 4 -1")
+    text = api.command(f"show stat {ids[backend]} 4 -1")
     if not text.startswith("# "):
         raise BackendNotFound(backend)
-    rows = csv.DictReader(io.StringIO(text[2:]))
     servers = []
-    for row in rows:
-        if row.get("pxname") != backend or row.get("svname") in (None, "BACKEND", "FRONTEND"):
-            continue
-        status = row.get("status") or ""
-        weight = _int(row.get("weight"))
+    for name, fields in parse_show_stat(text).get(backend, {}).items():
+        status, weight = fields["status"], _int(fields["weight"])
         servers.append({
-            "name": row["svname"], "address": row.get("addr") or "", "status": status,
-            "weight": weight, "sessions": _int(row.get("scur")),
-            "check_status": row.get("check_status") or "",
+            "name": name, "address": fields["addr"], "status": status,
+            "weight": weight, "sessions": _int(fields["scur"]),
+            "check_status": fields["check_status"],
             "serving": weight > 0 and (status.startswith("UP") or status == "no check"),
         })
     return {"backend": backend, "servers": servers}

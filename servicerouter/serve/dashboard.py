@@ -143,7 +143,7 @@ def render_dashboard(snapshot: Mapping[str, Any], page: Page,
     """The dashboard's HTML for one snapshot and one page of services (pure).
 
     ``states``: HAProxy's view of the page's servers, backend -> server -> fields
-    (see :func:`servicerouter.engine.dashboard_snapshot.parse_show_stat`).
+    (see :func:`servicerouter.apply.server_states.parse_show_stat`).
     """
     when = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     return environment().get_template("dashboard").render(

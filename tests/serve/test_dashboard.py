@@ -8,11 +8,8 @@ from typing import Any
 import pytest
 
 from servicerouter.apply.runtime_api import RuntimeAPI
-from servicerouter.engine.dashboard_snapshot import (
-    dashboard_snapshot,
-    parse_show_stat,
-    server_states,
-)
+from servicerouter.apply.server_states import parse_show_stat, server_states
+from servicerouter.engine.dashboard_snapshot import dashboard_snapshot
 from servicerouter.model.services import build_model
 from servicerouter.serve.dashboard import (
     PageQuery,
@@ -168,14 +165,14 @@ def test_server_states_without_a_runtime_api_say_why() -> None:
 
 
 def test_parse_show_stat_skips_summaries_and_reads_several_answers() -> None:
-    text = ("# pxname,svname,scur,weight,status,check_status,lastchg\n"
-            "b1,FRONTEND,0,,OPEN,,\nb1,s1,2,1,UP,L7OK,5\nb1,BACKEND,2,1,UP,,5\n\n"
+    text = ("# pxname,svname,scur,weight,status,check_status,lastchg,addr\n"
+            "b1,FRONTEND,0,,OPEN,,,\nb1,s1,2,1,UP,L7OK,5,10.0.0.1:80\nb1,BACKEND,2,1,UP,,5,\n\n"
             "# pxname,svname,status\nb2,s9,no check\n")
     assert parse_show_stat(text) == {
         "b1": {"s1": {"status": "UP", "check_status": "L7OK", "weight": "1", "scur": "2",
-                      "lastchg": "5"}},
+                      "lastchg": "5", "addr": "10.0.0.1:80"}},
         "b2": {"s9": {"status": "no check", "check_status": "", "weight": "", "scur": "",
-                      "lastchg": ""}}}
+                      "lastchg": "", "addr": ""}}}
 
 
 def test_form_fields_become_the_rules_json_and_back() -> None:
