@@ -93,6 +93,9 @@ class ZooKeeperRuleStore:
         self._last_change: float | None = None
         self._disconnected_since: float | None = time.time()
         self._loaded = threading.Event()
+        # Set by kazoo's listener, which may run as soon as start_async() is called:
+        # it exists before the client does.
+        self._connected = threading.Event()
         self._closed = False
         acl = None
         auth_data = None
@@ -105,7 +108,6 @@ class ZooKeeperRuleStore:
             command_retry=KazooRetry(max_tries=2, delay=0.1, max_delay=0.5))
         self._client.add_listener(self._on_state)
         self._client.start_async()
-        self._connected = threading.Event()
         threading.Thread(target=self._first_watch, name="rules-zk-start", daemon=True).start()
         if not self._loaded.wait(connect_wait):
             log.warning("rules: ZooKeeper %s not reached in %.0fs; routing by the %d cached "
