@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
+_N = TypeVar("_N", int, float)
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _HAPROXY_TIME = re.compile(r"[0-9]+(?:us|ms|s|m|h|d)?")
 
@@ -46,10 +49,7 @@ def seconds(text: str) -> float:
 
 def fraction(text: str) -> float:
     """A share between 0 and 1 (0.5: half)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text, float, f"{text!r} is not a number")
     if not 0 <= value <= 1:  # also NaN
         raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
     return value
@@ -57,10 +57,7 @@ def fraction(text: str) -> float:
 
 def non_negative_int(text: str) -> int:
     """A count, zero or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _number(text, int, f"{text!r} is not a whole number")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
     return value
@@ -68,23 +65,26 @@ def non_negative_int(text: str) -> int:
 
 def rate(text: str) -> float:
     """A finite rate, zero or more (per second; 0: no limit where the flag says so)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text, float, f"{text!r} is not a number")
     if not 0 <= value < float("inf"):  # also NaN
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
     return value
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    invalid = f"invalid number of seconds: {text!r}"
+    value = _number(text, float, invalid)
     if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}")
+        raise argparse.ArgumentTypeError(invalid)
     return value
+
+
+def _number(text: str, convert: Callable[[str], _N], invalid: str) -> _N:
+    """``convert(text)``, or the usage error ``invalid`` (argparse names the flag)."""
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(invalid) from None
 
 
 def bind_address(text: str) -> str:
