@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from servicerouter.emulator.marathon import MarathonEmulator
-from tests.engine.test_live_e2e import (  # noqa: F401 - start_router is a fixture
+from tests.engine.live_router import (  # noqa: F401 - start_router is a fixture
     LoadGenerator,
     RouterProcess,
     http_port,

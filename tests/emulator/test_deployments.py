@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from servicerouter.emulator.marathon import MarathonEmulator
-from tests.emulator.test_emulator import SSE, wait_for
+from tests.emulator.emulator_helpers import SSE, wait_for
 
 
 class CountingLauncher:

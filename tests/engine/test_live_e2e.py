@@ -3,197 +3,42 @@
 A real servicerouter process follows the emulator's event stream and runs a
 real HAProxy; real backend processes answer; a bounded load generator (fixed
 request budget *and* deadline, 127.0.0.1 only) sends HTTP through HAProxy the
-whole time and every failed request is counted.
+whole time and every failed request is counted. The router and the load live in
+``tests/engine/live_router.py``; busy ports are in ``test_live_busy_ports.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import os
 import platform
 import random
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from servicerouter import __version__
 from servicerouter.apply.haproxy import haproxy_version
 from servicerouter.emulator.marathon import MarathonEmulator
+from tests.engine.live_router import (
+    LoadGenerator,
+    RouterProcess,
+    TwoVhostApps,
+    answer,
+    http_port,
+    servers_of,
+    web_app,
+)
 from tests.harness import Backend, free_port, http_get, wait_until
 from tests.paths import REPO
 
 pytestmark = pytest.mark.e2e
 
 OUTAGE_SECONDS = float(os.environ.get("SR_E2E_OUTAGE_SECONDS", "30"))
-
-
-# --------------------------------------------------------------------------- load
-
-
-@dataclass
-class LoadGenerator:
-    """Threads sending GETs through HAProxy until stopped, the budget or the deadline."""
-
-    targets: list[tuple[int, str | None]]  # (port, Host header)
-    max_requests: int = 200_000
-    max_seconds: float = 240.0
-    threads: int = 2
-    sent: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _workers: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> LoadGenerator:
-        deadline = time.monotonic() + self.max_seconds
-        for index in range(self.threads):
-            worker = threading.Thread(target=self._run, args=(index, deadline), daemon=True)
-            worker.start()
-            self._workers.append(worker)
-        return self
-
-    def _run(self, index: int, deadline: float) -> None:
-        turn = index
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            with self._lock:
-                if self.sent >= self.max_requests:
-                    return
-                self.sent += 1
-            port, host = self.targets[turn % len(self.targets)]
-            turn += 1
-            error = self._one(port, host)
-            if error:
-                with self._lock:
-                    self.failures.append(error)
-
-    @staticmethod
-    def _one(port: int, host: str | None) -> str | None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/", headers={"Host": host} if host else {})
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                return f"{port} {host}: HTTP {response.status}"
-        except (OSError, http.client.HTTPException) as err:
-            return f"{port} {host}: {type(err).__name__}: {err}"
-        finally:
-            conn.close()
-        return None
-
-    def stop(self) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(timeout=10)
-
-
-# --------------------------------------------------------------------------- router process
-
-
-@dataclass
-class RouterProcess:
-    proc: subprocess.Popen[bytes]
-    status_port: int
-    workdir: Path
-    log_path: Path
-    token: str | None = None  # --status-token, sent with every status request
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def status(self) -> dict[str, Any]:
-        return json.loads(http_get(f"http://127.0.0.1:{self.status_port}/status",
-                                   headers=self.headers()).text)
-
-    def metrics(self) -> str:
-        return http_get(f"http://127.0.0.1:{self.status_port}/metrics",
-                        headers=self.headers()).text
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def servers_of(status: dict[str, Any], app_id: str) -> set[str]:
-    return {s for svc in status["services"] if svc["app"] == app_id for s in svc["servers"]}
-
-
-@pytest.fixture
-def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., RouterProcess]]:
-    started: list[RouterProcess] = []
-
-    def start(emulator: MarathonEmulator, *extra: str) -> RouterProcess:
-        workdir = tmp_path / f"r{len(started)}"  # short: HAProxy socket paths max 97
-        workdir.mkdir()
-        status_port = free_port()
-        argv = [
-            sys.executable, "-m", "servicerouter", "-m", emulator.url, "--sse",
-            "--manage-haproxy", "--haproxy-stop-on-exit", "--haproxy-bin", haproxy_bin,
-            "--haproxy-config", str(workdir / "haproxy.cfg"), "--group", "*",
-            "--syslog-socket", "/dev/null", "--bind-addr", "127.0.0.1",
-            "--http-port", str(free_port()), "--https-port", str(free_port()),
-            "--appid-port", str(free_port()), "--stats-port", str(free_port()),
-            "--status-listen", str(status_port), "--min-wait", "0.05", "--max-wait", "0.5",
-            "--backoff-initial", "0.2", "--backoff-max", "1", "--drain-timeout", "2",
-            "--hard-stop-after", "10s", "--log-level", "debug", *extra,
-        ]
-        log_path = workdir / "servicerouter.log"
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(argv, cwd=workdir, stdout=log_file, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ, PYTHONPATH=str(REPO)))
-        token = extra[extra.index("--status-token") + 1] if "--status-token" in extra else None
-        router = RouterProcess(proc, status_port, workdir, log_path, token)
-        started.append(router)
-        wait_until(lambda: router.status()["last_apply"] in ("written", "reload", "runtime",
-                                                             "unchanged")
-                   and router.status()["haproxy"]["running"], 30,
-                   message="servicerouter did not come up")
-        return router
-
-    yield start
-    for router in started:
-        if router.proc.poll() is None:
-            router.proc.send_signal(signal.SIGTERM)
-            try:
-                router.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                router.proc.kill()
-                router.proc.wait(5)
-        _kill_left_haproxy(router.workdir)
-
-
-def _kill_left_haproxy(workdir: Path) -> None:
-    """Belt and braces: the managed HAProxy is ours, by pidfile and command line."""
-    pidfile = workdir / ".servicerouter" / "haproxy.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pidfile.read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if str(workdir).encode() in cmdline:
-            os.kill(pid, signal.SIGKILL)
-
-
-def web_app(port: int, **labels: str) -> dict[str, Any]:
-    return {"id": "/web", "portDefinitions": [{"port": port}],
-            "labels": {"HAPROXY_0_VHOST": "web.test", **labels}}
-
-
-def http_port(router: RouterProcess) -> int:
-    text = (router.workdir / "haproxy.cfg").read_text()
-    block = text.split("frontend marathon_http_in", 1)[1]
-    return int(block.split("bind ", 1)[1].split()[0].rsplit(":", 1)[1])
-
-
-def answer(port: int, host: str | None = None) -> str:
-    return http_get(f"http://127.0.0.1:{port}/", host_header=host).text.strip()
 
 
 # --------------------------------------------------------------------------- tests
@@ -350,114 +195,6 @@ def test_event_latency_benchmark_quick() -> None:
     assert {"health-down http", "health-up tcp"} <= set(results[1]["kinds"])
 
 
-# --------------------------------------------------------------------------- busy ports
-
-
-@pytest.fixture
-def hold_port() -> Iterator[Callable[[], tuple[int, Callable[[], None]]]]:
-    """``hold()`` -> (port, release): a port another process listens on (this one)."""
-    import socket
-
-    socks: list[socket.socket] = []
-
-    def hold() -> tuple[int, Callable[[], None]]:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        socks.append(sock)
-        return sock.getsockname()[1], sock.close
-
-    yield hold
-    for sock in socks:
-        sock.close()
-
-
-def _quarantined(router: RouterProcess) -> list[str]:
-    return [q["app"] for q in router.status()["quarantined"]]
-
-
-def test_busy_ports(  # (short names: HAProxy socket paths are limited to 97 bytes)
-    start_router: Callable[..., RouterProcess], backend_factory: Callable[..., Backend],
-    hold_port: Callable[[], tuple[int, Callable[[], None]]],
-) -> None:
-    w0, c0 = backend_factory("w0"), backend_factory("c0")
-    web_port = free_port()
-    busy, release = hold_port()
-    busy2, release2 = hold_port()
-    with MarathonEmulator(keepalive_interval=1.0) as emu:
-        emu.put_app(web_app(web_port))
-        emu.add_task("/web", "127.0.0.1", [w0.port])
-        emu.put_app({"id": "/clash", "portDefinitions": [{"port": busy}]})
-        emu.add_task("/clash", "127.0.0.1", [c0.port])
-        # at start-up: HAProxy starts without /clash instead of servicerouter exiting
-        router = start_router(emu)
-        front = http_port(router)
-        assert _quarantined(router) == ["/clash"]
-        assert "in use" in router.status()["quarantined"][0]["reason"]
-        wait_until(lambda: answer(web_port) == "w0", 15)
-
-        # mid-run: another app on a busy port; every other change still applies
-        emu.put_app({"id": "/clash2", "portDefinitions": [{"port": busy2}]})
-        emu.add_task("/clash2", "127.0.0.1", [c0.port])
-        emu.put_app(web_app(web_port, HAPROXY_0_VHOST="web2.test"))
-        wait_until(lambda: answer(front, "web2.test") == "w0", 15)
-        wait_until(lambda: sorted(_quarantined(router)) == ["/clash", "/clash2"], 15)
-        assert "servicerouter_quarantined_apps 2" in router.metrics()
-
-        # the port is freed: the app is routed, with no event from Marathon
-        release()
-        wait_until(lambda: answer(busy) == "c0", 15, message="freed port not taken")
-        assert _quarantined(router) == ["/clash2"]
-        status = router.status()
-        assert status["failed_reloads"] == 0 and status["haproxy"]["restarts"] == 0
-        release2()
-
-
-def test_start_up_busy_port(
-    tmp_path: Path, haproxy_bin: str, backend_factory: Callable[..., Backend],
-    hold_port: Callable[[], tuple[int, Callable[[], None]]], monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """HAProxy's own "cannot bind" at start (our pre-check off): the app is left out."""
-    from servicerouter.apply.managed import ManagedHAProxy, ManagedSettings
-    from servicerouter.engine.live import LiveRouter, _start_managed
-    from servicerouter.engine.runner import Router, RouterSettings
-    from servicerouter.render.config import RenderOptions
-    from servicerouter.render.fragments import load_fragments
-    from servicerouter.source.marathon import MarathonClient
-
-    monkeypatch.setattr(LiveRouter, "_leave_out_busy_ports", lambda self, s, t, o: (s, t))
-    w0 = backend_factory("w0")
-    busy, _release = hold_port()
-    web_port = free_port()
-    config = tmp_path / "haproxy.cfg"
-    managed = ManagedHAProxy(ManagedSettings(haproxy_bin, str(config), str(tmp_path / "state"),
-                                             stop_on_exit=True))
-    options = RenderOptions(bind_addr="127.0.0.1", http_port=free_port(),
-                            https_port=free_port(), appid_port=free_port(),
-                            stats_port=free_port(), master_worker=True, hard_stop_after="5s",
-                            runtime_socket=managed.settings.runtime_socket)
-    with MarathonEmulator() as emu:
-        emu.put_app({"id": "/web", "portDefinitions": [{"port": web_port}]})
-        emu.add_task("/web", "127.0.0.1", [w0.port])
-        emu.put_app({"id": "/clash", "portDefinitions": [{"port": busy}]})
-        emu.add_task("/clash", "127.0.0.1", [w0.port])
-        settings = RouterSettings(config_path=str(config), groups=("*",),
-                                  haproxy_bin=haproxy_bin, render_options=options,
-                                  state_dir=str(tmp_path / "state"), certs_dir=None)
-        router = Router(MarathonClient([emu.url]), load_fragments([]), settings)
-        live = LiveRouter(router, reloader=managed, manager=managed)
-        try:
-            assert _start_managed(live, managed)
-            assert managed.alive() and list(live.quarantine) == ["/clash"]
-            assert live.quarantine["/clash"].cause == "bind"
-            assert "Address already in use" in live.quarantine["/clash"].reason
-            assert f"clash_{busy}" not in config.read_text()
-            wait_until(lambda: answer(web_port) == "w0", 15)
-        finally:
-            live.stop()
-            managed.stop(kill_haproxy=True)
-
-
 # --------------------------------------------------------------------------- balance kinds
 
 
@@ -537,47 +274,31 @@ def test_balance_kinds(
 
 
 def test_vhost_changes_are_map_entries_applied_without_reload(
-    start_router: Callable[..., RouterProcess], backend_factory: Callable[..., Backend],
+    two_vhost_apps: Callable[..., TwoVhostApps],
 ) -> None:
     """Adding, moving and removing vhosts, paths and wildcards of existing backends
     goes through the Runtime API (add/set/del map) and the map files: 0 reloads."""
-    one, two = backend_factory("one"), backend_factory("two")
-    port_one, port_two = free_port(), free_port()
+    apps = two_vhost_apps()
+    router, put, routes = apps.router, apps.put, apps.routes
+    port_one, port_two = apps.port_one, apps.port_two
+    before = router.status()
 
-    def put(app_id: str, port: int, **labels: str) -> None:
-        emu.put_app({"id": app_id, "portDefinitions": [{"port": port}], "labels": labels})
-
-    with MarathonEmulator(keepalive_interval=1.0) as emu:
-        put("/one", port_one, HAPROXY_0_VHOST="one.test")
-        put("/two", port_two, HAPROXY_0_VHOST="two.test")
-        emu.add_task("/one", "127.0.0.1", [one.port])
-        emu.add_task("/two", "127.0.0.1", [two.port])
-        router = start_router(emu)
-        http = http_port(router)
-        wait_until(lambda: answer(http, "one.test") == "one" and answer(http, "two.test") == "two",
-                   15)
-        before = router.status()
-
-        def routes(host: str, name: str, path: str = "/") -> bool:
-            reply = http_get(f"http://127.0.0.1:{http}{path}", host_header=host)
-            return (reply.text.strip() if reply.status_code == 200 else "503") == name
-
-        put("/two", port_two, HAPROXY_0_VHOST="two.test,extra.test,*.wild.test")
-        wait_until(lambda: routes("extra.test", "two") and routes("a.wild.test", "two"), 15)
-        put("/one", port_one, HAPROXY_0_VHOST="one.test,extra.test", HAPROXY_0_PATH="/x")
-        wait_until(lambda: routes("extra.test", "one", "/x/y") and routes("one.test", "one", "/x"),
-                   15)
-        assert routes("extra.test", "two", "/y") and routes("one.test", "503", "/")
-        put("/two", port_two, HAPROXY_0_VHOST="two.test")
-        wait_until(lambda: routes("a.wild.test", "503") and routes("extra.test", "503", "/y"), 15)
-        # the files follow the Runtime API (written right after it answered)
-        beg = router.workdir / "haproxy.cfg.maps" / "http-1-beg.map"
-        wait_until(lambda: sorted(beg.read_text().splitlines()) == [
-            f"extra.test//x one_{port_one}", f"one.test//x one_{port_one}",
-            f"two.test/ two_{port_two}"], 10)
-        wait_until(lambda: router.status()["runtime_updates"] >= before["runtime_updates"] + 3,
-                   10)
-        after = router.status()
-        assert after["reloads"] == before["reloads"], "a map-only change reloaded"
-        assert after["failed_reloads"] == 0
-        assert router.log().count("map entries") >= 3
+    put("/two", port_two, HAPROXY_0_VHOST="two.test,extra.test,*.wild.test")
+    wait_until(lambda: routes("extra.test", "two") and routes("a.wild.test", "two"), 15)
+    put("/one", port_one, HAPROXY_0_VHOST="one.test,extra.test", HAPROXY_0_PATH="/x")
+    wait_until(lambda: routes("extra.test", "one", "/x/y") and routes("one.test", "one", "/x"),
+               15)
+    assert routes("extra.test", "two", "/y") and routes("one.test", "503", "/")
+    put("/two", port_two, HAPROXY_0_VHOST="two.test")
+    wait_until(lambda: routes("a.wild.test", "503") and routes("extra.test", "503", "/y"), 15)
+    # the files follow the Runtime API (written right after it answered)
+    beg = router.workdir / "haproxy.cfg.maps" / "http-1-beg.map"
+    wait_until(lambda: sorted(beg.read_text().splitlines()) == [
+        f"extra.test//x one_{port_one}", f"one.test//x one_{port_one}",
+        f"two.test/ two_{port_two}"], 10)
+    wait_until(lambda: router.status()["runtime_updates"] >= before["runtime_updates"] + 3,
+               10)
+    after = router.status()
+    assert after["reloads"] == before["reloads"], "a map-only change reloaded"
+    assert after["failed_reloads"] == 0
+    assert router.log().count("map entries") >= 3

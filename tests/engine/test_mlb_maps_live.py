@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from servicerouter.emulator.marathon import MarathonEmulator
-from tests.engine.test_live_e2e import (  # noqa: F401 - start_router is a fixture
-    RouterProcess,
-    answer,
-    http_port,
-    start_router,
-)
-from tests.harness import Backend, free_port, http_get, wait_until
+from tests.engine.live_router import TwoVhostApps
+from tests.harness import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,48 +34,31 @@ def haproxy_pids(config: Path) -> set[int]:
 
 
 def test_vhost_changes_are_entries_of_marathon_lbs_map_without_reload(
-    start_router: Callable[..., RouterProcess],  # noqa: F811
-    backend_factory: Callable[..., Backend],
+    two_vhost_apps: Callable[..., TwoVhostApps],
 ) -> None:
-    one, two = backend_factory("one"), backend_factory("two")
-    port_one, port_two = free_port(), free_port()
+    apps = two_vhost_apps("--haproxy-map")
+    router, put, routes = apps.router, apps.put, apps.routes
+    port_one, port_two = apps.port_one, apps.port_two
+    vhost_map = router.workdir / "domain2backend.map"
+    assert vhost_map.read_text() == f"one.test one_{port_one}\ntwo.test two_{port_two}\n"
+    config = router.workdir / "haproxy.cfg"
+    processes = haproxy_pids(config)
+    assert len(processes) >= 2  # master and worker
+    before = router.status()
 
-    def put(app_id: str, port: int, **labels: str) -> None:
-        emu.put_app({"id": app_id, "portDefinitions": [{"port": port}], "labels": labels})
-
-    with MarathonEmulator(keepalive_interval=1.0) as emu:
-        put("/one", port_one, HAPROXY_0_VHOST="one.test")
-        put("/two", port_two, HAPROXY_0_VHOST="two.test")
-        emu.add_task("/one", "127.0.0.1", [one.port])
-        emu.add_task("/two", "127.0.0.1", [two.port])
-        router = start_router(emu, "--haproxy-map")
-        http = http_port(router)
-        vhost_map = router.workdir / "domain2backend.map"
-        wait_until(lambda: answer(http, "one.test") == "one" and answer(http, "two.test") == "two",
-                   15)
-        assert vhost_map.read_text() == f"one.test one_{port_one}\ntwo.test two_{port_two}\n"
-        config = router.workdir / "haproxy.cfg"
-        processes = haproxy_pids(config)
-        assert len(processes) >= 2  # master and worker
-        before = router.status()
-
-        def routes(host: str, name: str) -> bool:
-            reply = http_get(f"http://127.0.0.1:{http}/", host_header=host)
-            return (reply.text.strip() if reply.status_code == 200 else "503") == name
-
-        put("/two", port_two, HAPROXY_0_VHOST="two.test,extra.test")  # added
-        wait_until(lambda: routes("extra.test", "two"), 15)
-        put("/one", port_one, HAPROXY_0_VHOST="one.test,extra.test")  # moved: two keeps it
-        put("/two", port_two, HAPROXY_0_VHOST="two.test")  # removed: one takes it
-        wait_until(lambda: routes("extra.test", "one"), 15)
-        put("/one", port_one, HAPROXY_0_VHOST="one.test")  # removed
-        wait_until(lambda: routes("extra.test", "503"), 15)
-        assert routes("one.test", "one") and routes("two.test", "two")
-        # marathon-lb's file follows the Runtime API (written right after it answered)
-        wait_until(lambda: sorted(vhost_map.read_text().splitlines()) == [
-            f"one.test one_{port_one}", f"two.test two_{port_two}"], 10)
-        after = router.status()
-        assert after["reloads"] == before["reloads"], "a map-only change reloaded"
-        assert after["failed_reloads"] == 0
-        assert haproxy_pids(config) == processes, "HAProxy started new processes"
-        assert router.log().count("map entries") >= 2
+    put("/two", port_two, HAPROXY_0_VHOST="two.test,extra.test")  # added
+    wait_until(lambda: routes("extra.test", "two"), 15)
+    put("/one", port_one, HAPROXY_0_VHOST="one.test,extra.test")  # moved: two keeps it
+    put("/two", port_two, HAPROXY_0_VHOST="two.test")  # removed: one takes it
+    wait_until(lambda: routes("extra.test", "one"), 15)
+    put("/one", port_one, HAPROXY_0_VHOST="one.test")  # removed
+    wait_until(lambda: routes("extra.test", "503"), 15)
+    assert routes("one.test", "one") and routes("two.test", "two")
+    # marathon-lb's file follows the Runtime API (written right after it answered)
+    wait_until(lambda: sorted(vhost_map.read_text().splitlines()) == [
+        f"one.test one_{port_one}", f"two.test two_{port_two}"], 10)
+    after = router.status()
+    assert after["reloads"] == before["reloads"], "a map-only change reloaded"
+    assert after["failed_reloads"] == 0
+    assert haproxy_pids(config) == processes, "HAProxy started new processes"
+    assert router.log().count("map entries") >= 2

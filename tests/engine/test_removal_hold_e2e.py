@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from servicerouter.emulator.marathon import MarathonEmulator
-from tests.engine.test_live_e2e import (
+from tests.engine.live_router import (
     LoadGenerator,
     RouterProcess,
     answer,

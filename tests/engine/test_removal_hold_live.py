@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from servicerouter.engine.holds import HoldSettings
 from servicerouter.engine.live import LiveSettings
-from tests.engine.test_runner_live import Rig, rig_factory  # noqa: F401 - the rig fixture
+from tests.engine.live_rig import Rig, rig_factory  # noqa: F401 - the rig fixture
 from tests.harness import wait_until
 
 CHECKED = {"id": "/web", "portDefinitions": [{"port": 10001}], "labels": {},

@@ -38,8 +38,8 @@ from servicerouter.render.fragments import (
     load_fragments,
 )
 from servicerouter.render.sandbox import TemplateSandbox, printable
-from tests.engine.test_runner_live import app as live_app
-from tests.engine.test_runner_live import rig_factory  # noqa: F401 - the live engine fixture
+from tests.engine.live_rig import app as live_app
+from tests.engine.live_rig import rig_factory  # noqa: F401 - the live engine fixture
 from tests.harness import wait_until
 from tests.paths import LEGACY_TEMPLATES, MARATHON_FIXTURES
 

@@ -17,7 +17,7 @@ from servicerouter.render.fragments import load_fragments
 from servicerouter.render.label_templates import compile_label_templates
 from servicerouter.render.mlb_frontend import plan
 from tests.harness import self_signed_cert
-from tests.model.test_model_features import SHA512
+from tests.model.features import SHA512
 from tests.render.test_routing_maps import frontend
 
 AUTH = f"ops:alice:{SHA512}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_live_e2e import start_router  # noqa: F401 - a fixture, shared
+from tests.engine.live_router import start_router  # noqa: F401 - a fixture, shared
 from tests.rules.zk import ZK_SERVER, ZooKeeper
 
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from servicerouter.emulator.marathon import MarathonEmulator
-from tests.engine.test_live_e2e import LoadGenerator, RouterProcess, http_port
+from tests.engine.live_router import LoadGenerator, RouterProcess, http_port
 from tests.harness import Backend, free_port, http_get, wait_until
 from tests.paths import REPO
 from tests.rules.zk import ZooKeeper

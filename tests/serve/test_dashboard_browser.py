@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from servicerouter.emulator.marathon import MarathonEmulator
-from tests.engine.test_live_e2e import (
+from tests.engine.live_router import (
     RouterProcess,
     answer,
     http_port,
