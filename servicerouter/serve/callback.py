@@ -19,15 +19,14 @@ are :mod:`servicerouter.serve.httpd`'s, shared with the status endpoint.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from servicerouter.serve.addresses import is_loopback
 from servicerouter.serve.httpd import (
     CONNECTION_DEADLINE,
     MAX_CONNECTIONS,
@@ -68,63 +67,39 @@ def _token_of(target: str) -> str:
 class _Handler(GuardedHandler):
     server: CallbackServer
     timeout = REQUEST_TIMEOUT
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        log.debug("callback %s: " + format, self.client_address[0], *args)
-
-    def _reply(self, status: int, body: str) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        # Any other method (PUT, DELETE, FOO...) is a 405, not the stdlib's 501.
-        if name.startswith("do_"):
-            return self._not_allowed
-        raise AttributeError(name)
-
-    def _not_allowed(self) -> None:
-        self.close_connection = True
-        data = b"only GET and POST\n"
-        self.send_response(405)
-        self.send_header("Allow", "GET, POST")
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    log_name = "callback"
+    not_allowed_text = "only GET and POST\n"
+    allow = "GET, POST"
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        self._reply(200, "servicerouter\n")
+        self.send_text(200, "servicerouter\n")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         token = self.server.token
         if token and not hmac.compare_digest(_token_of(self.path).encode(), token.encode()):
             self.close_connection = True
-            self._reply(403, "token required\n")
+            self.send_text(403, "token required\n")
             return
         length_header = self.headers.get("Content-Length")
         if length_header is None:
             self.close_connection = True
-            self._reply(411, "Content-Length required\n")
+            self.send_text(411, "Content-Length required\n")
             return
         try:
             length = int(length_header)
         except ValueError:
             self.close_connection = True
-            self._reply(400, "bad Content-Length\n")
+            self.send_text(400, "bad Content-Length\n")
             return
         if length < 0 or length > MAX_BODY:
             self.close_connection = True
-            self._reply(413, f"body larger than {MAX_BODY} bytes\n")
+            self.send_text(413, f"body larger than {MAX_BODY} bytes\n")
             return
         content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0]
         if content_type.strip().lower() not in ("application/json", "text/json"):
             self.close_connection = True
             # 400 like any other bad callback body (Marathon always sends JSON)
-            self._reply(400, "JSON bodies only (Content-Type: application/json)\n")
+            self.send_text(400, "JSON bodies only (Content-Type: application/json)\n")
             return
         try:
             body = self._read_body(length)
@@ -137,19 +112,19 @@ class _Handler(GuardedHandler):
         try:
             event = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            self._reply(400, "body is not JSON\n")
+            self.send_text(400, "body is not JSON\n")
             return
         except RecursionError:  # e.g. 200,000 nested arrays: hostile, not an event
-            self._reply(400, "JSON nested too deeply\n")
+            self.send_text(400, "JSON nested too deeply\n")
             return
         if not isinstance(event, dict) or not isinstance(event.get("eventType"), str):
-            self._reply(400, "not a Marathon event (no eventType)\n")
+            self.send_text(400, "not a Marathon event (no eventType)\n")
             return
         try:
             self.server.on_event(event)
         except Exception:  # the router must survive any handler bug
             log.exception("error while handling %s", event.get("eventType"))
-        self._reply(200, "Got it\n")
+        self.send_text(200, "Got it\n")
 
     def _read_body(self, length: int) -> bytes:
         chunks: list[bytes] = []
@@ -170,6 +145,8 @@ class CallbackServer(GuardedHTTPServer):
 
     label = "callback server"
     logger = log
+    thread_name = "callbacks"
+    poll_interval = 0.1
 
     def __init__(self, address: tuple[str, int],
                  on_event: Callable[[dict[str, Any]], None], *, token: str | None = None,
@@ -179,32 +156,7 @@ class CallbackServer(GuardedHTTPServer):
                          connection_deadline=connection_deadline)
         self.on_event = on_event
         self.token = token
-        self._thread: threading.Thread | None = None
-        if not token and not _is_loopback(address[0]):
+        if not token and not is_loopback(address[0]):
             log.warning("callback server on %s:%d takes events from anyone who can reach it "
                         "(so they only make servicerouter ask Marathon); add ?token=SECRET "
                         "to the --listening URL to require one", address[0] or "*", self.port)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="callbacks", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

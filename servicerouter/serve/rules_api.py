@@ -224,7 +224,7 @@ def _send_json(handler: Any, status: int, body: Any) -> None:
     text = json.dumps(body, sort_keys=True, default=str) + "\n"
     if status >= 400:
         handler.close_connection = handler.close_connection or status in (401, 403, 413)
-    handler._send(status, text, JSON_TYPE)
+    handler.send_text(status, text, JSON_TYPE)
 
 
 def _require_token(handler: Any) -> None:

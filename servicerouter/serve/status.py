@@ -273,19 +273,9 @@ def route_conflicts(problems: Iterable[Any]) -> list[dict[str, Any]]:
 class _Handler(GuardedHandler):
     server: StatusServer
     timeout = 10.0
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        log.debug("status %s: " + format, self.client_address[0], *args)
-
-    def _send(self, status: int, body: str, content_type: str) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+    log_name = "status"
+    cache_control = "no-store"
+    not_allowed_text = "read-only: GET or HEAD\n"
 
     def _authorized(self) -> bool:
         token = self.server.token
@@ -298,16 +288,6 @@ class _Handler(GuardedHandler):
 
     def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
         self.do_GET()
-
-    def __getattr__(self, name: str) -> Any:
-        # Any other method (POST, PUT, FOO...) is a 405, not the stdlib's 501.
-        if name.startswith("do_"):
-            return self._not_allowed
-        raise AttributeError(name)
-
-    def _not_allowed(self) -> None:
-        self.close_connection = True
-        self._send(405, "read-only: GET or HEAD\n", "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         """``POST /removal/confirm``: apply a held removal now (the only action here).
@@ -322,12 +302,12 @@ class _Handler(GuardedHandler):
             return  # "/", "/rules", sign-in: servicerouter.serve.dashboard_http
         confirm = self.server.confirm_removal
         if path != "/removal/confirm" or confirm is None:
-            self._not_allowed()
+            self.not_allowed()
             return
         self._drain_body()
         if not self.server.token or not self._authorized():
             self.close_connection = True
-            self._send(401 if self.server.token else 403,
+            self.send_text(401 if self.server.token else 403,
                        "token required\n" if self.server.token
                        else "confirming a removal needs --status-token\n",
                        "text/plain; charset=utf-8")
@@ -336,13 +316,13 @@ class _Handler(GuardedHandler):
             held = confirm()
         except Exception:  # a bug here must never take the router down
             log.exception("status endpoint failed on %s", path)
-            self._send(500, "internal error\n", "text/plain; charset=utf-8")
+            self.send_text(500, "internal error\n", "text/plain; charset=utf-8")
             return
         if held is None:
-            self._send(409, json.dumps({"confirmed": False, "error": "no removal is held"})
+            self.send_text(409, json.dumps({"confirmed": False, "error": "no removal is held"})
                        + "\n", "application/json")
             return
-        self._send(202, json.dumps({"confirmed": True, "removal_hold": held},
+        self.send_text(202, json.dumps({"confirmed": True, "removal_hold": held},
                                    sort_keys=True, default=str) + "\n", "application/json")
 
     def _drain_body(self) -> None:
@@ -358,7 +338,7 @@ class _Handler(GuardedHandler):
 
     def do_PUT(self) -> None:  # noqa: N802 - stdlib name; DELETE too: the rules API's
         if self.server.api is None or not self.server.api.handle(self, self.command):
-            self._not_allowed()
+            self.not_allowed()
     do_DELETE = do_PUT
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
@@ -373,7 +353,7 @@ class _Handler(GuardedHandler):
             return
         if not authorized:
             self.close_connection = True
-            self._send(401, "token required\n", "text/plain; charset=utf-8")
+            self.send_text(401, "token required\n", "text/plain; charset=utf-8")
             return
         if self.command == "GET" and self.server.api and self.server.api.handle(self, "GET"):
             return  # /api/rules, /api/services, /api/state: servicerouter.serve.rules_api
@@ -382,21 +362,21 @@ class _Handler(GuardedHandler):
                 build = self.server.metrics.build
                 snapshot = {**self.server.snapshot(), "version": build["version"], "build": build}
                 body = json.dumps(snapshot, indent=2, sort_keys=True, default=str)
-                self._send(200, body + "\n", "application/json")
+                self.send_text(200, body + "\n", "application/json")
             elif path.startswith("/api/backends/") and self.server.backend_servers:
                 found = self.server.backend_servers(path[len("/api/backends/"):])
-                self._send(200 if found else 404, json.dumps(
+                self.send_text(200 if found else 404, json.dumps(
                     found or {"error": "no such backend"}, sort_keys=True) + "\n",
                     "application/json")
             elif path == "/metrics":
-                self._send(200, self.server.metrics.exposition(),
+                self.send_text(200, self.server.metrics.exposition(),
                            "text/plain; version=0.0.4; charset=utf-8")
             else:
-                self._send(404, "not found: try /healthz, /status or /metrics\n",
+                self.send_text(404, "not found: try /healthz, /status or /metrics\n",
                            "text/plain; charset=utf-8")
         except Exception:  # a status bug must never take the router down
             log.exception("status endpoint failed on %s", path)
-            self._send(500, "internal error\n", "text/plain; charset=utf-8")
+            self.send_text(500, "internal error\n", "text/plain; charset=utf-8")
 
 
     def _healthz(self, authorized: bool) -> None:
@@ -407,7 +387,7 @@ class _Handler(GuardedHandler):
             healthy, reason = False, "health check failed"
         if not authorized:
             reason = "ok" if healthy else "unhealthy"
-        self._send(200 if healthy else 503, reason + "\n", "text/plain; charset=utf-8")
+        self.send_text(200 if healthy else 503, reason + "\n", "text/plain; charset=utf-8")
 
 
 class StatusServer(GuardedHTTPServer):
@@ -419,6 +399,7 @@ class StatusServer(GuardedHTTPServer):
 
     label = "status server"
     logger = log
+    thread_name = "status"
 
     def __init__(self, address: tuple[str, int], metrics: Metrics,
                  snapshot: Callable[[], dict[str, Any]],
@@ -445,21 +426,6 @@ class StatusServer(GuardedHTTPServer):
         self.backend_servers = backend_servers
         self.api = api  # servicerouter.serve.rules_api.RulesApi: rules and Bamboo's API
         self.dashboard = dashboard  # servicerouter.serve.dashboard_http.Dashboard: "/"
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="status", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 __all__ = [
