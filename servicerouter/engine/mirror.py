@@ -62,31 +62,28 @@ class MarathonMirror:
         No fetch is attempted: the stream's reconnect (with backoff) is the retry,
         and it resyncs once when it succeeds.
         """
+        self._note_outage(f"event stream: {reason}")
+
+    def _note_outage(self, error: str) -> Outage:
+        """Count a failure to reach Marathon: an outage starts (said once) or goes on."""
         self.metrics.marathon_errors.inc()
         self.metrics.marathon_up.set(0)
-        error = f"event stream: {reason}"
         if self.outage is None:
             self.outage = Outage(time.time(), error)
             log.error("Marathon unavailable, keeping the current routing: %s", error)
         else:
             self.outage.failures += 1
             self.outage.error = error
+        return self.outage
 
     def _marathon_failed(self, error: str, pending: Pending) -> None:
-        self.metrics.marathon_errors.inc()
-        self.metrics.marathon_up.set(0)
         self._restore_pending(pending)
         new_outage = self.outage is None
-        if self.outage is None:
-            self.outage = Outage(time.time(), error)
-            log.error("Marathon unavailable, keeping the current routing: %s", error)
-        else:
-            self.outage.failures += 1
-            self.outage.error = error
+        outage = self._note_outage(error)
         stream = self.stream
         if stream is not None and not stream.status.connected:
             return  # the stream's reconnect resyncs once Marathon answers again
-        delay = self.backoff.delay(self.outage.failures - 1)
+        delay = self.backoff.delay(outage.failures - 1)
         # Said once per outage: the outage itself was reported, and "Marathon is back"
         # ends it; a line per retry would bury everything else in a long one.
         log.log(logging.INFO if new_outage else logging.DEBUG,

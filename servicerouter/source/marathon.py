@@ -61,13 +61,19 @@ class Source(Protocol):
 
 def parse_apps(body: bytes) -> list[Any]:
     """Decode an apps body; MarathonError if it is not ``{"apps": [...]}``."""
+    return _field(body, "apps", list, "an 'apps' list")
+
+
+def _field(body: bytes, key: str, kind: type, what: str) -> Any:
+    """``document[key]`` of a JSON object body; MarathonError if it is not JSON or
+    ``key`` does not hold a ``kind`` (``what`` names it in the message)."""
     try:
         document = _loads(body)
     except ValueError as err:
         raise MarathonError(f"Marathon answered invalid JSON: {err}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("apps"), list):
-        raise MarathonError("Marathon answered JSON without an 'apps' list")
-    return document["apps"]
+    if not isinstance(document, dict) or not isinstance(document.get(key), kind):
+        raise MarathonError(f"Marathon answered JSON without {what}")
+    return document[key]
 
 
 @dataclass(frozen=True)
@@ -210,13 +216,7 @@ class MarathonClient:
         query = "?embed=app.tasks&embed=app.readiness" if self.embed_readiness \
             else "?embed=app.tasks"
         body = self.request("GET", f"/v2/apps{quote(app_id)}{query}").content
-        try:
-            document = _loads(body)
-        except ValueError as err:
-            raise MarathonError(f"Marathon answered invalid JSON: {err}") from None
-        if not isinstance(document, dict) or not isinstance(document.get("app"), dict):
-            raise MarathonError("Marathon answered JSON without an 'app' object")
-        return document["app"]
+        return _field(body, "app", dict, "an 'app' object")
 
     def add_subscriber(self, callback_url: str) -> None:
         self.request("POST", "/v2/eventSubscriptions", params={"callbackUrl": callback_url})
