@@ -261,6 +261,15 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                             "servicerouter creates are readable and writable by this "
                             "identity only (default: $SERVICEROUTER_RULES_ZK_AUTH)")
 
+    add_marathon_access_flags(parser)
+    # marathon-lb flags without a meaning here: exit 2 with the reason, never ignored.
+    add_refused_flags(parser)
+    return parser
+
+
+def add_marathon_access_flags(parser: argparse.ArgumentParser) -> None:
+    """The "Marathon access" flags (auth, TLS), read by :func:`client_settings`; shared
+    by ``servicerouter zdd``, whose users pass marathon-lb's same flags to ``zdd.py``."""
     access = parser.add_argument_group("Marathon access")
     access.add_argument("--marathon-auth-credential-file", metavar="FILE",
                         help="File whose first line is USER:PASSWORD for Marathon's HTTP "
@@ -286,9 +295,6 @@ def build_parser(prog: str = "servicerouter") -> argparse.ArgumentParser:
                              "also hold the key)")
     access.add_argument("--marathon-client-key", metavar="FILE",
                         help="Private key of --marathon-client-cert, if in its own file")
-    # marathon-lb flags without a meaning here: exit 2 with the reason, never ignored.
-    add_refused_flags(parser)
-    return parser
 
 
 def client_settings(args: argparse.Namespace) -> Any:

@@ -9,16 +9,18 @@ marathon-lb's ``zdd.py`` workflow, against Marathon and servicerouter's status A
    Marathon; meanwhile servicerouter drains as many old tasks (weight 0, through the
    Runtime API);
 3. drained old tasks without sessions are killed with scale (after ``--pre-kill-hook``),
-   the new colour grows by half each step, until it is whole and the old app is
-   deleted; with ``--canary PERCENT`` (or ``--new-instances N``) it stops at that share
-   and holds, to be finished by ``--complete-cur`` or undone by ``--complete-prev``.
+   the new colour grows by half each step (by N with ``--linear-increase N``), until
+   it is whole and the old app is deleted; with ``--canary PERCENT`` (or
+   ``--new-instances N``) it stops at that share and holds, to be finished by
+   ``--complete-cur`` or undone by ``--complete-prev``.
    ``--canary`` holds PERCENT of the requests by server weights and ``--step-percent``
    shifts a full deployment in weight steps: both are the label
    ``HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT`` on the new colour, posted once (see
    :mod:`servicerouter.model.deployment_groups`);
 4. a step that makes no progress for ``--max-wait`` seconds, an error, or Ctrl-C rolls
    back: the old app scaled back to its instances (and up in HAProxy), the new app
-   deleted, so the cluster is as the command found it.
+   deleted, so the cluster is as the command found it.  A run that could not roll back
+   (killed, or its machine lost) leaves both colours: ``--resume`` goes on with it.
 
 No step reloads HAProxy: servicerouter serves the group as one backend whose servers
 come, change weight and go through the Runtime API.
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -39,6 +40,9 @@ from typing import Any
 
 import requests
 
+from servicerouter.cli.flags import client_settings
+from servicerouter.cli.logs import setup_logging
+from servicerouter.cli.zdd_flags import build_parser, usage_error
 from servicerouter.cli.zdd_plan import (
     DeployOptions,
     Views,
@@ -56,6 +60,7 @@ from servicerouter.cli.zdd_plan import (
     task_servers,
     validate,
 )
+from servicerouter.source.marathon import ClientSettings
 
 log = logging.getLogger("servicerouter.zdd")
 
@@ -64,17 +69,25 @@ class Cluster:
     """Marathon's REST API and servicerouter's status API, as zdd uses them."""
 
     def __init__(self, marathon: str, status_urls: Sequence[str], token: str | None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, settings: ClientSettings | None = None) -> None:
         self.marathon = marathon.rstrip("/")
         self.status_urls = [u.rstrip("/") for u in status_urls]
         self.token = token
         self.timeout = timeout
-        self.http = requests.Session()
+        self.http = requests.Session()  # servicerouter's status API: never Marathon's auth
+        # Marathon's auth and TLS (the flags marathon-lb's zdd.py took), on their own session
+        self.marathon_http = requests.Session()
+        if settings is not None:
+            self.marathon_http.auth = settings.token_auth or settings.auth
+            self.marathon_http.verify = settings.verify
+            self.marathon_http.cert = settings.client_cert
 
     def _call(self, method: str, path: str, body: Any = None, **params: str) -> Any:
         try:
-            response = self.http.request(method, self.marathon + path, json=body,
-                                         params=params or None, timeout=self.timeout)
+            # verify per request: requests lets $REQUESTS_CA_BUNDLE beat a session's
+            response = self.marathon_http.request(method, self.marathon + path, json=body,
+                                                  params=params or None, timeout=self.timeout,
+                                                  verify=self.marathon_http.verify)
         except requests.RequestException as err:
             raise ZddError(f"Marathon {method} {path}: {err}") from None
         if response.status_code >= 400:
@@ -200,7 +213,7 @@ class Deployment:
                     raise ZddError("stopped before killing drained tasks")
                 self.cluster.kill(idle)
                 progress = time.monotonic()
-            grow = next_scale(new, old, hybrid)
+            grow = next_scale(new, old, hybrid, self.args.linear_increase)
             if grow is not None:
                 self.cluster.scale(new_id, grow)
                 progress = time.monotonic()
@@ -245,6 +258,8 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
     deployment = Deployment(cluster, args)
     if len(previous) > 1 or args.complete_cur or args.complete_prev:
         return complete(deployment, previous)
+    if args.resume:  # as zdd.py: nothing half done, so this is a new deployment
+        log.info("--resume: no deployment of group %s in progress; deploying", group)
     new_instances = args.new_instances
     weight_percent = None
     if args.canary is not None and previous:
@@ -291,81 +306,51 @@ def run(cluster: Cluster, args: argparse.Namespace, out: Any = sys.stdout) -> in
 
 
 def complete(deployment: Deployment, previous: list[dict[str, Any]]) -> int:
-    """A hybrid (canary) group: --complete-cur makes the newest colour whole,
-    --complete-prev the previous one; anything else is refused, as zdd.py."""
+    """Two colours running: --complete-cur makes the newest colour whole, --complete-prev
+    the previous one, --resume goes on with the deployment as it was started (a canary
+    keeps holding at its share); anything else is refused, as zdd.py."""
     args = deployment.args
     if len(previous) < 2:
         log.error("--complete-cur/--complete-prev need a hybrid deployment (two colours)")
         return 2
-    if not (args.complete_cur or args.complete_prev):
-        log.error("a deployment of this group is in progress (%s); finish it with "
-                  "--complete-cur or undo it with --complete-prev",
+    if not (args.complete_cur or args.complete_prev or args.resume):
+        log.error("a deployment of this group is in progress (%s); go on with it with "
+                  "--resume, finish it with --complete-cur or undo it with --complete-prev",
                   ", ".join(a["id"] for a in previous))
         return 2
     older, newer = by_start(previous)[-2:]
-    new, old = (newer, older) if args.complete_cur else (older, newer)
+    new, old = (older, newer) if args.complete_prev else (newer, older)
+    resuming = not (args.complete_cur or args.complete_prev)  # --resume alone
+    hybrid = resuming and new_count_of(new) > 0
+    if resuming:
+        log.info("resuming: %s grows%s, %s drains", new["id"],
+                 " to its canary share" if hybrid else "", old["id"])
     try:
-        deployment.swap(new["id"], old["id"], hybrid=False)
+        deployment.swap(new["id"], old["id"], hybrid=hybrid)
     except (ZddError, KeyboardInterrupt) as err:
-        log.error("completing failed: %s; both colours are left running", str(err) or "interrupted")
+        log.error("%s failed: %s; both colours are left running",
+                  "resuming" if resuming else "completing", str(err) or "interrupted")
         return 1
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="servicerouter zdd",
-        description="Zero-downtime blue/green (or canary) deployment of a Marathon app "
-                    "served by servicerouter (marathon-lb's zdd.py workflow).")
-    parser.add_argument("app_json", metavar="APP.json", help="the app definition to deploy")
-    parser.add_argument("--marathon", "-m", required=True, help="Marathon URL")
-    parser.add_argument("--status", "-l", action="append", required=True, metavar="URL",
-                        help="servicerouter's status URL (--status-listen); repeat for "
-                             "every edge node")
-    parser.add_argument("--status-token", default=os.environ.get("SERVICEROUTER_STATUS_TOKEN"),
-                        help="servicerouter's --status-token (default: "
-                             "$SERVICEROUTER_STATUS_TOKEN)")
-    parser.add_argument("--dry-run", "-d", action="store_true",
-                        help="print the new colour's app definition and stop")
-    parser.add_argument("--force", "-f", action="store_true", help="do not ask to confirm")
-    parser.add_argument("--step-delay", "-s", type=float, default=5.0,
-                        help="seconds between checks (default 5)")
-    parser.add_argument("--initial-instances", "-i", type=int, default=1,
-                        help="instances the new colour starts with (default 1)")
-    parser.add_argument("--max-wait", "-w", type=float, default=300.0,
-                        help="seconds a step may make no progress before rolling back "
-                             "(default 300)")
-    parser.add_argument("--new-instances", "-n", type=int, default=0,
-                        help="hybrid deployment: stop with this many new instances")
-    parser.add_argument("--canary", type=float, metavar="PERCENT",
-                        help="stop with this share of requests on the new colour (held by "
-                             "server weights) and hold; its instances: --new-instances, "
-                             "else PERCENT of the old colour's (at least 1)")
-    parser.add_argument("--step-percent", metavar="P1,P2,...",
-                        help="full deployment: shift requests to the new colour in these "
-                             "steps by server weights as its tasks turn healthy (e.g. "
-                             "10,25,50: step k once k/3 of the target is healthy; all "
-                             "healthy: 100%%)")
-    parser.add_argument("--complete-cur", "-c", action="store_true",
-                        help="finish a hybrid deployment: all instances on the newest colour")
-    parser.add_argument("--complete-prev", "-p", action="store_true",
-                        help="undo a hybrid deployment: all instances on the previous colour")
-    parser.add_argument("--pre-kill-hook", metavar="PROGRAM",
-                        help="run before drained tasks are killed, with the old app, the "
-                             "task ids and the new app as JSON arguments; non-zero stops")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
-    return parser
-
-
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    if args.canary is not None and not 1 <= round(args.canary) <= 99:
-        log.error("--canary is a whole percentage from 1 to 99")
+    if args.longhelp:
+        sys.stdout.write(__doc__ or "")
+        return 0
+    problem = usage_error(args)
+    if problem is None:
+        try:
+            settings = client_settings(args)
+        except ValueError as err:
+            problem = str(err)
+    if problem is not None:
+        sys.stderr.write(f"servicerouter zdd: {problem}\n")
         return 2
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s zdd %(levelname)s %(message)s")
-    cluster = Cluster(args.marathon, args.status, args.status_token)
+    args.app_json = args.app_json or args.json_file
+    setup_logging(args.syslog_socket, args.log_format, args.log_level)
+    cluster = Cluster(args.marathon, args.status, args.status_token, settings=settings)
     try:
         return run(cluster, args)
     except ZddError as err:

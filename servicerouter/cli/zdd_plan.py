@@ -237,13 +237,20 @@ class Views:
         return sorted(done)
 
 
-def next_scale(new: Mapping[str, Any], old: Mapping[str, Any], hybrid: bool) -> int | None:
+def next_scale(new: Mapping[str, Any], old: Mapping[str, Any], hybrid: bool,
+               linear_increase: int = 0) -> int | None:
     """zdd.py's growth: half again of the new colour each step, then straight to the
-    target once it is as large as the old one (or to the canary's count); None: done."""
+    target once it is as large as the old one (or to the canary's count); None: done.
+
+    ``linear_increase`` N > 0 (``--linear-increase``): N more each step, never past the
+    target (or the canary's count), and no jump: a steady pace for apps whose new
+    instances must warm up a few at a time."""
     current = count(new.get("instances"))
     goal = new_count_of(new) if hybrid else target_of(new)
     if current >= goal:
         return None
+    if linear_increase > 0:
+        return min(current + linear_increase, goal)
     step = math.floor(current + (current + 1) / 2)
     if hybrid:
         return min(step, goal)
