@@ -95,6 +95,22 @@ def check_config(path: str, haproxy_bin: str = "haproxy", timeout: float = 60.0)
     return False, message or f"{haproxy_bin} -c exited {proc.returncode}"
 
 
+def check_text(text: str, directory: str | None, haproxy_bin: str, prefix: str,
+               shown_as: str = "<config>") -> tuple[bool, str]:
+    """:func:`check_config` of ``text``, written to a private temporary file in
+    ``directory`` (beside the real config, so relative paths resolve the same; named
+    ``PREFIX*.cfg`` for the temp sweep) and removed after; the message says ``shown_as``
+    where HAProxy named the temporary file."""
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".cfg", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        ok, message = check_config(path, haproxy_bin)
+    finally:
+        _unlink(path)
+    return ok, message.replace(path, shown_as)
+
+
 # HAProxy 2.6: "Binding [file:line] for frontend NAME: cannot bind socket (Address
 # already in use) for [ADDR]"; older: "Starting frontend NAME: cannot bind socket
 # (...) [ADDR]".  Proxy names may hold ':' (hence the lazy match).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 
@@ -258,18 +257,9 @@ class ConfigApplier:
             ok, message = mapfiles.check_text(text, map_dir, directory, settings.haproxy_bin)
             self.metrics.validations.inc(result="ok" if ok else "failed")
             return ok, message
-        fd, path = tempfile.mkstemp(prefix=".sr-check-", suffix=".cfg", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            ok, message = haproxy.check_config(path, settings.haproxy_bin)
-        finally:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        ok, message = haproxy.check_text(text, directory, settings.haproxy_bin, ".sr-check-")
         self.metrics.validations.inc(result="ok" if ok else "failed")
-        return ok, message.replace(path, "<config>")
+        return ok, message
 
     def _render(self, services: Sequence[Service], options: RenderOptions) -> str:
         return self.router.render(services, options)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -268,17 +267,8 @@ class TemplateChecker:
             ok, message = mapfiles.check_text(text, map_dir, self.workdir or tempfile.gettempdir(),
                                               self.haproxy_bin)
             return ok, message.replace("<config>", "<app config>")
-        fd, path = tempfile.mkstemp(prefix=".sr-label-", suffix=".cfg", dir=self.workdir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            ok, message = haproxy.check_config(path, self.haproxy_bin)
-        finally:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        return ok, message.replace(path, "<app config>")
+        return haproxy.check_text(text, self.workdir, self.haproxy_bin, ".sr-label-",
+                                  "<app config>")
 
 
 def _last_alert(message: str) -> str:
