@@ -53,7 +53,8 @@ IGNORED = frozenset({
 # instance (instance_health_changed_event: ``healthy`` true, false or null = not known).
 HEALTH_EVENTS = frozenset({"health_status_changed_event", "instance_health_changed_event"})
 TASK_EVENTS = frozenset({"status_update_event"}) | HEALTH_EVENTS
-APP_EVENTS = frozenset({
+# In this order in the event stream's server-side filter (source.events.ROUTING_EVENTS).
+APP_EVENT_TYPES: tuple[str, ...] = (
     "api_post_event",
     "app_terminated_event",
     "deployment_info",
@@ -61,7 +62,8 @@ APP_EVENTS = frozenset({
     "deployment_failed",
     "deployment_step_success",
     "deployment_step_failure",
-})
+)
+APP_EVENTS = frozenset(APP_EVENT_TYPES)
 # Marathon lists a task in /v2/apps until it reaches one of these states.
 TERMINAL_STATES = frozenset({
     "TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR",

@@ -34,6 +34,7 @@ from typing import Any
 
 import requests
 
+from servicerouter.source.changes import APP_EVENT_TYPES
 from servicerouter.source.marathon import ClientSettings, _first_line, describe_error
 from servicerouter.source.marathon_urls import _redact
 
@@ -43,13 +44,7 @@ log = logging.getLogger("servicerouter.events")
 ROUTING_EVENTS: tuple[str, ...] = (
     "status_update_event",
     "health_status_changed_event",
-    "api_post_event",
-    "app_terminated_event",
-    "deployment_info",
-    "deployment_success",
-    "deployment_failed",
-    "deployment_step_success",
-    "deployment_step_failure",
+    *APP_EVENT_TYPES,
     "group_change_success",
 )
 MAX_EVENT_BYTES = 16 * 1024 * 1024  # deployment events carry whole app groups
