@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ from servicerouter.cli.zdd_plan import (
     by_start,
     canary_instances,
     count,
+    every_node,
     finished,
     group_of,
     new_count_of,
@@ -334,6 +336,14 @@ def complete(deployment: Deployment, previous: list[dict[str, Any]]) -> int:
     return 0
 
 
+def _ipv4_addresses(host: str) -> list[str]:
+    """Every IPv4 address of ``host`` (none if it does not resolve now)."""
+    try:
+        return socket.gethostbyname_ex(host)[2]
+    except OSError:
+        return []
+
+
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.longhelp:
@@ -350,7 +360,11 @@ def main(argv: Sequence[str]) -> int:
         return 2
     args.app_json = args.app_json or args.json_file
     setup_logging(args.syslog_socket, args.log_format, args.log_level)
-    cluster = Cluster(args.marathon, args.status, args.status_token, settings=settings)
+    status_urls = every_node(args.status, _ipv4_addresses)
+    if len(status_urls) > len(args.status):
+        log.info("checking HAProxy on %d edge nodes: %s", len(status_urls),
+                 ", ".join(status_urls))
+    cluster = Cluster(args.marathon, status_urls, args.status_token, settings=settings)
     try:
         return run(cluster, args)
     except ZddError as err:

@@ -15,11 +15,13 @@ version.  servicerouter serves the group as one backend
 from __future__ import annotations
 
 import copy
+import ipaddress
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from servicerouter.model.values import backend_name, server_name
 
@@ -269,7 +271,34 @@ def finished(new: Mapping[str, Any], old: Mapping[str, Any], drained: Sequence[s
             and len(drained) == count(old.get("instances")))
 
 
+def every_node(urls: Sequence[str], addresses_of: Callable[[str], Sequence[str]]) -> list[str]:
+    """Each ``--status`` URL once per IPv4 address of its host name, as zdd.py asked every
+    marathon-lb behind its ``-l`` name: a DNS name for all edge nodes checks each of them,
+    not whichever one answers. IP addresses, names with one address (or none: the request
+    says why) and https URLs (the certificate names the host) stay as given."""
+    found: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        addresses = sorted(set(addresses_of(host))) if parts.scheme == "http" and host \
+            and not _is_ip(host) else []
+        if len(addresses) < 2:
+            found.append(url)
+            continue
+        port = f":{parts.port}" if parts.port else ""
+        found.extend(urlunsplit(parts._replace(netloc=address + port)) for address in addresses)
+    return list(dict.fromkeys(found))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 __all__ = [
-    "DeployOptions", "Views", "ZddError", "backend_of", "by_start", "canary_instances",
+    "DeployOptions", "Views", "ZddError", "backend_of", "by_start", "canary_instances", "every_node",
     "finished", "group_of", "next_scale", "parse_steps", "prepare", "task_servers", "validate",
 ]

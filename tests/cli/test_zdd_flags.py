@@ -164,3 +164,16 @@ def test_every_zdd_py_flag_is_known_to_the_parser() -> None:
 
     known = {option for action in build_parser()._actions for option in action.option_strings}
     assert [flag for flag in ZDD_PY_FLAGS if flag not in known] == []
+
+
+def test_a_status_name_for_several_edge_nodes_checks_each_of_them() -> None:
+    """zdd.py's -l named every marathon-lb behind one DNS name; so does --status here."""
+    from servicerouter.cli.zdd_plan import every_node
+
+    dns = {"edges.test": ["10.0.0.2", "10.0.0.1", "10.0.0.2"], "one.test": ["10.0.0.9"]}
+    given = ["http://edges.test:9091", "http://one.test:9091/", "https://edges.test:9091",
+             "http://10.0.0.5:9091", "http://gone.test", "http://10.0.0.1:9091"]
+    assert every_node(given, lambda host: dns.get(host, [])) == [
+        "http://10.0.0.1:9091", "http://10.0.0.2:9091",  # each address, once
+        "http://one.test:9091/", "https://edges.test:9091", "http://10.0.0.5:9091",
+        "http://gone.test"]
