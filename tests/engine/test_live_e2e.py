@@ -24,6 +24,7 @@ import pytest
 from servicerouter import __version__
 from servicerouter.apply.haproxy import haproxy_version
 from servicerouter.emulator.marathon import MarathonEmulator
+from tests.engine.live_rig import BAD_TEMPLATE
 from tests.engine.live_router import (
     LoadGenerator,
     RouterProcess,
@@ -108,15 +109,6 @@ def test_churn_scale_without_reloads_and_no_failed_request(
         metrics = router.metrics()
         assert "servicerouter_runtime_updates_total" in metrics
         assert 'servicerouter_events_total{type="status_update_event"}' in metrics
-
-
-BAD_TEMPLATE = """backend {{ backend }}
-  balance roundrobin
-  mode {{ mode }}
-{% if labels.get('EXTRA') %}
-  {{ labels.get('EXTRA') }}
-{% endif %}
-"""
 
 
 def test_outage_and_bad_app(
