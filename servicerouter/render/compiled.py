@@ -79,7 +79,9 @@ def compile_plain_template(template: nodes.Template, validated: frozenset[str],
 
     The subset is what the built-in per-service fragments use: names, attribute reads
     (through the sandbox's own ``env.getattr``), constants, tuples, ``and``/``or``/
-    ``not``, comparisons, ``x if c else y`` and ``{% if %}/{% elif %}/{% else %}``.
+    ``not``, comparisons, ``x if c else y``, slices, calls of a few str methods
+    (:data:`STR_METHODS`; any other callable at render time falls back to Jinja2) and
+    ``{% if %}/{% elif %}/{% else %}``.
     Each piece compiles to what Jinja2's code generator writes for it (see
     ``env.compile(text, raw=True)``): a bare validated name (``validated``, see
     :class:`servicerouter.render.sandbox._FragmentCodeGenerator`) prints as
@@ -108,7 +110,21 @@ def compile_plain_template(template: nodes.Template, validated: frozenset[str],
                 raise FallBack(attribute)
             return value
 
-        namespace.update(_getattr=getattr_defined, _finalize=env.finalize or (lambda v: v))
+        is_safe_callable = env.is_safe_callable
+
+        def call_str_method(method: Any, *args: Any) -> Any:
+            # What Jinja2's sandboxed ``environment.call`` does with a plain str method;
+            # anything else (a wrapped str.format, a callable of the data) is left to it.
+            if (type(method) is not _BUILTIN_METHOD or type(method.__self__) is not str
+                    or method.__name__ not in STR_METHODS or not is_safe_callable(method)):
+                raise FallBack("call")
+            try:
+                return method(*args)
+            except StopIteration:  # Jinja2 makes it an undefined value
+                raise FallBack("call") from None
+
+        namespace.update(_getattr=getattr_defined, _call=call_str_method,
+                         _finalize=env.finalize or (lambda v: v))
     return eval(compile(ast.fix_missing_locations(function), source, "eval"),  # noqa: S307
                 namespace)
 
@@ -166,9 +182,29 @@ def _expr(node: nodes.Node) -> ast.expr:
         return ast.BoolOp(op, [_expr(node.left), _expr(node.right)])
     if isinstance(node, nodes.Not):
         return ast.UnaryOp(ast.Not(), _expr(node.node))
+    if isinstance(node, nodes.Neg | nodes.Pos):  # hostname[-2:] (the sandbox intercepts none)
+        op = ast.USub() if isinstance(node, nodes.Neg) else ast.UAdd()
+        return ast.UnaryOp(op, _expr(node.node))
     if isinstance(node, nodes.Compare) and all(o.op in _COMPARE_OPS for o in node.ops):
         return ast.Compare(_expr(node.expr), [_COMPARE_OPS[o.op]() for o in node.ops],
                            [_expr(o.expr) for o in node.ops])
     if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
         return ast.IfExp(_expr(node.test), _expr(node.expr1), _expr(node.expr2))
+    if (isinstance(node, nodes.Getitem) and node.ctx == "load"
+            and isinstance(node.arg, nodes.Slice)):  # Jinja2 slices in Python, no getitem
+        bounds = [None if part is None else _expr(part)
+                  for part in (node.arg.start, node.arg.stop, node.arg.step)]
+        return ast.Subscript(_expr(node.node), ast.Slice(*bounds), ast.Load())
+    if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr)
+            and node.node.attr in STR_METHODS and not node.kwargs
+            and node.dyn_args is None and node.dyn_kwargs is None):  # hostname.startswith('*.')
+        return ast.Call(ast.Name("_call", ast.Load()),
+                        [_expr(node.node), *(_expr(arg) for arg in node.args)], [])
     raise _Unsupported
+
+
+# Methods a compiled template may call (on a str only; see compile_plain_template):
+# pure, and what the built-in fragments use (``hostname.startswith('*.')``).
+STR_METHODS = frozenset({"startswith", "endswith", "lower", "upper", "strip", "lstrip",
+                         "rstrip", "replace"})
+_BUILTIN_METHOD = type("".startswith)
