@@ -131,6 +131,13 @@ def rule_targets(apps: Iterable[Any], rules: Mapping[str, Rule]) -> dict[str, st
     return standing
 
 
+def _unruled(app: Any) -> Any:
+    """An app no rule names, as :func:`overlay_rules` leaves it: a forged rule key stripped."""
+    if type(app) is dict and RULE_KEY not in app:
+        return app
+    return overlay_rules((app,), {})[0]
+
+
 class OverlayCache:
     """:func:`overlay_rules` that hands back the same copy for the same app and rules.
 
@@ -150,7 +157,10 @@ class OverlayCache:
         """All of ``apps`` overlaid with ``rules`` (a full build: forgets apps gone)."""
         self._set_rules(rules)
         copies: dict[str, tuple[Any, Any, Any]] = {}
-        out = [self._one(app, copies) for app in apps]
+        if not self._signatures:  # no rule names an app (the usual case): only strip forged keys
+            out = [_unruled(app) for app in apps]
+        else:
+            out = [self._one(app, copies) for app in apps]
         self._copies = copies
         return out
 
