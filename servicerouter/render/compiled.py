@@ -123,7 +123,14 @@ def compile_plain_template(template: nodes.Template, validated: frozenset[str],
             except StopIteration:  # Jinja2 makes it an undefined value
                 raise FallBack("call") from None
 
-        namespace.update(_getattr=getattr_defined, _call=call_str_method,
+        def call_method(obj: Any, name: str, *args: Any) -> Any:
+            # ``obj.name(*args)``: on a str (the sandbox allows STR_METHODS on it, and
+            # they never raise StopIteration) the method itself; else as Jinja2 would.
+            if type(obj) is str:
+                return _STR_METHOD[name](obj, *args)
+            return call_str_method(getattr_defined(obj, name), *args)
+
+        namespace.update(_getattr=getattr_defined, _call=call_method,
                          _finalize=env.finalize or (lambda v: v))
     return eval(compile(ast.fix_missing_locations(function), source, "eval"),  # noqa: S307
                 namespace)
@@ -199,7 +206,8 @@ def _expr(node: nodes.Node) -> ast.expr:
             and node.node.attr in STR_METHODS and not node.kwargs
             and node.dyn_args is None and node.dyn_kwargs is None):  # hostname.startswith('*.')
         return ast.Call(ast.Name("_call", ast.Load()),
-                        [_expr(node.node), *(_expr(arg) for arg in node.args)], [])
+                        [_expr(node.node.node), ast.Constant(node.node.attr),
+                         *(_expr(arg) for arg in node.args)], [])
     raise _Unsupported
 
 
@@ -208,3 +216,4 @@ def _expr(node: nodes.Node) -> ast.expr:
 STR_METHODS = frozenset({"startswith", "endswith", "lower", "upper", "strip", "lstrip",
                          "rstrip", "replace"})
 _BUILTIN_METHOD = type("".startswith)
+_STR_METHOD = {name: getattr(str, name) for name in STR_METHODS}

@@ -39,15 +39,19 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
     if render_args is not None and not per_server_check and not cookie_per_server \
             and not check_port:
         drained = check_text + " weight 0"
+        append = out.append
         for server in service.servers:
-            host, port = server.host, server.port
+            if len(server) == 5:  # (host, ipv4, port, task_id, draining): unpacked in C
+                host, ipv4, port, _task_id, draining = server
+                options = drained if draining else check_text
+            else:  # a deployment group's weighted server
+                host, ipv4, port, _task_id, draining = server[:5]
+                options = drained if draining else _weighted(check_text, server)
             clean = host_names.get(host)
             if clean is None:
                 clean = host_names[host] = clean_host(host)
             name = f"{clean}_{port}" if type(port) is int else clean_name(f"{host}_{port}")
-            out.append(render_args(name, host, server.ipv4, port, "",
-                                   drained if server.draining else check_text
-                                   if len(server) == 5 else _weighted(check_text, server)))
+            append(render_args(name, host, ipv4, port, "", options))
         return
     render = server_line.render
     for server in service.servers:
