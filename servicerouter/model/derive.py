@@ -53,7 +53,9 @@ from servicerouter.model.labels import (
 )
 from servicerouter.model.resolver import CANONICAL_IPV4_RE, canonical_ipv4_is_itself
 from servicerouter.model.rule_values import RULE_KEY, rule_extras
-from servicerouter.model.values import HealthCheck, Resolver, Server, has_group, new_server
+from servicerouter.model.values import HealthCheck, Resolver, Server, has_group
+
+_tuple_new = tuple.__new__  # what servicerouter.model.values.new_server calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,7 @@ def _add_host_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Draft | N
         return
     last_index = active[-1][0]
     host_ok = TASK_HOST_RE.fullmatch
+    make = _tuple_new  # new_server(...) without a Python call per server
     # A canonical dotted quad is a valid host that resolves to itself (when the
     # resolver promises so): one regex instead of two and a call, per task.
     literal = CANONICAL_IPV4_RE.fullmatch if canonical_ipv4_is_itself(resolve) else None
@@ -325,7 +328,7 @@ def _add_host_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Draft | N
                     break
             key = (host, port)
             if key not in servers:
-                servers[key] = new_server(host, ipv4, port, task_id, False)
+                servers[key] = make(Server, (host, ipv4, port, task_id, False))
 
 
 def _add_ip_per_task_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Draft | None],
@@ -335,6 +338,7 @@ def _add_ip_per_task_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Dr
     active = [(draft, draft.container_port, draft.servers) for draft in by_index
               if draft is not None and draft.container_port is not None]
     host_ok = TASK_HOST_RE.fullmatch
+    make = _tuple_new  # new_server(...) without a Python call per server
     for task in tasks:
         address = None
         if type(task) is dict:
@@ -356,7 +360,7 @@ def _add_ip_per_task_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Dr
             draft.had_tasks = True
             key = (address, container_port)
             if key not in servers:
-                servers[key] = new_server(address, address, container_port, task_id, False)
+                servers[key] = make(Server, (address, address, container_port, task_id, False))
 
 
 def _add_task(
