@@ -328,7 +328,8 @@ PORT_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.per_port)
 APP_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if not s.per_port)
 
 _KEY_CACHE: dict[int, tuple[tuple[Setting, str], ...]] = {}
-_PORT_SETTING_BY_SUFFIX = {s.key.removeprefix("HAPROXY_{n}_"): s for s in PORT_SETTINGS}
+_PORT_POSITION_BY_SUFFIX = {s.key.removeprefix("HAPROXY_{n}_"): position
+                            for position, s in enumerate(PORT_SETTINGS)}
 
 
 def _port_keys(index: int) -> tuple[tuple[Setting, str], ...]:
@@ -378,21 +379,21 @@ def read_port_settings(
     # Scan the few keys the app has rather than look up every registry key:
     # most apps set none or one or two of them.
     prefix = f"HAPROXY_{index}_"
-    present: dict[str, Any] = {}  # attr -> raw value
+    present: dict[int, Any] = {}  # position in PORT_SETTINGS -> raw value
     for source in (env, labels):  # labels last: they win over env
         for key, raw in source.items():
             if raw is not None and isinstance(key, str) and key.startswith(prefix):
-                setting = _PORT_SETTING_BY_SUFFIX.get(key[len(prefix):])
-                if setting is not None:
-                    present[setting.attr] = raw
+                position = _PORT_POSITION_BY_SUFFIX.get(key[len(prefix):])
+                if position is not None:
+                    present[position] = raw
     if not present:
         return DEFAULT_PORT_SETTINGS, []
     values: dict[str, Any] = {}
     problems: list[Problem] = []
-    for setting, name in _port_keys(index):
-        raw = present.get(setting.attr)
-        if raw is None:
-            continue
+    keys = _port_keys(index)
+    for position in sorted(present):  # in registry order, as every setting was visited
+        setting, name = keys[position]
+        raw = present[position]
         if not isinstance(raw, str):
             problems.append(Problem(app_id, "value is not a string", index, name, repr(raw)))
             continue
