@@ -116,8 +116,8 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         assert len(size["servicerouter"]) == len(size["unchanged"]) == 1
         assert size["stages"]["render"] and size["unchanged_stages"]["digest"]
         assert "render" not in size["unchanged_stages"], "the unchanged run renders nothing"
-        assert set(size["ratios"]) == {"cold_orjson", "cold_json", "unchanged_orjson",
-                                       "rss_orjson"}
+        assert set(size["ratios"]) == {"cold_orjson", "cold_orjson_cpu", "cold_json",
+                                       "unchanged_orjson", "rss_orjson"}
     assert data["resync"]["one_task_written"] is True
 
 
