@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from servicerouter.model.label_values import shorten
@@ -157,7 +157,9 @@ def label_notices(app_id: str, labels: Mapping[str, Any],
     """
     notices: list[Problem] = []
     for key in sorted(k for k in labels if isinstance(k, str) and k.startswith("HAPROXY_")):
-        notices.extend(_notice(app_id, key, labels[key], port_count))
+        notice = _notice(app_id, key, labels[key], port_count)
+        if notice is not None:
+            notices.append(notice)
     return notices
 
 
@@ -166,42 +168,47 @@ def _safe_key(key: str) -> str:
     return shorten(key if key.isprintable() else repr(key)[1:-1], 100)
 
 
-def _notice(app_id: str, key: str, raw: Any, port_count: int | None) -> Iterable[Problem]:
+def _notice(app_id: str, key: str, raw: Any, port_count: int | None) -> Problem | None:
+    """The notice for one label, or None (most labels: acted on as written)."""
     value = raw if isinstance(raw, str) else None
-    shown = shorten(value, 60) if value is not None else None
     match = _PORT_KEY_RE.match(key)
     if match is not None:
         index, suffix = int(match.group(1)), match.group(2)
         if suffix in _KNOWN_PORT:
             if port_count is not None and index >= port_count:
-                yield Problem(app_id, f"the app has no service port index {index} "
-                              f"({port_count} port{'s' if port_count != 1 else ''}); label ignored",
-                              None, key, shown, kind="label")
+                return Problem(app_id, f"the app has no service port index {index} "
+                               f"({port_count} port{'s' if port_count != 1 else ''}); label ignored",
+                               None, key, _shown(value), kind="label")
             elif suffix in MLB_PENDING_PORT:
-                yield Problem(app_id, f"marathon-lb label not implemented yet "
-                              f"({MLB_PENDING_PORT[suffix]}); ignored",
-                              index, key, shown, kind="label")
+                return Problem(app_id, f"marathon-lb label not implemented yet "
+                               f"({MLB_PENDING_PORT[suffix]}); ignored",
+                               index, key, _shown(value), kind="label")
             elif suffix in MLB_NEVER_RENDERED:
-                yield Problem(app_id, "marathon-lb never renders this template (it is only "
-                              "documented); ignored", index, key, shown, kind="label")
+                return Problem(app_id, "marathon-lb never renders this template (it is only "
+                               "documented); ignored", index, key, _shown(value), kind="label")
             elif suffix in MLB_TEMPLATE_NAMES and suffix not in SUPPORTED_TEMPLATE_NAMES:
-                yield Problem(app_id, "marathon-lb template label not implemented yet; ignored",
-                              index, key, shown, kind="label")
+                return Problem(app_id, "marathon-lb template label not implemented yet; ignored",
+                               index, key, _shown(value), kind="label")
             elif suffix in _COMMA_LISTS and value is not None and _blank_entries(value):
-                yield Problem(app_id, "blank entries in the comma list ignored",
-                              index, key, shown, kind="label")
-            return
+                return Problem(app_id, "blank entries in the comma list ignored",
+                               index, key, _shown(value), kind="label")
+            return None
     elif key in _KNOWN_APP:
         name = key.removeprefix("HAPROXY_")
         if name in MLB_APP_PENDING:
-            yield Problem(app_id, f"marathon-lb label not implemented yet "
-                          f"({MLB_APP_NAMES[name]}); ignored",
-                          None, key, shown, kind="label")
-        return
+            return Problem(app_id, f"marathon-lb label not implemented yet "
+                           f"({MLB_APP_NAMES[name]}); ignored",
+                           None, key, _shown(value), kind="label")
+        return None
     hint = _suggestion(key)
     reason = "unknown label, ignored" + (f"; did you mean {hint}?" if hint else "")
     key = _safe_key(key)
     index = int(match.group(1)) if match is not None else None
     if index is not None and port_count is not None and index >= port_count:
         index = None
-    yield Problem(app_id, reason, index, key, shown, kind="label")
+    return Problem(app_id, reason, index, key, _shown(value), kind="label")
+
+
+def _shown(value: str | None) -> str | None:
+    """A label value as a notice shows it (only built when there is a notice)."""
+    return shorten(value, 60) if value is not None else None
