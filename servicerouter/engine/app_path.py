@@ -258,7 +258,10 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
     model = replace(running.model, services=services,
                     task_count=running.model.task_count + task_delta)
     kept = RoutingIndex(index.positions, claims, maps, block)
-    return TaskUpdate(RunningConfig(model, options, text, {"routing": kept}),
+    cache: dict[str, Any] = {"routing": kept}
+    if "groups" in running.cache:  # apps updated here are routed alone before and after
+        cache["groups"] = running.cache["groups"]
+    return TaskUpdate(RunningConfig(model, options, text, cache),
                       merge_plans([*plans, map_plan]), changed)
 
 

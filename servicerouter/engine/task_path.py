@@ -28,14 +28,24 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from servicerouter.apply.confdiff import RuntimePlan, parse_config, plan_runtime_update
 from servicerouter.apply.runtime_api import RuntimeUpdateError
+from servicerouter.engine.group_path import (
+    DerivePorts,
+    GroupServers,
+    group_members,
+    group_refusal,
+    grouped,
+    merged_servers,
+)
 from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.model.app_servers import AppServers, derive_app_servers
+from servicerouter.model.derive import AppDerivation, DeriveSettings, derive_app
 from servicerouter.model.services import Model, Service
 from servicerouter.render.config import Overrides, RenderOptions
 from servicerouter.render.fragments import FragmentSet
@@ -94,27 +104,62 @@ def merge_plans(plans: Iterable[RuntimePlan]) -> RuntimePlan:
     )
 
 
+GroupDocs = Callable[[str], "tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]] | str"]
+
+
 def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
                      new_apps: Mapping[str, Any], app_ids: Iterable[str], derive: Derive,
-                     fragments: FragmentSet, overrides: Overrides | None,
-                     ) -> TaskUpdate | str:
-    """The update for task changes to ``app_ids``, or why the full path must decide."""
+                     fragments: FragmentSet, overrides: Overrides | None, *,
+                     derive_ports: DerivePorts | None = None,
+                     group_docs: GroupDocs | None = None) -> TaskUpdate | str:
+    """The update for task changes to ``app_ids``, or why the full path must decide.
+
+    Apps of a blue/green deployment group are one backend: their events re-derive
+    the whole group (``group_docs`` gives its members' old and new documents,
+    ``derive_ports`` derives one; servicerouter.engine.group_path).
+    """
     if reads_services(fragments, overrides):
         return "a fragment reads every service"
-    services = running.model.services
-    text = running.text
-    task_delta = 0
-    plans: list[RuntimePlan] = []
-    changed: dict[str, tuple[Service, ...]] = {}
+    units: list[tuple[str, GroupServers, GroupServers]] = []
+    groups: set[str] = set()
     for app_id in sorted(set(app_ids)):
         old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
         if old_app is None or new_app is None:
             return f"app {app_id} came or went"
+        group = grouped(new_app)
+        if group != grouped(old_app):
+            return f"app {app_id}: its deployment group changed"
+        if group is not None:
+            groups.add(group)
+            continue
         if old_app is new_app:
             continue
         before, after = derive(old_app), derive(new_app)
         if before is None or after is None:
             return f"app {app_id} cannot be read"
+        units.append((app_id, _as_group(before, old_app), _as_group(after, new_app)))
+    for group in sorted(groups):
+        if group_docs is None or derive_ports is None:
+            return f"app of deployment group {group}"
+        docs = group_docs(group)
+        if isinstance(docs, str):
+            return docs
+        old_members, new_members = docs
+        if all(o is n for o, n in zip(old_members, new_members, strict=True)):
+            continue
+        group_before = merged_servers(old_members, derive_ports)
+        group_after = merged_servers(new_members, derive_ports)
+        refusal = group_refusal(group, group_before, group_after)
+        if refusal is not None:
+            return refusal
+        assert group_before is not None and group_after is not None
+        units.append((group, group_before, group_after))
+    services = running.model.services
+    text = running.text
+    task_delta = 0
+    plans: list[RuntimePlan] = []
+    changed: dict[str, tuple[Service, ...]] = {}
+    for app_id, before, after in units:
         if before.with_tasks != after.with_tasks or before.servers.keys() != after.servers.keys():
             return f"app {app_id}: a port gained its first task or lost its last"
         if before.problems != after.problems:
@@ -127,12 +172,12 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
             continue
         new_services: list[Service] = []
         for service in services[low:high]:
-            if service.app is not old_app:
+            if service.app is not before.apps.get(service.index):
                 return f"app {app_id}: the running model is not of its previous document"
             servers = after.servers.get(service.index)
             if servers is None:
                 return f"app {app_id}: port {service.index} is gone"
-            new_service = replace(service, servers=servers, app=new_app)
+            new_service = replace(service, servers=servers, app=after.apps[service.index])
             new_services.append(new_service)
             step = _service_step(service, new_service, running.options, fragments, overrides,
                                  text)
@@ -146,6 +191,28 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
                     task_count=running.model.task_count + task_delta)
     return TaskUpdate(RunningConfig(model, running.options, text, running.cache), merge_plans(plans),
                       changed)
+
+
+def _as_group(servers: AppServers, app: Mapping[str, Any]) -> GroupServers:
+    """One app's servers in the shape of a group's: every port carries ``app``."""
+    return GroupServers(servers.servers, servers.with_tasks, _EveryIndex(app), servers.problems,
+                        servers.task_count)
+
+
+class _EveryIndex(Mapping[int, Any]):
+    """The same document for every port index (an app alone carries its own)."""
+
+    def __init__(self, app: Mapping[str, Any]) -> None:
+        self.app = app
+
+    def __getitem__(self, index: int) -> Any:
+        return self.app
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _service_step(old: Service, new: Service, options: RenderOptions, fragments: FragmentSet,
@@ -189,6 +256,19 @@ def _routed_now(running: RunningConfig, app: Mapping[str, Any],
     low, high = app_slice(services, str(app.get("id")))
     return RoutedBefore({s.backend: frozenset([f"{srv.ipv4}:{srv.port}" for srv in s.servers])
                          for s in services[low:high]})
+
+
+def _group_docs(members: Mapping[str, tuple[str, ...]], old_apps: Mapping[str, Any],
+                new_apps: Mapping[str, Any], group: str,
+                ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]] | str:
+    """A deployment group's members, old and new documents, in Marathon's order."""
+    ids = members.get(group, ())
+    old = [old_apps.get(a) for a in ids]
+    new = [new_apps.get(a) for a in ids]
+    if not ids or any(a is None for a in old + new) \
+            or any(grouped(a) != group for a in new if a is not None):
+        return f"group {group}: its members changed since the last full sync"
+    return old, new  # type: ignore[return-value]
 
 
 class TaskPath:
@@ -255,17 +335,28 @@ class TaskPath:
                                       health_check=settings.health_check,
                                       routed_before=_routed_now(running, app, settings))
 
+        def derive_ports(app: Mapping[str, Any]) -> AppDerivation:
+            return derive_app(app, DeriveSettings(frozenset(settings.groups), settings.strict_mode,
+                                                  settings.health_check),
+                              router.resolver, 0, _routed_now(running, app, settings))
+
         overrides = router.label_overrides or None
         task_apps = {a for a in (task_event_app_id(e) for e in pending.task_events)
                      if isinstance(a, str)} - pending.refetch
         new_apps: Mapping[str, Any] = self._apps
+        members = group_members(running.cache, self._apps)
+        wanted = task_apps | pending.refetch
+        for app_id in task_apps:
+            app = self._apps.get(app_id)
+            group = grouped(app) if isinstance(app, Mapping) else None
+            wanted.update(members.get(group, ()) if group is not None else ())
         if router.rules_store is not None:  # the apps as the running model has them
             overlaid = router.rules_overlay.overlaid
-            wanted = task_apps | pending.refetch
             old_apps = {a: overlaid(old_apps[a]) for a in wanted if a in old_apps}
             new_apps = {a: overlaid(self._apps[a]) for a in wanted if a in self._apps}
         update = plan_task_update(running, old_apps, new_apps, task_apps, derive,
-                                  router.fragments, overrides)
+                                  router.fragments, overrides, derive_ports=derive_ports,
+                                  group_docs=partial(_group_docs, members, old_apps, new_apps))
         if pending.refetch and not isinstance(update, str):  # app updates: the app path
             from servicerouter.engine.app_path import decide_alone, plan_app_update
 
