@@ -288,9 +288,11 @@ class TaskPath:
             return "apps removed: " + ", ".join(sorted(pending.removed)[:5])
         if pending.rebuild:
             return "operator rules changed"
+        overlay = self.router.rules_overlay
         if pending.refetch and self.router.rules_store is not None and any(
-                self.router.rules_overlay.has_rules(a) for a in pending.refetch):
-            return "an updated app is routed by an operator rule"
+                overlay.has_rules(a) and not overlay.map_routed(a) for a in pending.refetch):
+            return "an updated app is routed by an operator rule with headers, a split " \
+                "or paths on any host"
         if pending.refetch and self.router.settings.allow_label_templates:
             return "app updates with label templates allowed"
         if not pending.task_events and not pending.refetch:

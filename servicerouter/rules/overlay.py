@@ -172,6 +172,14 @@ class OverlayCache:
         """Whether a rule of the last :meth:`apply` names ``app_id`` (its routes are the rule's)."""
         return app_id in self._signatures
 
+    def map_routed(self, app_id: str) -> bool:
+        """Whether the rules of ``app_id`` (of the last :meth:`apply`) say only hosts and
+        paths under them, which the shared frontends route through map files like labels:
+        no header match, no weighted split, no paths on any host (those are rule lines
+        whose order is global).  The live app path can then apply its updates alone."""
+        return all(group is None and not rule.headers and (rule.hosts or not rule.paths)
+                   for rule, group in self._signatures.get(app_id, ()))
+
     def _set_rules(self, rules: Mapping[str, Rule]) -> None:
         if rules == self._rules:
             return
