@@ -16,7 +16,9 @@ pure but for host resolution and port checks):
    into the running config's one map of their kind, each at the place a render
    from scratch gives it (rank, then service order), so the text stays the
    bytes of a full render (``tests/engine/test_app_path.py``); wildcard entries
-   (``map_end``, first match in file order) and app-id entries must not change.
+   (``map_end``, first match in file order) and app-id entries must not change;
+   with ``--haproxy-map``, marathon-lb's ``domain2backend.map`` (one file both
+   shared frontends read, exact hosts without a path) moves the same way.
 
 The Runtime API then applies ``add map``/``del map`` (and server changes);
 nothing is reloaded.  Anything else returns a reason and the full path decides.
@@ -59,6 +61,11 @@ from servicerouter.render.routing import (
 )
 
 DecideOne = Callable[[Mapping[str, Any]], Model | None]
+# Map kinds whose entries an update may move: exact hosts (the engine's "beg" maps and,
+# with --haproxy-map, marathon-lb's "dom" file); both are in the render's route order.
+_MOVABLE = ("beg", "dom")
+MLB_LINE_FRAGMENTS = ("HAPROXY_MAP_HTTP_FRONTEND_ACL", "HAPROXY_MAP_HTTP_FRONTEND_ACL_ONLY",
+                      "HAPROXY_MAP_HTTPS_FRONTEND_ACL", "HAPROXY_MAP_HTTP_FRONTEND_APPID_ACL")
 Entries = list[tuple[str, str]]
 _SHAPE = ("index", "service_port", "bind_port", "backend", "mode", "bind_addr")
 
@@ -163,17 +170,37 @@ def decide_alone(router: Any, app: Mapping[str, Any],
                   check_port=router.port_checks if settings.validate else None)
 
 
-def _maps_only(text: str, path: str, maps: int) -> bool:
-    """Whether the shared frontend reading map ``path`` routes by its ``maps`` maps alone.
+def _mlb_lines_fixed(fragments: FragmentSet, overrides: Overrides | None) -> bool:
+    """--haproxy-map: whether marathon-lb's lookup lines are the built-in ones, whose
+    text reads no app (the first app with an entry renders them: which app that is may
+    change with an update, the line may not)."""
+    if any(name in MLB_LINE_FRAGMENTS for names in (overrides or {}).values() for name in names):
+        return False
+    return all(fragments[name].builtin for name in MLB_LINE_FRAGMENTS)
+
+
+def _maps_only(text: str, block: int, path: str) -> bool:
+    """Whether every shared frontend reading map ``path`` routes by map lookups alone.
 
     A rule a map cannot hold (a host with a port, a path ignoring case) is a line of
     its own, and where the map runs fall around it depends on every app's ranks.
+    marathon-lb's domain2backend.map is read by two frontends (HTTP and HTTPS).
     The shared frontends come right after the head, so this reads little of ``text``.
     """
     at = text.find(path)
-    start = text.rfind("\nfrontend ", 0, at)
-    end = text.find("\n\n", at)
-    return at >= 0 and text.count("use_backend ", start, end if end >= 0 else len(text)) == maps
+    found = False
+    while 0 <= at < block:
+        start = text.rfind("\nfrontend ", 0, at)
+        end = text.find("\n\n", at)
+        end = block if end < 0 or end > block else end
+        rules = [line for line in text[start:end].splitlines()
+                 if line.lstrip().startswith("use_backend ")]
+        if start < 0 or any(not line.lstrip().startswith("use_backend %[") or "map" not in line
+                            for line in rules):
+            return False
+        found = True
+        at = text.find(path, end)
+    return found
 
 
 def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
@@ -185,6 +212,8 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         return "virtual hosts are not routed through map files"
     if reads_services(fragments, overrides):
         return "a fragment reads every service"
+    if options.haproxy_map and not _mlb_lines_fixed(fragments, overrides):
+        return "marathon-lb's map lines come from templates that may read an app's values"
     app_ids = sorted(set(app_ids))
     services = running.model.services
     text = running.text
@@ -276,7 +305,7 @@ def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], 
     """``text`` with the exact-host entries moved, the maps now, and the map commands
     that do it live.  Only the files that change are written again in the text."""
     for key in set(old) | set(new):
-        if key[1] != "beg" and sorted(old.get(key, ())) != sorted(new.get(key, ())):
+        if key[1] not in _MOVABLE and sorted(old.get(key, ())) != sorted(new.get(key, ())):
             return f"{key[0]} {key[1]} map entries changed (only exact hosts move live)"
     maps = dict(index.maps)
     order = _RouteOrder(index.positions, services)
@@ -284,18 +313,22 @@ def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], 
     changed: list[MapChange] = []
     delete: list[MapChange] = []
     for frontend, kind in sorted(set(old) | set(new)):
-        if kind != "beg":
+        if kind not in _MOVABLE:
             continue  # the same entries (checked above)
         # The app's entries are taken out and put back even when they are the same: a new
         # backend weight moves them among the others (a tree lookup ignores the order, the
         # text must still be the bytes of a full render).
-        own = [p for p in maps if p.rsplit("/", 1)[-1].startswith(frontend + "-")]
-        paths = [p for p in own if map_kind(p) == kind]
+        if kind == "dom":  # marathon-lb's domain2backend.map: one file, HTTP and HTTPS
+            paths = [p for p in maps if p.rsplit("/", 1)[-1] == frontend]
+        else:
+            paths = [p for p in maps if p.rsplit("/", 1)[-1].startswith(frontend + "-")
+                     and map_kind(p) == kind]
         if len(paths) != 1:
             return f"the {frontend} frontend has {len(paths)} {kind} maps"
         path = paths[0]
-        if not _maps_only(text, path, len(own)):
-            return f"the {frontend} frontend has rules besides its maps (their order is global)"
+        if not _maps_only(text, index.block, path):
+            return f"the frontends reading {path} have rules besides their maps (their " \
+                "order is global)"
         gone = dict(old.get((frontend, kind), ()))
         entries = [e for e in maps[path] if e[0] not in gone or gone[e[0]] != e[1]]
         taken = {key for key, _backend in entries}
