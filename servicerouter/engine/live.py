@@ -285,13 +285,18 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             self.metrics.last_sync.set(state.last_sync)
         return ok
 
+    def _check_scale(self) -> int | None:
+        """The check-interval factor HAProxy was last given (servicerouter.render.check_rate
+        keeps it while the check rate stays in its band); None before the first apply."""
+        return None if self._last_applied is None else self._last_applied[1].check_interval_scale
+
     def _build_and_apply(self, kind: str, pending: Pending) -> bool:
         router = self.router
         settings = router.settings
         assert self._apps is not None
         previous = removal_guard.live_previous(self) if settings.health_check else None
         derived = router.full_pass(self._apps.values(), previous, live=True,
-                                   keep=self._apply_quarantine)
+                                   keep=self._apply_quarantine, check_scale=self._check_scale())
         if derived.rendered is None:
             self.state.last_sync_error = derived.error
             return False
@@ -323,6 +328,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
                                           self._applied_text)
             if options.map_dir is not None:  # now, not on the next app update's event path
                 RoutingIndex.of(self._running)
+            self._index_running(self._running)
         return ok
 
 

@@ -269,7 +269,8 @@ class Router:
     def full_pass(self, apps: Any, previous: Routed | None, *, live: bool = False,
                   keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
                   timings: dict[str, float] | None = None,
-                  rules: Mapping[str, Any] | None = None) -> Derived:
+                  rules: Mapping[str, Any] | None = None,
+                  check_scale: int | None = None) -> Derived:
         """The pass of every full sync, one-shot or live: all apps to one config.
 
         ``previous``: what the serving config routes per backend (--health-check keeps
@@ -284,14 +285,15 @@ class Router:
         routed = RoutedBefore(previous) if previous and self.settings.health_check else None
         return self.derive_config(apps, stable_paths=live, combined=not live, keep=keep,
                                   timings=timings, log_problems=not live, routed_before=routed,
-                                  rules=rules)
+                                  rules=rules, check_scale=check_scale)
 
     def derive_config(self, apps: Any, *, stable_paths: bool = False, combined: bool = False,
                       keep: Callable[[tuple[Service, ...]], tuple[Service, ...]] | None = None,
                       timings: dict[str, float] | None = None,
                       log_problems: bool = False,
                       routed_before: RoutedBefore | None = None,
-                      rules: Mapping[str, Any] | None = None) -> Derived:
+                      rules: Mapping[str, Any] | None = None,
+                      check_scale: int | None = None) -> Derived:
         """Model, certificates, label templates, render: the pipeline every sync runs.
 
         One-shot syncs and the live engine's full path both come through here
@@ -303,6 +305,8 @@ class Router:
         ``log_problems``: log each problem as found (the live engine logs only new ones);
         ``routed_before``: the server addresses the serving config routes (see build_model).
         ``rules``: operator rules to use instead of the store's (a preview).
+        ``check_scale``: the check-interval factor HAProxy runs with (kept within the
+        hysteresis band of servicerouter.render.check_rate; None: pick afresh).
         The model left has no app a fragment failed on (those are among its problems).
         """
         from servicerouter.render.check_rate import with_check_scale
@@ -327,7 +331,7 @@ class Router:
             model = self._label_templates(model, options, combined=combined)
             services = keep(model.services) if keep is not None else model.services
             options = with_check_scale(options, services, self.fragments,
-                                       self.label_overrides)  # --max-check-rate
+                                       self.label_overrides, check_scale)  # --max-check-rate
             rendered = self.render_guarded(services, options)
         except RenderError as err:  # a head fragment: no app to leave out
             log.error("keeping the current config: %s", err)

@@ -47,6 +47,7 @@ from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.model.app_servers import AppServers, derive_app_servers
 from servicerouter.model.derive import AppDerivation, DeriveSettings, derive_app
 from servicerouter.model.services import Model, Service
+from servicerouter.render.check_rate import check_counts, check_interval_scale, rate_of
 from servicerouter.render.config import Overrides, RenderOptions
 from servicerouter.render.fragments import FragmentSet
 from servicerouter.render.pieces import reads_services, render_service_pieces
@@ -258,6 +259,25 @@ def _routed_now(running: RunningConfig, app: Mapping[str, Any],
                          for s in services[low:high]})
 
 
+def check_counts_after(running: RunningConfig, update: TaskUpdate, fragments: FragmentSet,
+                       overrides: Overrides | None) -> dict[float, int] | None:
+    """--max-check-rate: the checked servers per interval once ``update`` applies (None:
+    no budget).  Counted over every service once per running config, then kept up to
+    date from the services an update changes, so an event's cost stays flat."""
+    if not running.options.max_check_rate:
+        return None
+    counts = running.cache.get("check_counts")
+    if counts is None:
+        counts = check_counts(running.model.services, fragments, overrides)
+    counts = dict(counts)
+    services = running.model.services
+    for app_id, new in update.services.items():
+        low, high = app_slice(services, app_id)
+        check_counts(services[low:high], fragments, overrides, counts, -1)
+        check_counts(new, fragments, overrides, counts)
+    return counts
+
+
 def _group_docs(members: Mapping[str, tuple[str, ...]], old_apps: Mapping[str, Any],
                 new_apps: Mapping[str, Any], group: str,
                 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]] | str:
@@ -312,6 +332,17 @@ class TaskPath:
         if self.manager is not None and not self.manager.alive():
             return "HAProxy is not running"
         return None
+
+    def _index_running(self, running: RunningConfig) -> None:
+        """What the task path reads of the whole config, built by the full sync that
+        rendered it, not on the next event's path: the deployment groups' members and
+        (--max-check-rate) the checked servers per interval."""
+        router = self.router
+        assert self._apps is not None
+        group_members(running.cache, self._apps)
+        if running.options.max_check_rate:
+            running.cache["check_counts"] = check_counts(
+                running.model.services, router.fragments, router.label_overrides or None)
 
     def _large_removal(self, lost: int) -> bool:
         """Whether losing ``lost`` servers (net) is for the removal hold to judge: more
@@ -373,6 +404,13 @@ class TaskPath:
         if isinstance(update, str):
             self._full_path_reason = update
             return False
+        counts = check_counts_after(running, update, router.fragments, overrides)
+        if counts is not None and check_interval_scale(
+                rate_of(counts), running.options.max_check_rate,
+                running.options.check_interval_scale) != running.options.check_interval_scale:
+            self._full_path_reason = "the check rate left its interval factor's band " \
+                "(--max-check-rate: every server is re-timed)"
+            return False
         plan = update.plan
         if self._large_removal(len(plan.remove) - len(plan.add)):
             self._full_path_reason = "a large removal (the removal hold decides)"
@@ -386,6 +424,8 @@ class TaskPath:
                 self._full_path_reason = f"the Runtime API refused: {err}"
                 return False
         running = update.running
+        if counts is not None:
+            running.cache["check_counts"] = counts
         if running.text is not self._running.text:
             self._config_file.write_soon(running.text)  # off the event path
         self._running = running
