@@ -232,7 +232,10 @@ class Run:
     """One servicerouter + managed HAProxy over an emulated cluster of ``tasks`` tasks."""
 
     def __init__(self, tasks: int, product: Path, workdir: Path, haproxy_bin: str,
-                 health_check: bool, verbose: bool) -> None:
+                 health_check: bool, verbose: bool, extra_args: tuple[str, ...] = (),
+                 setup: Callable[[Run], None] | None = None) -> None:
+        """``setup`` adds apps before servicerouter starts, ``extra_args`` are its flags
+        (benchmarks/event_latency_paths.py's trials)."""
         # The backends listen first: the ports reserved next can never be theirs (a fill
         # app's frontend on a backend's port was quarantined as "address in use").
         self.backends = [Backend("blue"), Backend("green")]
@@ -264,6 +267,8 @@ class Run:
             task = self.emulator.add_task(target, "127.0.0.1", [self.backends[0].port],
                                           healthy=True if health_check else None)
             self.current[target] = (task["id"], 0)
+        if setup is not None:
+            setup(self)
         templates = workdir / "templates"
         templates.mkdir(parents=True, exist_ok=True)
         if not self.checks:
@@ -278,6 +283,7 @@ class Run:
                 "--drain-timeout", "0", "--log-level", "info"]  # info: each sync's path
         if health_check:
             argv.append("--health-check")
+        argv += extra_args
         self.status_url = f"http://127.0.0.1:{status_port}/status"
         self.frontend = shared[0]  # the shared HTTP frontend (virtual hosts)
         self.vhost_serial = 0
