@@ -11,6 +11,10 @@ servicerouter with the default settings managing a real HAProxy), plus:
   from the old colour's (it is no longer drained); healthy again -> three from
   the new one's (the old one drains again).  The event names one member; the
   backend is the group's.
+- resync: servicerouter is sent SIGHUP (a full resync: fetch, model and render
+  of every app), and 50 ms later a task is added -> its first answer.  The
+  event waits for the resync; what matters is that it takes the task path
+  after it, not a second full one.
 - mlb-vhost (a run with marathon-lb's ``--haproxy-map``): the HTTP app's
   virtual host changes (an app update) -> its first answer there, routed through
   ``domain2backend.map``.
@@ -26,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -37,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.event_latency import (  # noqa: E402
     TASKS_PER_APP,
     Run,
+    first_answer,
     only_answers,
     percentile,
     reserve_ports,
@@ -87,6 +93,28 @@ class GroupSetup:
         run.trial("group-up", "/target-group", up, lambda: only_answers(port, "green"), server)
 
 
+def resync_trial(run: Run) -> None:
+    """A task added 50 ms into a full resync (SIGHUP) -> its first answer."""
+    target, port = "/target-tcp", run.tcp_port
+    old_id, old_index = run.current[target]
+    new = run.backends[1 - old_index]
+    server = f"{target[1:]}_{port}/127_0_0_1_{new.port}"
+    added: dict = {}
+
+    def add() -> tuple:
+        assert run.proc is not None
+        run.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.05)
+        added.update(run.emulator.add_task(target, "127.0.0.1", [new.port]))
+        return ("status_update_event", added["id"], "TASK_RUNNING", None)
+
+    run.trial("resync-add", target, add, lambda: first_answer(port, new.name), server)
+    run.emulator.kill_task(target, old_id)
+    only_answers(port, new.name)
+    run.current[target] = (added["id"], 1 - old_index)
+    run.settle(quiet=1.0)
+
+
 def measure(kind: str, tasks: int, trials: int, product: Path, haproxy_bin: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="sr-bench-paths-"))
     run = None
@@ -98,6 +126,8 @@ def measure(kind: str, tasks: int, trials: int, product: Path, haproxy_bin: str)
         for _ in range(trials):
             if group is not None:
                 group.trials(run)
+            elif kind == "resync":
+                resync_trial(run)
             else:
                 run.vhost("/target-http")
         after = run.status()
@@ -132,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="task counts")
     parser.add_argument("--trials", type=int, default=20, help="trials per kind")
-    parser.add_argument("--kinds", default="group,mlb-vhost", help="group, mlb-vhost")
+    parser.add_argument("--kinds", default="group,mlb-vhost", help="group, mlb-vhost, resync")
     parser.add_argument("--product", type=Path, default=ROOT,
                         help="servicerouter checkout to run (default this one)")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
