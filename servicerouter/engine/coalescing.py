@@ -34,9 +34,19 @@ class SyncTrigger:
         self._leading = False  # the waiting events started after a quiet period
         self._stopped = False
 
-    def fire(self) -> None:
+    def fire(self, event: bool = True) -> None:
+        """A sync is wanted.  ``event=False``: not a Marathon event but a request of the
+        router's own (a resync on SIGHUP or reconnect, a retry, changed rules): due at
+        once, and not counted on the quiet-time clock, so an event that follows it (say
+        while the resync runs) is not taken for a burst and held back ``min_wait``."""
         with self._cond:
             now = time.monotonic()
+            if not event:
+                if self._first is None:
+                    self._first = self._last = now
+                    self._leading = True
+                self._cond.notify_all()
+                return
             if self._first is None:
                 self._first = now
                 self._leading = (self._previous is None

@@ -47,7 +47,7 @@ class EventIntake:
                 change = Change("full", reason=HINT_RESYNC_REASON)  # one fetch is cheaper
             self._pending.add(change, event, time.monotonic())
         log.debug("event %s: %s %s", label, change.kind, ",".join(change.app_ids))
-        self.trigger.fire()
+        self.trigger.fire(event=event_type != RESYNC_EVENT)  # a resync request is no event
 
     def request_resync(self, reason: str) -> None:
         """A full refetch at the next sync (reconnect, SIGHUP, HAProxy restart)."""
@@ -60,12 +60,12 @@ class EventIntake:
             self._pending.rebuild = True
             if self._pending.first_at is None:
                 self._pending.first_at = time.monotonic()
-        self.trigger.fire()
+        self.trigger.fire(event=False)
 
     def resync_from_signal(self) -> None:
         """SIGHUP: only a flag and a notify, so a handler can never deadlock on a lock."""
         self._hup = True
-        self.trigger.fire()
+        self.trigger.fire(event=False)
 
     def _take_pending(self) -> Pending:
         with self._pending_lock:

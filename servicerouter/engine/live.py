@@ -183,7 +183,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             # on a big cluster) at the very next step: it never makes an event wait.  Once
             # only, so constant churn cannot put the resync off for ever.
             self._resync_deferred = True
-            self.trigger.fire()
+            self.trigger.fire(event=False)
             overdue = False
         if pending.empty or overdue:
             retry = True
@@ -212,7 +212,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
 
         def due() -> None:
             self._retry_due = True
-            self.trigger.fire()
+            self.trigger.fire(event=False)
 
         timer = threading.Timer(delay, due)
         timer.daemon = True

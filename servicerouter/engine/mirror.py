@@ -88,7 +88,7 @@ class MarathonMirror:
         # ends it; a line per retry would bury everything else in a long one.
         log.log(logging.INFO if new_outage else logging.DEBUG,
                 "retrying Marathon in %.1fs (then with backoff, quietly)", delay)
-        timer = threading.Timer(delay, self.trigger.fire)
+        timer = threading.Timer(delay, self.trigger.fire, kwargs={"event": False})
         timer.daemon = True
         self._retry = timer
         timer.start()

@@ -211,7 +211,7 @@ class QuarantineKeeper:
                 return
             if any(_bind_state(e.binds) == "free" for e in waiting):
                 self._retry_due = True
-                self.trigger.fire()
+                self.trigger.fire(event=False)
             else:
                 self._watch_busy_ports()
 
