@@ -100,9 +100,10 @@ def test_group_task_events_give_the_bytes_of_a_render_from_scratch(
         assert live.step()
         task_syncs += live.state.last_path == "task"
         assert live._applied_text == _from_scratch(source.apps, tmp, health_check, serving)
-    # every event keeps a task on each colour's port: all of them are servers only
-    assert task_syncs == len(bursts), live.state.last_full_reason
-    assert reloader.calls == 1  # the start only
+    if not health_check:  # with it, a colour's port can lose its last routed task
+        # every event keeps a task on each colour's port: all of them are servers only
+        assert task_syncs == len(bursts), live.state.last_full_reason
+        assert reloader.calls == 1  # the start only
     assert live._config_file.flush()
     assert Path(live.router.settings.config_path).read_text() == live._applied_text
     live.stop()
