@@ -21,6 +21,12 @@ The entries travel inside the config text, as a block of comment lines at its
 very end (:func:`map_block`), so the text alone still says everything HAProxy
 will run: the engine compares, diffs, validates and restores one artifact, and
 the files are written from it (:mod:`servicerouter.apply.mapfiles`).
+
+A weighted split (an operator rule's canary, :class:`SplitRoute`) is one line
+too: ``use_backend %[rand(R),map_int(<file>)] if <conditions>``, its map file
+holding one integer range of ``[0, R)`` per member, as wide as the member's
+share.  ``R`` is fixed, so new weights change the map's entries only (``add
+map``/``del map``, no reload): :data:`SPLIT_RANGE`.
 """
 
 from __future__ import annotations
@@ -50,7 +56,12 @@ _MLB_KIND_OF = {name: kind for kind, name in MLB_MAP_NAMES.items()}
 BLOCK_MARKER = "# servicerouter map entries: the map files named below are written from these lines"
 FILE_PREFIX = "#map-file "
 ENTRY_PREFIX = "#map "
-MAP_NAME_RE = re.compile(r"^(http|https|appid)-[0-9]{1,6}-(beg|end|str)\.map$")
+MAP_NAME_RE = re.compile(r"^(http|https|appid)-[0-9]{1,6}-(beg|end|str|int)\.map$")
+# The draw of a split: ``rand(SPLIT_RANGE)`` is in [0, SPLIT_RANGE).  Fixed, so that a
+# weight change never touches the config's text.  2^6 * 3^2 * 5^4 * 7 * 11 * 13: every
+# total of weights made of these factors (1..16, 20, 25, 50, 100, 1000, 10000...) cuts it
+# into exact shares; any other total is off by less than one part in 3.6e8 per member.
+SPLIT_RANGE = 360_360_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +73,23 @@ class MapEntry:
     backend: str
 
 
-# A rule in a shared frontend: the text of its own fragment, or a map entry.
-Rule = str | MapEntry
+@dataclass(frozen=True, slots=True)
+class SplitRoute:
+    """A route whose requests are shared between backends by weight (a canary).
+
+    ``condition``: what the route matches (anonymous ACLs, validated tokens only);
+    ``entries``: ("lo:hi" range of the draw, backend) covering ``[0, SPLIT_RANGE)``;
+    ``fallback``: the same route without a map file (``rand()`` lines), for a
+    render with map files off.
+    """
+
+    condition: str
+    entries: tuple[tuple[str, str], ...]
+    fallback: str
+
+
+# A rule in a shared frontend: the text of its own fragment, a map entry, or a split.
+Rule = str | MapEntry | SplitRoute
 
 
 def host_entry(host: str, path: str | None, backend: str) -> MapEntry | None:
@@ -125,11 +151,11 @@ def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
     per frontend, at its first run.
     """
     # Segments in order: a rule's own text, or a run of entries of one kind.
-    segments: list[str | tuple[str, list[MapEntry]]] = []
+    segments: list[str | SplitRoute | tuple[str, list[MapEntry]]] = []
     for rule in rules:
         if rule is None:
             continue
-        if isinstance(rule, str):
+        if isinstance(rule, (str, SplitRoute)):
             segments.append(rule)
             continue
         last = segments[-1] if segments else None
@@ -153,6 +179,16 @@ def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
     for segment in segments:
         if isinstance(segment, str):
             out.append(segment)
+            continue
+        if isinstance(segment, SplitRoute):
+            if not map_dir:  # map files off: the rand() lines
+                out.append(segment.fallback)
+                continue
+            count += 1
+            path = f"{map_dir}/{frontend}-{count}-int.map"
+            maps[path] = list(segment.entries)
+            out.append(f"  use_backend %[rand({SPLIT_RANGE}),map_int({path})] "
+                       f"if {segment.condition}\n")
             continue
         kind, run = segment
         if kind in MLB_MAP_NAMES:

@@ -8,11 +8,15 @@ when the rule was written and again when it was derived, and host names are
 lower-cased here.  Rules without any of these route through the map files
 like labels (servicerouter.render.routing).
 
-A split of one route between ports is sequential sampling: member k (of n,
-heaviest first) is taken when ``rand(R_k)`` is below its weight w_k, with R_k
-the sum of the weights from k on, and the last takes what is left, so member k
-gets w_k / total of the requests.  Each line draws its own number; no variable
-is shared between lines or requests.
+A split of one route between ports is one :class:`~servicerouter.render.routing.SplitRoute`:
+a single draw ``rand(SPLIT_RANGE)`` looked up in a map file of integer ranges,
+member k's range as wide as w_k / total of the draw (largest remainders first,
+so the widths add up exactly), so a weight change is map entries only.  With
+map files off it is sequential sampling instead: member k (of n) is taken when
+``rand(R_k)`` is below its weight w_k, with R_k the sum of the weights from k
+on, and the last takes what is left, so member k gets w_k / total of the
+requests.  Each line draws its own number; no variable is shared between lines
+or requests.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from servicerouter.model.rule_values import RuleExtras
+from servicerouter.render.routing import SPLIT_RANGE, SplitRoute
 
 # Defence in depth: what may appear in a condition here (validated upstream).
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/@+=,%~!*()&;?*-]{1,1024}$")
@@ -62,19 +67,29 @@ def _conditions(extras: RuleExtras, host: str | None, path: str | None,
     return conditions
 
 
-def route_lines(backend: str, extras: RuleExtras, host: str | None, path: str | None,
-                ignore_case: bool, backends: Mapping[tuple[str, int], str]) -> str:
-    """The ``use_backend`` line(s) of one route of a ruled port.
+def split_ranges(members: Sequence[tuple[str, int]],
+                 span: int = SPLIT_RANGE) -> tuple[tuple[str, str], ...]:
+    """("lo:hi", backend) per member: consecutive ranges of ``[0, span)``, each as
+    wide as the member's weight share, rounded by largest remainder (ties: in
+    order) so that the widths add up to ``span`` exactly."""
+    total = sum(weight for _name, weight in members)
+    widths = [span * weight // total for _name, weight in members]
+    left = span - sum(widths)
+    by_remainder = sorted(range(len(members)),
+                          key=lambda k: (-(span * members[k][1] % total), k))
+    for k in by_remainder[:left]:
+        widths[k] += 1
+    entries: list[tuple[str, str]] = []
+    low = 0
+    for (name, _weight), width in zip(members, widths, strict=True):
+        if width:
+            entries.append((f"{low}:{low + width - 1}", _safe(name)))
+            low += width
+    return tuple(entries)
 
-    ``backends``: (app id, port index) -> backend of every routed port, for the
-    members of a split; members not routed (no tasks yet, another group) are
-    left out and the others share their weight.
-    """
-    conditions = " ".join(_conditions(extras, host, path, ignore_case))
-    members = [(backends.get((app_id, index)), weight) for app_id, index, weight in extras.split]
-    members = [(name, weight) for name, weight in members if name]
-    if not members:
-        members = [(backend, 1)]
+
+def _sampled_lines(members: Sequence[tuple[str, int]], conditions: str) -> str:
+    """The split as sequential ``rand()`` draws, one line per member (no map file)."""
     lines = []
     remaining = sum(weight for _, weight in members)
     for position, (name, weight) in enumerate(members):
@@ -86,12 +101,29 @@ def route_lines(backend: str, extras: RuleExtras, host: str | None, path: str | 
     return "".join(lines)
 
 
+def route_lines(backend: str, extras: RuleExtras, host: str | None, path: str | None,
+                ignore_case: bool, backends: Mapping[tuple[str, int], str]) -> str | SplitRoute:
+    """The ``use_backend`` line of one route of a ruled port, or its split.
+
+    ``backends``: (app id, port index) -> backend of every routed port, for the
+    members of a split; members not routed (no tasks yet, another group) are
+    left out and the others share their weight (their map entries change, the
+    config's lines do not).
+    """
+    conditions = " ".join(_conditions(extras, host, path, ignore_case))
+    if not extras.split:
+        return f"  use_backend {_safe(backend)} if {conditions}\n"
+    members = [(backends.get((app_id, index)), weight) for app_id, index, weight in extras.split]
+    routed = [(name, weight) for name, weight in members if name] or [(backend, 1)]
+    return SplitRoute(conditions, split_ranges(routed), _sampled_lines(routed, conditions))
+
+
 def needs_own_lines(extras: RuleExtras | None) -> bool:
     """Whether a ruled port's host routes need :func:`route_lines` (not a map entry)."""
     return extras is not None and bool(extras.headers or extras.split)
 
 
-Route = tuple[tuple[int, int, int, bool], int, str, str]
+Route = tuple[tuple[int, int, int, bool], int, str | SplitRoute, str | SplitRoute]
 
 
 def rule_routes(service: Any, services: Sequence[Any], sequence: int,

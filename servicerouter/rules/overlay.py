@@ -18,8 +18,10 @@ allow-list (a rule never loosens the app's own restriction by saying nothing).
 All other labels (certificates, mode, balance, health checks...) stay the app's.
 
 Rules naming the same hosts, paths and headers split that route by weight:
-the heaviest (then the first by id) holds the route, the others give up their
-hosts and are reached through it (see servicerouter.render.rule_routes).
+the first by id holds the route, the others give up their hosts and are
+reached through it (see servicerouter.render.rule_routes).  Not the heaviest:
+stepping a canary's weights (5, 20, 50, 80...) must never move the route to
+another port, so that new weights are map entries only, never a reload.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from servicerouter.rules.model import Rule
 
 
 def split_groups(rules: Mapping[str, Rule]) -> dict[str, tuple[Rule, ...]]:
-    """Rule id -> the rules splitting its route (heaviest first), for routes with 2+ rules."""
+    """Rule id -> the rules splitting its route (by id: the first holds it), for routes
+    with 2+ rules."""
     groups: dict[tuple[Any, ...], list[Rule]] = {}
     for rule in rules.values():
         if rule.hosts or rule.paths:
@@ -41,7 +44,7 @@ def split_groups(rules: Mapping[str, Rule]) -> dict[str, tuple[Rule, ...]]:
     for members in groups.values():
         if len(members) < 2:
             continue
-        ordered = tuple(sorted(members, key=lambda r: (-r.weight, r.id)))
+        ordered = tuple(sorted(members, key=lambda r: r.id))
         for rule in ordered:
             out[rule.id] = ordered
     return out

@@ -215,18 +215,21 @@ def test_rules_for_missing_apps_or_ports_are_kept_and_reported() -> None:
     assert [s.settings.vhosts for s in model.services] == [("w0.test",)]
 
 
-def test_split_groups_name_the_heaviest_first_and_members_give_up_their_hosts() -> None:
-    rules = rules_of({"app_id": "/a", "hosts": ["s.test"], "weight": 10},
-                     {"app_id": "/b", "hosts": ["S.test"], "weight": 90},
-                     {"app_id": "/c", "hosts": ["s.test"], "paths": ["/x"]})
-    groups = split_groups(rules)
-    assert [r.app_id for r in groups["/a:0"]] == ["/b", "/a"] and "/c:0" not in groups
-    model = build_model(overlay_rules([app("/a", {}), app("/b", {}), app("/c", {})], rules),
-                        ["*"], lambda host: host)
-    by_app = {s.app_id: s for s in model.services}
-    assert by_app["/a"].settings.vhosts == () and by_app["/a"].mode == "http"
-    assert by_app["/b"].settings.rule.split == (("/b", 0, 90), ("/a", 0, 10))
-    assert not model.problems
+def test_split_groups_hold_the_route_by_id_whatever_the_weights() -> None:
+    """The first rule by id holds a split's route, the heaviest or not: stepping a
+    canary's weights must never move the route (that would be a reload)."""
+    for weight_a, weight_b in ((10, 90), (90, 10)):
+        rules = rules_of({"app_id": "/a", "hosts": ["s.test"], "weight": weight_a},
+                         {"app_id": "/b", "hosts": ["S.test"], "weight": weight_b},
+                         {"app_id": "/c", "hosts": ["s.test"], "paths": ["/x"]})
+        groups = split_groups(rules)
+        assert [r.app_id for r in groups["/b:0"]] == ["/a", "/b"] and "/c:0" not in groups
+        model = build_model(overlay_rules([app("/a", {}), app("/b", {}), app("/c", {})], rules),
+                            ["*"], lambda host: host)
+        by_app = {s.app_id: s for s in model.services}
+        assert by_app["/b"].settings.vhosts == () and by_app["/b"].mode == "http"
+        assert by_app["/a"].settings.rule.split == (("/a", 0, weight_a), ("/b", 0, weight_b))
+        assert not model.problems
 
 
 def test_header_routes_claim_apart_from_the_plain_route() -> None:
