@@ -56,7 +56,8 @@ _MLB_KIND_OF = {name: kind for kind, name in MLB_MAP_NAMES.items()}
 BLOCK_MARKER = "# servicerouter map entries: the map files named below are written from these lines"
 FILE_PREFIX = "#map-file "
 ENTRY_PREFIX = "#map "
-MAP_NAME_RE = re.compile(r"^(http|https|appid)-[0-9]{1,6}-(beg|end|str|int)\.map$")
+MAP_NAME_RE = re.compile(r"^((http|https|appid)-[0-9]{1,6}-(beg|end|str)"
+                         r"|split-(http|https)-[0-9]{1,6}-int)\.map$")
 # The draw of a split: ``rand(SPLIT_RANGE)`` is in [0, SPLIT_RANGE).  Fixed, so that a
 # weight change never touches the config's text.  2^6 * 3^2 * 5^4 * 7 * 11 * 13: every
 # total of weights made of these factors (1..16, 20, 25, 50, 100, 1000, 10000...) cuts it
@@ -175,6 +176,7 @@ def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
             segments.insert(last, (kind, []))
     out: list[str] = []
     count = 0
+    splits = 0
     mlb_done: set[str] = set()
     for segment in segments:
         if isinstance(segment, str):
@@ -184,8 +186,11 @@ def assemble(frontend: str, rules: Iterable[Rule | None], map_dir: str,
             if not map_dir:  # map files off: the rand() lines
                 out.append(segment.fallback)
                 continue
-            count += 1
-            path = f"{map_dir}/{frontend}-{count}-int.map"
+            # Named apart from the frontend's runs ("split-http-1-int.map"): a split is
+            # no run of host entries, and its number counts splits only, so a host map
+            # appearing before it never renames it.
+            splits += 1
+            path = f"{map_dir}/split-{frontend}-{splits}-int.map"
             maps[path] = list(segment.entries)
             out.append(f"  use_backend %[rand({SPLIT_RANGE}),map_int({path})] "
                        f"if {segment.condition}\n")
@@ -270,7 +275,8 @@ def parse_map_block(text: str, map_dir: str | None) -> MapFiles:
 
 
 def map_kind(path: str) -> str:
-    """"beg", "end", "str", or marathon-lb's "dom" / "app", from a map file's name."""
+    """"beg", "end", "str", "int" (a split), or marathon-lb's "dom" / "app", from a map
+    file's name."""
     name = path.rsplit("/", 1)[-1]
     if name in _MLB_KIND_OF:
         return _MLB_KIND_OF[name]

@@ -31,7 +31,7 @@ from servicerouter.rules.model import validate_rule
 from servicerouter.rules.overlay import overlay_rules
 from tests.harness import self_signed_cert
 
-SPLIT_LINE = re.compile(r"^  use_backend %\[rand\((\d+)\),map_int\((\S+/https?-\d+-int\.map)\)\] "
+SPLIT_LINE = re.compile(r"^  use_backend %\[rand\((\d+)\),map_int\((\S+/split-https?-1-int\.map)\)\] "
                         r"if \{ req\.hdr\(host\),field\(1,:\),lower -m str shop\.test \}$",
                         re.MULTILINE)
 

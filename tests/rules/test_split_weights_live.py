@@ -1,6 +1,7 @@
 """End to end: a canary's weights stepped through /api/rules on a live router (--sse
 --manage-haproxy on the emulator) move real requests with 0 reloads, on the same
-HAProxy processes: each step is ``add map``/``del map`` of the split's ranges."""
+HAProxy processes, and no request in between misses: each step is ``add map``/``del
+map`` of the split's ranges, the new ones added before the old ones go."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from servicerouter.emulator.marathon import MarathonEmulator
 from servicerouter.render.routing import SPLIT_RANGE
-from tests.engine.live_router import RouterProcess, http_port
+from tests.engine.live_router import LoadGenerator, RouterProcess, http_port
 from tests.engine.test_mlb_maps_live import haproxy_pids
 from tests.harness import Backend, wait_until
 from tests.rules.test_rules_live import TOKEN, api, routed, web
@@ -65,6 +66,8 @@ def test_stepping_a_canarys_weights_moves_requests_without_a_reload(
         wait_until(lambda: len(haproxy_pids(router.workdir / "haproxy.cfg")) == 2, 15)
         processes = haproxy_pids(router.workdir / "haproxy.cfg")
         before = router.status()
+        # a steady client while the ranges change: no draw may ever miss (no 503)
+        load = LoadGenerator([(http, "shop.test")], threads=1).start()
         seen: list[str] = []
         for shop, canary in ((95, 5), (80, 20), (50, 50), (20, 80)):
             for app_id, weight in (("/shop", shop), ("/canary", canary)):
@@ -79,6 +82,8 @@ def test_stepping_a_canarys_weights_moves_requests_without_a_reload(
             spread = math.sqrt(REQUESTS * (canary / (shop + canary)) * (shop / (shop + canary)))
             assert abs(counts["canary"] - expected) <= 5 * spread, (shop, canary, counts)
             seen.append(f"{shop}/{canary}: {counts['shop']}/{counts['canary']}")
+        load.stop()
+        assert load.sent > 0 and not load.failures, (load.sent, load.failures[:5])
         after = router.status()
         assert after["reloads"] == before["reloads"], "a weight step reloaded HAProxy"
         assert after["failed_reloads"] == 0
