@@ -204,9 +204,13 @@ class RuntimeApplier:
             self.stats.draining = len(self._draining)
 
     def _apply_maps(self, plan: RuntimePlan) -> None:
-        """Map entries (vhosts, paths, app ids) changed live, on the maps' own paths.
+        """Map entries (vhosts, paths, app ids, split ranges) changed live, on the maps'
+        own paths.
 
-        HAProxy answers nothing to a command it carried out, an error otherwise.
+        Additions before deletions: a split's integer map is a list HAProxy walks in
+        order and ``add map`` appends, so the old ranges answer until they go and the
+        new ones from then on; no draw ever finds no range.  HAProxy answers nothing
+        to a command it carried out, an error otherwise.
         """
         api = self.api
         for path, key, value in plan.map_set:
