@@ -268,7 +268,7 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
     mlb = MlbMaps(options, frag)  # --haproxy-map: marathon-lb's files and their lines
     mlb_rules = any(not frag[name].builtin for name in FAMILY + REDIRECTS)  # mlb_frontend
     host_names: dict[str, str] = {}  # task host -> its cleaned name, for this render
-    ruled_cache: dict[str, Any] = {}
+    ruled_cache: dict[str, Any] = {"maps": (map_http, map_https)}  # rule_routes.py
     # Vhost rules: (rank, sequence, http rule, https rule). HAProxy takes the first
     # use_backend that matches, so they are written by rank (longest path first);
     # equal ranks keep service order, as servicerouter.py.

@@ -43,6 +43,7 @@ _LOOKUPS = {
     "beg": f"var({ROUTE_VAR}),map_beg",  # exact host (+ path prefix): longest prefix
     "end": "req.hdr(host),field(1,:),lower,map_end",  # wildcard host: first in file order
     "str": "req.hdr(x-marathon-app-id),lower,map_str",  # app id: exact
+    "path": "path,map_beg",  # an operator rule's path on any host: longest prefix
 }
 # Kinds whose lookup is a list (order matters): an entry added at runtime goes last.
 ORDERED_KINDS = frozenset({"end"})
@@ -56,7 +57,7 @@ _MLB_KIND_OF = {name: kind for kind, name in MLB_MAP_NAMES.items()}
 BLOCK_MARKER = "# servicerouter map entries: the map files named below are written from these lines"
 FILE_PREFIX = "#map-file "
 ENTRY_PREFIX = "#map "
-MAP_NAME_RE = re.compile(r"^((http|https|appid)-[0-9]{1,6}-(beg|end|str)"
+MAP_NAME_RE = re.compile(r"^((http|https|appid)-[0-9]{1,6}-(beg|end|str|path)"
                          r"|split-(http|https)-[0-9]{1,6}-int)\.map$")
 # The draw of a split: ``rand(SPLIT_RANGE)`` is in [0, SPLIT_RANGE).  Fixed, so that a
 # weight change never touches the config's text.  2^6 * 3^2 * 5^4 * 7 * 11 * 13: every
@@ -69,7 +70,7 @@ SPLIT_RANGE = 360_360_000
 class MapEntry:
     """One rule a map can hold: its lookup kind, key and backend."""
 
-    kind: str  # "beg", "end" or "str"
+    kind: str  # "beg", "end", "str" or "path"
     key: str
     backend: str
 
@@ -275,8 +276,8 @@ def parse_map_block(text: str, map_dir: str | None) -> MapFiles:
 
 
 def map_kind(path: str) -> str:
-    """"beg", "end", "str", "int" (a split), or marathon-lb's "dom" / "app", from a map
-    file's name."""
+    """"beg", "end", "str", "path", "int" (a split), or marathon-lb's "dom" / "app", from
+    a map file's name."""
     name = path.rsplit("/", 1)[-1]
     if name in _MLB_KIND_OF:
         return _MLB_KIND_OF[name]

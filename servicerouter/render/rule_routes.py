@@ -6,7 +6,10 @@ line per route with anonymous ACLs, written by servicerouter itself rather
 than by a template fragment: every value in it was validated as one safe token
 when the rule was written and again when it was derived, and host names are
 lower-cased here.  Rules without any of these route through the map files
-like labels (servicerouter.render.routing).
+like labels (servicerouter.render.routing), and so do paths on any host without
+headers, split or ``-i``: a ``path,map_beg`` map after every host route (the
+longest prefix wins, as the lines' order by length said), so changing them is
+map entries too.
 
 A split of one route between ports is one :class:`~servicerouter.render.routing.SplitRoute`:
 a single draw ``rand(SPLIT_RANGE)`` looked up in a map file of integer ranges,
@@ -26,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from servicerouter.model.rule_values import RuleExtras
-from servicerouter.render.routing import SPLIT_RANGE, SplitRoute
+from servicerouter.render.routing import SPLIT_RANGE, MapEntry, SplitRoute
 
 # Defence in depth: what may appear in a condition here (validated upstream).
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/@+=,%~!*()&;?*-]{1,1024}$")
@@ -123,7 +126,8 @@ def needs_own_lines(extras: RuleExtras | None) -> bool:
     return extras is not None and bool(extras.headers or extras.split)
 
 
-Route = tuple[tuple[int, int, int, bool], int, str | SplitRoute, str | SplitRoute]
+Route = tuple[tuple[int, int, int, bool], int, str | MapEntry | SplitRoute,
+              str | MapEntry | SplitRoute]
 
 
 def rule_routes(service: Any, services: Sequence[Any], sequence: int,
@@ -143,10 +147,14 @@ def rule_routes(service: Any, services: Sequence[Any], sequence: int,
     routes: list[Route] = []
     weight = service.settings.backend_weight
     ignore_case = extras.path_ignore_case
+    maps_on: tuple[bool, bool] = cache.get("maps", (False, False))  # (HTTP, HTTPS)
+    plain = not (extras.headers or extras.split or ignore_case)
     for path in extras.any_host_paths:
         text = route_lines(service.backend, extras, None, path, ignore_case, backends)
+        entry = MapEntry("path", _safe(path), _safe(service.backend)) if plain else None
         routes.append(((ANY_HOST_RANK, -len(path), -weight, True), sequence + len(routes),
-                       text, text))
+                       entry if entry and maps_on[0] else text,
+                       entry if entry and maps_on[1] else text))
     own = needs_own_lines(extras)
     if own:
         hidden = service.shadowed_vhosts

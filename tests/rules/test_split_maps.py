@@ -171,3 +171,40 @@ def test_new_ranges_are_added_before_the_old_ones_go(tmp_path: Path) -> None:
     kinds = [command.split()[0] for command in api.commands]
     assert kinds == ["add"] * 4 + ["del"] * 4, api.commands
     assert all(command.split()[1] == "map" for command in api.commands)
+
+
+def render_paths(tmp_path: Path, paths: list[str], **rule: Any) -> str:
+    rules = [{"app_id": "/other", "paths": paths, **rule},
+             {"app_id": "/shop", "hosts": ["shop.test"]}]
+    rule_set = {r.id: r for r in map(validate_rule, rules)}
+    model = build_model(overlay_rules(canary_apps(), rule_set), ["*"], lambda host: host)
+    options = RenderOptions(map_dir=mapfiles.default_map_dir(str(tmp_path / "haproxy.cfg")),
+                            default_cert=self_signed_cert(tmp_path / "tls.pem"))
+    return render_config(model.services, load_fragments(), options)
+
+
+def test_paths_on_any_host_are_a_path_map_after_the_host_routes(
+    tmp_path: Path, haproxy_bin: str,
+) -> None:
+    """A rule's paths without hosts (no headers, no split, case kept): one ``map_beg`` on
+    the path after the host maps; new paths are map entries, no reload."""
+    text = render_paths(tmp_path, ["/docs", "/docs/v2"])
+    frontend = text[text.index("frontend marathon_http_in"):]
+    frontend = frontend[:frontend.index("\n\n")]
+    lookups = re.findall(r"^  use_backend %\[(\S+)\((\S+)\)\]", frontend, re.MULTILINE)
+    # (the wildcard map, empty here, is read last, as it was after the path lines)
+    assert [(lookup, path.rsplit("/", 1)[1]) for lookup, path in lookups] == [
+        ("var(txn.sr_route),map_beg", "http-1-beg.map"), ("path,map_beg", "http-2-path.map"),
+        ("req.hdr(host),field(1,:),lower,map_end", "http-3-end.map")]
+    entries = parse_map_block(text, str(tmp_path / "haproxy.cfg.maps")).files
+    assert entries[lookups[1][1]] == (("/docs/v2", "other_21002"), ("/docs", "other_21002"))
+    haproxy_accepts(tmp_path, text, haproxy_bin)
+    moved = render_paths(tmp_path, ["/help"])
+    haproxy_accepts(tmp_path, moved, haproxy_bin)
+    plan = plan_runtime_update(parse_config(text), parse_config(moved)).plan
+    assert plan is not None
+    assert {(key, value) for _path, key, value in plan.map_add} == {("/help", "other_21002")}
+    assert {key for _path, key, _value in plan.map_del} == {"/docs", "/docs/v2"}
+    # ignoring case, a path stays a line of its own (a map lookup cannot ignore case)
+    lines = render_paths(tmp_path, ["/docs"], path_ignore_case=True)
+    assert "-path.map" not in lines and "{ path_beg -i /docs }" in lines

@@ -1,7 +1,8 @@
 """End to end: a canary's weights stepped through /api/rules on a live router (--sse
 --manage-haproxy on the emulator) move real requests with 0 reloads, on the same
 HAProxy processes, and no request in between misses: each step is ``add map``/``del
-map`` of the split's ranges, the new ones added before the old ones go."""
+map`` of the split's ranges, the new ones added before the old ones go.  Moving the
+paths of a rule on any host is map entries too."""
 
 from __future__ import annotations
 
@@ -52,16 +53,19 @@ def test_stepping_a_canarys_weights_moves_requests_without_a_reload(
     with MarathonEmulator(keepalive_interval=1.0) as emu:
         web(emu, shop_backend, "/shop")
         web(emu, canary_backend, "/canary")
+        web(emu, backend_factory("docs"), "/docs")
         router = start_router(emu, "--status-token", TOKEN)
         started = router.status()["reloads"]
         for app_id, weight in (("/shop", 95), ("/canary", 5)):
             made = api(router, "PUT", f"/api/rules/{app_id}:0",
                        {"hosts": ["shop.test"], "weight": weight})
             assert made.status_code == 200, made.text
+        assert api(router, "PUT", "/api/rules//docs:0", {"paths": ["/docs"]}).ok  # any host
         wait_until(lambda: shares_are(router, 95, 5), 15)  # a new route: a reload
         wait_until(lambda: router.status()["reloads"] > started, 15)
         http = http_port(router)
         wait_until(lambda: routed(http, "shop.test") in ("shop", "canary"), 10)
+        wait_until(lambda: routed(http, "any.test", "/docs/x") == "docs", 10)
         # the master and its one worker, once the worker before the reload is gone
         wait_until(lambda: len(haproxy_pids(router.workdir / "haproxy.cfg")) == 2, 15)
         processes = haproxy_pids(router.workdir / "haproxy.cfg")
@@ -82,6 +86,10 @@ def test_stepping_a_canarys_weights_moves_requests_without_a_reload(
             spread = math.sqrt(REQUESTS * (canary / (shop + canary)) * (shop / (shop + canary)))
             assert abs(counts["canary"] - expected) <= 5 * spread, (shop, canary, counts)
             seen.append(f"{shop}/{canary}: {counts['shop']}/{counts['canary']}")
+        # paths on any host: a path map too, so moving them is map entries as well
+        assert api(router, "PUT", "/api/rules//docs:0", {"paths": ["/help"]}).ok
+        wait_until(lambda: routed(http, "any.test", "/help/x") == "docs", 10)
+        assert routed(http, "any.test", "/docs/x") == "503"
         load.stop()
         assert load.sent > 0 and not load.failures, (load.sent, load.failures[:5])
         after = router.status()
