@@ -1,4 +1,4 @@
-"""Route lines of operator rules that no map can hold.  Pure: values in, text out.
+"""Routes of operator rules that a host map cannot hold.  Pure: values in, text out.
 
 A rule with header matches, a weighted split, or paths on any host
 (:class:`~servicerouter.model.rule_values.RuleExtras`) gets one ``use_backend``

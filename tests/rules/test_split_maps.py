@@ -25,7 +25,7 @@ from servicerouter.apply.runtime_api import RuntimeApplier
 from servicerouter.model.services import build_model
 from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.fragments import load_fragments
-from servicerouter.render.routing import SPLIT_RANGE, parse_map_block
+from servicerouter.render.routing import BLOCK_MARKER, SPLIT_RANGE, parse_map_block
 from servicerouter.render.rule_routes import split_ranges
 from servicerouter.rules.model import validate_rule
 from servicerouter.rules.overlay import overlay_rules
@@ -208,3 +208,15 @@ def test_paths_on_any_host_are_a_path_map_after_the_host_routes(
     # ignoring case, a path stays a line of its own (a map lookup cannot ignore case)
     lines = render_paths(tmp_path, ["/docs"], path_ignore_case=True)
     assert "-path.map" not in lines and "{ path_beg -i /docs }" in lines
+
+
+def test_only_split_and_path_maps_named_as_the_render_names_them_are_read() -> None:
+    """The map block is confined to our own names: a split's file per HTTP/HTTPS
+    frontend, a path map per shared frontend, nothing else."""
+    names = ["split-http-1-int.map", "split-https-12-int.map", "http-3-path.map",
+             "split-appid-1-int.map", "split-http-1-beg.map", "http-1-int.map",
+             "split-http-x-int.map", "../split-http-1-int.map"]
+    block = "".join(f"#map-file /m/{name}\n#map 0:1 be\n" for name in names)
+    text = f"frontend f\n\n{BLOCK_MARKER}\n{block}"
+    read = {path.rsplit("/", 1)[1] for path in parse_map_block(text, "/m").files}
+    assert read == {"split-http-1-int.map", "split-https-12-int.map", "http-3-path.map"}
