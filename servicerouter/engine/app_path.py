@@ -195,8 +195,10 @@ def _maps_only(text: str, block: int, path: str) -> bool:
         end = block if end < 0 or end > block else end
         rules = [line for line in text[start:end].splitlines()
                  if line.lstrip().startswith("use_backend ")]
+        # A rule's weighted split reads a map too, but it is a route of its own whose
+        # place among the host routes depends on every app's ranks (render.rule_routes).
         if start < 0 or any(not line.lstrip().startswith("use_backend %[") or "map" not in line
-                            for line in rules):
+                            or "map_int(" in line for line in rules):
             return False
         found = True
         at = text.find(path, end)

@@ -220,3 +220,21 @@ def test_only_split_and_path_maps_named_as_the_render_names_them_are_read() -> N
     text = f"frontend f\n\n{BLOCK_MARKER}\n{block}"
     read = {path.rsplit("/", 1)[1] for path in parse_map_block(text, "/m").files}
     assert read == {"split-http-1-int.map", "split-https-12-int.map", "http-3-path.map"}
+
+
+def test_the_app_path_leaves_a_frontend_with_a_split_to_the_full_path(tmp_path: Path) -> None:
+    """A split's line reads a map but is a route of its own, ranked among the host routes:
+    an app update cannot move exact-host entries around it alone (a vhost/path that ranks
+    before the split would land after it); a path map (after every host) can stay."""
+    from servicerouter.engine.app_path import _maps_only
+
+    text = render(tmp_path, 80, 20)
+    block = text.rfind("\n" + BLOCK_MARKER + "\n")
+    beg = next(path for path in parse_map_block(text, str(tmp_path / "haproxy.cfg.maps")).files
+               if path.endswith("-beg.map"))
+    assert not _maps_only(text, block, beg)
+    paths = render_paths(tmp_path, ["/docs"])
+    block = paths.rfind("\n" + BLOCK_MARKER + "\n")
+    beg = next(path for path in parse_map_block(paths, str(tmp_path / "haproxy.cfg.maps")).files
+               if path.endswith("-beg.map"))
+    assert _maps_only(paths, block, beg)
