@@ -34,7 +34,11 @@ log = logging.getLogger("servicerouter.live")
 class ConfigApplier:
     """Part of :class:`~servicerouter.engine.live.LiveRouter`: the config HAProxy runs and how it changes."""
 
+    apply_error: str | None = None  # why the last apply failed (a one-shot's result says it)
+    _said_unvalidated = False  # haproxy is not installed: said once
+
     def _apply(self, text: str, services: tuple[Service, ...], options: RenderOptions) -> bool:
+        self.apply_error = None
         certs = self._cert_plan()
         if text == self._applied_text:
             if certs.empty:
@@ -56,6 +60,7 @@ class ConfigApplier:
             log.info("trying again the config whose apply failed")
         validated, services, text = self._validate_or_quarantine(text, services, options)
         if not validated:
+            self.apply_error = "HAProxy rejects the new config"
             self._failed_text, self._failed_certs = text, certs_key
             self.state.last_apply = "failed"
             return False
@@ -70,6 +75,8 @@ class ConfigApplier:
             self._config_file.settle()
             announce = ("config changed - reloading HAProxy" if self.reloader is not None
                         else "writing the config HAProxy will start on")
+            if self.settings.one_shot:  # servicerouter.py's line
+                announce = "running config is different from generated config - reloading"
             applied = haproxy.apply_config(text, settings.config_path, validate=False,
                                            haproxy_bin=settings.haproxy_bin, reload=None,
                                            map_dir=settings.render_options.map_dir,
@@ -88,9 +95,13 @@ class ConfigApplier:
                 break
             services, text = again
         if not result.ok:
+            self.apply_error = result.message
             self._restore_running_config(text)
             self._failed_text, self._failed_certs = text, certs_key
             self.state.last_apply = "failed"
+            if self.settings.one_shot:
+                log.error("keeping the config that was in place; the next run tries again")
+                return False
             self._apply_failures += 1
             delay = self.backoff.delay(self._apply_failures - 1)
             log.error("keeping the running config; trying again in %.1fs (or on SIGHUP)", delay)
@@ -130,6 +141,10 @@ class ConfigApplier:
         path = self.router.settings.config_path
         self._config_file.settle()
         if text is None:
+            if self.settings.one_shot:  # most likely no HAProxy running yet
+                log.warning("kept the new %s (there was none before): HAProxy reads it "
+                            "when it starts", path)
+                return
             # No config when we started: remove the one HAProxy refused, or a restart
             # of servicerouter would take it for the running one and never reload.
             if haproxy.read_current(path) == failed.encode("utf-8"):
@@ -138,7 +153,8 @@ class ConfigApplier:
         if haproxy.read_current(path) == text.encode("utf-8"):
             return
         if self._write(text):
-            log.warning("restored %s to the config HAProxy runs", path)
+            log.warning("restored the previous %s (the config HAProxy runs), so a later "
+                        "sync tries again", path)
 
     def _try_runtime(self, text: str, parsed: ParsedConfig,
                      certs: CertPlan | None = None,
@@ -249,7 +265,13 @@ class ConfigApplier:
 
     def _check(self, text: str) -> tuple[bool, str]:
         settings = self.router.settings
-        if not settings.validate or not haproxy.haproxy_available(settings.haproxy_bin):
+        if not settings.validate:
+            return True, ""
+        if not haproxy.haproxy_available(settings.haproxy_bin):
+            if not self._said_unvalidated:
+                self._said_unvalidated = True
+                log.warning("%s not found: writing the config without validating it",
+                            settings.haproxy_bin)
             return True, ""
         directory = os.path.dirname(os.path.abspath(settings.config_path))
         map_dir = settings.render_options.map_dir

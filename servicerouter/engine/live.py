@@ -44,7 +44,7 @@ from servicerouter.engine.app_path import RoutingIndex
 from servicerouter.engine.applier import ConfigApplier
 from servicerouter.engine.cert_swaps import CertificateSwaps
 from servicerouter.engine.config_file import ConfigFile
-from servicerouter.engine.dry_preview import print_dry
+from servicerouter.engine.full_apply import apply_full_pass
 from servicerouter.engine.intake import EventIntake
 from servicerouter.engine.live_state import (
     MAX_HINT_REFETCH,
@@ -311,19 +311,10 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self.state.apps = model.app_count
         self.state.tasks = model.task_count
         services, text = rendered.services, rendered.text
-        if settings.dry:
-            if text != self._applied_text:
-                print_dry(router, text)
-                self._applied_text = text
-            self._set_services(services)
-            return True
-        if removal_guard.removal_held(self, text, model.app_count, kind == "full"):
-            return True  # the last config keeps serving (servicerouter.engine.holds)
-        self._running = None
-        ok = self._apply(text, services, options)
+        ok = apply_full_pass(self, derived, fresh=kind == "full")  # shared with the one-shot
         # Quarantined apps are left out (or frozen) of ``text`` as of this sync; the task
         # path keeps the rest exact (events of those apps go the full way: see task_path).
-        if ok and self._applied_text == text:
+        if ok and self._running is None and not settings.dry and self._applied_text == text:
             self._running = RunningConfig(replace(model, services=services), options,
                                           self._applied_text)
             if options.map_dir is not None:  # now, not on the next app update's event path

@@ -63,6 +63,12 @@ class LiveSettings:
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
     runtime_updates: bool = True
+    # One sync, then the process exits (servicerouter.py's default mode, see
+    # servicerouter.engine.one_shot): no retry timers, servicerouter.py's log line, a
+    # first config kept when its reload fails (HAProxy reads it when it starts), and
+    # a config whose every app HAProxy rejects leaves the old one in place (with no
+    # earlier good version to tell a bad app from bad templates).
+    one_shot: bool = False
 
 
 @dataclass

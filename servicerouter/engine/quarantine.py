@@ -52,6 +52,12 @@ class QuarantineKeeper:
                 return False, services, text
         good, bad = find_culprits(trusted, suspects,
                                   lambda app_ids: self._check(render_apps(app_ids)))
+        if self.settings.one_shot and bad and not good:
+            # No earlier good version to go by: HAProxy rejecting every app says more
+            # about the templates than about the apps.  servicerouter.py's contract.
+            log.error("HAProxy rejects the config of every app; keeping the config in "
+                      "place:\n%s", _tail(next(iter(bad.values())), 5))
+            return False, services, text
         now = time.time()
         for app_id, why in bad.items():
             entry = self.quarantine.get(app_id)

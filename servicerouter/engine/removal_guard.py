@@ -274,15 +274,6 @@ def previous_on_disk(router: Any) -> dict[str, frozenset[str]] | None:
     return routed_of(parse_config(current.decode("utf-8", "replace")))
 
 
-def check_one_shot(router: Any, previous: Routed | None, text: str, apps: int) -> Decision:
-    """``Router.sync``'s hook: hold ``text`` if it removes too much of ``previous``."""
-    if not router.removal_guard.settings.enabled:
-        return Decision(APPLY)
-    if not previous:  # nothing routed yet: check() ignores the new config, so skip parsing it
-        return router.removal_guard.check(previous, {}, apps)
-    return router.removal_guard.check(previous, routed_of(parse_config(text)), apps)
-
-
 def preview_dry(router: Any, previous: Routed | None, text: str, apps: int) -> None:
     """--dry: say when a real run would hold this removal (nothing is kept or counted)."""
     settings: HoldSettings = router.removal_guard.settings
@@ -316,14 +307,16 @@ def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:
     guard: RemovalGuard = live.router.removal_guard
     if not guard.settings.enabled or live.router.settings.dry:
         return False
-    if text == live._applied_text and guard.state is None:  # nothing removed, nothing held
+    # Nothing removed and nothing held (by this process or, kept on disk, an earlier one)
+    if text == live._applied_text and guard._load() is None:
         return False
     decision = guard.check(live_previous(live), guard.routed(live._parse(text)) or {}, apps,
                            live.metrics, fresh)
     if not decision.held:
         return False
     live.state.last_apply = "held"
-    guard.schedule_recheck(lambda: live.request_resync("removal hold recheck"))
+    if not live.settings.one_shot:  # a one-shot's next run is the recheck
+        guard.schedule_recheck(lambda: live.request_resync("removal hold recheck"))
     return True
 
 
@@ -342,7 +335,6 @@ __all__ = [
     "EXIT_HELD",
     "HOLD_FILE",
     "RemovalGuard",
-    "check_one_shot",
     "confirm_removal",
     "load_hold",
     "preview_dry",

@@ -219,39 +219,24 @@ class Router:
             log.error("keeping the current config: %s", err)
             return SyncResult(ok=False, error=str(err), timings=timings)
 
-        from servicerouter.apply import haproxy
-        from servicerouter.apply.fd_budget import fd_report
         from servicerouter.engine import removal_guard
-        from servicerouter.engine.dry_preview import print_dry
+        from servicerouter.engine.one_shot import apply_once
 
-        settings = self.settings
-        previous = removal_guard.previous_on_disk(self)  # what HAProxy is given now
+        # --health-check keeps a task of unknown health where the config on disk has it.
+        previous = removal_guard.previous_on_disk(self) if self.settings.health_check else None
         derived = self.full_pass(apps, previous, timings=timings)
         model = derived.model
         if derived.rendered is None:
             return SyncResult(ok=False, error=derived.error, timings=timings, model=model)
-        text = derived.rendered.text
-
         mark = time.perf_counter()
-        if settings.dry:
-            removal_guard.preview_dry(self, previous, text, model.app_count)
-            print_dry(self, text)
-            timings["write"] = time.perf_counter() - mark
-            return SyncResult(ok=True, timings=timings, model=model)
-        if removal_guard.check_one_shot(self, previous, text, model.app_count).held:
-            return SyncResult(ok=False, held=True, timings=timings, model=model,
-                              error="a large removal is held")
-        if settings.reload:  # before HAProxy can fail for want of file descriptors
-            fd_problem, _load = fd_report(text, managed=False)
-            if fd_problem:
-                log.error("%s", fd_problem)
-        applied = haproxy.apply_config(
-            text, settings.config_path, validate=settings.validate,
-            haproxy_bin=settings.haproxy_bin,
-            reload=list(settings.reload) if settings.reload else None,
-            map_dir=derived.options.map_dir,
-        )
+        # The live engine's apply step, once (servicerouter.engine.one_shot).
+        applied = apply_once(self, derived)
         timings["write"] = time.perf_counter() - mark
+        if self.settings.dry:
+            return SyncResult(ok=True, timings=timings, model=model)
+        if applied.held:
+            return SyncResult(ok=False, held=True, timings=timings, model=model,
+                              error=applied.error)
         if self._fast_path is not None:
             self._fast_path.applied(applied.ok, model, self.certificates)
         timings["total"] = time.perf_counter() - start
@@ -262,7 +247,7 @@ class Router:
             timings["certs"], timings["render"], timings["write"], timings["total"],
             model.app_count, model.task_count, len(model.services), len(model.problems),
         )
-        return SyncResult(ok=applied.ok, changed=applied.written, reloaded=applied.reloaded,
+        return SyncResult(ok=applied.ok, changed=applied.changed, reloaded=applied.reloaded,
                           error=applied.error, timings=timings, model=model,
                           certificates=self.certificates)
 
