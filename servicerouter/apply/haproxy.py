@@ -1,14 +1,16 @@
 """Putting a config in place: the apply stage.
 
 The rules, in order: a config equal to the file on disk changes nothing (no
-write, no reload); a new config is written to a temporary file created
-exclusively in the target's own directory, checked there with
-``haproxy -c``, given the old file's permissions and renamed over the old
-file in one step, so HAProxy can only ever read the old config or the new
-one, complete.  A config HAProxy rejects is never put in place.  Then the
-reload command runs; if it fails, the previous file is put back, so the file
-on disk is never a config HAProxy did not load and the next run tries again
-(with no previous file, the validated new one stays for HAProxy to start with).
+write, no reload); a new config is checked with ``haproxy -c`` beside
+the target, then written to a temporary file created exclusively in the
+target's own directory, given the old file's permissions and renamed over the
+old file in one step, so HAProxy can only ever read the old config or the new
+one, complete.  A config HAProxy rejects is never put in place
+(:func:`check_candidate` runs before the write).  The engine
+(:mod:`servicerouter.engine.applier`) puts these steps in order for every mode,
+one-shot and live, and reloads; after a failed reload it puts the previous file
+back (:func:`put_back`), so the file on disk is never a config HAProxy did not
+load and the next run tries again.
 """
 
 from __future__ import annotations
@@ -355,32 +357,37 @@ def _tail_text(data: bytes) -> str:
     return text
 
 
-def run_reload(command: list[str], timeout: float = 120.0) -> bool:
-    """:func:`reload_with_output`, failure logged, for callers that only need to know."""
-    ok, message = reload_with_output(command, timeout)
-    if not ok:
-        log.error("%s", message)
-    return ok
+def check_candidate(text: str, config_path: str, haproxy_bin: str = "haproxy",
+                    map_dir: str | None = None) -> tuple[bool, str]:
+    """``haproxy -c`` of a candidate config before anything of it is put in place.
+
+    Checked beside ``config_path`` (paths in it resolve as they will there), in an
+    exclusive temporary file, removed after (:func:`check_text`); with the map files it
+    reads when it reads any (:func:`servicerouter.apply.mapfiles.check_text`).  The
+    message names the file ``<config>``.
+    """
+    directory = os.path.dirname(os.path.abspath(config_path))
+    if mapfiles.maps_of(text, map_dir).files:
+        return mapfiles.check_text(text, map_dir, directory, haproxy_bin)
+    return check_text(text, directory, haproxy_bin, ".sr-check-")
 
 
 def apply_config(
     text: str,
     path: str,
     *,
-    validate: bool = True,
-    haproxy_bin: str = "haproxy",
-    reload: list[str] | None = None,
     current: bytes | None = None,
     map_dir: str | None = None,
     announce: str = "running config is different from generated config - reloading",
 ) -> ApplyResult:
-    """Write ``text`` to ``path`` if it differs, validated, then reload.
+    """Write ``text`` to ``path`` if it differs: atomically, with the old file's mode.
 
+    Validating before and reloading after are the engine's
+    (:class:`servicerouter.engine.applier.ConfigApplier`), one way for every mode.
     ``current`` is the file's content if the caller already read it.  With
-    ``map_dir``, the map files the text reads (its map block) are checked with
-    it and written there just before the config (:mod:`servicerouter.apply.mapfiles`).
-    ``announce`` is the line logged when the file changes (servicerouter.py's by
-    default; a caller that is about to *start* HAProxy says so instead of "reloading").
+    ``map_dir``, the map files the text reads (its map block) are written there
+    just before the config (:mod:`servicerouter.apply.mapfiles`).  ``announce`` is
+    the line logged when the file changes.
     """
     data = text.encode("utf-8")
     if current is None:
@@ -389,30 +396,13 @@ def apply_config(
         log.debug("config unchanged, nothing to do")
         return ApplyResult(changed=False)
     directory = os.path.dirname(os.path.abspath(path))
-    basename = os.path.basename(path)
-    mode = _target_mode(path)
-    existed = current is not None or os.path.lexists(path)
     log.info("%s", announce)
     try:
-        tmp = write_temp(directory, basename, data, mode)
+        tmp = write_temp(directory, os.path.basename(path), data, _target_mode(path))
     except OSError as err:
         log.error("cannot write a temporary config in %s: %s", directory, err)
         return ApplyResult(changed=True, error=f"cannot write in {directory}: {err}")
     try:
-        if validate:
-            if haproxy_available(haproxy_bin):
-                if mapfiles.maps_of(text, map_dir).files:
-                    ok, message = mapfiles.check_text(text, map_dir, directory, haproxy_bin)
-                    message = message.replace("<config>", tmp)
-                else:
-                    ok, message = check_config(tmp, haproxy_bin)
-                if not ok:
-                    shown = message.replace(tmp, "<new config>")
-                    log.error("HAProxy rejected the new config; keeping %s as it is:\n%s",
-                              path, shown)
-                    return ApplyResult(changed=True, error=f"haproxy -c failed: {shown}")
-            else:
-                log.warning("%s not found: writing the config without validating it", haproxy_bin)
         mapfiles.install(text, map_dir)
         os.replace(tmp, path)
         tmp = ""
@@ -423,33 +413,7 @@ def apply_config(
     finally:
         if tmp:
             _unlink(tmp)
-    if not reload:
-        return ApplyResult(changed=True, written=True)
-    ok, message = reload_with_output(reload)
-    if ok:
-        return ApplyResult(changed=True, written=True, reloaded=True)
-    log.error("%s", message)
-    if existed:
-        # HAProxy did not load the new file: it must not stay as if it were running,
-        # or the next run would find it "unchanged" and never reload again.
-        put_back(path, current, mode, existed=True)
-        if current is not None:
-            restore_maps(current, map_dir)
-    else:
-        # Nothing to go back to, and most likely no HAProxy running yet (a reload of
-        # a stopped service fails): keep the validated config it will start with.
-        log.warning("kept the new %s (there was none before): HAProxy reads it when it "
-                    "starts", path)
-        return ApplyResult(changed=True, written=True, error=f"reload failed: {message}")
-    return ApplyResult(changed=True, error=f"reload failed: {message}")
-
-
-def restore_maps(previous: bytes, map_dir: str | None) -> None:
-    """The map files of the config put back (after a failed reload), logged on failure."""
-    try:
-        mapfiles.install(previous.decode("utf-8", "replace"), map_dir)
-    except OSError as err:
-        log.error("cannot restore the map files in %s: %s", map_dir, err)
+    return ApplyResult(changed=True, written=True)
 
 
 def put_back(path: str, previous: bytes | None, mode: int = DEFAULT_MODE, *,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 
-from servicerouter.apply import haproxy, mapfiles
+from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import (
     ParsedConfig,
     RuntimePlan,
@@ -77,8 +76,7 @@ class ConfigApplier:
                         else "writing the config HAProxy will start on")
             if self.settings.one_shot:  # servicerouter.py's line
                 announce = "running config is different from generated config - reloading"
-            applied = haproxy.apply_config(text, settings.config_path, validate=False,
-                                           haproxy_bin=settings.haproxy_bin, reload=None,
+            applied = haproxy.apply_config(text, settings.config_path,
                                            map_dir=settings.render_options.map_dir,
                                            announce=announce)
             if not applied.ok:
@@ -273,13 +271,8 @@ class ConfigApplier:
                 log.warning("%s not found: writing the config without validating it",
                             settings.haproxy_bin)
             return True, ""
-        directory = os.path.dirname(os.path.abspath(settings.config_path))
-        map_dir = settings.render_options.map_dir
-        if mapfiles.maps_of(text, map_dir).files:  # checked with its maps, out of place
-            ok, message = mapfiles.check_text(text, map_dir, directory, settings.haproxy_bin)
-            self.metrics.validations.inc(result="ok" if ok else "failed")
-            return ok, message
-        ok, message = haproxy.check_text(text, directory, settings.haproxy_bin, ".sr-check-")
+        ok, message = haproxy.check_candidate(text, settings.config_path, settings.haproxy_bin,
+                                              settings.render_options.map_dir)
         self.metrics.validations.inc(result="ok" if ok else "failed")
         return ok, message
 

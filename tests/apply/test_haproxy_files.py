@@ -69,7 +69,7 @@ def test_planted_symlink_at_a_temp_name_is_not_followed(tmp_path: Path,
     (config_dir / ".haproxy.cfg.guessed.tmp").symlink_to(victim)
     names = iter(["guessed", "fresh"])
     monkeypatch.setattr(tempfile, "_get_candidate_names", lambda: names)
-    result = haproxy.apply_config(NEW, str(config_dir / "haproxy.cfg"), validate=False)
+    result = haproxy.apply_config(NEW, str(config_dir / "haproxy.cfg"))
     assert result.written
     assert victim.read_text() == "precious\n"
     assert (config_dir / "haproxy.cfg").read_text() == NEW
@@ -80,18 +80,17 @@ def test_target_symlink_is_replaced_not_followed(tmp_path: Path) -> None:
     victim.write_text("precious\n")
     target = tmp_path / "haproxy.cfg"
     target.symlink_to(victim)
-    assert haproxy.apply_config(NEW, str(target), validate=False).written
+    assert haproxy.apply_config(NEW, str(target)).written
     assert not target.is_symlink() and target.read_text() == NEW
     assert victim.read_text() == "precious\n"
 
 
 def test_no_temp_file_is_left_behind(tmp_path: Path, haproxy_bin: str) -> None:
     target = tmp_path / "haproxy.cfg"
-    assert haproxy.apply_config(NEW, str(target), validate=False).written
-    # A rejected config is not left around either.
-    rejected = haproxy.apply_config("this is not a config\n", str(target),
-                                    haproxy_bin=haproxy_bin)
-    assert not rejected.ok
+    assert haproxy.apply_config(NEW, str(target)).written
+    # Nor is the file a rejected config was checked in.
+    ok, _message = haproxy.check_candidate("this is not a config\n", str(target), haproxy_bin)
+    assert not ok
     assert sorted(p.name for p in tmp_path.iterdir()) == ["haproxy.cfg"]
 
 
@@ -108,7 +107,7 @@ def test_config_modes(tmp_path: Path, umask_zero: None, old_mode: int | None,
     if old_mode is not None:
         target.write_text(OLD)
         os.chmod(target, old_mode)
-    assert haproxy.apply_config(NEW, str(target), validate=False).written
+    assert haproxy.apply_config(NEW, str(target)).written
     assert _mode(target) == new_mode
     assert not _mode(target) & stat.S_IWOTH
 
@@ -191,8 +190,10 @@ CHILD = textwrap.dedent("""
     around(subprocess, "run")
 
     text = open(new_path).read()
-    result = haproxy.apply_config(text, target, validate=validate,
-                                  haproxy_bin=os.environ.get("HAPROXY_BIN", "haproxy"))
+    # The engine's order: haproxy -c out of place, then the write.
+    if validate:
+        assert haproxy.check_candidate(text, target, os.environ.get("HAPROXY_BIN", "haproxy"))[0]
+    result = haproxy.apply_config(text, target)
     print("done", result.written, step)
 """)
 

@@ -1,10 +1,10 @@
 """Map files: checked with their config before anything is in place, written like it.
 
 The config's map block (servicerouter.render.routing) says what the files hold;
-apply_config validates the config with the new maps in a private directory, then
-writes the maps (atomically, only those that changed, stale ones removed) just
-before the config, and puts the old ones back with the old config when a reload
-fails.  --dry writes the maps to a temporary directory the printed config reads.
+haproxy.check_candidate validates the config with the new maps in a private directory, then
+apply_config writes the maps (atomically, only those that changed, stale ones
+removed) just before the config; a failed reload puts the old ones back with the
+old config (tests/engine/test_one_shot_apply.py).  --dry writes the maps to a temporary directory the printed config reads.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def test_a_fresh_host_gets_config_and_maps_validated_together(tmp_path: Path,
     map_dir = mapfiles.default_map_dir(str(cfg))
     text = config(tmp_path, {"a": "a.test", "b": "*.b.test"}, map_dir)
     # the maps do not exist yet where the config reads them: the check reads new ones
-    result = haproxy.apply_config(text, str(cfg), haproxy_bin=haproxy_bin, map_dir=map_dir)
+    assert haproxy.check_candidate(text, str(cfg), haproxy_bin, map_dir)[0]
+    result = haproxy.apply_config(text, str(cfg), map_dir=map_dir)
     assert result.ok and result.written, result.error
     maps = Path(map_dir)
     assert sorted(p.name for p in maps.iterdir()) == [
@@ -57,42 +58,30 @@ def test_a_fresh_host_gets_config_and_maps_validated_together(tmp_path: Path,
     assert not list(cfg.parent.glob(".sr-check-*")), "the check directory is removed"
     # the same config again: nothing written
     before = (maps / "http-1-beg.map").stat().st_mtime_ns
-    assert not haproxy.apply_config(text, str(cfg), haproxy_bin=haproxy_bin,
-                                     map_dir=map_dir).changed
+    assert not haproxy.apply_config(text, str(cfg), map_dir=map_dir).changed
     assert (maps / "http-1-beg.map").stat().st_mtime_ns == before
     # a map only changes: rewritten; a stale map of ours goes, anything else stays
     (maps / "http-9-beg.map").write_text("stale\n")
     (maps / "operator-notes.txt").write_text("keep\n")
     text2 = config(tmp_path, {"a": "a.test,c.test", "b": "*.b.test"}, map_dir)
-    assert haproxy.apply_config(text2, str(cfg), haproxy_bin=haproxy_bin, map_dir=map_dir).ok
+    assert haproxy.apply_config(text2, str(cfg), map_dir=map_dir).ok
     assert (maps / "http-1-beg.map").read_text() == "a.test/ a_10000\nc.test/ a_10000\n"
     assert not (maps / "http-9-beg.map").exists()
     assert (maps / "operator-notes.txt").exists()
 
 
-def test_a_rejected_config_puts_neither_config_nor_maps_in_place(tmp_path: Path,
-                                                                 haproxy_bin: str) -> None:
+def test_a_rejected_config_is_checked_without_touching_the_maps_in_place(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    """The engine checks before it writes: a rejected config's maps never reach map_dir."""
     cfg = tmp_path / "haproxy.cfg"
     map_dir = mapfiles.default_map_dir(str(cfg))
     good = config(tmp_path, {"a": "a.test"}, map_dir)
-    assert haproxy.apply_config(good, str(cfg), haproxy_bin=haproxy_bin, map_dir=map_dir).ok
+    assert haproxy.apply_config(good, str(cfg), map_dir=map_dir).ok
     bad = config(tmp_path, {"a": "a.test,new.test"}, map_dir).replace(
         "  mode http\n", "  mode nonsense\n", 1)
-    result = haproxy.apply_config(bad, str(cfg), haproxy_bin=haproxy_bin, map_dir=map_dir)
-    assert not result.ok and "haproxy -c failed" in (result.error or "")
+    ok, message = haproxy.check_candidate(bad, str(cfg), haproxy_bin, map_dir)
+    assert not ok and "nonsense" in message
     assert cfg.read_text() == good
-    assert (Path(map_dir) / "http-1-beg.map").read_text() == "a.test/ a_10000\n"
-
-
-def test_a_failed_reload_puts_the_old_maps_back(tmp_path: Path, haproxy_bin: str) -> None:
-    cfg = tmp_path / "haproxy.cfg"
-    map_dir = mapfiles.default_map_dir(str(cfg))
-    good = config(tmp_path, {"a": "a.test"}, map_dir)
-    assert haproxy.apply_config(good, str(cfg), haproxy_bin=haproxy_bin, map_dir=map_dir).ok
-    new = config(tmp_path, {"a": "a.test,new.test"}, map_dir)
-    result = haproxy.apply_config(new, str(cfg), haproxy_bin=haproxy_bin, map_dir=map_dir,
-                                  reload=["false"])
-    assert not result.ok and cfg.read_text() == good
     assert (Path(map_dir) / "http-1-beg.map").read_text() == "a.test/ a_10000\n"
 
 

@@ -19,13 +19,7 @@ from tests.cli.test_cli import common, run_cli
 
 # An operator's backend fragment that copies a label into the config: an app with
 # a directive HAProxy does not know makes `haproxy -c` reject the whole config.
-BAD_TEMPLATE = """backend {{ backend }}
-  balance roundrobin
-  mode {{ mode }}
-{% if labels.get('EXTRA') %}
-  {{ labels.get('EXTRA') }}
-{% endif %}
-"""
+BAD_TEMPLATE = "\nbackend {{ backend }}\n  mode {{ mode }}\n  {{ labels.get('EXTRA', '') }}\n"
 
 
 def _app(app_id: str, port: int, task_port: int, **labels: str) -> dict:
