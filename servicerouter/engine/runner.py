@@ -1,9 +1,11 @@
 """The loop: fetch, model, render, apply, and react to Marathon events.
 
 The runner is the only part that knows every stage.  One :meth:`Router.sync`
-is one pass through them, timed stage by stage.  Failures keep the last good
-state: when Marathon is unreachable nothing is rendered and nothing on disk
-changes; when HAProxy rejects a config the old file stays.
+is one pass through them, timed stage by stage: fetch, parse, derive
+(:meth:`Router.full_pass`, shared with the live engine), then the live engine's
+apply step once (:mod:`servicerouter.engine.one_shot`).  Failures keep the last
+good state: when Marathon is unreachable nothing is rendered and nothing on disk
+changes; an app HAProxy rejects is left out (the old file stays when every app is).
 """
 
 from __future__ import annotations
