@@ -33,9 +33,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
 from servicerouter.apply.runtime_api import RuntimeUpdateError
 
 log = logging.getLogger("servicerouter.certupdate")
@@ -133,6 +130,10 @@ def leaf_sha1(pem: str) -> str:
     found = _FIRST_CERT.search(pem)
     if found is None:
         raise RuntimeUpdateError("no certificate in the bundle")
+    # Imported here: a run that never swaps a certificate (a one-shot) never loads it.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     cert = x509.load_pem_x509_certificate(found.group(0).encode("ascii"))
     return cert.fingerprint(hashes.SHA1()).hex().upper()  # HAProxy names certs by SHA-1
 
