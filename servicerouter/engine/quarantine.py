@@ -134,6 +134,11 @@ class QuarantineKeeper:
         """
         if "noreuseport" in text:  # HAProxy would not share: the test cannot tell
             return services, text
+        if self.settings.one_shot and (self.reloader is None
+                                       or not self.router.settings.validate):
+            # A one-shot that only writes (the bridge prints a config for another host)
+            # binds nothing here; --skip-validation writes it all, as in the model.
+            return services, text
         busy = [haproxy.BindFailure(frontend, address, "address in use")
                 for frontend, addresses in new_binds(self._applied_parsed,
                                                      self._parse(text)).items()

@@ -75,3 +75,21 @@ def test_a_missing_reload_command_is_a_failed_reload(tmp_path: Path, haproxy_bin
     result = router.sync()
     assert not result.ok and "no-such-reload" in (result.error or "")
     assert cfg.read_bytes() == b"previous\n"
+
+
+def test_a_one_shot_that_only_writes_keeps_an_app_whose_port_is_busy_here(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    """No reload command (the bridge prints a config for another host): nothing binds
+    here, so a port held on this host says nothing about the config."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        router = _router(tmp_path, (), haproxy_bin)
+        app = {**_app(), "ports": [port]}
+        router.source = _Snapshot([app])
+        result = router.sync()
+        assert result.ok and result.changed and not result.reloaded
+        assert f"backend web_{port}\n" in (tmp_path / "haproxy.cfg").read_text()
