@@ -48,7 +48,7 @@ class ConfigApplier:
                 self.state.last_apply = "runtime"
                 self._set_services(services)
                 return True
-        elif self._try_runtime(text, self._parse(text), certs, services):
+        elif self._try_runtime(text, certs, services):
             self._set_services(services)
             return True
         certs_key = self._certs_key()
@@ -105,8 +105,7 @@ class ConfigApplier:
             log.error("keeping the running config; trying again in %.1fs (or on SIGHUP)", delay)
             self._schedule_retry(delay)
             return False
-        self._applied_text = text
-        self._applied_parsed = self._parse(text)
+        self._applied_text = text  # parsed when first asked (see _applied_parsed)
         self._applied_certs = dict(self.router.served_certs)  # a reload reads them all
         self._applied_ok(services, options)
         self.state.last_apply = "reload" if self.reloader is not None else "written"
@@ -154,14 +153,18 @@ class ConfigApplier:
             log.warning("restored the previous %s (the config HAProxy runs), so a later "
                         "sync tries again", path)
 
-    def _try_runtime(self, text: str, parsed: ParsedConfig,
-                     certs: CertPlan | None = None,
+    def _try_runtime(self, text: str, certs: CertPlan | None = None,
                      services: tuple[Service, ...] | None = None) -> bool:
+        # Both configs are parsed only once the Runtime API could be used: a one-shot
+        # (no Runtime API) or a first start parses neither (7 MB at 50k tasks).
         if not (self.settings.runtime_updates and self.runtime is not None
-                and self._runtime_trusted and self._applied_parsed is not None):
+                and self._runtime_trusted and self._applied_text is not None):
             return False
         if self.manager is not None and not self.manager.alive():
             return False
+        if self._applied_parsed is None:
+            return False
+        parsed = self._parse(text)
         verdict = plan_runtime_update(self._applied_parsed, parsed)
         if verdict.plan is None:
             log.debug("reload needed: %s", verdict.reason)
@@ -252,7 +255,7 @@ class ConfigApplier:
         if running is not None and text is not None and text == running.text:
             text = running.text  # the same object: the task path can go on from it
         self._applied_text = text
-        self._applied_parsed = parse_config(text) if text is not None else None
+        self._applied_parse = None  # parsed when first asked (see _applied_parsed)
         self._runtime_trusted = text is not None
         # HAProxy (re)started from the files on disk: those of the last sync
         self._applied_certs = dict(self.router.served_certs) if text is not None else None

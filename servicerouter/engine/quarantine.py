@@ -249,8 +249,7 @@ class QuarantineKeeper:
                 log.error("config without the apps whose ports are busy is rejected:\n%s",
                           _tail(why))
                 return False
-            self._applied_text = text
-            self._applied_parsed = self._parse(text)
+            self._applied_text = text  # parsed when first asked (see _applied_parsed)
             self._applied_ok(services, options)
             return True
 

@@ -310,8 +310,11 @@ def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:
     # Nothing removed and nothing held (by this process or, kept on disk, an earlier one)
     if text == live._applied_text and guard._load() is None:
         return False
-    decision = guard.check(live_previous(live), guard.routed(live._parse(text)) or {}, apps,
-                           live.metrics, fresh)
+    previous = live_previous(live)
+    # Nothing routed yet (a cold one-shot, a first start): check() ignores the new config,
+    # so the 7 MB of a 50k-task config are not parsed for it.
+    new = (guard.routed(live._parse(text)) or {}) if previous else {}
+    decision = guard.check(previous, new, apps, live.metrics, fresh)
     if not decision.held:
         return False
     live.state.last_apply = "held"
