@@ -226,6 +226,8 @@ class Service:
     @property
     def labels(self) -> Mapping[str, Any]:
         labels = self.app.get("labels")
+        if type(labels) is dict:  # Marathon's JSON: no ABC isinstance check per call
+            return labels
         return labels if isinstance(labels, Mapping) else {}
 
 
