@@ -27,6 +27,15 @@ servicerouter logs every sync with the path it took (task or full) and why a
 full one could not take the task path; the table's last columns count them
 over the trials, and ``--json`` lists the reasons.
 
+Where a trial's time went: servicerouter logs each sync's steps on the
+machine's monotonic clock ("sync timing ... at event=...,start=...,api=...,
+answered=...,end=..."), which this process reads too, so every trial splits
+into: ``to_sr`` (the emulator emits -> servicerouter's event reader has it),
+``wake`` (-> its sync began), ``plan`` (-> the first Runtime API command),
+``api`` (-> HAProxy's last answer) and ``seen`` (-> a client's request routed by
+it).  The slowest trial of each kind is printed that way, every trial with
+``--verbose`` (``--json``: in the result).
+
 Reloads are counted from HAProxy itself (new worker processes of its master).
 The floor, per trial in the same run: SSE delivery of that event to a client
 in this process plus one Runtime API round trip (``get weight``) to the same
@@ -218,6 +227,59 @@ def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str], float
     return task, full, reasons, slowest
 
 
+STAMPS = re.compile(r"sync timing: .* at ((?:\w+=[0-9.]+,?)+)\s*$", re.MULTILINE)
+# A trial's steps, in order: (name, from stamp, to stamp); "sent"/"routed" are the trial's.
+PHASES = (("to_sr", "sent", "event"),      # emulator emits -> servicerouter has the event
+          ("wake", "event", "start"),      # -> its loop woke and the sync began
+          ("plan", "start", "api"),        # -> the first Runtime API command went out
+          ("api", "api", "answered"),      # -> HAProxy answered the last command
+          ("seen", "answered", "routed"))  # -> a client's request routed by it
+
+
+def sync_stamps(log_text: str) -> list[dict[str, float]]:
+    """Every sync's monotonic time stamps (event, woke, start, api, answered, end) from
+    servicerouter's "sync timing ... at" lines (CLOCK_MONOTONIC is one clock for every
+    process of the machine, so they line up with this process's)."""
+    syncs = []
+    for match in STAMPS.finditer(log_text):
+        stamps = {}
+        for item in match.group(1).split(","):
+            name, _, value = item.partition("=")
+            stamps[name] = float(value)
+        syncs.append(stamps)
+    return syncs
+
+
+def explain(trial: dict, syncs: list[dict[str, float]]) -> dict:
+    """Where a trial's time went: the sync that took its event in (the first one whose
+    first event came after the trial began), split into PHASES, in ms.  ``syncs_between``
+    counts syncs that ran between the event and the route (other work in the way)."""
+    sent, routed = trial["sent"], trial["routed"]
+    mine = [s for s in syncs if "event" in s and sent <= s["event"] <= routed]
+    busy = [s for s in syncs if s.get("start", 0) < routed and s.get("end", 0) > sent]
+    out: dict = {"syncs_between": len(busy)}
+    if not mine:
+        out["sync"] = None
+        return out
+    stamps = dict(mine[0], sent=sent, routed=routed)
+    if "api" not in stamps:  # nothing for HAProxy (or a reload): the sync's end instead
+        stamps["api"] = stamps["answered"] = stamps.get("end", stamps["start"])
+    for name, begin, end in PHASES:
+        out[name] = round((stamps[end] - stamps[begin]) * 1000, 2)
+    return out
+
+
+def describe(trial: dict) -> str:
+    """One trial, one line: total = phases (load average)."""
+    phases = trial.get("phases") or {}
+    if "to_sr" not in phases:
+        split = "no sync of its event found in the log"
+    else:
+        split = " + ".join(f"{name} {phases[name]:.1f}" for name, _, _ in PHASES)
+    return (f"{trial['ms']:.1f} ms = {split}; floor {trial['floor_ms']:.1f}, "
+            f"syncs in the way {phases.get('syncs_between', 0)}, load {trial['load']:.2f}")
+
+
 def haproxy_workers(state_dir: Path) -> set[int]:
     """Worker processes of the managed HAProxy master (a reload starts a new one)."""
     try:
@@ -290,7 +352,6 @@ class Run:
         with open(workdir / "servicerouter.log", "wb") as log:
             self.proc = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                          env=dict(os.environ, PYTHONPATH=str(product)))
-        del verbose  # the log always has every sync's path (servicerouter.log)
         first_answer(self.http_port, "blue", timeout=300)
         first_answer(self.tcp_port, "blue", timeout=60)
         self.settle()
@@ -301,13 +362,23 @@ class Run:
         self.reloads = 0
         self.latencies: dict[str, list[float]] = {}
         self.floors: list[float] = []
+        self.trials: list[dict] = []  # each trial's times (see explain)
         self.log_mark = (workdir / "servicerouter.log").stat().st_size
 
-    def paths(self) -> tuple[int, int, collections.Counter[str], float]:
-        """Sync paths since the trials began (start-up excluded)."""
+    def log_since_start(self) -> str:
+        """servicerouter's log since the trials began (start-up excluded)."""
         with open(self.workdir / "servicerouter.log", "rb") as log:
             log.seek(self.log_mark)
-            return sync_paths(log.read().decode(errors="replace"))
+            return log.read().decode(errors="replace")
+
+    def paths(self) -> tuple[int, int, collections.Counter[str], float]:
+        """Sync paths since the trials began."""
+        return sync_paths(self.log_since_start())
+
+    def explained_trials(self) -> list[dict]:
+        """Every trial with where its time went (see explain)."""
+        syncs = sync_stamps(self.log_since_start())
+        return [dict(t, phases=explain(t, syncs)) for t in self.trials]
 
     def settle(self, quiet: float = 2.0, timeout: float = 300.0) -> None:
         """Wait for start-up to end: the event stream connected (its resync done) and
@@ -332,11 +403,17 @@ class Run:
         time.sleep(0.3)  # the previous change settles (drains, deferred writes)
         start = time.monotonic()
         key = act()
-        latency = wait() - start
+        routed = wait()
+        latency = routed - start
         delivered = self.clock.delivered(key) - start
         rtt = runtime_round_trip(self.socket, f"get weight {backend}")
-        self.latencies.setdefault(f"{kind} {target[8:]}", []).append(latency)
+        name = f"{kind} {target[8:]}"
+        self.latencies.setdefault(name, []).append(latency)
         self.floors.append(delivered + rtt)
+        self.trials.append({"kind": name, "sent": start, "routed": routed,
+                            "ms": round(latency * 1000, 2),
+                            "floor_ms": round((delivered + rtt) * 1000, 2),
+                            "load": os.getloadavg()[0]})
         now = haproxy_workers(self.state_dir)
         self.reloads += len(now - self.workers)
         self.workers |= now
@@ -422,12 +499,14 @@ class Run:
 
 
 def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bool,
-            verbose: bool, vhosts: bool = True) -> dict:
+            verbose: bool, vhosts: bool = True, busy: int = 0) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="sr-bench-latency-"))
     run = None
+    spinners: list[subprocess.Popen[bytes]] = []
     try:
         run = Run(tasks, product, workdir, haproxy_bin, health, verbose)
         before = run.status()
+        spinners = start_busy(busy)
         for _ in range(trials):
             for target, port in (("/target-http", run.http_port), ("/target-tcp", run.tcp_port)):
                 if health:
@@ -436,6 +515,7 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
                     run.add_remove(target, port)
                     if vhosts and target == "/target-http":
                         run.vhost(target)
+        stop_busy(spinners)
         after = run.status()
         task_syncs, full_syncs, reasons, slowest = run.paths()
         result = {"tasks": tasks + 2, "checks": run.checks, "reloads": run.reloads,
@@ -447,11 +527,21 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
                   "paths": {"task": task_syncs, "full": full_syncs,
                             "slowest_task_sync_ms": round(slowest * 1000, 1),
                             "full_reasons": dict(reasons.most_common())},
-                  "load_average": [round(v, 2) for v in os.getloadavg()], "kinds": {}}
+                  "load_average": [round(v, 2) for v in os.getloadavg()], "busy": busy,
+                  "kinds": {}}
+        trials = run.explained_trials()
         for kind, values in run.latencies.items():
+            slowest = max((t for t in trials if t["kind"] == kind), key=lambda t: t["ms"])
             result["kinds"][kind] = {"p50_ms": percentile(values, 50) * 1000,
                                      "p99_ms": percentile(values, 99) * 1000,
-                                     "max_ms": max(values) * 1000, "n": len(values)}
+                                     "max_ms": max(values) * 1000, "n": len(values),
+                                     "slowest": describe(slowest)}
+        result["phase_p50_p99_ms"] = {
+            name: [round(percentile(got, 50), 2), round(percentile(got, 99), 2)]
+            for name, _, _ in PHASES
+            if (got := [t["phases"][name] for t in trials if name in t["phases"]])}
+        if verbose:
+            result["trials"] = trials
         return result
     except Exception:
         log = workdir / "servicerouter.log"
@@ -459,10 +549,24 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
         print(f"{tasks} tasks failed; kept {workdir}:\n" + "\n".join(tail), file=sys.stderr)
         raise
     finally:
+        stop_busy(spinners)
         if run is not None:
             run.close()
         if run is not None and run.proc is not None and run.proc.returncode in (0, -15):
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_busy(count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` processes that only spin on a CPU (at the default priority): the load of
+    a machine shared with other jobs, made on purpose so a run can be repeated."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(count)]
+
+
+def stop_busy(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -477,7 +581,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-health", action="store_true", help="only the health runs")
     parser.add_argument("--no-vhost", action="store_true", help="skip the vhost trials")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="N CPU-spinning processes run during the trials (a loaded "
+                             "machine, reproducibly; the load average is printed)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="where every trial's time went, not only the slowest's")
     args = parser.parse_args(argv)
     sizes = [200] if args.quick else [int(s) for s in args.sizes.split(",")]
     haproxy_bin = find_haproxy("haproxy")
@@ -492,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = (True,) if args.only_health else (False,) if args.no_health else (False, True)
         for health in runs:
             result = measure(size, trials, args.product, haproxy_bin, health, args.verbose,
-                             vhosts=not args.no_vhost)
+                             vhosts=not args.no_vhost, busy=args.busy)
             if args.json:
                 print(json.dumps(result), flush=True)
                 continue
@@ -503,10 +611,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"{result['reloads']:>8} {'yes' if result['checks'] else 'no':>7} "
                       f"{result['paths']['task']:>4}/{result['paths']['full']:<5}",
                       flush=True)
+            print(f"{'':>7} where the slowest trial of each kind went (ms): ", flush=True)
+            for kind, row in result["kinds"].items():
+                print(f"{'':>9} {kind:<18} {row['slowest']}", flush=True)
+            print(f"{'':>7} phases p50/p99 ms: " + ", ".join(
+                f"{name} {p50:.1f}/{p99:.1f}"
+                for name, (p50, p99) in result["phase_p50_p99_ms"].items()), flush=True)
+            for trial in result.get("trials", ()):
+                print(f"{'':>9} {trial['kind']:<18} {describe(trial)}", flush=True)
             reasons = "; ".join(f"{n}x {r}" for r, n in result["paths"]["full_reasons"].items())
             print(f"{'':>7} full-path syncs: {reasons or 'none'}; slowest task-path sync "
                   f"{result['paths']['slowest_task_sync_ms']} ms; load average "
-                  f"{' '.join(map(str, result['load_average']))}", flush=True)
+                  f"{' '.join(map(str, result['load_average']))}"
+                  f"{f' ({args.busy} spinning processes)' if args.busy else ''}", flush=True)
     return 0
 
 

@@ -137,6 +137,9 @@ class RuntimeApplier:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Monotonic times the last apply sent its first command and had its last answer:
+        # the sync log shows them, so a slow event is split into its steps.
+        self.last_span: tuple[float, float] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._drain_loop, name="runtime-drain",
@@ -157,51 +160,59 @@ class RuntimeApplier:
     def apply(self, plan: RuntimePlan) -> None:
         """Make the running HAProxy match the plan; RuntimeUpdateError if refused."""
         with self._lock:
-            api = self.api
-            dynamic_cookie = set(plan.dynamic_cookie)
-            for backend, line in plan.readdress:
-                target = f"{backend}/{line.name}"
-                out = api.command(f"set server {target} addr {line.host} port {line.port}")
-                if "changed" not in out and "no need" not in out:
-                    raise RuntimeUpdateError(f"set server {target} addr: {out.strip()[:200]}")
-                self.stats.readdressed += 1
-            for backend, line in plan.reweight:
-                target = f"{backend}/{line.name}"
-                _expect_empty(api.command(f"set server {target} weight {server_weight(line)}"),
-                              f"weight {target}")
-            for backend in sorted({backend for backend, _ in plan.readdress} & dynamic_cookie):
-                self._dynamic_cookies(backend)  # a moved server's cookie follows its address
-            for backend, line in plan.add:
-                target = f"{backend}/{line.name}"
-                waiting = self._draining.pop((backend, line.name), None)
-                if waiting is not None and waiting.line == line:
-                    _expect_empty(api.command(f"set server {target} state ready"),
-                                  f"ready {target}")
-                    self.stats.added += 1
-                    continue
-                if waiting is not None:  # same name, other settings: finish removal first
-                    self._remove_now(waiting)
-                args = " ".join(line.args)
-                out = api.command(f"add server {target} {line.address} {args}".rstrip())
-                if "New server registered" not in out:
-                    raise RuntimeUpdateError(f"add server {target}: {out.strip()[:200]}")
-                if backend in dynamic_cookie:  # before it takes traffic: no cookieless replies
-                    self._dynamic_cookies(backend)
-                if has_check(line):
-                    _expect_empty(api.command(f"enable health {target}"), f"health {target}")
-                if "disabled" not in line.args:
-                    _expect_empty(api.command(f"enable server {target}"), f"enable {target}")
+            started = time.monotonic()
+            try:
+                self._apply(plan)
+            finally:
+                self.last_span = (started, time.monotonic())
+
+    def _apply(self, plan: RuntimePlan) -> None:
+        """apply's commands, in the order that never leaves a backend without a server."""
+        api = self.api
+        dynamic_cookie = set(plan.dynamic_cookie)
+        for backend, line in plan.readdress:
+            target = f"{backend}/{line.name}"
+            out = api.command(f"set server {target} addr {line.host} port {line.port}")
+            if "changed" not in out and "no need" not in out:
+                raise RuntimeUpdateError(f"set server {target} addr: {out.strip()[:200]}")
+            self.stats.readdressed += 1
+        for backend, line in plan.reweight:
+            target = f"{backend}/{line.name}"
+            _expect_empty(api.command(f"set server {target} weight {server_weight(line)}"),
+                          f"weight {target}")
+        for backend in sorted({backend for backend, _ in plan.readdress} & dynamic_cookie):
+            self._dynamic_cookies(backend)  # a moved server's cookie follows its address
+        for backend, line in plan.add:
+            target = f"{backend}/{line.name}"
+            waiting = self._draining.pop((backend, line.name), None)
+            if waiting is not None and waiting.line == line:
+                _expect_empty(api.command(f"set server {target} state ready"),
+                              f"ready {target}")
                 self.stats.added += 1
-            self._apply_maps(plan)
-            # removals last: a backend never goes without a server in between
-            for backend, line in plan.remove:
-                target = f"{backend}/{line.name}"
-                _expect_empty(api.command(f"set server {target} state drain"),
-                              f"drain {target}")
-                now = self.clock()
-                self._draining[(backend, line.name)] = _Draining(
-                    backend, line, now + self.drain_timeout, now + self.drain_timeout + 60)
-            self.stats.draining = len(self._draining)
+                continue
+            if waiting is not None:  # same name, other settings: finish removal first
+                self._remove_now(waiting)
+            args = " ".join(line.args)
+            out = api.command(f"add server {target} {line.address} {args}".rstrip())
+            if "New server registered" not in out:
+                raise RuntimeUpdateError(f"add server {target}: {out.strip()[:200]}")
+            if backend in dynamic_cookie:  # before it takes traffic: no cookieless replies
+                self._dynamic_cookies(backend)
+            if has_check(line):
+                _expect_empty(api.command(f"enable health {target}"), f"health {target}")
+            if "disabled" not in line.args:
+                _expect_empty(api.command(f"enable server {target}"), f"enable {target}")
+            self.stats.added += 1
+        self._apply_maps(plan)
+        # removals last: a backend never goes without a server in between
+        for backend, line in plan.remove:
+            target = f"{backend}/{line.name}"
+            _expect_empty(api.command(f"set server {target} state drain"),
+                          f"drain {target}")
+            now = self.clock()
+            self._draining[(backend, line.name)] = _Draining(
+                backend, line, now + self.drain_timeout, now + self.drain_timeout + 60)
+        self.stats.draining = len(self._draining)
 
     def _apply_maps(self, plan: RuntimePlan) -> None:
         """Map entries (vhosts, paths, app ids, split ranges) changed live, on the maps'

@@ -147,6 +147,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self._routed_services: Sequence[Service] = ()  # what /status describes
         self._last_full = time.monotonic()
         self._sync_started: float | None = None
+        self._woke_at: float | None = None  # when the loop last woke for a step (monotonic)
         self._hup = False
         self._full_path_reason: str | None = None  # why the last sync took the full path
         self._resync_deferred = False  # a due periodic resync waits for one step of events
@@ -167,6 +168,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         whose apply failed (a reload HAProxy refused, a port that was busy);
         mere events do not, so a failing config is not retried on every event.
         """
+        self._woke_at = time.monotonic()
         pending = self._take_pending()
         retry = False
         if self._hup:
@@ -265,10 +267,10 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         duration = time.perf_counter() - start
         # Which path each sync took, and why not the task path: the way to explain a slow event.
         log.info("sync timing: %s %s path%s fetch=%.3fs build+apply=%.3fs total=%.3fs "
-                 "events=%d -> %s", kind, path,
+                 "events=%d -> %s at %s", kind, path,
                  f" ({self._full_path_reason})" if path == "full" else "",
                  fetched - start, duration - (fetched - start), duration, pending.events,
-                 self.state.last_apply if ok else "failed")
+                 self.state.last_apply if ok else "failed", self._stamps(pending))
         self.state.last_path = path
         self.state.last_full_reason = self._full_path_reason if path == "full" else None
         self.metrics.sync_duration.observe(duration)
@@ -289,6 +291,19 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         """The check-interval factor HAProxy was last given (servicerouter.render.check_rate
         keeps it while the check rate stays in its band); None before the first apply."""
         return None if self._last_applied is None else self._last_applied[1].check_interval_scale
+
+    def _stamps(self, pending: Pending) -> str:
+        """This sync's steps on the system-wide monotonic clock (CLOCK_MONOTONIC, which
+        other processes read too): when its first event came in, the loop woke, the sync
+        started, the Runtime API got the first command and gave the last answer, and the
+        sync ended.  ``benchmarks/event_latency.py`` lines a trial up against them."""
+        stamps = [("event", pending.first_at), ("woke", self._woke_at),
+                  ("start", self._sync_started)]
+        span = getattr(self.runtime, "last_span", None)
+        if span is not None and self._sync_started is not None and span[0] >= self._sync_started:
+            stamps += [("api", span[0]), ("answered", span[1])]
+        stamps.append(("end", time.monotonic()))
+        return ",".join(f"{name}={at:.4f}" for name, at in stamps if at is not None)
 
     def _build_and_apply(self, kind: str, pending: Pending) -> bool:
         router = self.router
