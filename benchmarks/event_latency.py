@@ -31,9 +31,11 @@ Where a trial's time went: servicerouter logs each sync's steps on the
 machine's monotonic clock ("sync timing ... at event=...,start=...,api=...,
 answered=...,end=..."), which this process reads too, so every trial splits
 into: ``to_sr`` (the emulator emits -> servicerouter's event reader has it),
-``wake`` (-> its sync began), ``plan`` (-> the first Runtime API command),
-``api`` (-> HAProxy's last answer) and ``seen`` (-> a client's request routed by
-it).  The slowest trial of each kind is printed that way, every trial with
+``wake`` (-> its sync loop woke up), ``lock`` (-> the sync began), ``plan``
+(-> the first Runtime API command), ``api`` (-> HAProxy's last answer) and
+``seen`` (-> a client's request routed by it; with the number of requests and
+the slowest one, and this process's own garbage-collector pauses).  The
+slowest trial of each kind is printed that way, every trial with
 ``--verbose`` (``--json``: in the result).
 
 Reloads are counted from HAProxy itself (new worker processes of its master).
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import http.client
 import json
 import os
@@ -115,15 +118,31 @@ def answer(port: int) -> str | None:
         conn.close()
 
 
-def first_answer(port: int, name: str, timeout: float = 20.0) -> float:
+Record = Callable[[float, float], None]  # (request start, its duration): see Run.probes
+
+
+def timed(record: Record | None, ask: Callable[[], str | None]) -> str | None:
+    """``ask()``, its start and duration given to ``record``: a slow trial's last step
+    ("seen") is then told apart into slow requests through HAProxy and the rest."""
+    start = time.monotonic()
+    try:
+        return ask()
+    finally:
+        if record is not None:
+            record(start, time.monotonic() - start)
+
+
+def first_answer(port: int, name: str, timeout: float = 20.0,
+                 record: Record | None = None) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if answer(port) == name:
+        if timed(record, lambda: answer(port)) == name:
             return time.monotonic()
     raise TimeoutError(f"{name} never answered on port {port}")
 
 
-def only_answers(port: int, name: str, timeout: float = 20.0, run: int = 3) -> float:
+def only_answers(port: int, name: str, timeout: float = 20.0, run: int = 3,
+                 record: Record | None = None) -> float:
     """When requests started going to ``name`` alone.
 
     While two servers share a round-robin backend, answers alternate; so the
@@ -134,7 +153,7 @@ def only_answers(port: int, name: str, timeout: float = 20.0, run: int = 3) -> f
     streak: list[float] = []
     while time.monotonic() < deadline:
         at = time.monotonic()
-        streak = streak + [at] if answer(port) == name else []
+        streak = streak + [at] if timed(record, lambda: answer(port)) == name else []
         if len(streak) == run:
             return streak[1]
     raise TimeoutError(f"{port} never answered only {name}")
@@ -197,10 +216,11 @@ def vhost_answer(port: int, host: str) -> str | None:
         conn.close()
 
 
-def first_vhost_answer(port: int, host: str, name: str, timeout: float = 20.0) -> float:
+def first_vhost_answer(port: int, host: str, name: str, timeout: float = 20.0,
+                       record: Record | None = None) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if vhost_answer(port, host) == name:
+        if timed(record, lambda: vhost_answer(port, host)) == name:
             return time.monotonic()
     raise TimeoutError(f"{host} never answered {name} on port {port}")
 
@@ -230,7 +250,8 @@ def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str], float
 STAMPS = re.compile(r"sync timing: .* at ((?:\w+=[0-9.]+,?)+)\s*$", re.MULTILINE)
 # A trial's steps, in order: (name, from stamp, to stamp); "sent"/"routed" are the trial's.
 PHASES = (("to_sr", "sent", "event"),      # emulator emits -> servicerouter has the event
-          ("wake", "event", "start"),      # -> its loop woke and the sync began
+          ("wake", "event", "woke"),       # -> its sync loop woke up
+          ("lock", "woke", "start"),       # -> the sync began
           ("plan", "start", "api"),        # -> the first Runtime API command went out
           ("api", "api", "answered"),      # -> HAProxy answered the last command
           ("seen", "answered", "routed"))  # -> a client's request routed by it
@@ -253,11 +274,11 @@ def sync_stamps(log_text: str) -> list[dict[str, float]]:
 def explain(trial: dict, syncs: list[dict[str, float]]) -> dict:
     """Where a trial's time went: the sync that took its event in (the first one whose
     first event came after the trial began), split into PHASES, in ms.  ``syncs_between``
-    counts syncs that ran between the event and the route (other work in the way)."""
+    counts other syncs that ran between the event and the route (work in the way)."""
     sent, routed = trial["sent"], trial["routed"]
     mine = [s for s in syncs if "event" in s and sent <= s["event"] <= routed]
     busy = [s for s in syncs if s.get("start", 0) < routed and s.get("end", 0) > sent]
-    out: dict = {"syncs_between": len(busy)}
+    out: dict = {"syncs_between": len(busy) - (1 if mine else 0)}
     if not mine:
         out["sync"] = None
         return out
@@ -277,7 +298,32 @@ def describe(trial: dict) -> str:
     else:
         split = " + ".join(f"{name} {phases[name]:.1f}" for name, _, _ in PHASES)
     return (f"{trial['ms']:.1f} ms = {split}; floor {trial['floor_ms']:.1f}, "
-            f"syncs in the way {phases.get('syncs_between', 0)}, load {trial['load']:.2f}")
+            f"{trial['requests']} requests (slowest {trial['slowest_request_ms']:.1f}), "
+            f"benchmark GC {trial['bench_gc_ms']:.1f}, "
+            f"other syncs {phases.get('syncs_between', 0)}, load {trial['load']:.2f}")
+
+
+class GcPauses:
+    """This process's garbage-collector pauses (start, seconds): the emulator and the
+    probing client live here, so a pause of ours shows in a trial as product latency
+    unless it is counted (``bench_gc`` per trial)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.monotonic()
+        else:
+            self.pauses.append((self._started, time.monotonic() - self._started))
+
+    def within(self, start: float, end: float) -> float:
+        return sum(d for at, d in self.pauses if start <= at <= end)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def haproxy_workers(state_dir: Path) -> set[int]:
@@ -356,6 +402,12 @@ class Run:
         first_answer(self.tcp_port, "blue", timeout=60)
         self.settle()
         self.clock = EventClock(self.emulator.url)
+        # The emulator's apps and tasks live as long as the run: out of the collector's
+        # reach, or a full collection over 50,000 tasks (hundreds of ms on a loaded
+        # machine) stalls the emulator and the probes in the middle of a trial.
+        gc.collect()
+        gc.freeze()
+        self.gc_pauses = GcPauses()
         self.state_dir = workdir / ".servicerouter"
         self.socket = str(self.state_dir / "haproxy.sock")
         self.workers = haproxy_workers(self.state_dir)
@@ -363,6 +415,7 @@ class Run:
         self.latencies: dict[str, list[float]] = {}
         self.floors: list[float] = []
         self.trials: list[dict] = []  # each trial's times (see explain)
+        self.probes: list[tuple[float, float]] = []  # this trial's requests (start, duration)
         self.log_mark = (workdir / "servicerouter.log").stat().st_size
 
     def log_since_start(self) -> str:
@@ -370,6 +423,9 @@ class Run:
         with open(self.workdir / "servicerouter.log", "rb") as log:
             log.seek(self.log_mark)
             return log.read().decode(errors="replace")
+
+    def probe(self, start: float, duration: float) -> None:
+        self.probes.append((start, duration))
 
     def paths(self) -> tuple[int, int, collections.Counter[str], float]:
         """Sync paths since the trials began."""
@@ -401,6 +457,7 @@ class Run:
     def trial(self, kind: str, target: str, act: Callable[[], tuple], wait: Callable[[], float],
               backend: str) -> None:
         time.sleep(0.3)  # the previous change settles (drains, deferred writes)
+        self.probes = []
         start = time.monotonic()
         key = act()
         routed = wait()
@@ -413,6 +470,9 @@ class Run:
         self.trials.append({"kind": name, "sent": start, "routed": routed,
                             "ms": round(latency * 1000, 2),
                             "floor_ms": round((delivered + rtt) * 1000, 2),
+                            "requests": len(self.probes),
+                            "bench_gc_ms": round(self.gc_pauses.within(start, routed) * 1000, 2),
+                            "slowest_request_ms": round(max(d for _, d in self.probes) * 1000, 2),
                             "load": os.getloadavg()[0]})
         now = haproxy_workers(self.state_dir)
         self.reloads += len(now - self.workers)
@@ -428,13 +488,13 @@ class Run:
             added.update(emu.add_task(target, "127.0.0.1", [new.port]))
             return ("status_update_event", added["id"], "TASK_RUNNING", None)
 
-        self.trial("add", target, add, lambda: first_answer(port, new.name), server)
+        self.trial("add", target, add, lambda: first_answer(port, new.name, record=self.probe), server)
 
         def remove() -> tuple:
             emu.kill_task(target, old_id)
             return ("status_update_event", old_id, "TASK_KILLED", None)
 
-        self.trial("remove", target, remove, lambda: only_answers(port, new.name), server)
+        self.trial("remove", target, remove, lambda: only_answers(port, new.name, record=self.probe), server)
         self.current[target] = (added["id"], 1 - old_index)
 
     def vhost(self, target: str) -> None:
@@ -452,7 +512,8 @@ class Run:
             return ("api_post_event", None, None, None)
 
         self.trial("vhost", target, change,
-                   lambda: first_vhost_answer(self.frontend, host, name), server)
+                   lambda: first_vhost_answer(self.frontend, host, name, record=self.probe),
+                   server)
 
     def health(self, target: str, port: int) -> None:
         emu, task_id, index = self.emulator, *self.current[target]
@@ -471,15 +532,18 @@ class Run:
             emu.set_task_health(target, task_id, False)
             return ("health_status_changed_event", task_id, None, False)
 
-        self.trial("health-down", target, down, lambda: only_answers(port, other.name), server)
+        self.trial("health-down", target, down, lambda: only_answers(port, other.name, record=self.probe), server)
 
         def up() -> tuple:
             emu.set_task_health(target, task_id, True)
             return ("health_status_changed_event", task_id, None, True)
 
-        self.trial("health-up", target, up, lambda: first_answer(port, mine.name), server)
+        self.trial("health-up", target, up, lambda: first_answer(port, mine.name, record=self.probe), server)
 
     def close(self) -> None:
+        if hasattr(self, "gc_pauses"):
+            self.gc_pauses.close()
+            gc.unfreeze()
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -503,6 +567,7 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
     workdir = Path(tempfile.mkdtemp(prefix="sr-bench-latency-"))
     run = None
     spinners: list[subprocess.Popen[bytes]] = []
+    failed = False
     try:
         run = Run(tasks, product, workdir, haproxy_bin, health, verbose)
         before = run.status()
@@ -544,15 +609,19 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
             result["trials"] = trials
         return result
     except Exception:
+        failed = True
         log = workdir / "servicerouter.log"
-        tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
-        print(f"{tasks} tasks failed; kept {workdir}:\n" + "\n".join(tail), file=sys.stderr)
+        tail = [line for line in (log.read_text(errors="replace").splitlines()
+                                  if log.exists() else []) if "haproxy.process" not in line]
+        print(f"{tasks} tasks failed; kept {workdir}:\n" + "\n".join(tail[-30:]),
+              file=sys.stderr)
         raise
     finally:
         stop_busy(spinners)
         if run is not None:
             run.close()
-        if run is not None and run.proc is not None and run.proc.returncode in (0, -15):
+        if not failed and run is not None and run.proc is not None \
+                and run.proc.returncode in (0, -15):
             shutil.rmtree(workdir, ignore_errors=True)
 
 

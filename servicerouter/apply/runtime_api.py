@@ -18,8 +18,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from servicerouter.apply.confdiff import RuntimePlan, ServerLine, has_check, server_weight
 
@@ -63,8 +63,28 @@ def unix_command(path: str, command: str, timeout: float = 5.0,
         return b"".join(chunks).decode("utf-8", "replace")
 
 
+MAX_BATCH = 64  # commands per connection: their answers stay well inside HAProxy's buffer
+
+
+def batch_answers(data: str, count: int) -> list[str]:
+    """The answers of ``count`` commands sent after ``prompt`` on one connection.
+
+    In interactive mode HAProxy ends every answer with a blank line and the prompt
+    ``"> "`` (the ``prompt`` command's own answer is empty), so the text splits
+    on ``"\n> "`` into the prompt's answer, then one per command, each with its
+    final newline, then nothing (``quit`` answers nothing).  Anything else is an
+    error: the caller reloads instead.
+    """
+    parts = data.split("\n> ")
+    if len(parts) != count + 2 or parts[0].strip() or parts[-1]:
+        raise RuntimeUpdateError(f"unexpected Runtime API answer to {count} commands: "
+                                 f"{data.strip()[:200]!r}")
+    return parts[1:count + 1]
+
+
 class RuntimeAPI:
-    """HAProxy's Runtime API on its stats socket: one connection per command."""
+    """HAProxy's Runtime API on its stats socket: one connection per command, or per
+    batch of commands (:meth:`commands`)."""
 
     def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
         self.socket_path = socket_path
@@ -82,6 +102,24 @@ class RuntimeAPI:
             raise OSError("no attempt left")
         except OSError as err:
             raise RuntimeUpdateError(f"runtime socket {self.socket_path}: {err}") from None
+
+    def commands(self, commands: Sequence[str]) -> list[str]:
+        """Send ``commands`` on one connection each ``MAX_BATCH``, their answers in order.
+
+        One round trip instead of one per command: on a loaded machine every trip
+        waits for HAProxy and then for us to be scheduled, and an added server
+        takes three commands.  HAProxy runs them in order and answers each even
+        when one fails, so the caller checks every answer.
+        """
+        if any("\n" in command for command in commands):
+            raise RuntimeUpdateError("a Runtime API command cannot hold a newline")
+        answers: list[str] = []
+        for first in range(0, len(commands), MAX_BATCH):
+            chunk = list(commands[first:first + MAX_BATCH])
+            # quit: HAProxy closes the connection once the last answer is written
+            payload = "\n".join(["prompt", *chunk, "quit"])
+            answers += batch_answers(self.command(payload), len(chunk))
+        return answers
 
     def available(self) -> bool:
         try:
@@ -101,10 +139,47 @@ class RuntimeAPI:
         return counts
 
 
-def _expect_empty(output: str, what: str) -> None:
-    text = output.strip()
-    if text:
-        raise RuntimeUpdateError(f"{what}: {text.splitlines()[0][:200]}")
+def _empty(answer: str) -> bool:
+    """HAProxy answers nothing to most commands it carried out, an error otherwise."""
+    return not answer.strip()
+
+
+def _moved(answer: str) -> bool:
+    return "changed" in answer or "no need" in answer
+
+
+def _registered(answer: str) -> bool:
+    return "New server registered" in answer
+
+
+def send_commands(api: RuntimeAPI, commands: Sequence[str]) -> list[str]:
+    """``commands`` in one batch when ``api`` takes batches, else one at a time."""
+    batch = getattr(api, "commands", None)
+    if batch is not None:
+        return batch(commands)
+    return [api.command(command) for command in commands]
+
+
+@dataclass
+class _Batch:
+    """Commands sent together, each with what its answer must look like."""
+
+    commands: list[str] = field(default_factory=list)
+    checks: list[tuple[str, Callable[[str], bool]]] = field(default_factory=list)
+
+    def add(self, command: str, what: str, ok: Callable[[str], bool] = _empty) -> None:
+        self.commands.append(command)
+        self.checks.append((what, ok))
+
+    def send(self, api: RuntimeAPI) -> None:
+        """One round trip; RuntimeUpdateError names the first command refused."""
+        if not self.commands:
+            return
+        for (what, ok), answer in zip(self.checks, send_commands(api, self.commands),
+                                      strict=True):
+            if not ok(answer):
+                first = (answer.strip().splitlines() or [""])[0]
+                raise RuntimeUpdateError(f"{what}: {first[:200]}")
 
 
 @dataclass
@@ -167,71 +242,64 @@ class RuntimeApplier:
                 self.last_span = (started, time.monotonic())
 
     def _apply(self, plan: RuntimePlan) -> None:
-        """apply's commands, in the order that never leaves a backend without a server."""
-        api = self.api
+        """The plan in two batches (one round trip each): every change but removals,
+        then, once all of those were taken, the removals, so a backend never goes
+        without a server in between (a refusal makes the caller reload instead)."""
+        changes = _Batch()
         dynamic_cookie = set(plan.dynamic_cookie)
         for backend, line in plan.readdress:
             target = f"{backend}/{line.name}"
-            out = api.command(f"set server {target} addr {line.host} port {line.port}")
-            if "changed" not in out and "no need" not in out:
-                raise RuntimeUpdateError(f"set server {target} addr: {out.strip()[:200]}")
-            self.stats.readdressed += 1
+            changes.add(f"set server {target} addr {line.host} port {line.port}",
+                        f"set server {target} addr", _moved)
         for backend, line in plan.reweight:
             target = f"{backend}/{line.name}"
-            _expect_empty(api.command(f"set server {target} weight {server_weight(line)}"),
-                          f"weight {target}")
+            changes.add(f"set server {target} weight {server_weight(line)}", f"weight {target}")
         for backend in sorted({backend for backend, _ in plan.readdress} & dynamic_cookie):
-            self._dynamic_cookies(backend)  # a moved server's cookie follows its address
+            self._dynamic_cookies(changes, backend)  # a moved server's cookie follows its address
+        added = 0
         for backend, line in plan.add:
             target = f"{backend}/{line.name}"
             waiting = self._draining.pop((backend, line.name), None)
             if waiting is not None and waiting.line == line:
-                _expect_empty(api.command(f"set server {target} state ready"),
-                              f"ready {target}")
-                self.stats.added += 1
+                changes.add(f"set server {target} state ready", f"ready {target}")
+                added += 1
                 continue
             if waiting is not None:  # same name, other settings: finish removal first
                 self._remove_now(waiting)
             args = " ".join(line.args)
-            out = api.command(f"add server {target} {line.address} {args}".rstrip())
-            if "New server registered" not in out:
-                raise RuntimeUpdateError(f"add server {target}: {out.strip()[:200]}")
+            changes.add(f"add server {target} {line.address} {args}".rstrip(),
+                        f"add server {target}", _registered)
             if backend in dynamic_cookie:  # before it takes traffic: no cookieless replies
-                self._dynamic_cookies(backend)
+                self._dynamic_cookies(changes, backend)
             if has_check(line):
-                _expect_empty(api.command(f"enable health {target}"), f"health {target}")
+                changes.add(f"enable health {target}", f"health {target}")
             if "disabled" not in line.args:
-                _expect_empty(api.command(f"enable server {target}"), f"enable {target}")
-            self.stats.added += 1
-        self._apply_maps(plan)
-        # removals last: a backend never goes without a server in between
+                changes.add(f"enable server {target}", f"enable {target}")
+            added += 1
+        # Map additions before deletions: a split's integer map is a list HAProxy walks in
+        # order and ``add map`` appends, so the old ranges answer until they go and the
+        # new ones from then on; no draw ever finds no range.
+        for path, key, value in plan.map_set:
+            changes.add(f"set map {path} {key} {value}", f"set map {key}")
+        for path, key, value in plan.map_add:
+            changes.add(f"add map {path} {key} {value}", f"add map {key}")
+        for path, key, _value in plan.map_del:
+            changes.add(f"del map {path} {key}", f"del map {key}")
+        changes.send(self.api)
+        self.stats.added += added
+        removals = _Batch()
         for backend, line in plan.remove:
             target = f"{backend}/{line.name}"
-            _expect_empty(api.command(f"set server {target} state drain"),
-                          f"drain {target}")
+            removals.add(f"set server {target} state drain", f"drain {target}")
+        removals.send(self.api)
+        for backend, line in plan.remove:
             now = self.clock()
             self._draining[(backend, line.name)] = _Draining(
                 backend, line, now + self.drain_timeout, now + self.drain_timeout + 60)
         self.stats.draining = len(self._draining)
 
-    def _apply_maps(self, plan: RuntimePlan) -> None:
-        """Map entries (vhosts, paths, app ids, split ranges) changed live, on the maps'
-        own paths.
-
-        Additions before deletions: a split's integer map is a list HAProxy walks in
-        order and ``add map`` appends, so the old ranges answer until they go and the
-        new ones from then on; no draw ever finds no range.  HAProxy answers nothing
-        to a command it carried out, an error otherwise.
-        """
-        api = self.api
-        for path, key, value in plan.map_set:
-            _expect_empty(api.command(f"set map {path} {key} {value}"), f"set map {key}")
-        for path, key, value in plan.map_add:
-            _expect_empty(api.command(f"add map {path} {key} {value}"), f"add map {key}")
-        for path, key, _value in plan.map_del:
-            _expect_empty(api.command(f"del map {path} {key}"), f"del map {key}")
-
-    def _dynamic_cookies(self, backend: str) -> None:
+    @staticmethod
+    def _dynamic_cookies(batch: _Batch, backend: str) -> None:
         """Have HAProxy compute the cookie of servers added or moved live.
 
         A sticky backend with ``cookie ... dynamic`` hashes each server's cookie
@@ -239,8 +307,7 @@ class RuntimeApplier:
         at startup and on this command, which recomputes every server of the
         backend to the value a reload would give.
         """
-        _expect_empty(self.api.command(f"enable dynamic-cookie backend {backend}"),
-                      f"dynamic cookies of {backend}")
+        batch.add(f"enable dynamic-cookie backend {backend}", f"dynamic cookies of {backend}")
 
     def _remove_now(self, item: _Draining) -> bool:
         target = f"{item.backend}/{item.line.name}"
