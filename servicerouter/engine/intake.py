@@ -25,7 +25,8 @@ log = logging.getLogger("servicerouter.live")
 
 
 class EventIntake:
-    """Part of :class:`~servicerouter.engine.live.LiveRouter`: queues events for the loop thread."""
+    """Part of :class:`~servicerouter.engine.live.LiveRouter`: queues events for the loop
+    thread, or (:meth:`submit_and_apply`) applies an isolated one on the reading thread."""
 
     def submit(self, event: Mapping[str, Any], *, trusted: bool = True) -> None:
         """Queue one Marathon event; the sync runs later on the loop thread.
@@ -34,20 +35,50 @@ class EventIntake:
         without a token): they are only hints of which apps to refetch
         (:func:`~servicerouter.source.changes.as_hint`), never folded in as given.
         """
+        if self._queue(event, trusted):
+            self.trigger.fire(event=_is_event(event))
+
+    def _queue(self, event: Mapping[str, Any], trusted: bool = True) -> bool:
+        """Fold one event into the pending changes; False when it changes nothing."""
         event_type = event.get("eventType")
         known = isinstance(event_type, str) and event_type in KNOWN_EVENTS
         label = event_type if known else "other"
         self.metrics.events.inc(type=label)  # bounded labels
         change = classify(event) if trusted else as_hint(event)
         if change.kind == "ignore":
-            return
+            return False
         with self._pending_lock:
             if (not trusted and change.kind == "apps"
                     and len(self._pending.refetch | set(change.app_ids)) > MAX_HINT_REFETCH):
                 change = Change("full", reason=HINT_RESYNC_REASON)  # one fetch is cheaper
             self._pending.add(change, event, time.monotonic())
         log.debug("event %s: %s %s", label, change.kind, ",".join(change.app_ids))
-        self.trigger.fire(event=event_type != RESYNC_EVENT)  # a resync request is no event
+        return True
+
+    def submit_and_apply(self, event: Mapping[str, Any]) -> None:
+        """The event stream's handler: submit(), and when the event comes after a quiet
+        period and only asks for what the task or app path may take, sync it on this
+        (the reading) thread at once, instead of waking the loop thread for it.
+
+        Bursts, full resyncs and removals still go to the loop thread (coalesced);
+        so does an event arriving while the loop is busy.
+        """
+        if not self._queue(event):
+            return
+        if not self._step_lock.acquire(blocking=False):
+            self.trigger.fire(event=_is_event(event))  # the loop is in a step: it takes this next
+            return
+        try:
+            with self._pending_lock:
+                pending = self._pending
+                cheap = (self._apps is not None and not pending.empty and not pending.full
+                         and not pending.removed and not pending.rebuild)
+            if not cheap or self._hup or self._retry_due:
+                self.trigger.fire(event=_is_event(event))
+            elif self.trigger.fire_and_claim():
+                self._step()
+        finally:
+            self._step_lock.release()
 
     def request_resync(self, reason: str) -> None:
         """A full refetch at the next sync (reconnect, SIGHUP, HAProxy restart)."""
@@ -80,3 +111,7 @@ class EventIntake:
                     pending.first_at is not None and pending.first_at < self._pending.first_at):
                 self._pending.first_at = pending.first_at
 
+
+def _is_event(event: Mapping[str, Any]) -> bool:
+    """Marathon's, not a resync request of the router's own (SyncTrigger.fire)."""
+    return event.get("eventType") != RESYNC_EVENT

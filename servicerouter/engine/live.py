@@ -24,7 +24,10 @@ renewed certificate for the same names changes only a file's content, and
 
 Marathon trouble never touches HAProxy: a failed fetch keeps the last good
 state, marks an outage (status, metric) and retries with jittered backoff;
-the first successful full fetch ends it.  Syncs run on one thread only.
+the first successful full fetch ends it.  Syncs run one at a time: on the loop
+thread, or, for an isolated event from the stream, on the thread that read it
+(:meth:`~servicerouter.engine.intake.EventIntake.submit_and_apply`), so a lone
+task event is not handed from thread to thread before it is applied.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self._pending = Pending()
         self._pending_lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._step_lock = threading.Lock()  # one step at a time (loop or event reader)
         self._apps: dict[str, Any] | None = None
         self._model: Model | None = None
         self._applied_text: str | None = None
@@ -167,7 +171,12 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         SIGHUP, the periodic resync and the retry timer also try again a config
         whose apply failed (a reload HAProxy refused, a port that was busy);
         mere events do not, so a failing config is not retried on every event.
+        One step at a time: the event reader may run one itself (submit_and_apply).
         """
+        with self._step_lock:
+            return self._step()
+
+    def _step(self) -> bool:
         self._woke_at = time.monotonic()
         pending = self._take_pending()
         retry = False

@@ -139,7 +139,7 @@ def run_live(router: Router, options: LiveOptions, settings: LiveSettings,
                 log.error("--sse needs a Marathon URL, not a file: snapshot")
                 return 2
             stream = EventStream(
-                source.hosts, live.submit,
+                source.hosts, live.submit_and_apply,
                 on_connect=lambda host: live.request_resync(f"event stream connected to {host}"),
                 on_error=live.stream_failed,
                 settings=source.settings, stall_timeout=options.stall_timeout,
