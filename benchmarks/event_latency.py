@@ -36,7 +36,9 @@ into: ``to_sr`` (the emulator emits -> servicerouter's event reader has it),
 ``seen`` (-> a client's request routed by it; with the number of requests and
 the slowest one, and this process's own garbage-collector pauses).  The
 slowest trial of each kind is printed that way, every trial with
-``--verbose`` (``--json``: in the result).
+``--verbose`` (``--json``: in the result), and each step's p50/p99 with
+servicerouter's own part (its reading the event -> HAProxy's last answer)
+and one request through HAProxy's (the probes' durations).
 
 Reloads are counted from HAProxy itself (new worker processes of its master).
 The floor, per trial in the same run: SSE delivery of that event to a client
@@ -52,10 +54,8 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
-import http.client
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -63,7 +63,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +70,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.latency_probes import (  # noqa: E402
+    EventClock,
+    first_answer,
+    first_vhost_answer,
+    only_answers,
+    runtime_round_trip,
+)
+from benchmarks.latency_trace import (  # noqa: E402
+    PHASES,
+    GcPauses,
+    describe,
+    explain,
+    sync_paths,
+    sync_stamps,
+)
 from servicerouter.emulator.marathon import MarathonEmulator  # noqa: E402
 from tests.harness import Backend, find_haproxy, http_get  # noqa: E402
 
@@ -105,225 +119,6 @@ def reserve_ports(count: int) -> list[int]:
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))]
-
-
-def answer(port: int) -> str | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/")
-        return conn.getresponse().read().strip().decode()
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-Record = Callable[[float, float], None]  # (request start, its duration): see Run.probes
-
-
-def timed(record: Record | None, ask: Callable[[], str | None]) -> str | None:
-    """``ask()``, its start and duration given to ``record``: a slow trial's last step
-    ("seen") is then told apart into slow requests through HAProxy and the rest."""
-    start = time.monotonic()
-    try:
-        return ask()
-    finally:
-        if record is not None:
-            record(start, time.monotonic() - start)
-
-
-def first_answer(port: int, name: str, timeout: float = 20.0,
-                 record: Record | None = None) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if timed(record, lambda: answer(port)) == name:
-            return time.monotonic()
-    raise TimeoutError(f"{name} never answered on port {port}")
-
-
-def only_answers(port: int, name: str, timeout: float = 20.0, run: int = 3,
-                 record: Record | None = None) -> float:
-    """When requests started going to ``name`` alone.
-
-    While two servers share a round-robin backend, answers alternate; so the
-    second of consecutive answers from ``name`` is the first request the other
-    server no longer got (``run`` in a row confirm it).
-    """
-    deadline = time.monotonic() + timeout
-    streak: list[float] = []
-    while time.monotonic() < deadline:
-        at = time.monotonic()
-        streak = streak + [at] if timed(record, lambda: answer(port)) == name else []
-        if len(streak) == run:
-            return streak[1]
-    raise TimeoutError(f"{port} never answered only {name}")
-
-
-class EventClock:
-    """Receives the emulator's SSE stream here: when each event was delivered."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.split("//")[1].split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        self.conn.request("GET", "/v2/events", headers={"Accept": "text/event-stream"})
-        self.response = self.conn.getresponse()
-        self.seen: dict[tuple, float] = {}
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            for raw in self.response:
-                line = raw.decode().strip()
-                if line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    key = (event.get("eventType"), event.get("taskId"),
-                           event.get("taskStatus"), event.get("alive"))
-                    with self.cond:
-                        if key[0] == "api_post_event":  # the trial's key: last one wins
-                            self.seen.pop(key, None)
-                        self.seen[key] = time.monotonic()
-                        self.cond.notify_all()
-        except (OSError, ValueError, http.client.HTTPException):
-            pass
-
-    def delivered(self, key: tuple, timeout: float = 10.0) -> float:
-        with self.cond:
-            self.cond.wait_for(lambda: key in self.seen, timeout)
-            return self.seen.pop(key) if key[0] == "api_post_event" else self.seen[key]
-
-
-def runtime_round_trip(sock_path: str, command: str) -> float:
-    start = time.monotonic()
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(sock_path)
-        sock.sendall(command.encode() + b"\n")
-        while sock.recv(65536):
-            pass
-    return time.monotonic() - start
-
-
-def vhost_answer(port: int, host: str) -> str | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/", headers={"Host": host})
-        response = conn.getresponse()
-        body = response.read().strip().decode()
-        return body if response.status == 200 else None
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def first_vhost_answer(port: int, host: str, name: str, timeout: float = 20.0,
-                       record: Record | None = None) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if timed(record, lambda: vhost_answer(port, host)) == name:
-            return time.monotonic()
-    raise TimeoutError(f"{host} never answered {name} on port {port}")
-
-
-SYNC_LINE = re.compile(r"sync timing: (\w+) (task|full) path(?: \((.*)\))? fetch=.* "
-                       r"total=([0-9.]+)s")
-
-
-def sync_paths(log_text: str) -> tuple[int, int, collections.Counter[str], float]:
-    """(task-path syncs, full-path syncs, why each full one was full, the slowest
-    task-path sync in seconds) from the log: a trial much slower than that waited
-    outside servicerouter's sync (CPU, HAProxy, the client)."""
-    task = full = 0
-    slowest = 0.0
-    reasons: collections.Counter[str] = collections.Counter()
-    for match in SYNC_LINE.finditer(log_text):
-        if match.group(2) == "task":
-            task += 1
-            slowest = max(slowest, float(match.group(4)))
-        else:
-            full += 1
-            reason = re.sub(r"\d+", "N", match.group(3) or "?")[:120]
-            reasons[f"{reason} ({float(match.group(4)) * 1000:.0f} ms)"] += 1
-    return task, full, reasons, slowest
-
-
-STAMPS = re.compile(r"sync timing: .* at ((?:\w+=[0-9.]+,?)+)\s*$", re.MULTILINE)
-# A trial's steps, in order: (name, from stamp, to stamp); "sent"/"routed" are the trial's.
-PHASES = (("to_sr", "sent", "event"),      # emulator emits -> servicerouter has the event
-          ("wake", "event", "woke"),       # -> its sync loop woke up
-          ("lock", "woke", "start"),       # -> the sync began
-          ("plan", "start", "api"),        # -> the first Runtime API command went out
-          ("api", "api", "answered"),      # -> HAProxy answered the last command
-          ("seen", "answered", "routed"))  # -> a client's request routed by it
-
-
-def sync_stamps(log_text: str) -> list[dict[str, float]]:
-    """Every sync's monotonic time stamps (event, woke, start, api, answered, end) from
-    servicerouter's "sync timing ... at" lines (CLOCK_MONOTONIC is one clock for every
-    process of the machine, so they line up with this process's)."""
-    syncs = []
-    for match in STAMPS.finditer(log_text):
-        stamps = {}
-        for item in match.group(1).split(","):
-            name, _, value = item.partition("=")
-            stamps[name] = float(value)
-        syncs.append(stamps)
-    return syncs
-
-
-def explain(trial: dict, syncs: list[dict[str, float]]) -> dict:
-    """Where a trial's time went: the sync that took its event in (the first one whose
-    first event came after the trial began), split into PHASES, in ms.  ``syncs_between``
-    counts other syncs that ran between the event and the route (work in the way)."""
-    sent, routed = trial["sent"], trial["routed"]
-    mine = [s for s in syncs if "event" in s and sent <= s["event"] <= routed]
-    busy = [s for s in syncs if s.get("start", 0) < routed and s.get("end", 0) > sent]
-    out: dict = {"syncs_between": len(busy) - (1 if mine else 0)}
-    if not mine:
-        out["sync"] = None
-        return out
-    stamps = dict(mine[0], sent=sent, routed=routed)
-    if "api" not in stamps:  # nothing for HAProxy (or a reload): the sync's end instead
-        stamps["api"] = stamps["answered"] = stamps.get("end", stamps["start"])
-    for name, begin, end in PHASES:
-        out[name] = round((stamps[end] - stamps[begin]) * 1000, 2)
-    return out
-
-
-def describe(trial: dict) -> str:
-    """One trial, one line: total = phases (load average)."""
-    phases = trial.get("phases") or {}
-    if "to_sr" not in phases:
-        split = "no sync of its event found in the log"
-    else:
-        split = " + ".join(f"{name} {phases[name]:.1f}" for name, _, _ in PHASES)
-    return (f"{trial['ms']:.1f} ms = {split}; floor {trial['floor_ms']:.1f}, "
-            f"{trial['requests']} requests (slowest {trial['slowest_request_ms']:.1f}), "
-            f"benchmark GC {trial['bench_gc_ms']:.1f}, "
-            f"other syncs {phases.get('syncs_between', 0)}, load {trial['load']:.2f}")
-
-
-class GcPauses:
-    """This process's garbage-collector pauses (start, seconds): the emulator and the
-    probing client live here, so a pause of ours shows in a trial as product latency
-    unless it is counted (``bench_gc`` per trial)."""
-
-    def __init__(self) -> None:
-        self.pauses: list[tuple[float, float]] = []
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, _info: dict) -> None:
-        if phase == "start":
-            self._started = time.monotonic()
-        else:
-            self.pauses.append((self._started, time.monotonic() - self._started))
-
-    def within(self, start: float, end: float) -> float:
-        return sum(d for at, d in self.pauses if start <= at <= end)
-
-    def close(self) -> None:
-        gc.callbacks.remove(self._callback)
 
 
 def haproxy_workers(state_dir: Path) -> set[int]:
@@ -416,6 +211,7 @@ class Run:
         self.floors: list[float] = []
         self.trials: list[dict] = []  # each trial's times (see explain)
         self.probes: list[tuple[float, float]] = []  # this trial's requests (start, duration)
+        self.requests: list[float] = []  # every trial's request durations
         self.log_mark = (workdir / "servicerouter.log").stat().st_size
 
     def log_since_start(self) -> str:
@@ -461,6 +257,7 @@ class Run:
         start = time.monotonic()
         key = act()
         routed = wait()
+        self.requests += [d for _, d in self.probes]
         latency = routed - start
         delivered = self.clock.delivered(key) - start
         rtt = runtime_round_trip(self.socket, f"get weight {backend}")
@@ -603,8 +400,10 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
                                      "slowest": describe(slowest)}
         result["phase_p50_p99_ms"] = {
             name: [round(percentile(got, 50), 2), round(percentile(got, 99), 2)]
-            for name, _, _ in PHASES
+            for name in [name for name, _, _ in PHASES] + ["servicerouter"]
             if (got := [t["phases"][name] for t in trials if name in t["phases"]])}
+        result["request_p50_p99_ms"] = [round(percentile(run.requests, 50) * 1000, 2),
+                                        round(percentile(run.requests, 99) * 1000, 2)]
         if verbose:
             result["trials"] = trials
         return result
@@ -685,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'':>9} {kind:<18} {row['slowest']}", flush=True)
             print(f"{'':>7} phases p50/p99 ms: " + ", ".join(
                 f"{name} {p50:.1f}/{p99:.1f}"
-                for name, (p50, p99) in result["phase_p50_p99_ms"].items()), flush=True)
+                for name, (p50, p99) in result["phase_p50_p99_ms"].items())
+                + "; one request through HAProxy {:.1f}/{:.1f}".format(
+                    *result["request_p50_p99_ms"]), flush=True)
             for trial in result.get("trials", ()):
                 print(f"{'':>9} {trial['kind']:<18} {describe(trial)}", flush=True)
             reasons = "; ".join(f"{n}x {r}" for r, n in result["paths"]["full_reasons"].items())

@@ -1,0 +1,64 @@
+"""ConfigFile.write_soon waits for a quiet moment (servicerouter.engine.config_file): the
+write of a big config never lands in the milliseconds HAProxy needs to route the change
+just applied, and a burst of events is one write."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from servicerouter.engine.config_file import ConfigFile
+from tests.harness import wait_until
+
+
+def test_a_deferred_write_waits_for_quiet(tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    config = ConfigFile(str(path), quiet=1.0, longest=10.0)
+    try:
+        config.write_soon("one\n")
+        time.sleep(0.3)
+        assert not path.exists()  # before: written at once, right after the event
+        wait_until(lambda: path.exists(), 10)
+        assert path.read_text() == "one\n" and config.deferred_writes == 1
+    finally:
+        config.stop()
+
+
+def test_a_burst_is_one_write_no_later_than_longest(tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    config = ConfigFile(str(path), quiet=0.5, longest=1.0)
+    try:
+        started = time.monotonic()
+        for serial in range(12):  # a new text every 0.15 s: never 0.5 s of quiet
+            config.write_soon(f"text {serial}\n")
+            time.sleep(0.15)
+            if path.exists():
+                break
+        assert path.exists(), "longest did not bound the wait"
+        assert time.monotonic() - started < 1.0 + 0.15 + 2.0  # longest, a step, slack
+        assert config.deferred_writes == 1
+    finally:
+        config.stop()
+
+
+def test_flush_and_stop_write_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    config = ConfigFile(str(path), quiet=60.0, longest=60.0)
+    config.write_soon("flushed\n")
+    assert config.flush(timeout=10)
+    assert path.read_text() == "flushed\n"
+    config.write_soon("at stop\n")
+    config.stop()
+    assert path.read_text() == "at stop\n"
+
+
+def test_a_synchronous_write_drops_the_deferred_one(tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    config = ConfigFile(str(path), quiet=0.2, longest=1.0)
+    try:
+        config.write_soon("older\n")
+        assert config.write("newer\n")
+        time.sleep(0.6)
+        assert path.read_text() == "newer\n" and config.deferred_writes == 0
+    finally:
+        config.stop()
