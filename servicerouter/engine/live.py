@@ -315,6 +315,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         return ",".join(f"{name}={at:.4f}" for name, at in stamps if at is not None)
 
     def _build_and_apply(self, kind: str, pending: Pending) -> bool:
+        # A full sync is slow anyway: a task-path write still waiting for quiet lands
+        # first, so the file holds what HAProxy runs whatever this sync decides.
+        self._config_file.flush()
         router = self.router
         settings = router.settings
         assert self._apps is not None
