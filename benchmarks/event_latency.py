@@ -56,6 +56,7 @@ import collections
 import gc
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -233,16 +234,23 @@ class Run:
         return [dict(t, phases=explain(t, syncs)) for t in self.trials]
 
     def settle(self, quiet: float = 2.0, timeout: float = 300.0) -> None:
-        """Wait for start-up to end: the event stream connected (its resync done) and
-        no sync for ``quiet`` seconds, so no start-up work lands in a trial."""
+        """Wait for start-up to end: the event stream connected, the resync that its
+        connection asks for logged as done (at 50k tasks on a loaded machine it runs for
+        seconds, and "no new sync for a while" alone once let the first trial wait 2.5 s
+        for it) and no sync for ``quiet`` seconds, so no start-up work lands in a trial."""
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
+        log_path = self.workdir / "servicerouter.log"
         while time.monotonic() < deadline:
             status = self.status()
-            stream = status.get("marathon", {}).get("event_stream") or {}
+            text = log_path.read_text(errors="replace")
+            connects = len(re.findall(r"^(?!.*sync timing).*event stream connected to ", text,
+                                      re.MULTILINE))
+            resyncs = len(re.findall(r"sync timing: .*event stream connected to ", text))
+            resynced = connects and resyncs >= connects
             if status["syncs"] != last:
                 last, since = status["syncs"], time.monotonic()
-            elif stream.get("connected") and time.monotonic() - since >= quiet:
+            elif resynced and time.monotonic() - since >= quiet:
                 return
             time.sleep(0.2)
         raise TimeoutError("servicerouter never settled after start")
