@@ -38,7 +38,9 @@ the slowest one, and this process's own garbage-collector pauses).  The
 slowest trial of each kind is printed that way, every trial with
 ``--verbose`` (``--json``: in the result), and each step's p50/p99 with
 servicerouter's own part (its reading the event -> HAProxy's last answer)
-and one request through HAProxy's (the probes' durations).
+and one request through HAProxy's (the probes' durations).  Probes pause
+2 ms between requests (``latency_probes.PACE``): unpaced they took a core
+and this process's GIL from the emulator; the pause can only add to a trial.
 
 Reloads are counted from HAProxy itself (new worker processes of its master).
 The floor, per trial in the same run: SSE delivery of that event to a client
