@@ -79,6 +79,8 @@ from benchmarks.latency_probes import (  # noqa: E402
     first_vhost_answer,
     only_answers,
     runtime_round_trip,
+    start_busy,
+    stop_busy,
 )
 from benchmarks.latency_trace import (  # noqa: E402
     PHASES,
@@ -432,19 +434,6 @@ def measure(tasks: int, trials: int, product: Path, haproxy_bin: str, health: bo
         if not failed and run is not None and run.proc is not None \
                 and run.proc.returncode in (0, -15):
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def start_busy(count: int) -> list[subprocess.Popen[bytes]]:
-    """``count`` processes that only spin on a CPU (at the default priority): the load of
-    a machine shared with other jobs, made on purpose so a run can be repeated."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(count)]
-
-
-def stop_busy(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.kill()
-        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """What event_latency's client does: requests through HAProxy until the change shows,
 the emulator's event stream read here (the floor's delivery time), one Runtime API
 round trip (the floor's command).  Every request can be timed (``record``), so a slow
-trial's last step tells slow requests apart from the rest.
+trial's last step tells slow requests apart from the rest.  ``--busy``'s spinning
+processes are started and stopped here too.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -139,3 +142,16 @@ def first_vhost_answer(port: int, host: str, name: str, timeout: float = 20.0,
             return time.monotonic()
         time.sleep(PACE)
     raise TimeoutError(f"{host} never answered {name} on port {port}")
+
+
+def start_busy(count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` processes that only spin on a CPU (at the default priority): the load of
+    a machine shared with other jobs, made on purpose so a run can be repeated."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(count)]
+
+
+def stop_busy(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.kill()
+        proc.wait()
