@@ -281,7 +281,7 @@ class Run:
                             "floor_ms": round((delivered + rtt) * 1000, 2),
                             "requests": len(self.probes),
                             "bench_gc_ms": round(self.gc_pauses.within(start, routed) * 1000, 2),
-                            "slowest_request_ms": round(max(d for _, d in self.probes) * 1000, 2),
+                            "slowest_request_ms": round(max((d for _, d in self.probes), default=0.0) * 1000, 2),
                             "load": os.getloadavg()[0]})
         now = haproxy_workers(self.state_dir)
         self.reloads += len(now - self.workers)
