@@ -155,7 +155,7 @@ def _registered(answer: str) -> bool:
 def send_commands(api: RuntimeAPI, commands: Sequence[str]) -> list[str]:
     """``commands`` in one batch when ``api`` takes batches, else one at a time."""
     batch = getattr(api, "commands", None)
-    if batch is not None:
+    if callable(batch):
         return batch(commands)
     return [api.command(command) for command in commands]
 
