@@ -81,6 +81,9 @@ from servicerouter.tls.swap import (
 
 log = logging.getLogger("servicerouter.live")
 
+# Seconds between two full garbage collections of a long-running engine (see gc_paused).
+COLLECT_EVERY = 600.0
+
 
 class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, CertificateSwaps,
                  QuarantineKeeper, StatusReport):
@@ -124,6 +127,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         self._model: Model | None = None
         self._applied_text: str | None = None
         self._applied_parse: tuple[str, ParsedConfig] | None = None  # see _applied_parsed
+        self._collected_at = time.monotonic()  # the last full collection (see sync)
         self._config_file = ConfigFile(router.settings.config_path,
                                        router.settings.render_options.map_dir)
         # What HAProxy runs as the last sync rendered it (None: not known, or a
@@ -234,7 +238,12 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
 
     def sync(self, pending: Pending) -> bool:
         """Fetch what ``pending`` needs, model, render, apply.  Never raises."""
-        with self._sync_lock, gc_paused():
+        # Garbage cycles left by syncs are collected on a full sync at most every
+        # COLLECT_EVERY seconds (see gc_paused): never on an event's path.
+        collect = pending.full and time.monotonic() - self._collected_at >= COLLECT_EVERY
+        if collect:
+            self._collected_at = time.monotonic()
+        with self._sync_lock, gc_paused(collect):
             if self._retry is not None:
                 self._retry.cancel()
                 self._retry = None

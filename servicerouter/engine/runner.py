@@ -401,7 +401,7 @@ def settings_skip_unchanged(settings: RouterSettings) -> bool:
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
+def gc_paused(collect: bool = False) -> Iterator[None]:
     """No cyclic garbage collection while a sync runs.
 
     Parsed JSON, the model and the config text hold no reference cycles, yet
@@ -410,7 +410,9 @@ def gc_paused() -> Iterator[None]:
     Reference counting still frees everything.  Afterwards what survived is
     frozen (the model is kept until the next sync; one collection over it
     would cost as much again) and thawed into the oldest generation when the
-    next sync starts, so any garbage cycle from this one is still collected.
+    next sync starts.  Syncs back to back would keep the collector from ever seeing
+    the thawed objects, so a long-running engine passes ``collect`` now and then (on
+    a full sync, already slow) to collect every generation before freezing.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -418,6 +420,8 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if collect:
+            gc.collect()
         gc.freeze()
         if was_enabled:
             gc.enable()

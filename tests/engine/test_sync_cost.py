@@ -145,3 +145,23 @@ def test_sandbox_shortcut_keeps_the_sandbox_rules() -> None:
         with pytest.raises(SecurityError):
             fragment.render({"service": settings, "options": RenderOptions(),
                              "labels": {"a": "b"}, "backend": "b", "mode": "tcp"})
+
+
+def test_gc_paused_with_collect_frees_a_cycle_left_by_a_sync() -> None:
+    """Back-to-back syncs freeze what they leave; ``collect`` is how its cycles still go."""
+    import weakref
+
+    class Node:
+        pass
+
+    with gc_paused():
+        node = Node()
+        node.self = node  # type: ignore[attr-defined]
+        ref = weakref.ref(node)
+        del node
+    with gc_paused():  # thawed, then frozen again: nothing collects it in between
+        pass
+    assert ref() is not None
+    with gc_paused(collect=True):
+        pass
+    assert ref() is None
