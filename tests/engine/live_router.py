@@ -152,14 +152,19 @@ def start_router(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., Rou
 
     yield start
     for router in started:
-        if router.proc.poll() is None:
-            router.proc.send_signal(signal.SIGTERM)
-            try:
-                router.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                router.proc.kill()
-                router.proc.wait(5)
-        _kill_left_haproxy(router.workdir)
+        stop_router_process(router.proc, router.workdir)
+
+
+def stop_router_process(proc: subprocess.Popen[bytes], workdir: Path) -> None:
+    """SIGTERM (as systemd does), SIGKILL if it hangs, then any HAProxy it left."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    _kill_left_haproxy(workdir)
 
 
 def _kill_left_haproxy(workdir: Path) -> None:

@@ -9,7 +9,6 @@ Runtime API must each end in a reload that serves the new certificate.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from servicerouter.render.fragments import load_fragments
 from servicerouter.source.marathon import SnapshotSource
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.swap import CertUpdater
+from tests.engine.live_router import stop_router_process
 from tests.harness import free_port, http_get, wait_until
 from tests.paths import REPO
 
@@ -147,17 +147,7 @@ def router_process(tmp_path: Path, haproxy_bin: str) -> Iterator[Callable[..., R
 
     yield start
     for router in started:
-        if router.proc.poll() is None:
-            router.proc.send_signal(signal.SIGTERM)
-            try:
-                router.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                router.proc.kill()
-                router.proc.wait(5)
-        with contextlib.suppress(OSError, ValueError):  # belt and braces, by pidfile
-            pid = int((router.workdir / ".servicerouter" / "haproxy.pid").read_text().split()[0])
-            if str(router.workdir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
+        stop_router_process(router.proc, router.workdir)
 
 
 def test_renewed_certificates_swap_live_and_new_names_reload(
