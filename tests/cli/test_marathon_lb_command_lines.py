@@ -74,7 +74,10 @@ def _run(tmp_path: Path, marathon: MarathonEmulator, argv: list[str], live: bool
     http, https = free_port(), free_port()
     ipt = str(free_port())
     subst = {"URL": marathon.url, "DIR": str(tmp_path), "IPT": ipt}
-    args = [subst.get(a, a.replace("DIR", str(tmp_path)).replace("URL", marathon.url))
+    # JSON values (a service account's key) are passed as they are: their base64 can hold
+    # "DIR" or "URL" by chance (a corrupted key, about one run in a hundred).
+    args = [a if a.startswith("{") else
+            subst.get(a, a.replace("DIR", str(tmp_path)).replace("URL", marathon.url))
             for a in argv]
     edge = ["--http-port", str(http), "--https-port", str(https), "--appid-port",
             str(free_port()), "--stats-port", str(free_port()), "--bind-addr", "127.0.0.1",
