@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from servicerouter.apply.reloads import ReloadResult
 from servicerouter.apply.runtime_api import (  # the first three: see __all__
     RuntimeAPI,
     RuntimeApplier,
@@ -135,14 +136,6 @@ class ManagedSettings:
     @property
     def pidfile(self) -> str:
         return os.path.join(self.state_dir, "haproxy.pid")
-
-
-@dataclass
-class ReloadResult:
-    ok: bool
-    message: str = ""
-    worker: int | None = None
-    started: bool = False  # HAProxy was not running: this was a start, not a reload
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from servicerouter.apply import haproxy
 from servicerouter.apply.confdiff import (
@@ -14,24 +15,23 @@ from servicerouter.apply.confdiff import (
     plan_runtime_update,
 )
 from servicerouter.apply.fd_budget import fd_report
-from servicerouter.apply.managed import ReloadResult
-from servicerouter.apply.runtime_api import RuntimeUpdateError
+from servicerouter.apply.reloads import ReloadResult
 from servicerouter.engine.live_state import (
     MAX_BIND_ROUNDS,
     _by_app,
 )
-from servicerouter.model.services import Service
-from servicerouter.render.config import RenderOptions
-from servicerouter.tls.swap import (
-    CertPlan,
-)
+
+if TYPE_CHECKING:
+    from servicerouter.model.services import Service
+    from servicerouter.render.options import RenderOptions
+    from servicerouter.tls.swap import CertPlan
 
 log = logging.getLogger("servicerouter.live")
 
 
 
 class ConfigApplier:
-    """Part of :class:`~servicerouter.engine.live.LiveRouter`: the config HAProxy runs and how it changes."""
+    """Part of :class:`~servicerouter.engine.core.EngineCore`: the config HAProxy runs and how it changes."""
 
     apply_error: str | None = None  # why the last apply failed (a one-shot's result says it)
     _said_unvalidated = False  # haproxy is not installed: said once
@@ -172,6 +172,8 @@ class ConfigApplier:
         plan = verdict.plan
         if certs is not None and not certs.empty and not self._try_cert_runtime(certs):
             return False
+        from servicerouter.apply.runtime_api import RuntimeUpdateError  # the live engine's
+
         try:
             self.runtime.apply(plan)
         except RuntimeUpdateError as err:

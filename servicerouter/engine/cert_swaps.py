@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-from servicerouter.apply.runtime_api import RuntimeUpdateError
 from servicerouter.tls.swap import (
     CertPlan,
     plan_cert_updates,
@@ -17,7 +16,7 @@ log = logging.getLogger("servicerouter.live")
 
 
 class CertificateSwaps:
-    """Part of :class:`~servicerouter.engine.live.LiveRouter`: certificate contents HAProxy lacks."""
+    """Part of :class:`~servicerouter.engine.core.EngineCore`: certificate contents HAProxy lacks."""
 
     def _cert_plan(self) -> CertPlan:
         """Certificate files whose content HAProxy does not have yet (pure decision)."""
@@ -42,6 +41,8 @@ class CertificateSwaps:
         if self.manager is not None and not self.manager.alive():
             return False
         assert self._applied_certs is not None
+        from servicerouter.apply.runtime_api import RuntimeUpdateError  # the live engine's
+
         served = self.router.served_certs
         for path in plan.update:
             try:

@@ -6,23 +6,26 @@ A full sync derives every app (``Router.full_pass``) and then comes here:
 config in place the cheapest safe way (:class:`~servicerouter.engine.applier.ConfigApplier`:
 Runtime API, or validate with the apps HAProxy rejects left out, write, reload).
 The live engine calls this from its full path; a one-shot run
-(:mod:`servicerouter.engine.one_shot`) calls it once on an engine that knows
+(:mod:`servicerouter.engine.one_shot`) calls it once on the engine's core
+(:class:`~servicerouter.engine.core.EngineCore`, the live engine's base) that knows
 only the config on disk, so both put a config in place the same way.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from servicerouter.engine import removal_guard
 from servicerouter.engine.dry_preview import print_dry
 
 if TYPE_CHECKING:
+    from servicerouter.engine.core import EngineCore
     from servicerouter.engine.runner import Derived
 
 
-def apply_full_pass(engine: Any, derived: Derived, fresh: bool = True) -> bool:
-    """Put ``derived`` (a rendered full pass) in place through ``engine`` (a LiveRouter).
+def apply_full_pass(engine: EngineCore, derived: Derived, fresh: bool = True) -> bool:
+    """Put ``derived`` (a rendered full pass) in place through ``engine`` (the core, or
+    the live engine built on it).
 
     ``fresh``: the apps were all fetched now (only such syncs count towards a held
     removal's persistence).  True when the config is in place, printed (--dry) or held

@@ -7,13 +7,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from servicerouter.engine.live_state import (
-    KNOWN_EVENTS,
-    MAX_HINT_REFETCH,
-)
+from servicerouter.engine.live_state import MAX_HINT_REFETCH
+from servicerouter.serve.metrics import Metrics
 from servicerouter.source.changes import (
+    APP_EVENTS,
     HINT_RESYNC_REASON,
+    IGNORED,
     RESYNC_EVENT,
+    TASK_EVENTS,
     Change,
     Pending,
     as_hint,
@@ -22,6 +23,13 @@ from servicerouter.source.changes import (
 
 log = logging.getLogger("servicerouter.live")
 
+KNOWN_EVENTS = IGNORED | TASK_EVENTS | APP_EVENTS | {RESYNC_EVENT, "group_change_success",
+                                                     "group_change_failed"}
+
+
+def new_metrics() -> Metrics:
+    """The live engine's metrics: every event type it counts starts at 0."""
+    return Metrics(event_types=sorted(KNOWN_EVENTS | {"other"}))
 
 
 class EventIntake:

@@ -35,49 +35,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from servicerouter.apply.confdiff import ParsedConfig
 from servicerouter.apply.managed import ManagedHAProxy
 from servicerouter.apply.runtime_api import RuntimeApplier
 from servicerouter.engine import removal_guard
 from servicerouter.engine.app_path import RoutingIndex
-from servicerouter.engine.applier import ConfigApplier
-from servicerouter.engine.cert_swaps import CertificateSwaps
-from servicerouter.engine.config_file import ConfigFile
+from servicerouter.engine.core import EngineCore
 from servicerouter.engine.full_apply import apply_full_pass
-from servicerouter.engine.intake import EventIntake
+from servicerouter.engine.intake import EventIntake, new_metrics
 from servicerouter.engine.live_state import (
     MAX_HINT_REFETCH,
     CommandReloader,
     LiveSettings,
-    LiveState,
     Outage,
-    Quarantined,
     Reloader,
-    new_metrics,
 )
 from servicerouter.engine.mirror import MarathonMirror
-from servicerouter.engine.quarantine import QuarantineKeeper
 from servicerouter.engine.report import StatusReport
 from servicerouter.engine.runner import Router, SyncTrigger, gc_paused
 from servicerouter.engine.task_path import RunningConfig, TaskPath
-from servicerouter.model.services import Model, Service
-from servicerouter.render.config import RenderOptions
-from servicerouter.serve.status import Metrics
-from servicerouter.source.changes import (
-    Pending,
-)
-from servicerouter.source.events import Backoff, EventStream
-from servicerouter.source.marathon import (
-    MarathonError,
-)
-from servicerouter.tls.swap import (
-    CertUpdater,
-    ServedCert,
-)
+from servicerouter.model.services import Model
+from servicerouter.serve.metrics import Metrics
+from servicerouter.source.changes import Pending
+from servicerouter.source.events import EventStream
+from servicerouter.source.marathon import MarathonError
+from servicerouter.tls.swap import CertUpdater
 
 log = logging.getLogger("servicerouter.live")
 
@@ -85,9 +69,10 @@ log = logging.getLogger("servicerouter.live")
 COLLECT_EVERY = 600.0
 
 
-class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, CertificateSwaps,
-                 QuarantineKeeper, StatusReport):
-    """The event-driven sync engine (see the module docstring)."""
+class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore):
+    """The event-driven sync engine (see the module docstring): the engine's core
+    (:class:`~servicerouter.engine.core.EngineCore`, which alone is a one-shot run)
+    with the event path on top."""
 
     def __init__(
         self,
@@ -102,57 +87,20 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
         rng_seed: int | None = None,
         cert_updater: CertUpdater | None = None,
     ) -> None:
-        import random
-
-        self.router = router
+        super().__init__(router, reloader=reloader, runtime=runtime,
+                         metrics=metrics or new_metrics(), settings=settings, trigger=trigger,
+                         manager=manager, rng_seed=rng_seed, cert_updater=cert_updater)
         self.source = router.source
-        self.reloader = reloader
-        self.runtime = runtime
-        self.cert_updater = cert_updater
-        self.manager = manager
-        self.metrics = metrics or new_metrics()
-        self.settings = settings or LiveSettings()
-        s = self.settings
-        self.trigger = trigger or SyncTrigger(s.min_wait, s.max_wait, s.resync_interval)
-        self.backoff = Backoff(s.backoff_base, s.backoff_cap, random.Random(rng_seed))
-        self.state = LiveState()
         self.stream: EventStream | None = None
-        self.quarantine: dict[str, Quarantined] = {}
         self.outage: Outage | None = None
         self._pending = Pending()
         self._pending_lock = threading.Lock()
-        self._sync_lock = threading.Lock()
         self._step_lock = threading.Lock()  # one step at a time (loop or event reader)
         self._apps: dict[str, Any] | None = None
         self._model: Model | None = None
-        self._applied_text: str | None = None
-        self._applied_parse: tuple[str, ParsedConfig] | None = None  # see _applied_parsed
         self._collected_at = time.monotonic()  # the last full collection (see sync)
-        self._config_file = ConfigFile(router.settings.config_path,
-                                       router.settings.render_options.map_dir)
-        # What HAProxy runs as the last sync rendered it (None: not known, or a
-        # quarantine or a failure made them differ): where the task path starts.
-        self._running: RunningConfig | None = None
-        self._good_by_app: dict[str, tuple[Service, ...]] = {}
-        self._failed_text: str | None = None
-        self._failed_certs: tuple[tuple[str, str], ...] | None = None
-        # A failed apply is retried by SIGHUP, the periodic resync and a backoff timer.
-        self._apply_failures = 0
-        self._apply_retry: threading.Timer | None = None
-        self._retry_due = False  # the timer fired: the next step retries
-        self._retrying = False  # this sync may retry a config that failed before
-        self._bind_watch: threading.Timer | None = None  # polls ports of "bind" quarantines
-        self._parsed_cache: tuple[str, ParsedConfig] | None = None
-        # What HAProxy was last given (services, render options): start-up failures
-        # re-render from it.
-        self._last_applied: tuple[tuple[Service, ...], RenderOptions] | None = None
-        # The certificate files HAProxy was last given (None: not known yet).
-        self._applied_certs: dict[str, ServedCert] | None = None
-        self._runtime_trusted = False
         self._retry: threading.Timer | None = None
         self._logged_problems: set[str] = set()
-        self._fd_said: tuple[str | None, str] | None = None  # the last descriptor report
-        self._routed_services: Sequence[Service] = ()  # what /status describes
         self._last_full = time.monotonic()
         self._sync_started: float | None = None
         self._woke_at: float | None = None  # when the loop last woke for a step (monotonic)
@@ -211,28 +159,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ConfigApplier, Certifica
             self._retrying = False
 
     def stop(self) -> None:
-        self.trigger.stop()
         if self._retry is not None:
             self._retry.cancel()
-        if self._apply_retry is not None:
-            self._apply_retry.cancel()
-        if self._bind_watch is not None:
-            self._bind_watch.cancel()
-        self._config_file.stop()  # a deferred write still lands on disk
-
-    def _schedule_retry(self, delay: float) -> None:
-        """Wake the loop in ``delay`` seconds to retry a failed apply."""
-        if self._apply_retry is not None:
-            self._apply_retry.cancel()
-
-        def due() -> None:
-            self._retry_due = True
-            self.trigger.fire(event=False)
-
-        timer = threading.Timer(delay, due)
-        timer.daemon = True
-        self._apply_retry = timer
-        timer.start()
+        super().stop()  # the core's timers; a deferred write still lands on disk
 
     # ------------------------------------------------------------------ sync
 

@@ -1,37 +1,27 @@
-"""The live engine's settings, the records /status reports, and how HAProxy is reloaded."""
+"""The engine's settings, the records /status reports, and how HAProxy is reloaded.
+
+Shared by the engine's core (:mod:`servicerouter.engine.core`, a one-shot run too)
+and the live event path on top of it, so nothing here loads the event path.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from servicerouter.apply import haproxy
-from servicerouter.apply.managed import (
-    ReloadResult,
-)
-from servicerouter.model.services import Service
-from servicerouter.serve.status import Metrics
-from servicerouter.source.changes import (
-    APP_EVENTS,
-    IGNORED,
-    RESYNC_EVENT,
-    TASK_EVENTS,
-)
+from servicerouter.apply.reloads import ReloadResult
+
+if TYPE_CHECKING:
+    from servicerouter.model.services import Service
 
 log = logging.getLogger("servicerouter.live")
 
-KNOWN_EVENTS = IGNORED | TASK_EVENTS | APP_EVENTS | {RESYNC_EVENT, "group_change_success",
-                                                     "group_change_failed"}
 STUCK_AFTER = 300.0  # seconds a sync may run before /healthz says the router is stuck
 MAX_BIND_ROUNDS = 4  # reloads per sync when each names another app whose port is busy
 MAX_HINT_REFETCH = 20  # apps untrusted events may name per sync before a full fetch instead
-
-
-def new_metrics() -> Metrics:
-    """The live engine's metrics: every event type it counts starts at 0."""
-    return Metrics(event_types=sorted(KNOWN_EVENTS | {"other"}))
 
 
 class Reloader(Protocol):

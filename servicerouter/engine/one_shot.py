@@ -1,15 +1,19 @@
-"""A one-shot run is the live engine's full sync, once: load everything, apply once.
+"""A one-shot run is the engine's full sync, once: load everything, apply once.
 
 servicerouter.py's default mode fetches, renders, puts the config in place and
-exits.  It does not have an apply step of its own: :func:`apply_once` makes a
-:class:`~servicerouter.engine.live.LiveRouter` that knows only the config on
-disk (taken as the one HAProxy runs, as each earlier run left it) and gives it
-the full pass :meth:`Router.sync <servicerouter.engine.runner.Router.sync>`
-derived.  So a one-shot validates, leaves out the apps HAProxy rejects (bisection,
+exits.  It does not have an apply step of its own: :func:`apply_once` makes the
+engine's core (:class:`~servicerouter.engine.core.EngineCore`, which the live
+:class:`~servicerouter.engine.live.LiveRouter` extends with its event path) that
+knows only the config on disk (taken as the one HAProxy runs, as each earlier
+run left it) and gives it the full pass
+:meth:`Router.sync <servicerouter.engine.runner.Router.sync>` derived.  So a
+one-shot validates, leaves out the apps HAProxy rejects (bisection,
 :mod:`servicerouter.engine.quarantine`) or whose ports another process holds,
 writes, reloads with the reload command and holds large removals exactly as the
-live engine's full path does.  What servicerouter.py's contract makes different
-is a setting of that engine (``LiveSettings.one_shot``), not another code path.
+live engine's full path does (:func:`~servicerouter.engine.full_apply.apply_full_pass`,
+the same function on the same class).  What servicerouter.py's contract makes
+different is a setting of that engine (``LiveSettings.one_shot``), not another
+code path; what a one-shot does not load is the event path it never uses.
 """
 
 from __future__ import annotations
@@ -37,14 +41,14 @@ class Outcome:
 
 
 def apply_once(router: Router, derived: Derived) -> Outcome:
-    """Apply ``derived`` as one full sync of the live engine, then stop that engine."""
+    """Apply ``derived`` as one full sync of the engine's core, then stop that engine."""
+    from servicerouter.engine.core import EngineCore
     from servicerouter.engine.full_apply import apply_full_pass
-    from servicerouter.engine.live import LiveRouter
     from servicerouter.engine.live_state import CommandReloader, LiveSettings
 
     settings = router.settings
     reloader = CommandReloader(settings.reload) if settings.reload else None
-    engine = LiveRouter(router, reloader=reloader, settings=LiveSettings(one_shot=True))
+    engine = EngineCore(router, reloader=reloader, settings=LiveSettings(one_shot=True))
     try:
         if not settings.dry:  # --dry prints every config, whatever is on disk
             # After the derivation: the certificate files this config names are the

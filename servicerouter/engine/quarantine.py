@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from servicerouter.apply import haproxy
 from servicerouter.apply.bisection import find_culprits
@@ -17,15 +18,17 @@ from servicerouter.engine.live_state import (
     _fingerprint,
     _tail,
 )
-from servicerouter.model.services import Service
-from servicerouter.render.config import RenderOptions
+
+if TYPE_CHECKING:
+    from servicerouter.model.services import Service
+    from servicerouter.render.options import RenderOptions
 
 log = logging.getLogger("servicerouter.live")
 
 
 
 class QuarantineKeeper:
-    """Part of :class:`~servicerouter.engine.live.LiveRouter`: finds, freezes and releases bad apps."""
+    """Part of :class:`~servicerouter.engine.core.EngineCore`: finds, freezes and releases bad apps."""
 
     def _validate_or_quarantine(
         self, text: str, services: tuple[Service, ...], options: RenderOptions,

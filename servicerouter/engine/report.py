@@ -32,10 +32,6 @@ class StatusReport:
         self.state.conflicts = conflicts
         self.metrics.route_conflicts.set(sum(len(c["losers"]) for c in conflicts))
 
-    def _set_services(self, services: Sequence[Service]) -> None:
-        self._routed_services = services  # described when /status asks, not per sync
-        self.metrics.services.set(len(services))
-
     def health(self) -> tuple[bool, str]:
         """For /healthz: the loop is turning and a managed HAProxy is up."""
         if self.manager is not None and not self.manager.alive():

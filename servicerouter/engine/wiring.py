@@ -13,12 +13,12 @@ from servicerouter.apply.confdiff import parse_config
 from servicerouter.apply.managed import ManagedHAProxy
 from servicerouter.apply.runtime_api import RuntimeApplier, RuntimeUpdateError
 from servicerouter.engine import removal_guard
+from servicerouter.engine.intake import new_metrics
 from servicerouter.engine.live_state import (
     MAX_BIND_ROUNDS,
     CommandReloader,
     LiveSettings,
     Reloader,
-    new_metrics,
 )
 from servicerouter.engine.runner import Router
 from servicerouter.serve.httpd import ListenError, listen_error

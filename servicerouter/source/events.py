@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ from typing import Any
 
 import requests
 
+from servicerouter.source.backoff import Backoff
 from servicerouter.source.changes import APP_EVENT_TYPES
 from servicerouter.source.marathon import ClientSettings, _first_line, describe_error
 from servicerouter.source.marathon_urls import _redact
@@ -116,24 +116,6 @@ def decode_event(name: str, data: str) -> dict[str, Any] | None:
     if not isinstance(event.get("eventType"), str) and name and name != "message":
         event["eventType"] = name
     return event
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with "equal jitter": half fixed, half random.
-
-    ``delay(n)`` for the n-th consecutive failure (0-based) lies in
-    ``[d/2, d]`` with ``d = min(cap, base * 2**n)``, so retries spread out
-    but never collapse to zero.
-    """
-
-    base: float = 0.5
-    cap: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, failures: int) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(failures, 30)))
-        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
 
 @dataclass
