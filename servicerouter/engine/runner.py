@@ -141,9 +141,18 @@ class Router:
         # Operator rules (servicerouter.rules): a RuleStore, or None for labels only;
         # the overlaid app copies, kept while app and rules stay (the live task path).
         self.rules_store: Any = None
-        from servicerouter.rules.overlay import OverlayCache
+        self._rules_overlay: Any = None  # made on first use (see rules_overlay)
 
-        self.rules_overlay = OverlayCache()
+    @property
+    def rules_overlay(self) -> Any:
+        """The overlaid app copies (servicerouter.rules.overlay.OverlayCache), kept while
+        app and rules stay (the live task path).  Made when a sync first overlays rules:
+        a run whose Marathon answer is unchanged loads no rule model."""
+        if self._rules_overlay is None:
+            from servicerouter.rules.overlay import OverlayCache
+
+            self._rules_overlay = OverlayCache()
+        return self._rules_overlay
 
     @property
     def fragments(self) -> FragmentSet:

@@ -60,16 +60,34 @@ routes them, None for labels); a port's ``PortSettings.rule`` is its
 ``servicerouter.model.rule_values.RuleExtras``.
 """
 
-from servicerouter.rules.model import (
-    Rule,
-    RuleError,
-    parse_rule_id,
-    rule_from_json,
-    rule_id,
-    rule_to_json,
-    validate_rule,
-)
-from servicerouter.rules.store import Change, FileRuleStore, RuleStore, StoreError
+from typing import Any
+
+# Loaded when first asked for (PEP 562): every run opens a rule store, and a one-shot
+# whose Marathon answer is unchanged (or whose state dir holds no rules) never parses
+# a rule, so it should not load the rule model and the label parsers under it.
+_LAZY = {
+    "Rule": "servicerouter.rules.model",
+    "RuleError": "servicerouter.rules.model",
+    "parse_rule_id": "servicerouter.rules.model",
+    "rule_from_json": "servicerouter.rules.model",
+    "rule_id": "servicerouter.rules.model",
+    "rule_to_json": "servicerouter.rules.model",
+    "validate_rule": "servicerouter.rules.model",
+    "Change": "servicerouter.rules.store",
+    "FileRuleStore": "servicerouter.rules.store",
+    "RuleStore": "servicerouter.rules.store",
+    "StoreError": "servicerouter.rules.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Change",

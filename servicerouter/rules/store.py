@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from servicerouter.rules.model import Rule, RuleError, rule_from_json, rule_to_json
+if TYPE_CHECKING:  # the rule model is loaded once a rule is read or written (see read_rules)
+    from servicerouter.rules.model import Rule
 
 log = logging.getLogger("servicerouter.rules")
 
@@ -90,7 +91,13 @@ def clean_actor(actor: str) -> str:
 
 
 def read_rules(raw: Mapping[str, Any], invalid: dict[str, str]) -> dict[str, Rule]:
-    """Rules from stored JSON, each validated; the bad ones named in ``invalid``."""
+    """Rules from stored JSON, each validated; the bad ones named in ``invalid``.
+
+    The rule model (and the label parsers under it) is imported here, not with the
+    store: every run opens a store, most runs of most routers have no rule to read.
+    """
+    from servicerouter.rules.model import RuleError, rule_from_json
+
     rules: dict[str, Rule] = {}
     for key, data in raw.items():
         try:
@@ -155,6 +162,7 @@ class FileRuleStore:
         return read_rules(data["rules"], self._invalid), history
 
     def _save(self, rules: Mapping[str, Rule], history: list[Change]) -> None:
+        from servicerouter.rules.model import rule_to_json
         from servicerouter.tls.bundles import write_private_file
 
         text = json.dumps({"version": 1,
@@ -174,6 +182,8 @@ class FileRuleStore:
             return dict(self._rules)
 
     def _change(self, rule_id: str, new: Rule | None, actor: str) -> Change:
+        from servicerouter.rules.model import rule_to_json
+
         with self._lock:
             old = self._rules.get(rule_id)
             if new is None and old is None:

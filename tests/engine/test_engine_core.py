@@ -47,12 +47,16 @@ print(json.dumps({"status": status, "modules": loaded}))
 """
 
 
-def _one_shot(tmp_path: Path, haproxy_bin: str) -> tuple[dict, str]:
+def _argv(tmp_path: Path, haproxy_bin: str) -> list[str]:
+    """A one-shot run's command line: one app, validated, reloaded by a command that counts."""
     snapshot = tmp_path / "apps.json"
     snapshot.write_text(json.dumps({"apps": [web_app("/web", HAPROXY_0_VHOST="web.test")]}))
     reloads = tmp_path / "reloads"
-    argv = ["-m", f"file:{snapshot}", *common(tmp_path), "--haproxy-bin", haproxy_bin,
+    return ["-m", f"file:{snapshot}", *common(tmp_path), "--haproxy-bin", haproxy_bin,
             "--command", f"sh -c 'echo x >> {reloads}'"]
+
+
+def _one_shot(tmp_path: Path, argv: list[str]) -> tuple[dict, str]:
     proc = subprocess.run([sys.executable, "-c", _CHILD, *argv], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/sbin:/usr/bin:/bin", "PYTHONPATH": str(REPO)})
@@ -62,7 +66,7 @@ def _one_shot(tmp_path: Path, haproxy_bin: str) -> tuple[dict, str]:
 
 def test_a_one_shot_applies_through_the_core_without_the_event_path(
         tmp_path: Path, haproxy_bin: str) -> None:
-    result, log = _one_shot(tmp_path, haproxy_bin)
+    result, log = _one_shot(tmp_path, _argv(tmp_path, haproxy_bin))
     # It did the whole apply: validated, wrote and reloaded.
     assert result["status"] == 0, log
     assert "backend web_10004" in (tmp_path / "haproxy.cfg").read_text()
@@ -71,6 +75,24 @@ def test_a_one_shot_applies_through_the_core_without_the_event_path(
     assert {"servicerouter.engine.core", "servicerouter.engine.full_apply",
             "servicerouter.engine.quarantine"} <= loaded
     assert sorted(loaded.intersection(EVENT_PATH)) == []
+
+
+def test_an_unchanged_answer_loads_neither_rules_nor_model(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    # Every run opens the state dir's rule store; with Marathon's answer unchanged the
+    # run parses no rule and derives nothing, so the rule model and the label parsers
+    # under it stay unloaded (they were a fifth of such a run's imports).
+    argv = _argv(tmp_path, haproxy_bin)
+    _one_shot(tmp_path, argv)
+    result, log = _one_shot(tmp_path, argv)
+    assert result["status"] == 0 and "unchanged: Marathon's answer" in log, log
+    assert (tmp_path / "reloads").read_text() == "x\n"  # nothing applied the second time
+    loaded = set(result["modules"])
+    assert "servicerouter.rules.store" in loaded  # the rules were read (as an input)
+    assert sorted(loaded.intersection({
+        "servicerouter.rules.model", "servicerouter.rules.overlay",
+        "servicerouter.model.labels", "servicerouter.model.services",
+        "servicerouter.render.config", "servicerouter.engine.core"})) == []
 
 
 def test_the_live_engine_is_the_core_with_the_event_path_on_top() -> None:
