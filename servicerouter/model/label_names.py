@@ -102,6 +102,12 @@ MLB_APP_NAMES: Mapping[str, str] = {
     "APP_ID": "app id recorded by the blue/green deploy script",
 }
 
+# App-wide labels of our own blue/green deployments (``servicerouter zdd`` writes them,
+# servicerouter.model.deployment_groups reads them): known, so never "unknown label".
+OWN_APP_NAMES: Mapping[str, str] = {
+    "DEPLOYMENT_NEW_WEIGHT_PERCENT": "the new colour's share of requests (canary or steps)",
+}
+
 # marathon-lb app-wide labels not implemented here yet (the deployment labels are:
 # servicerouter.model.deployment_groups and ``servicerouter zdd``).
 MLB_APP_PENDING: frozenset[str] = frozenset()
@@ -121,7 +127,8 @@ def known_port_suffixes() -> frozenset[str]:
 
 
 _KNOWN_PORT = known_port_suffixes()
-_KNOWN_APP = _OWN_APP_KEYS | frozenset(f"HAPROXY_{name}" for name in MLB_APP_NAMES)
+_KNOWN_APP = _OWN_APP_KEYS | frozenset(f"HAPROXY_{name}" for name in (*MLB_APP_NAMES,
+                                                                       *OWN_APP_NAMES))
 
 
 def _suggestion(key: str) -> str | None:

@@ -51,6 +51,8 @@ def test_our_own_names_say_nothing() -> None:
     assert _notices({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "a.example.com",
                      "HAPROXY_0_BACKEND_HEAD": "x", "HAPROXY_1_AUTH": "r:u:p",
                      "NOT_HAPROXY": "x"}) == {}
+    # written by servicerouter zdd on a new colour (a canary's share, a deployment's steps)
+    assert _notices({"HAPROXY_DEPLOYMENT_NEW_WEIGHT_PERCENT": "10,50"}) == {}
 
 
 def test_unknown_label_with_did_you_mean() -> None:
