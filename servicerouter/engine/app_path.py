@@ -31,12 +31,14 @@ not grow with the cluster.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from servicerouter.apply.confdiff import MapChange, RuntimePlan
+from servicerouter.engine.group_path import grouped
 from servicerouter.engine.task_path import (
+    GroupDocs,
     RunningConfig,
     TaskUpdate,
     app_slice,
@@ -60,7 +62,8 @@ from servicerouter.render.routing import (
     parse_map_block,
 )
 
-DecideOne = Callable[[Mapping[str, Any]], Model | None]
+# The model of one app, or of a deployment group's members, decided alone.
+DecideOne = Callable[[Sequence[Mapping[str, Any]]], Model | None]
 # Map kinds whose entries an update may move: exact hosts (the engine's "beg" maps and,
 # with --haproxy-map, marathon-lb's "dom" file); both are in the render's route order.
 _MOVABLE = ("beg", "dom")
@@ -133,6 +136,16 @@ class RoutingIndex:
         return claims
 
 
+@dataclass(frozen=True)
+class Unit:
+    """What an app update re-decides: one app, or every member of its deployment group."""
+
+    name: str  # the app id its services carry (a group's is /GROUP)
+    members: tuple[str, ...]  # the apps' ids
+    old: tuple[Mapping[str, Any], ...]  # their documents the running model holds
+    new: tuple[Mapping[str, Any], ...]  # and the mirror's now, in the same order
+
+
 class _RouteOrder:
     """The render's order of exact-host map entries: (rank, service order, rule order)."""
 
@@ -152,19 +165,23 @@ class _RouteOrder:
         return route_order_key(service, host, path or None) + (True, position, rule)
 
 
-def decide_alone(router: Any, app: Mapping[str, Any],
-                 routed_before: RoutedBefore | None) -> Model | None:
-    """``app``'s model on its own, under ``router``'s settings (what a full build decides
-    for it when no other app contests its claims); None for IP-per-task ports without a
-    service port (their assigned ports are a cross-app decision)."""
+def decide_alone(router: Any, apps: Sequence[Mapping[str, Any]],
+                 routed_before: Callable[[Mapping[str, Any]], RoutedBefore | None]) -> Model | None:
+    """The model of ``apps`` on their own (one app, or the members of one deployment
+    group in Marathon's order, which decide merges into the group's backend), under
+    ``router``'s settings: what a full build decides for them when no other app
+    contests their claims.  None for IP-per-task ports without a service port (their
+    assigned ports are a cross-app decision) or an app that cannot be read."""
     settings = router.settings
-    derivation = derive_app(app, DeriveSettings(frozenset(settings.groups), settings.strict_mode,
-                                                settings.health_check),
-                            router.resolver, 0, routed_before)
-    if derivation.skipped or any(port.service_port is None for port in derivation.ports):
+    derive_settings = DeriveSettings(frozenset(settings.groups), settings.strict_mode,
+                                     settings.health_check)
+    derivations = [derive_app(app, derive_settings, router.resolver, 0, routed_before(app))
+                   for app in apps]
+    if any(d.skipped or any(port.service_port is None for port in d.ports)
+           for d in derivations):
         return None
     options = settings.render_options
-    return decide([derivation], reserved_ports=options.reserved_ports(router.fragments),
+    return decide(derivations, reserved_ports=options.reserved_ports(router.fragments),
                   default_bind_addr=options.bind_addr,
                   ip_per_task_ports=settings.ip_per_task_ports,
                   check_port=router.port_checks if settings.validate else None)
@@ -205,10 +222,41 @@ def _maps_only(text: str, block: int, path: str) -> bool:
     return found
 
 
+def _units(app_ids: Iterable[str], old_apps: Mapping[str, Any], new_apps: Mapping[str, Any],
+           group_docs: GroupDocs | None) -> list[Unit] | str:
+    """What each updated app is routed as: alone, or as its deployment group (the
+    members' documents, old and new, in Marathon's order); why not, as a string."""
+    units: dict[str, Unit] = {}
+    for app_id in sorted(set(app_ids)):
+        old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
+        if old_app is None or new_app is None:
+            return f"app {app_id} came or went"
+        group = grouped(new_app)
+        if group != grouped(old_app):
+            return f"app {app_id}: its deployment group changed"
+        if group is None:
+            units[app_id] = Unit(app_id, (app_id,), (old_app,), (new_app,))
+        elif group not in units:
+            if group_docs is None:
+                return f"app of deployment group {group}"
+            docs = group_docs(group)
+            if isinstance(docs, str):
+                return docs
+            ids = tuple(str(app.get("id")) for app in docs[1])
+            units[group] = Unit(group, ids, tuple(docs[0]), tuple(docs[1]))
+    return list(units.values())
+
+
 def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
                     new_apps: Mapping[str, Any], app_ids: Iterable[str], decide_one: DecideOne,
-                    fragments: FragmentSet, overrides: Overrides | None) -> TaskUpdate | str:
-    """The update for app updates of ``app_ids``, or why the full path must decide."""
+                    fragments: FragmentSet, overrides: Overrides | None, *,
+                    group_docs: GroupDocs | None = None) -> TaskUpdate | str:
+    """The update for app updates of ``app_ids``, or why the full path must decide.
+
+    An app of a blue/green deployment group is routed as the group (one backend
+    under the old colour's routes): its update re-decides the group from all its
+    members' documents (``group_docs``), and the group's services are what moves.
+    """
     options = running.options
     if options.map_dir is None:
         return "virtual hosts are not routed through map files"
@@ -216,7 +264,9 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         return "a fragment reads every service"
     if options.haproxy_map and not _mlb_lines_fixed(fragments, overrides):
         return "marathon-lb's map lines come from templates that may read an app's values"
-    app_ids = sorted(set(app_ids))
+    units = _units(app_ids, old_apps, new_apps, group_docs)
+    if isinstance(units, str):
+        return units
     services = running.model.services
     text = running.text
     index = RoutingIndex.of(running)
@@ -226,24 +276,23 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
     old_entries: dict[tuple[str, str], Entries] = {}
     new_entries: dict[tuple[str, str], Entries] = {}
     task_delta = 0
-    for app_id in app_ids:
-        old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
-        if old_app is None or new_app is None:
-            return f"app {app_id} came or went"
-        if old_app is new_app:
+    for unit in units:
+        app_id = unit.name
+        if all(o is n for o, n in zip(unit.old, unit.new, strict=True)):
             continue
         low, high = app_slice(services, app_id)
         before = services[low:high]
-        if not before or any(s.app is not old_app for s in before):
+        if not before or any(not any(s.app is o for o in unit.old) for s in before):
             return f"app {app_id} is not routed as its previous document"
-        if old_app == new_app:  # fetched again, unchanged: the services hold the new copy
-            services = services[:low] + tuple(replace(s, app=new_app) for s in before) \
+        if unit.old == unit.new:  # fetched again, unchanged: the services hold the new copy
+            fresh = {id(o): n for o, n in zip(unit.old, unit.new, strict=True)}
+            services = services[:low] + tuple(replace(s, app=fresh[id(s.app)]) for s in before) \
                 + services[high:]
             changed[app_id] = services[low:high]
             continue
-        if any(p.app_id == app_id for p in running.model.problems):
+        if any(p.app_id == app_id or p.app_id in unit.members for p in running.model.problems):
             return f"app {app_id} has problems"
-        decided = decide_one(new_app)
+        decided = decide_one(unit.new)
         if decided is None or decided.problems:
             return f"app {app_id}: its update has problems"
         after = decided.services
@@ -278,7 +327,7 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
                 old_entries.setdefault(key, []).extend(entries)
             for key, entries in _entries_by_kind(new_rest, options.map_dir).items():
                 new_entries.setdefault(key, []).extend(entries)
-        task_delta += decided.task_count - _tasks_of(old_app)
+        task_delta += decided.task_count - sum(_tasks_of(app) for app in unit.old)
         services = services[:low] + after + services[high:]
         changed[app_id] = after
     block = len(text) - (len(running.text) - index.block)  # backends before it may have moved
@@ -290,7 +339,7 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
                     task_count=running.model.task_count + task_delta)
     kept = RoutingIndex(index.positions, claims, maps, block)
     cache: dict[str, Any] = {"routing": kept}
-    if "groups" in running.cache:  # apps updated here are routed alone before and after
+    if "groups" in running.cache:  # no app updated here joined or left a group
         cache["groups"] = running.cache["groups"]
     return TaskUpdate(RunningConfig(model, options, text, cache),
                       merge_plans([*plans, map_plan]), changed)

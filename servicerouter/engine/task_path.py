@@ -291,6 +291,18 @@ def _group_docs(members: Mapping[str, tuple[str, ...]], old_apps: Mapping[str, A
     return old, new  # type: ignore[return-value]
 
 
+def _groups_of(app_ids: Iterable[str], mirrors: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The deployment groups ``app_ids`` are served in, in any of ``mirrors``."""
+    found = set()
+    for apps in mirrors:
+        for app_id in app_ids:
+            app = apps.get(app_id)
+            group = grouped(app) if isinstance(app, Mapping) else None
+            if group is not None:
+                found.add(group)
+    return found
+
+
 class TaskPath:
     """Part of :class:`~servicerouter.engine.live.LiveRouter`: applies task-only syncs."""
 
@@ -378,11 +390,14 @@ class TaskPath:
                      if isinstance(a, str)} - pending.refetch
         new_apps: Mapping[str, Any] = self._apps
         members = group_members(running.cache, self._apps)
+        # A deployment group an app update re-decides whole (the app path) takes its
+        # members' task events along: they are in the members' new documents.
+        updated_groups = _groups_of(pending.refetch, (old_apps, self._apps))
+        task_apps = {a for a in task_apps
+                     if _groups_of((a,), (old_apps, self._apps)).isdisjoint(updated_groups)}
         wanted = task_apps | pending.refetch
-        for app_id in task_apps:
-            app = self._apps.get(app_id)
-            group = grouped(app) if isinstance(app, Mapping) else None
-            wanted.update(members.get(group, ()) if group is not None else ())
+        for group in _groups_of(task_apps | pending.refetch, (old_apps, self._apps)):
+            wanted.update(members.get(group, ()))
         if router.rules_store is not None:  # the apps as the running model has them
             overlaid = router.rules_overlay.overlaid
             old_apps = {a: overlaid(old_apps[a]) for a in wanted if a in old_apps}
@@ -396,8 +411,10 @@ class TaskPath:
             task_update = update
             update = plan_app_update(
                 task_update.running, old_apps, new_apps, pending.refetch,
-                lambda app: decide_alone(router, app, _routed_now(running, app, settings)),
-                router.fragments, overrides)
+                lambda apps: decide_alone(router, apps,
+                                          lambda app: _routed_now(running, app, settings)),
+                router.fragments, overrides,
+                group_docs=partial(_group_docs, members, old_apps, new_apps))
             if not isinstance(update, str):
                 update = TaskUpdate(update.running, merge_plans([task_update.plan, update.plan]),
                                     {**task_update.services, **update.services})
