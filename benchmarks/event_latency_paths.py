@@ -11,6 +11,10 @@ servicerouter with the default settings managing a real HAProxy), plus:
   from the old colour's (it is no longer drained); healthy again -> three from
   the new one's (the old one drains again).  The event names one member; the
   backend is the group's.
+- group-update (the same group): an app update of the new colour, its
+  ``HAPROXY_DEPLOYMENT_TARGET_INSTANCES`` raised to 2 -> the first answer from
+  the old colour (no longer drained); back to 1 -> only the new one answers.
+  The app path re-decides the group from both members.
 - resync: servicerouter is sent SIGHUP (a full resync: fetch, model and render
   of every app), and 50 ms later a task is added -> its first answer.  The
   event waits for the resync; what matters is that it takes the task path
@@ -34,6 +38,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,19 +63,25 @@ class GroupSetup:
     def __init__(self, tasks: int) -> None:
         self.group_port, self.alt_port = reserve_ports(tasks // TASKS_PER_APP + 10)[-2:]
         self.green_task = ""
+        self.apps: dict[str, dict] = {}
 
     def __call__(self, run: Run) -> None:
         for colour, started, backend, port in (
                 ("blue", "2026-01-01T10:00:00", run.backends[0], self.group_port),
                 ("green", "2026-01-01T11:00:00", run.backends[1], self.alt_port)):
             app_id = f"/bench-{colour}"
-            run.emulator.put_app({
+            self.apps[colour] = {
                 "id": app_id, "instances": 1, "portDefinitions": [{"port": port}],
                 "healthChecks": CHECK,
                 "labels": {"HAPROXY_DEPLOYMENT_GROUP": "bench", "HAPROXY_0_MODE": "http",
                            "HAPROXY_0_PORT": str(self.group_port),
                            "HAPROXY_DEPLOYMENT_ALT_PORT": str(self.alt_port),
-                           "HAPROXY_DEPLOYMENT_STARTED_AT": started}})
+                           "HAPROXY_DEPLOYMENT_STARTED_AT": started,
+                           # a deployment to one instance (marathon-lb's rule): 1 is the
+                           # default, written out so group-update can change it
+                           "HAPROXY_DEPLOYMENT_NEW_INSTANCES": "0",
+                           "HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "1"}}
+            run.emulator.put_app(self.apps[colour])
             task = run.emulator.add_task(app_id, "127.0.0.1", [backend.port], healthy=True)
             if colour == "green":
                 self.green_task = task["id"]
@@ -91,6 +102,26 @@ class GroupSetup:
             return ("health_status_changed_event", self.green_task, None, True)
 
         run.trial("group-up", "/target-group", up, lambda: only_answers(port, "green"), server)
+
+    def update_trials(self, run: Run) -> None:
+        """App updates of the new colour: its target instances 2 (the old colour's task
+        serves again), then 1 (it drains)."""
+        port = self.group_port
+        only_answers(port, "green", timeout=300)
+        server = f"bench_{port}/127_0_0_1_{run.backends[0].port}"
+
+        def target(count: int) -> Callable[[], tuple]:
+            def change() -> tuple:
+                green = self.apps["green"]
+                green["labels"]["HAPROXY_DEPLOYMENT_TARGET_INSTANCES"] = str(count)
+                run.emulator.put_app(green)
+                return ("api_post_event", None, None, None)
+            return change
+
+        run.trial("group-update-2", "/target-group", target(2),
+                  lambda: first_answer(port, "blue"), server)
+        run.trial("group-update-1", "/target-group", target(1),
+                  lambda: only_answers(port, "green"), server)
 
 
 def resync_trial(run: Run) -> None:
@@ -118,13 +149,16 @@ def resync_trial(run: Run) -> None:
 def measure(kind: str, tasks: int, trials: int, product: Path, haproxy_bin: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="sr-bench-paths-"))
     run = None
-    group = GroupSetup(tasks) if kind == "group" else None
+    group = GroupSetup(tasks) if kind in ("group", "group-update") else None
     extra = ("--haproxy-map",) if kind == "mlb-vhost" else ()
     try:
         run = Run(tasks, product, workdir, haproxy_bin, False, False, extra, group)
         before = run.status()
         for _ in range(trials):
-            if group is not None:
+            if kind == "group-update":
+                assert group is not None
+                group.update_trials(run)
+            elif group is not None:
                 group.trials(run)
             elif kind == "resync":
                 resync_trial(run)
@@ -162,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="task counts")
     parser.add_argument("--trials", type=int, default=20, help="trials per kind")
-    parser.add_argument("--kinds", default="group,mlb-vhost", help="group, mlb-vhost, resync")
+    parser.add_argument("--kinds", default="group,mlb-vhost", help="group, group-update, mlb-vhost, resync")
     parser.add_argument("--product", type=Path, default=ROOT,
                         help="servicerouter checkout to run (default this one)")
     parser.add_argument("--json", action="store_true", help="print JSON lines")

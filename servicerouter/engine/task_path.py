@@ -366,13 +366,15 @@ class TaskPath:
         servers = sum(len(s.servers) for s in self._running.model.services)
         return lost >= servers or lost > servers * guard.settings.threshold
 
-    def _try_task_path(self, pending: Pending, old_apps: Mapping[str, Any]) -> bool:
-        """Apply a task-only sync without the full model, render and diff; False: go full."""
-        assert self._apps is not None and self._running is not None
+    def _plan_update(self, running: RunningConfig, old_apps: Mapping[str, Any],
+                     new_apps: Mapping[str, Any], pending: Pending) -> TaskUpdate | str:
+        """The update from ``running`` (rendered from ``old_apps``) to ``new_apps``, which
+        differ by ``pending``'s task events and app updates; or why the full path must
+        decide.  Applies nothing (the task path applies it; a resync that derived while
+        events were applied folds them in with it: servicerouter.engine.resync)."""
         router = self.router
         settings = router.settings
-
-        running = self._running
+        current_apps = new_apps
 
         def derive(app: Mapping[str, Any]) -> AppServers | None:
             return derive_app_servers(app, router.resolver, settings.groups,
@@ -388,20 +390,19 @@ class TaskPath:
         overrides = router.label_overrides or None
         task_apps = {a for a in (task_event_app_id(e) for e in pending.task_events)
                      if isinstance(a, str)} - pending.refetch
-        new_apps: Mapping[str, Any] = self._apps
-        members = group_members(running.cache, self._apps)
+        members = group_members(running.cache, old_apps)
         # A deployment group an app update re-decides whole (the app path) takes its
         # members' task events along: they are in the members' new documents.
-        updated_groups = _groups_of(pending.refetch, (old_apps, self._apps))
+        updated_groups = _groups_of(pending.refetch, (old_apps, current_apps))
         task_apps = {a for a in task_apps
-                     if _groups_of((a,), (old_apps, self._apps)).isdisjoint(updated_groups)}
+                     if _groups_of((a,), (old_apps, current_apps)).isdisjoint(updated_groups)}
         wanted = task_apps | pending.refetch
-        for group in _groups_of(task_apps | pending.refetch, (old_apps, self._apps)):
+        for group in _groups_of(task_apps | pending.refetch, (old_apps, current_apps)):
             wanted.update(members.get(group, ()))
         if router.rules_store is not None:  # the apps as the running model has them
             overlaid = router.rules_overlay.overlaid
             old_apps = {a: overlaid(old_apps[a]) for a in wanted if a in old_apps}
-            new_apps = {a: overlaid(self._apps[a]) for a in wanted if a in self._apps}
+            new_apps = {a: overlaid(current_apps[a]) for a in wanted if a in current_apps}
         update = plan_task_update(running, old_apps, new_apps, task_apps, derive,
                                   router.fragments, overrides, derive_ports=derive_ports,
                                   group_docs=partial(_group_docs, members, old_apps, new_apps))
@@ -418,6 +419,15 @@ class TaskPath:
             if not isinstance(update, str):
                 update = TaskUpdate(update.running, merge_plans([task_update.plan, update.plan]),
                                     {**task_update.services, **update.services})
+        return update
+
+    def _try_task_path(self, pending: Pending, old_apps: Mapping[str, Any]) -> bool:
+        """Apply a task-only sync without the full model, render and diff; False: go full."""
+        assert self._apps is not None and self._running is not None
+        router = self.router
+        running = self._running
+        overrides = router.label_overrides or None
+        update = self._plan_update(running, old_apps, self._apps, pending)
         if isinstance(update, str):
             self._full_path_reason = update
             return False
