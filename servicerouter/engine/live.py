@@ -54,7 +54,8 @@ from servicerouter.engine.live_state import (
 )
 from servicerouter.engine.mirror import MarathonMirror
 from servicerouter.engine.report import StatusReport
-from servicerouter.engine.runner import Router, SyncTrigger, gc_paused
+from servicerouter.engine.resync import PreparedResync, ResyncOffLock
+from servicerouter.engine.runner import Derived, Router, SyncTrigger, gc_paused
 from servicerouter.engine.task_path import RunningConfig, TaskPath
 from servicerouter.model.services import Model
 from servicerouter.serve.metrics import Metrics
@@ -69,7 +70,8 @@ log = logging.getLogger("servicerouter.live")
 COLLECT_EVERY = 600.0
 
 
-class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore):
+class LiveRouter(EventIntake, MarathonMirror, TaskPath, ResyncOffLock, StatusReport,
+                 EngineCore):
     """The event-driven sync engine (see the module docstring): the engine's core
     (:class:`~servicerouter.engine.core.EngineCore`, which alone is a one-shot run)
     with the event path on top."""
@@ -107,6 +109,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore
         self._hup = False
         self._full_path_reason: str | None = None  # why the last sync took the full path
         self._resync_deferred = False  # a due periodic resync waits for one step of events
+        # While a full resync derives off the step lock: the task path's syncs meanwhile,
+        # folded into it before it applies (servicerouter.engine.resync).
+        self._resync_window: list[Any] | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -126,9 +131,23 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore
         One step at a time: the event reader may run one itself (submit_and_apply).
         """
         with self._step_lock:
-            return self._step()
+            pending, retry = self._next_pending()
+            if not self._resync_off_lock_ok(pending):
+                return self._run_sync(pending, retry)
+            self._open_window()
+        # A full resync derives without the lock: events go on taking the task path.
+        prepared = self._derive_resync(pending)
+        with self._step_lock:
+            self._close_window(prepared)
+            self._woke_at = time.monotonic()
+            return self._run_sync(pending, retry, prepared)
 
     def _step(self) -> bool:
+        return self._run_sync(*self._next_pending())
+
+    def _next_pending(self) -> tuple[Pending, bool]:
+        """(Holding the step lock.) What this step syncs, and whether it may retry a
+        config whose apply failed."""
         self._woke_at = time.monotonic()
         pending = self._take_pending()
         retry = False
@@ -152,9 +171,13 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore
             retry = True
             if not pending.full:
                 pending.request_full("periodic resync")  # also under constant churn
+        return pending, retry
+
+    def _run_sync(self, pending: Pending, retry: bool,
+                  prepared: PreparedResync | None = None) -> bool:
         self._retrying = retry
         try:
-            return self.sync(pending)
+            return self.sync(pending, prepared)
         finally:
             self._retrying = False
 
@@ -165,8 +188,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore
 
     # ------------------------------------------------------------------ sync
 
-    def sync(self, pending: Pending) -> bool:
-        """Fetch what ``pending`` needs, model, render, apply.  Never raises."""
+    def sync(self, pending: Pending, prepared: PreparedResync | None = None) -> bool:
+        """Fetch what ``pending`` needs, model, render, apply.  Never raises.
+        ``prepared``: a full resync already fetched and derived (off the lock)."""
         # Garbage cycles left by syncs are collected on a full sync at most every
         # COLLECT_EVERY seconds (see gc_paused): never on an event's path.
         collect = pending.full and time.monotonic() - self._collected_at >= COLLECT_EVERY
@@ -179,15 +203,22 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore
             start = time.perf_counter()
             self._sync_started = time.monotonic()
             try:
-                return self._sync(pending, start)
+                return self._sync(pending, start, prepared)
             finally:
                 self._sync_started = None
 
-    def _sync(self, pending: Pending, start: float) -> bool:
+    def _sync(self, pending: Pending, start: float,
+              prepared: PreparedResync | None = None) -> bool:
         full = pending.full or self._apps is None
         kind = "full" if full else "incremental"
+        folded: Derived | None = None
         try:
-            apps = self._fetch(pending, full)
+            if prepared is None:
+                apps = self._fetch(pending, full)
+            elif prepared.error is not None:
+                raise prepared.error
+            else:  # what it fetched, with the events applied while it derived
+                apps, folded = self._fold(prepared)
         except MarathonError as err:
             self._marathon_failed(str(err), pending)
             self.metrics.syncs.inc(kind=kind, result="error")
@@ -206,12 +237,23 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore
         # The one decision point: the task path when it can show the change is
         # servers only, else the full model, render and apply.
         refusal = "first sync" if old_apps is None else self._task_path_refusal(pending)
+        if refusal is not None and prepared is not None and prepared.note:
+            refusal += f"; {prepared.note}"
         self._full_path_reason = refusal
         if refusal is None and self._try_task_path(pending, old_apps):
             path, ok = "task", True
+            self._note_window_sync(pending)
+        elif prepared is None and self._in_window():
+            # A resync derives now: no second full derive beside it (they share the
+            # router's per-sync state); these events wait for it, as they used to.
+            log.info("sync: %s; queued until the resync deriving now is applied",
+                     self._full_path_reason)
+            self._apps = old_apps
+            self._requeue(pending)
+            return True
         else:
-            path, ok = "full", self._build_and_apply(kind, pending)
-        duration = time.perf_counter() - start
+            path, ok = "full", self._build_and_apply(kind, pending, folded)
+        duration = time.perf_counter() - start + (prepared.seconds if prepared else 0.0)
         # Which path each sync took, and why not the task path: the way to explain a slow event.
         log.info("sync timing: %s %s path%s fetch=%.3fs build+apply=%.3fs total=%.3fs "
                  "events=%d -> %s at %s", kind, path,
@@ -252,16 +294,19 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, StatusReport, EngineCore
         stamps.append(("end", time.monotonic()))
         return ",".join(f"{name}={at:.4f}" for name, at in stamps if at is not None)
 
-    def _build_and_apply(self, kind: str, pending: Pending) -> bool:
+    def _build_and_apply(self, kind: str, pending: Pending,
+                         derived: Derived | None = None) -> bool:
         # A full sync is slow anyway: a task-path write still waiting for quiet lands
         # first, so the file holds what HAProxy runs whatever this sync decides.
         self._config_file.flush()
         router = self.router
         settings = router.settings
         assert self._apps is not None
-        previous = removal_guard.live_previous(self) if settings.health_check else None
-        derived = router.full_pass(self._apps.values(), previous, live=True,
-                                   keep=self._apply_quarantine, check_scale=self._check_scale())
+        if derived is None:  # (else a resync derived it off the lock: servicerouter.engine.resync)
+            previous = removal_guard.live_previous(self) if settings.health_check else None
+            derived = router.full_pass(self._apps.values(), previous, live=True,
+                                       keep=self._apply_quarantine,
+                                       check_scale=self._check_scale())
         if derived.rendered is None:
             self.state.last_sync_error = derived.error
             return False
