@@ -136,7 +136,11 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ResyncOffLock, StatusRep
                 return self._run_sync(pending, retry)
             self._open_window()
         # A full resync derives without the lock: events go on taking the task path.
-        prepared = self._derive_resync(pending)
+        prepared: PreparedResync | None = None
+        try:
+            prepared = self._derive_resync(pending)
+        except Exception:  # a bug: the sync below fetches and derives again, as before
+            log.exception("a resync failed to derive off the lock; deriving under it")
         with self._step_lock:
             self._close_window(prepared)
             self._woke_at = time.monotonic()

@@ -122,9 +122,11 @@ class ResyncOffLock:
                 queued.first_at = pending.first_at
         self.trigger.fire(event=False)
 
-    def _close_window(self, prepared: PreparedResync) -> None:
-        """(Holding the step lock.) The window's syncs, to fold in."""
-        prepared.window = self._resync_window or []
+    def _close_window(self, prepared: PreparedResync | None) -> None:
+        """(Holding the step lock.) The window's syncs, to fold in (None: the derive
+        failed, the sync fetches again, after every event the window applied)."""
+        if prepared is not None:
+            prepared.window = self._resync_window or []
         self._resync_window = None
 
     def _fold(self, prepared: PreparedResync) -> tuple[dict[str, Any], Derived | None]:

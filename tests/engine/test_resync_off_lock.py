@@ -137,6 +137,24 @@ def test_an_event_the_task_path_refuses_meanwhile_waits_for_the_resync(tmp_path:
     assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
 
 
+def test_a_derive_that_fails_off_the_lock_is_done_again_under_it(tmp_path: Path) -> None:
+    live, source, _runtime, _reloader = live_router(_cluster(), tmp_path)
+    hooks = ResyncHooks(live, source)
+    start = {"eventType": "status_update_event", "appId": "/web", "taskId": "web.1",
+             "taskStatus": "TASK_RUNNING", "host": "10.0.0.2", "ports": [31001]}
+
+    def bug() -> None:
+        raise RuntimeError("a bug in the derive")
+
+    hooks.at["deriving"] = [_task_change(source, live, start), bug]
+    live.request_resync("periodic resync")
+    assert _loop_step(live)
+    assert hooks.applied[0] == ("deriving", "task")
+    assert live._resync_window is None  # events take the full path again when refused
+    assert live.state.last_path == "full" and live.state.last_sync_error is None
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
+
+
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(resyncs=st.lists(st.lists(st.tuples(OPS, st.sampled_from(PHASES)), max_size=4),
