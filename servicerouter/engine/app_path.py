@@ -5,10 +5,13 @@ every app, render the whole config and parse it back, though relabelling one
 app's virtual host changes a few map entries.  Here (:func:`plan_app_update`,
 pure but for host resolution and port checks):
 
-1. the updated app is derived and decided alone (``decide_one``); its ports
-   must keep their backends, bind ports, modes and bind addresses, and neither
-   its old nor its new virtual hosts may be claimed by another app (then a
-   cross-app decision could change: the full path decides);
+1. the updated app is derived and decided alone (``decide_one``), or, for a
+   member of a blue/green deployment group, the group's members together (one
+   backend: a canary's share, a scale or the old colour's labels move its
+   servers, weights and routes); its ports must keep their backends, bind
+   ports, modes and bind addresses, and neither its old nor its new virtual
+   hosts may be claimed by another app (then a cross-app decision could
+   change: the full path decides);
 2. each of its services is rendered alone, old and new: apart from the map
    entries and the backend section the output must be the same, the backend
    sections are diffed like whole configs (servers, weights);

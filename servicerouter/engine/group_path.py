@@ -12,9 +12,11 @@ merges them (same function, same order: Marathon's), and the result, old
 documents against new, is what the task path swaps into the group's services.
 
 Which apps are members is read once per running config (an O(apps) scan, kept
-in its cache): membership changes only with app updates, which go the full way
-for group apps (a new label changes the backend's name), and every full sync
-starts a new cache.  Pure but for host resolution.
+in its cache): membership changes only with app updates.  Those of a member that
+stays in its group re-decide the group on the app path
+(:mod:`servicerouter.engine.app_path`, the cache carried along); an app joining,
+leaving or changing its group goes the full way, and every full sync starts a
+new cache.  Pure but for host resolution.
 """
 
 from __future__ import annotations
