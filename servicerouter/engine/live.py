@@ -128,7 +128,9 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ResyncOffLock, StatusRep
         SIGHUP, the periodic resync and the retry timer also try again a config
         whose apply failed (a reload HAProxy refused, a port that was busy);
         mere events do not, so a failing config is not retried on every event.
-        One step at a time: the event reader may run one itself (submit_and_apply).
+        One step at a time: the event reader may run one itself (submit_and_apply),
+        also while a full resync fetches and derives, which it does without the lock
+        (servicerouter.engine.resync: the events applied meanwhile are folded in).
         """
         with self._step_lock:
             pending, retry = self._next_pending()
