@@ -10,69 +10,20 @@ render.  Anything else keeps the general path; errors stay the general path's.
 from __future__ import annotations
 
 import ast
-import string
 from typing import Any
 
 from jinja2 import nodes
 
-
-def compile_format(text: str, params: tuple[str, ...], source: str = "<fragment>") -> Any:
-    """``text`` (str.format syntax, plain ``{name}`` fields) compiled into a function.
-
-    With ``params == ("values",)`` the function takes the values dict, as
-    ``text.format_map`` does; otherwise it takes the named values as arguments
-    (``f(serverName, host, ...)``), so a hot loop needs no dict per line.  The
-    body is an f-string: each field is ``format(value, spec)`` after its
-    conversion, exactly what ``str.format`` does, so the output is the same text.
-    None when a field is not a plain name (those keep ``format_map``).
-    """
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError:
-        return None
-    parts: list[ast.expr] = []
-    for literal, field_name, format_spec, conversion in parsed:
-        if literal:
-            parts.append(ast.Constant(literal))
-        if field_name is None:
-            continue
-        if (not field_name.isidentifier() or "{" in (format_spec or "")
-                or conversion not in (None, "r", "s", "a")):
-            return None  # format_map raises its own error for these, at render time
-        if params == ("values",):
-            value: ast.expr = ast.Subscript(ast.Name("values", ast.Load()),
-                                            ast.Constant(field_name), ast.Load())
-        elif field_name in params:
-            value = ast.Name(field_name, ast.Load())
-        else:
-            return None
-        spec = ast.JoinedStr([ast.Constant(format_spec)]) if format_spec else None
-        parts.append(ast.FormattedValue(value, ord(conversion) if conversion else -1, spec))
-    body = ast.JoinedStr(parts) if parts else ast.Constant("")
-    args = ast.arguments(posonlyargs=[], args=[ast.arg(name) for name in params],
-                         kwonlyargs=[], kw_defaults=[], defaults=[])
-    function = ast.Expression(ast.Lambda(args, body))
-    return eval(compile(_located(function), source, "eval"),  # noqa: S307
-                {"__builtins__": {}})
-
-
-def _located(tree: ast.AST) -> ast.AST:
-    """``ast.fix_missing_locations`` for a tree built here (no node has a location):
-    every node at line 1, column 0, set in one walk instead of its recursive copy."""
-    for node in ast.walk(tree):
-        if "lineno" in node._attributes:
-            node.lineno = node.end_lineno = 1  # type: ignore[attr-defined]
-            node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
-    return tree
+from servicerouter.render.format_compile import _located, compile_format  # noqa: F401
+from servicerouter.render.plain_runtime import (  # noqa: F401 - FallBack re-exported
+    STR_METHODS,
+    FallBack,
+    plain_namespace,
+)
 
 
 class _Unsupported(Exception):
     """A template node outside the subset :func:`compile_plain_template` compiles."""
-
-
-class FallBack(Exception):
-    """Raised by a compiled template where Jinja2 would see an undefined value: the
-    caller renders with Jinja2 instead, which raises (or not) exactly as before."""
 
 
 _COMPARE_OPS: dict[str, type[ast.cmpop]] = {
@@ -102,48 +53,28 @@ def compile_plain_template(template: nodes.Template, validated: frozenset[str],
     and validated names compile.  None for any other template (a filter, a call, a
     loop, a ``set``...).
     """
+    function = plain_template_expression(template, validated, env is not None)
+    if function is None:
+        return None
+    namespace: dict[str, Any] = {"__builtins__": {}}
+    if env is not None:
+        namespace.update(plain_namespace(env))
+    return eval(compile(_located(function), source, "eval"),  # noqa: S307
+                namespace)
+
+
+def plain_template_expression(template: nodes.Template, validated: frozenset[str],
+                              rich: bool = True) -> ast.Expression | None:
+    """The ``lambda values: f"..."`` :func:`compile_plain_template` compiles, as a tree
+    (servicerouter.render.shipped_codegen writes the built-in fragments' as source);
+    ``rich``: more than text and validated names.  None outside the subset."""
     try:
-        body = _joined(template.body, validated, env is not None)
+        body = _joined(template.body, validated, rich)
     except _Unsupported:
         return None
     args = ast.arguments(posonlyargs=[], args=[ast.arg("values")], kwonlyargs=[],
                          kw_defaults=[], defaults=[])
-    function = ast.Expression(ast.Lambda(args, body))
-    namespace: dict[str, Any] = {"__builtins__": {}}
-    if env is not None:
-        undefined = env.undefined
-        sandbox_getattr = env.getattr
-
-        def getattr_defined(obj: Any, attribute: str) -> Any:
-            value = sandbox_getattr(obj, attribute)
-            if isinstance(value, undefined):
-                raise FallBack(attribute)
-            return value
-
-        is_safe_callable = env.is_safe_callable
-
-        def call_str_method(method: Any, *args: Any) -> Any:
-            # What Jinja2's sandboxed ``environment.call`` does with a plain str method;
-            # anything else (a wrapped str.format, a callable of the data) is left to it.
-            if (type(method) is not _BUILTIN_METHOD or type(method.__self__) is not str
-                    or method.__name__ not in STR_METHODS or not is_safe_callable(method)):
-                raise FallBack("call")
-            try:
-                return method(*args)
-            except StopIteration:  # Jinja2 makes it an undefined value
-                raise FallBack("call") from None
-
-        def call_method(obj: Any, name: str, *args: Any) -> Any:
-            # ``obj.name(*args)``: on a str (the sandbox allows STR_METHODS on it, and
-            # they never raise StopIteration) the method itself; else as Jinja2 would.
-            if type(obj) is str:
-                return _STR_METHOD[name](obj, *args)
-            return call_str_method(getattr_defined(obj, name), *args)
-
-        namespace.update(_getattr=getattr_defined, _call=call_method,
-                         _finalize=env.finalize or (lambda v: v))
-    return eval(compile(_located(function), source, "eval"),  # noqa: S307
-                namespace)
+    return ast.Expression(ast.Lambda(args, body))
 
 
 def _joined(body: list[nodes.Node], validated: frozenset[str], rich: bool) -> ast.expr:
@@ -219,11 +150,3 @@ def _expr(node: nodes.Node) -> ast.expr:
                         [_expr(node.node.node), ast.Constant(node.node.attr),
                          *(_expr(arg) for arg in node.args)], [])
     raise _Unsupported
-
-
-# Methods a compiled template may call (on a str only; see compile_plain_template):
-# pure, and what the built-in fragments use (``hostname.startswith('*.')``).
-STR_METHODS = frozenset({"startswith", "endswith", "lower", "upper", "strip", "lstrip",
-                         "rstrip", "replace"})
-_BUILTIN_METHOD = type("".startswith)
-_STR_METHOD = {name: getattr(str, name) for name in STR_METHODS}

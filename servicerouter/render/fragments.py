@@ -22,23 +22,22 @@ startup naming the file and line, not at the first sync.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.meta
-from jinja2 import nodes
-from jinja2.runtime import new_context
-
-from servicerouter.render.compiled import compile_format, compile_plain_template
+from servicerouter.render.format_compile import compile_format
 from servicerouter.render.fragment_files import TemplateError, default_templates_dir
 from servicerouter.render.fragment_registry import FRAGMENTS, FragmentSpec
-from servicerouter.render.sandbox import SAFE_FORMATTER, VALIDATED_NAMES, fragment_env
+from servicerouter.render.printing import SAFE_FORMATTER, VALIDATED_NAMES
+
+if TYPE_CHECKING:  # Jinja2 is imported only when a fragment needs it (see load_fragments)
+    import jinja2
 
 # Widths and precisions in a legacy format spec ({mode:>20}) above this are refused.
 MAX_FORMAT_WIDTH = 1024
@@ -51,7 +50,7 @@ class Fragment:
                  "_constant", "uses_services", "builtin", "render_args", "_simple")
 
     def __init__(self, spec: FragmentSpec, text: str, source: str,
-                 template: jinja2.Template | DeferredTemplate | None) -> None:
+                 template: jinja2.Template | DeferredTemplate | ShippedTemplate | None) -> None:
         self.spec = spec
         self.source = source
         self.builtin = False  # from the built-in templates/ (load_fragments says so)
@@ -78,13 +77,17 @@ class Fragment:
                 self.render_args = compile_format(text, spec.placeholders, source)
         # Whether the fragment may read the whole list of services (conservative).
         self.uses_services = template is not None and "services" in text
-        # Jinja2 per render: the template's globals once (not a ChainMap walk),
-        # and no render at all for text without a single expression or statement.
-        self._globals = dict(template.globals) if template is not None else {}
+        # Jinja2 per render: the template's globals once (not a ChainMap walk; taken
+        # at the first Jinja2 render), and no render at all for text without a
+        # single expression or statement (a shipped built-in one has it ready).
+        self._globals: dict[str, Any] | None = None
         self._constant: str | None = None
-        if template is not None and "{{" not in text and "{%" not in text:
+        if isinstance(template, ShippedTemplate):
+            self._constant = template.constant
+        elif template is not None and "{{" not in text and "{%" not in text:
             self._constant = str(self._jinja().render())
-        # Set by compile_fragment for a template that only prints validated names.
+        # Set by compile_fragment for a template that only prints validated names
+        # (and by load_fragments for a shipped built-in one).
         self._simple: Any = None
 
     @property
@@ -94,7 +97,7 @@ class Fragment:
     def _jinja(self) -> jinja2.Template:
         """The Jinja2 template, generated and compiled now if it was deferred."""
         template = self._template
-        if isinstance(template, DeferredTemplate):
+        if isinstance(template, DeferredTemplate | ShippedTemplate):
             template = self._template = template.compile()
         assert template is not None
         return template
@@ -109,10 +112,15 @@ class Fragment:
                 except Exception:  # undefined, or a refused value: Jinja2 raises its own
                     out = None     # error below (with the template line a problem names)
             if out is None:
+                from jinja2.runtime import new_context
+
                 template = self._jinja()
+                shared = self._globals
+                if shared is None:
+                    shared = self._globals = dict(template.globals)
                 # Template.render(values) without its two dict copies.
                 context = new_context(template.environment, template.name, template.blocks,
-                                      {**self._globals, **values}, True, self._globals)
+                                      {**shared, **values}, True, shared)
                 try:
                     out = "".join(template.root_render_func(context))
                 except Exception:
@@ -211,11 +219,17 @@ def _reaches_into_values(text: str) -> bool:
 
 def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
                      env: jinja2.Environment | None = None) -> Fragment:
-    """Check and compile one fragment's text."""
+    """Check and compile one fragment's text (``env``: the Jinja2 environment, or a
+    function making it; the fragment files' sandbox when None)."""
     if not jinja:
         check_format_fragment(spec, text, source)
         return Fragment(spec, text, source, None)
-    env = env or fragment_env()
+    import jinja2
+
+    from servicerouter.render.compiled import compile_plain_template
+    from servicerouter.render.sandbox import fragment_env
+
+    env = env() if callable(env) else env or fragment_env()
     try:
         ast = env.parse(text)
         # A template that compiles into a Python function (see compile_plain_template)
@@ -246,6 +260,9 @@ def _looked_up(ast: Any, plain: bool) -> set[str]:
     never set (no ``set``, ``for``, macro or import); its names are all Name nodes,
     without jinja2.meta running the code generator over it (a third of a cold load).
     """
+    import jinja2.meta
+    from jinja2 import nodes
+
     if plain:  # as jinja2.meta: the environment's globals and ``self`` are not looked up
         skip = ast.environment.globals.keys() | {"self"}
         return {node.name for node in ast.find_all(nodes.Name)} - skip
@@ -281,14 +298,26 @@ def _read(path: Path) -> str | None:
 
 
 def load_fragments(user_dirs: Sequence[str | os.PathLike[str]] = (),
-                   defaults_dir: str | os.PathLike[str] | None = None) -> FragmentSet:
+                   defaults_dir: str | os.PathLike[str] | None = None, *,
+                   shipped: bool = True) -> FragmentSet:
     """Pick every fragment from the first directory that has it.
 
     ``user_dirs`` are searched in order, then the defaults.  Within one
-    directory ``NAME.j2`` wins over ``NAME``.
+    directory ``NAME.j2`` wins over ``NAME``.  A ``NAME.j2`` whose text is the
+    built-in one's comes compiled with the package (servicerouter.render.shipped_fragments,
+    generated from templates/ and checked against it by a test): no Jinja2 parse
+    or import for it (``shipped=False``: compile every file, as a changed one is).
     """
     dirs = [Path(d) for d in user_dirs] + [Path(defaults_dir or default_templates_dir())]
-    env = fragment_env()
+    envs: list[Any] = []
+
+    def env() -> Any:  # one environment for all the files that need Jinja2, made once
+        if not envs:
+            from servicerouter.render.sandbox import fragment_env
+
+            envs.append(fragment_env())
+        return envs[0]
+
     chosen: dict[str, Fragment] = {}
     for spec in FRAGMENTS:
         for directory in dirs:
@@ -297,7 +326,10 @@ def load_fragments(user_dirs: Sequence[str | os.PathLike[str]] = (),
                 path = directory / filename
                 text = _read(path)
                 if text is not None:
-                    found = compile_fragment(spec, text, str(path), jinja=jinja, env=env)
+                    found = (shipped_fragment(spec, text, str(path)) if jinja and shipped
+                             else None)
+                    if found is None:
+                        found = compile_fragment(spec, text, str(path), jinja=jinja, env=env)
                     break
             if found is not None:
                 found.builtin = directory == dirs[-1]
@@ -306,6 +338,39 @@ def load_fragments(user_dirs: Sequence[str | os.PathLike[str]] = (),
         else:
             raise TemplateError(f"no file for fragment {spec.name} in {', '.join(map(str, dirs))}")
     return FragmentSet(chosen)
+
+
+class ShippedTemplate:
+    """A built-in Jinja2 fragment shipped compiled: Jinja2 parses it only if a render
+    must fall back to it (a value the compiled function leaves to Jinja2's error)."""
+
+    __slots__ = ("text", "constant")
+
+    def __init__(self, text: str, constant: str | None) -> None:
+        self.text = text
+        self.constant = constant  # the whole output of a text without expressions
+
+    def compile(self) -> jinja2.Template:
+        """What compile_fragment would have made of the text (it compiles: the
+        shipped code was generated from it)."""
+        from servicerouter.render.sandbox import fragment_env
+
+        return fragment_env().from_string(self.text)
+
+
+def shipped_fragment(spec: FragmentSpec, text: str, source: str) -> Fragment | None:
+    """The shipped compiled form of ``NAME.j2`` when ``text`` is the built-in text, else None."""
+    from servicerouter.render.shipped_fragments import SHIPPED
+
+    entry = SHIPPED.get(spec.name)
+    if entry is None:
+        return None
+    digest, constant, function = entry
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
+        return None
+    fragment = Fragment(spec, text, source, ShippedTemplate(text, constant))
+    fragment._simple = function
+    return fragment
 
 
 def fragment_names() -> Iterable[str]:

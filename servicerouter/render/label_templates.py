@@ -39,11 +39,9 @@ from servicerouter.apply.bisection import find_culprits
 from servicerouter.model.label_values import MAX_VALUE_LENGTH
 from servicerouter.model.labels import PORT_SETTINGS, Problem
 from servicerouter.model.services import Service
-from servicerouter.render.budget import BudgetedFragment, budget_env
 from servicerouter.render.config import RenderOptions, render_config, render_guarded
 from servicerouter.render.fragment_registry import FRAGMENTS
 from servicerouter.render.fragments import Fragment, FragmentSet, TemplateError, compile_fragment
-from servicerouter.render.mlb_templates import compile_format_template, is_format_template
 
 log = logging.getLogger("servicerouter.label_templates")
 
@@ -95,6 +93,10 @@ def compile_label_templates(services: Sequence[Service], fragments: FragmentSet,
     found = find_label_templates(services)
     if not found:
         return LabelTemplates()
+    # Jinja2 (the budget sandbox) only for a sync that has label templates.
+    from servicerouter.render.budget import BudgetedFragment, budget_env
+    from servicerouter.render.mlb_templates import compile_format_template, is_format_template
+
     specs = {spec.name: spec for spec in OVERRIDABLE}
     env = budget_env()
     every_service = tuple(services)

@@ -1,20 +1,16 @@
-"""The Jinja2 sandbox fragments run in, and the check on every value they print.
+"""The Jinja2 sandbox fragments run in, with the check on every value they print.
 
 Whatever a Jinja2 fragment prints with ``{{ }}`` comes from Marathon (labels,
 the app) as often as from the operator, so no printed value may break or end a
-line: :func:`printable` refuses control characters, line and paragraph
-separators and ``#`` (which starts a comment) in every value written, and the
-service whose fragment tried is left out of the config (see
-:func:`servicerouter.render.config.render_guarded`).  Line breaks belong in the
-fragment text itself.  Legacy ``str.format`` fragments reaching into raw data get
-the same check through :data:`SAFE_FORMATTER`.
+line: the environment's ``finalize`` is :func:`printable`
+(servicerouter.render.printing), and the service whose fragment tried is left
+out of the config (see :func:`servicerouter.render.config.render_guarded`).  Line
+breaks belong in the fragment text itself.  Legacy ``str.format`` fragments
+reaching into raw data get the same check through :data:`SAFE_FORMATTER`.
 """
 
 from __future__ import annotations
 
-import re
-import string
-from collections.abc import Iterable
 from typing import Any
 
 import jinja2
@@ -22,82 +18,18 @@ import jinja2.sandbox
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 
-from servicerouter.render.fragment_registry import FRAGMENTS
-
-
-class UnsafeValueError(ValueError):
-    """A fragment tried to print a value that would break or end a config line."""
-
-
-# What may never come out of a printed value: anything that ends a line for
-# HAProxy's parser (or a log or terminal reading the config), and '#', which
-# starts a comment and so can cut the condition off a rule.
-_UNSAFE_RE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029#]")
-_UNSAFE_NAMES = {"#": "'#' (starts a comment)", "\n": "a line feed", "\r": "a carriage return",
-                 "\x00": "a NUL", "\x85": "a next-line (U+0085)",
-                 "\u2028": "a line separator (U+2028)", "\u2029": "a paragraph separator (U+2029)"}
-
-
-def unsafe_reason(text: str) -> str | None:
-    """Why ``text`` may not be printed into a config line (None: it may)."""
-    found = _UNSAFE_RE.search(text)
-    if found is None:
-        return None
-    char = found.group()
-    what = _UNSAFE_NAMES.get(char) or f"a control character (U+{ord(char):04X})"
-    shown = text if len(text) <= 60 else text[:60] + "..."
-    return f"printed value {shown!r} contains {what}; a printed value may not break or end a line"
-
-
-class _Rendered(str):
-    """Text a fragment itself wrote (a macro, a ``{% set %}`` or call block).
-
-    Every value printed inside it already went through :func:`printable`; its line
-    breaks are the fragment's own, so printing it whole (``{{ my_macro() }}``) is
-    allowed.  Any string operation on it gives a plain ``str`` again.
-    """
-
-    __slots__ = ()
-
-
-def _rendered_concat(parts: Iterable[str]) -> str:
-    return _Rendered("".join(parts))
-
-
-def printable(value: Any) -> Any:
-    """The Jinja2 ``finalize`` hook: every ``{{ }}`` value of a fragment goes through here.
-
-    Plain words cost two C-level scans; anything else is converted and searched.
-    """
-    cls = value.__class__
-    if cls is str:
-        if value.isprintable() and "#" not in value:
-            return value
-        text = value
-    elif cls is int or cls is _Rendered:
-        return value
-    else:
-        text = str(value)  # Undefined raises here, as without the hook
-        if text.isprintable() and "#" not in text:
-            return text
-    reason = unsafe_reason(text)
-    if reason is not None:
-        raise UnsafeValueError(reason)
-    return text  # printable after all: non-ASCII spaces, format characters...
-
-
-class _SafeFormatter(string.Formatter):
-    """``str.format`` for legacy fragments reaching into raw data (``{healthCheck[x]}``)."""
-
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        text = format(value, format_spec)
-        reason = unsafe_reason(text)
-        if reason is not None:
-            raise UnsafeValueError(reason)
-        return text
-
-
-SAFE_FORMATTER = _SafeFormatter()
+# The printed-value checks live in a module without Jinja2 (servicerouter.render.printing),
+# so that the shipped compiled built-in fragments run without importing it; re-exported.
+from servicerouter.render.printing import (  # noqa: F401 - re-exported
+    SAFE_FORMATTER,
+    VALIDATED_NAMES,
+    UnsafeValueError,
+    _Rendered,
+    _rendered_concat,
+    is_plain_type,
+    printable,
+    unsafe_reason,
+)
 
 
 class TemplateSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
@@ -111,35 +43,13 @@ class TemplateSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
     without running them; everything else takes the sandbox's own path.
     """
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._plain_types: dict[type, bool] = {}
-
-    def _is_plain(self, cls: type) -> bool:
-        plain = self._plain_types.get(cls)
-        if plain is None:
-            params = getattr(cls, "__dataclass_params__", None)
-            plain = (cls.__module__.startswith("servicerouter.") and params is not None
-                     and params.frozen)
-            self._plain_types[cls] = plain
-        return plain
-
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if attribute[:1] != "_" and self._is_plain(type(obj)):
+        if attribute[:1] != "_" and is_plain_type(type(obj)):
             try:
                 return getattr(obj, attribute)
             except AttributeError:
                 pass
         return super().getattr(obj, attribute)
-
-
-# Names whose values the label registry and the model have already validated as
-# single safe tokens (every legacy placeholder but the raw healthCheck dict, and the
-# .j2 names derived from them): printed as a bare {{ name }}, they skip the check.
-VALIDATED_NAMES = frozenset(
-    {name for spec in FRAGMENTS for name in spec.placeholders} - {"healthCheck"}
-    | {"vhost", "hostAcl", "pathAcl", "bindOptions", "dynamicCookieKey"}
-)
 
 
 class _FragmentCodeGenerator(CodeGenerator):
