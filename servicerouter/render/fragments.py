@@ -31,7 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from servicerouter.render.format_compile import compile_format
+from servicerouter.render.format_compile import (
+    SERVER_PARAMS,
+    compile_format,
+    compile_server_block,
+)
 from servicerouter.render.fragment_files import TemplateError, default_templates_dir
 from servicerouter.render.fragment_registry import FRAGMENTS, FragmentSpec
 from servicerouter.render.printing import SAFE_FORMATTER, VALIDATED_NAMES
@@ -47,7 +51,8 @@ class Fragment:
     """One loaded fragment, ready to render with a dict of values."""
 
     __slots__ = ("spec", "source", "text", "_template", "is_empty", "_format", "_globals",
-                 "_constant", "uses_services", "builtin", "render_args", "_simple")
+                 "_constant", "uses_services", "builtin", "render_args", "_simple",
+                 "render_block")
 
     def __init__(self, spec: FragmentSpec, text: str, source: str,
                  template: jinja2.Template | DeferredTemplate | ShippedTemplate | None) -> None:
@@ -67,6 +72,8 @@ class Fragment:
         # A legacy fragment of plain {name} fields, compiled once into a function of
         # its values (see compile_format): the same text as ``str.format_map``.
         self.render_args: Any = None
+        # The server fragment's lines of a whole backend at once (compile_server_block).
+        self.render_block: Any = None
         if template is None and spec.placeholders:
             self._format = text.format_map
             if _reaches_into_values(text):
@@ -75,6 +82,8 @@ class Fragment:
             else:
                 self._format = compile_format(text, ("values",), source) or self._format
                 self.render_args = compile_format(text, spec.placeholders, source)
+                if self.render_args is not None and spec.placeholders == SERVER_PARAMS:
+                    self.render_block = compile_server_block(text, source)
         # Whether the fragment may read the whole list of services (conservative).
         self.uses_services = template is not None and "services" in text
         # Jinja2 per render: the template's globals once (not a ChainMap walk; taken

@@ -39,6 +39,13 @@ def render_servers(service: Service, values: dict[str, Any], server_line: Any,
     if render_args is not None and not per_server_check and not cookie_per_server \
             and not check_port:
         drained = check_text + " weight 0"
+        block = server_line.render_block
+        if block is not None:
+            try:  # all the lines in one go (compile_server_block)
+                out.append(block(service.servers, check_text, drained))
+                return
+            except Exception:  # noqa: S110 - a weighted server: the loop below does it
+                pass
         append = out.append
         for server in service.servers:
             if len(server) == 5:  # (host, ipv4, port, task_id, draining): unpacked in C
