@@ -96,7 +96,9 @@ def prepare_certificates(router: Any, options: RenderOptions,
     port_certs = sorted({s.settings.ssl_cert for s in services if s.settings.ssl_cert})
     try:
         if write:  # a bare --dry (no files dir) writes nothing: same paths, computed only
-            default_pem = certs.ensure_default_certificate(state_dir)
+            job = getattr(router, "default_cert_job", None)  # made beside a cold one-shot
+            made = job.wait() if job is not None and job.state_dir == state_dir else None
+            default_pem = made or certs.ensure_default_certificate(state_dir)
         result = router.tls.prepare(state_dir, default_pem, paths, port_certs,
                                     stable=stable_paths, write=write)
     except OSError as err:

@@ -138,6 +138,7 @@ class Router:
         self._lock = threading.Lock()
         self._removal_guard: Any = None  # made on first use, like the stages it imports
         self._fast_path: Any = None  # servicerouter.engine.unchanged.FastPath, on first use
+        self.default_cert_job: Any = None  # servicerouter.tls.default_cert, in a one-shot sync
         # Operator rules (servicerouter.rules): a RuleStore, or None for labels only;
         # the overlaid app copies, kept while app and rules stay (the live task path).
         self.rules_store: Any = None
@@ -204,6 +205,9 @@ class Router:
         """One full pass; never raises for bad input or an unreachable Marathon."""
         with self._lock, gc_paused():
             result = self._sync()
+            if self.default_cert_job is not None:  # reaped, whatever the sync did
+                self.default_cert_job.wait()
+                self.default_cert_job = None
             result.finished_at = time.time()
             self.last = result
             return result
@@ -211,6 +215,10 @@ class Router:
     def _sync(self) -> SyncResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        if settings_skip_unchanged(self.settings):  # a one-shot: a cold one's default
+            from servicerouter.tls import default_cert  # certificate is made beside it
+
+            self.default_cert_job = default_cert.start(self._state_dir())
         try:
             body = self.source.fetch_apps_body()
             mark = time.perf_counter()

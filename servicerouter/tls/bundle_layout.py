@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from servicerouter.tls.bundles import TEMP_PREFIX, Bundle, make_private_dir, write_private_file
-from servicerouter.tls.x509_checks import DNS_NAME
+from servicerouter.tls.pem_text import DNS_NAME
 
 _BUNDLE_FILE = re.compile(r"^[0-9a-f]{64}\.pem$")
 _STABLE_BUNDLE_FILE = re.compile(r"^[a-z0-9_.-]+--[0-9a-f]{16}\.pem$")

@@ -22,27 +22,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from servicerouter.apply.files import fsync_dir
-from servicerouter.tls.x509_checks import (
+from servicerouter.tls.pem_text import (
     CERT_LABELS,
     DH_LABEL,
     IGNORED_LABELS,
     KEY_LABELS,
     PEM_BLOCK,
     aware_utc,
-    cert_spki,
-    dns_names,
     iso_seconds,
-    key_type_of,
-    load_key,
-    normalise_dh,
-    order_chain,
-    spki,
 )
 
 TEMP_PREFIX = ".tmp-"
@@ -88,6 +76,20 @@ def parse_bundle(text: str, source: str, now: datetime) -> Bundle:
 
     Raises ``BundleError`` naming the first problem found. A naive ``now`` is taken as UTC.
     """
+    # cryptography only where a certificate is parsed or made (see tls/pem_text.py)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from servicerouter.tls.x509_checks import (
+        cert_spki,
+        dns_names,
+        key_type_of,
+        load_key,
+        normalise_dh,
+        order_chain,
+        spki,
+    )
+
     now = aware_utc(now)
 
     def fail(reason: str) -> BundleError:
@@ -166,6 +168,11 @@ def generate_self_signed(
     common_name: str = "servicerouter.invalid", days: int = 3650, now: datetime | None = None
 ) -> str:
     """Return HAProxy-ready PEM (certificate then PKCS#8 key) for a self-signed EC P-256 cert."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     now = aware_utc(now) if now is not None else datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

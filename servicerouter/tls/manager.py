@@ -41,9 +41,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
 from servicerouter.tls import bundle_layout
 from servicerouter.tls import bundles as certs
 from servicerouter.tls.bundles import Bundle, BundleError
@@ -229,6 +226,9 @@ def haproxy_ready(bundle: Bundle) -> bool:
 
 
 def _fingerprints(text: str) -> list[str]:
+    from cryptography import x509  # only when a bundle file is compared (tls/pem_text.py)
+    from cryptography.hazmat.primitives import hashes
+
     out = []
     for block in _CERT_BLOCK.findall(text):
         try:

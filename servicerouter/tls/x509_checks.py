@@ -8,50 +8,31 @@ names the bundle.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-PEM_BLOCK = re.compile(
-    r"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----",
-    re.DOTALL,
+# The PEM labels, SNI name pattern and time helpers need no cryptography
+# (servicerouter.tls.pem_text); re-exported here for the checks' callers.
+from servicerouter.tls.pem_text import (  # noqa: F401 - re-exported
+    CERT_LABELS,
+    DH_LABEL,
+    DNS_NAME,
+    IGNORED_LABELS,
+    KEY_LABELS,
+    PEM_BLOCK,
+    aware_utc,
+    iso_seconds,
 )
-CERT_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE"})
-KEY_LABELS = frozenset(
-    {"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"}
-)
-# Harmless companions: openssl ecparam -genkey emits EC PARAMETERS before the key;
-# DH PARAMETERS in a bundle are read by HAProxy, so they are kept (after the key).
-IGNORED_LABELS = frozenset({"EC PARAMETERS"})
-DH_LABEL = "DH PARAMETERS"
+
 SUPPORTED_KEYS = (
     rsa.RSAPrivateKey,
     ec.EllipticCurvePrivateKey,
     ed25519.Ed25519PrivateKey,
     ed448.Ed448PrivateKey,
 )
-# A name usable as a HAProxy SNI filter: a host name, optionally "*." + host name.
-DNS_NAME = re.compile(
-    r"^(\*\.)?[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$"
-)
-
-
-def aware_utc(moment: datetime) -> datetime:
-    """Treat a naive datetime as UTC; convert an aware one to UTC."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def iso_seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
-
-
 def spki(public_key) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
