@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from servicerouter.render.printing import is_plain_type, printable
+from servicerouter.render.printing import PLAIN_TYPES, is_plain_type, printable
 
 
 class FallBack(Exception):
@@ -62,8 +62,14 @@ def shipped_namespace(fragment_env: Callable[[], Any]) -> dict[str, Any]:
             made.append(fragment_env())
         return made[0]
 
+    plain_types = PLAIN_TYPES  # is_plain_type's answers, read here without a call
+
     def getattr_defined(obj: Any, attribute: str) -> Any:
-        if attribute[:1] != "_" and is_plain_type(type(obj)):
+        cls = type(obj)
+        plain = plain_types.get(cls)
+        if plain is None:
+            plain = is_plain_type(cls)
+        if plain and attribute[:1] != "_":
             try:
                 return getattr(obj, attribute)
             except AttributeError:

@@ -103,7 +103,8 @@ VALIDATED_NAMES = frozenset(
 )
 
 
-_PLAIN_TYPES: dict[type, bool] = {}
+# is_plain_type's answers by class (a cache: the answer depends on the class alone).
+PLAIN_TYPES: dict[type, bool] = {}
 
 
 def is_plain_type(cls: type) -> bool:
@@ -111,10 +112,10 @@ def is_plain_type(cls: type) -> bool:
     the sandbox's attribute checks (no leading underscore, not a function or frame
     internal, not a mutable container's method) always pass for a name without a
     leading underscore (see servicerouter.render.sandbox.TemplateSandbox.getattr)."""
-    plain = _PLAIN_TYPES.get(cls)
+    plain = PLAIN_TYPES.get(cls)
     if plain is None:
         params = getattr(cls, "__dataclass_params__", None)
         plain = (cls.__module__.startswith("servicerouter.") and params is not None
                  and params.frozen)
-        _PLAIN_TYPES[cls] = plain
+        PLAIN_TYPES[cls] = plain
     return plain

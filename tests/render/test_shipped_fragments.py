@@ -174,3 +174,25 @@ def test_a_cold_one_shot_never_imports_jinja2(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120).stdout
     assert out.strip() == "0 []"
     assert "\nbackend " in config.read_text()
+
+
+def test_shipped_attribute_reads_are_the_sandboxs() -> None:
+    """The shipped functions read ``service.settings.balance`` without the sandbox's call
+    on servicerouter's frozen dataclasses, and through it on anything else."""
+    from servicerouter.render.plain_runtime import FallBack
+
+    getattr_defined = shipped_codegen_namespace()["_getattr"]
+    sandbox = fragment_env()
+    service = SAMPLE[0]
+    cases = [(service, "settings"), (service.settings, "balance"), (RenderOptions(), "http_port"),
+             ({"x": 1}, "x"), ({"x": 1}, "items"), ("abc", "upper"), (service, "_key"),
+             (service, "__class__"), (service, "nope"), ({"x": 1}, "nope"), (RenderOptions(), "_x")]
+    for obj, attribute in cases:
+        expected = sandbox.getattr(obj, attribute)
+        if isinstance(expected, sandbox.undefined):
+            try:
+                getattr_defined(obj, attribute)
+            except FallBack:
+                continue
+            raise AssertionError(f"{attribute}: no FallBack")
+        assert getattr_defined(obj, attribute) == expected, attribute
