@@ -90,26 +90,24 @@ def compile_server_block(text: str, source: str = "<fragment>") -> Any:
     def method(obj: ast.expr, name: str, *args: ast.expr) -> ast.expr:
         return ast.Call(ast.Attribute(obj, name, ast.Load()), list(args), [])
 
-    dot, under = ast.Constant("."), ast.Constant("_")
-    # clean_host(host): ASCII digits and dots only -> dots become '_', else the regex
-    # (which gives the same text for those, only slower).
-    dotted_quad = ast.BoolOp(ast.And(), [method(host, "isascii"),
-                                         method(method(host, "replace", dot, ast.Constant("")),
-                                                "isdigit")])
-    clean = ast.IfExp(dotted_quad, method(host, "replace", dot, under),
+    # clean_host(host): only ASCII digits and dots (strip leaves nothing) -> the dots
+    # become '_'; else the regex (which gives the same text for those, only slower).
+    dotted_quad = ast.UnaryOp(ast.Not(), method(host, "strip", ast.Constant("0123456789.")))
+    clean = ast.IfExp(dotted_quad, method(host, "replace", ast.Constant("."), ast.Constant("_")),
                       call("_clean", host))
-    # f"{clean}_{port}" for an int port (render_servers), else clean_name(f"{host}_{port}")
+    # f"{clean}_{port}" for an int port (render_servers), else clean_name(f"{host}_{port}"),
+    # which is the same as clean_name(f"{port}") after the cleaned host (a character-wise
+    # substitution): the name is written straight into the line, no string of its own.
     is_int = ast.Compare(call("type", port), [ast.Is()], [ast.Name("int", ast.Load())])
-    name = ast.IfExp(is_int,
-                     ast.JoinedStr([ast.FormattedValue(clean, -1, None), ast.Constant("_"),
-                                    ast.FormattedValue(port, -1, None)]),
-                     call("_clean", ast.JoinedStr([ast.FormattedValue(host, -1, None),
-                                                   ast.Constant("_"),
-                                                   ast.FormattedValue(port, -1, None)])))
+    port_part = ast.IfExp(is_int, port,
+                          call("_clean", ast.JoinedStr([ast.FormattedValue(port, -1, None)])))
+    name_parts = [ast.FormattedValue(clean, -1, None), ast.Constant("_"),
+                  ast.FormattedValue(port_part, -1, None)]
     options = ast.IfExp(ast.Name("draining", ast.Load()), ast.Name("drained", ast.Load()),
                         ast.Name("check_text", ast.Load()))
-    values = {"serverName": name, "host": host, "host_ipv4": ast.Name("ipv4", ast.Load()),
-              "port": port, "cookieOptions": ast.Constant(""), "healthCheckOptions": options}
+    values = {"serverName": ast.JoinedStr(name_parts), "host": host,
+              "host_ipv4": ast.Name("ipv4", ast.Load()), "port": port,
+              "cookieOptions": ast.Constant(""), "healthCheckOptions": options}
     line = _joined_fields(text, values)
     if line is None:
         return None
@@ -143,7 +141,10 @@ def _joined_fields(text: str, values: dict[str, ast.expr]) -> ast.expr | None:
         if (field_name not in values or "{" in (format_spec or "")
                 or conversion not in (None, "r", "s", "a")):
             return None
+        value = values[field_name]
+        if isinstance(value, ast.JoinedStr) and not format_spec and not conversion:
+            parts.extend(value.values)  # {serverName}: its pieces, not a string of its own
+            continue
         spec = ast.JoinedStr([ast.Constant(format_spec)]) if format_spec else None
-        parts.append(ast.FormattedValue(values[field_name], ord(conversion) if conversion
-                                        else -1, spec))
+        parts.append(ast.FormattedValue(value, ord(conversion) if conversion else -1, spec))
     return ast.JoinedStr(parts) if parts else ast.Constant("")
