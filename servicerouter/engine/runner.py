@@ -215,15 +215,16 @@ class Router:
     def _sync(self) -> SyncResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        if settings_skip_unchanged(self.settings):  # a one-shot: a cold one's default
-            from servicerouter.tls import default_cert  # certificate is made beside it
-
-            self.default_cert_job = default_cert.start(self._state_dir())
         try:
             body = self.source.fetch_apps_body()
             mark = time.perf_counter()
             timings["fetch"] = mark - start
             if settings_skip_unchanged(self.settings):
+                # A cold run's default certificate is made beside the digest and the parse
+                # (before the digest's thread starts: only a one-thread process forks).
+                from servicerouter.tls import default_cert
+
+                self.default_cert_job = default_cert.start(self._state_dir())
                 if self._fast_path is None:
                     from servicerouter.engine.unchanged import FastPath
 

@@ -80,3 +80,14 @@ def test_a_cold_one_shot_serves_the_childs_certificate_without_cryptography(
     assert f"ssl crt-list {crt_list}" in config.read_text()
     assert crt_list.read_text().split()[0] == str(pem)
     parse_bundle(pem.read_text(), str(pem), datetime.now(UTC))  # a usable certificate
+
+
+def test_no_certificate_is_made_when_marathon_cannot_be_read(tmp_path: Path) -> None:
+    config, state = tmp_path / "haproxy.cfg", tmp_path / "state"
+    out = run_python(
+        "from servicerouter.cli.main import main\n"
+        f"print(main(['-m', 'file:{tmp_path / 'missing.json'}', '--haproxy-config', '{config}',\n"
+        f"            '--group', '*', '--command', 'true', '--syslog-socket', '/dev/null',\n"
+        f"            '--state-dir', '{state}', '--skip-validation']))\n", tmp_path)
+    assert out == "1"
+    assert not (state / "default.pem").exists()
