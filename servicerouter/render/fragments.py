@@ -26,7 +26,7 @@ import hashlib
 import os
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,7 +227,8 @@ def _reaches_into_values(text: str) -> bool:
 
 
 def compile_fragment(spec: FragmentSpec, text: str, source: str, *, jinja: bool,
-                     env: jinja2.Environment | None = None) -> Fragment:
+                     env: jinja2.Environment | Callable[[], jinja2.Environment] | None = None
+                     ) -> Fragment:
     """Check and compile one fragment's text (``env``: the Jinja2 environment, or a
     function making it; the fragment files' sandbox when None)."""
     if not jinja:
