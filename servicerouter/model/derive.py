@@ -42,14 +42,15 @@ from servicerouter.model.app_fields import (
     task_filter,
     task_ipv4,
 )
-from servicerouter.model.label_names import label_notices
+from servicerouter.model.label_names import key_notices
 from servicerouter.model.labels import (
     PortSettings,
     Problem,
     SettingError,
     parse_groups,
+    port_settings,
     read_app_settings,
-    read_port_settings,
+    scan_labels,
 )
 from servicerouter.model.resolver import CANONICAL_IPV4_RE, canonical_ipv4_is_itself
 from servicerouter.model.rule_values import RULE_KEY, rule_extras
@@ -193,7 +194,9 @@ def _read_app(
     if app_settings is None:
         problems.extend(app_problems)
         return [], 0
-    port_groups = has_port_groups(labels, env)
+    scan = scan_labels(labels, env)  # one pass for the port settings, groups and notices
+    # A key that is not a string (not from JSON): has_port_groups fails the app, as before.
+    port_groups = has_port_groups(labels, env) if scan.odd_keys else scan.port_groups
     if not port_groups and not has_group(router_groups, app_settings.groups):
         return [], 0
     ports = service_ports(app)
@@ -201,7 +204,7 @@ def _read_app(
     if container_ports is not None:
         # IP-per-task: one service port per container port; missing ones are assigned.
         ports = [ports[i] if i < len(ports) else None for i in range(len(container_ports))]
-    problems.extend(label_notices(app_id, labels, len(ports)))
+    problems.extend(key_notices(app_id, labels, scan.label_keys, len(ports)))
     drafts: dict[int, _Draft] = {}
     by_index: list[_Draft | None] = []
     for index, port in enumerate(ports):
@@ -223,7 +226,7 @@ def _read_app(
                     pass  # read_port_settings reports it
             if not has_group(router_groups, groups):
                 continue
-        settings, port_problems = read_port_settings(app_id, index, labels, env)
+        settings, port_problems = port_settings(app_id, index, scan.port_values.get(index))
         if settings is None:
             problems.extend(port_problems)
             continue

@@ -162,12 +162,53 @@ def label_notices(app_id: str, labels: Mapping[str, Any],
     Notices (``kind`` "label") never stop a port from routing: only the label is
     ignored, whatever else happens to the port.
     """
+    return key_notices(app_id, labels,
+                       [k for k in labels if isinstance(k, str) and k.startswith("HAPROXY_")],
+                       port_count)
+
+
+def key_notices(app_id: str, labels: Mapping[str, Any], keys: list[str],
+                port_count: int | None = None) -> list[Problem]:
+    """:func:`label_notices` for ``keys``, the app's ``HAPROXY_*`` label names.
+
+    Most labels need no notice, and whether one does mostly depends on the name
+    alone: those names are looked up in a table made once (:data:`_QUIET`), and only
+    the others go through the parsing and close-match search of :func:`_notice`.
+    """
+    said: list[str] = []
+    for key in keys:
+        quiet = _QUIET.get(key)
+        if quiet is not None:
+            index, comma_list = quiet
+            if (port_count is None or index < port_count) and not (
+                    comma_list and isinstance(value := labels[key], str) and "," in value
+                    and _blank_entries(value)):
+                continue
+        said.append(key)
     notices: list[Problem] = []
-    for key in sorted(k for k in labels if isinstance(k, str) and k.startswith("HAPROXY_")):
+    for key in sorted(said):
         notice = _notice(app_id, key, labels[key], port_count)
         if notice is not None:
             notices.append(notice)
     return notices
+
+
+def _quiet_names(indexes: int = 16) -> dict[str, tuple[int, bool]]:
+    """Label names :func:`_notice` says nothing about, whatever their value, while the
+    port index (-1 for app-wide names) is one the app has: name -> (index, whether the
+    value is a comma list, checked for blank entries).  Port indexes below ``indexes``;
+    other names take :func:`_notice`'s path, which gives the same answer."""
+    suffixes = [suffix for suffix in sorted(_KNOWN_PORT)
+                if suffix not in MLB_PENDING_PORT and suffix not in MLB_NEVER_RENDERED
+                and (suffix not in MLB_TEMPLATE_NAMES or suffix in SUPPORTED_TEMPLATE_NAMES)]
+    quiet = {f"HAPROXY_{index}_{suffix}": (index, suffix in _COMMA_LISTS)
+             for index in range(indexes) for suffix in suffixes}
+    quiet.update((key, (-1, False)) for key in _KNOWN_APP
+                 if key.removeprefix("HAPROXY_") not in MLB_APP_PENDING)
+    return quiet
+
+
+_QUIET = _quiet_names()
 
 
 def _safe_key(key: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from servicerouter.model.bind_options import BIND_KEYWORDS, parse_bind_options
 from servicerouter.model.label_values import (
@@ -376,16 +376,64 @@ def read_port_settings(
     """
     if not labels and not env:
         return DEFAULT_PORT_SETTINGS, []
-    # Scan the few keys the app has rather than look up every registry key:
-    # most apps set none or one or two of them.
-    prefix = f"HAPROXY_{index}_"
-    present: dict[int, Any] = {}  # position in PORT_SETTINGS -> raw value
-    for source in (env, labels):  # labels last: they win over env
+    return port_settings(app_id, index, scan_labels(labels, env).port_values.get(index))
+
+
+class LabelScan(NamedTuple):
+    """What the per-app readers need from an app's labels and env, read in one pass.
+
+    ``port_values``: port index -> {position in the registry: raw value}, labels
+    over env, a None value being no value; a key names port ``n`` only as
+    ``HAPROXY_<n>_<NAME>`` with ``n`` written as ``str(n)`` (``HAPROXY_01_VHOST``
+    names no port).  ``port_groups``: some key is a per-port ``HAPROXY_{n}_GROUP``
+    (whatever its value).  ``label_keys``: the ``HAPROXY_*`` label names, for
+    :func:`servicerouter.model.label_names.label_notices`.  ``odd_keys``: a key is
+    not a string (only a caller other than Marathon's JSON makes one); the readers
+    then take the app key by key, as they did before there was a scan.
+    """
+
+    port_values: dict[int, dict[int, Any]]
+    port_groups: bool
+    label_keys: list[str]
+    odd_keys: bool
+
+
+def scan_labels(labels: Mapping[str, Any], env: Mapping[str, Any]) -> LabelScan:
+    """One pass over ``labels`` and ``env`` (see :class:`LabelScan`): the per-port
+    readers used to scan both again for every port, and the group and notice checks
+    once more each."""
+    found: dict[int, dict[int, Any]] = {}
+    positions = _PORT_POSITION_BY_SUFFIX
+    port_groups = odd = False
+    label_keys: list[str] = []
+    for from_labels, source in ((False, env), (True, labels)):  # labels win over env
         for key, raw in source.items():
-            if raw is not None and isinstance(key, str) and key.startswith(prefix):
-                position = _PORT_POSITION_BY_SUFFIX.get(key[len(prefix):])
-                if position is not None:
-                    present[position] = raw
+            if not isinstance(key, str):
+                odd = True
+                continue
+            if not key.startswith("HAPROXY_"):
+                continue
+            if from_labels:
+                label_keys.append(key)
+            rest = key[8:]
+            if rest.endswith("_GROUP"):
+                port_groups = True  # HAPROXY_{n}_GROUP (as servicerouter.model.app_fields.has_port_groups)
+            digits, sep, suffix = rest.partition("_")
+            if not sep:
+                continue
+            position = positions.get(suffix)
+            if raw is None or position is None or not (digits.isascii() and digits.isdigit()) \
+                    or len(digits) > 9:
+                continue
+            index = int(digits)
+            if digits == str(index):
+                found.setdefault(index, {})[position] = raw
+    return LabelScan(found, port_groups, label_keys, odd)
+
+
+def port_settings(app_id: str, index: int, present: Mapping[int, Any] | None
+                  ) -> tuple[PortSettings | None, list[Problem]]:
+    """:func:`read_port_settings` of the raw values :func:`scan_labels` found for ``index``."""
     if not present:
         return DEFAULT_PORT_SETTINGS, []
     values: dict[str, Any] = {}
