@@ -117,18 +117,21 @@ def read_health_check(app: Mapping[str, Any], index: int) -> HealthCheck | None:
                     "digits and _ . / @ + = : , % ~ ? & ; ! $ ( ) * -; no quote, backslash, "
                     "'#' or blank)")
         ignore = check.get("ignoreHttp1xx", False)
-        return HealthCheck(
-            protocol=protocol,
-            path=path,
-            port_index=index,
-            timeout_seconds=_int_field(check, "timeoutSeconds", 20),
-            interval_seconds=_int_field(check, "intervalSeconds", 60),
-            grace_period_seconds=_int_field(check, "gracePeriodSeconds", 300),
-            max_consecutive_failures=_int_field(check, "maxConsecutiveFailures", 3),
-            # null stays None: servicerouter.py rendered Marathon's value as it came
-            ignore_http1xx=None if ignore is None else bool(ignore),
-            raw=check,
-        )
+        get = check.get
+        timeout, interval = get("timeoutSeconds", 20), get("intervalSeconds", 60)
+        grace, failures = get("gracePeriodSeconds", 300), get("maxConsecutiveFailures", 3)
+        if not (type(timeout) is int and timeout >= 0 and type(interval) is int
+                and interval >= 0 and type(grace) is int and grace >= 0
+                and type(failures) is int and failures >= 0):
+            # Not all plain numbers: read them one by one, in this order (None is the
+            # default, anything else not a non-negative integer says which field).
+            timeout = _int_field(check, "timeoutSeconds", 20)
+            interval = _int_field(check, "intervalSeconds", 60)
+            grace = _int_field(check, "gracePeriodSeconds", 300)
+            failures = _int_field(check, "maxConsecutiveFailures", 3)
+        # null ignoreHttp1xx stays None: servicerouter.py rendered Marathon's value as it came
+        return HealthCheck(protocol, path, index, timeout, interval, grace, failures,
+                           None if ignore is None else bool(ignore), check)
     return None
 
 

@@ -176,21 +176,14 @@ def _decide_bind_ports(
             continue
         taken[bind_port] = draft.app_id
         sources.append(draft)
+        version = draft.app.get("version")
+        # Positional, in Service's field order: 6,250 of them at 5,000 apps.
         services.append(Service(
-            app_id=draft.app_id,
-            index=draft.index,
-            service_port=service_port or bind_port,
-            bind_port=bind_port,
-            backend=backend_name(draft.app_id, bind_port),
-            mode=mode,
-            bind_addr=settings.bind_addr or default_bind_addr,
-            settings=settings,
-            health_check=check,
-            servers=draft.servers,
-            groups=draft.groups,
-            version=str(draft.app.get("version") or ""),
-            app=draft.app,
-        ))
+            draft.app_id, draft.index, service_port or bind_port, bind_port,
+            backend_name(draft.app_id, bind_port), mode,
+            settings.bind_addr or default_bind_addr, settings, check, draft.servers,
+            draft.groups, version if type(version) is str else str(version or ""),
+            draft.app))
     return services, sources
 
 

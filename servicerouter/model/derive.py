@@ -319,8 +319,8 @@ def _add_host_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Draft | N
                 problems.append(Problem(app_id, f"task {task_id[:120]!r} port {port!r} "
                                                 "is not a port number", index))
                 continue
-            draft.had_tasks = True
             if ipv4 is None:
+                draft.had_tasks = True  # a port with servers is marked once, below
                 ipv4 = resolve(host)
                 if ipv4 is None:
                     problems.append(Problem(app_id, f"could not resolve task host {host!r}; "
@@ -332,6 +332,9 @@ def _add_host_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Draft | N
             key = (host, port)
             if key not in servers:
                 servers[key] = make(Server, (host, ipv4, port, task_id, False))
+    for _index, draft, servers in active:
+        if servers:  # a task matched it (the resolver's failures are marked above)
+            draft.had_tasks = True
 
 
 def _add_ip_per_task_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Draft | None],
@@ -342,28 +345,31 @@ def _add_ip_per_task_tasks(app_id: str, tasks: list[Any], by_index: Sequence[_Dr
               if draft is not None and draft.container_port is not None]
     host_ok = TASK_HOST_RE.fullmatch
     make = _tuple_new  # new_server(...) without a Python call per server
+    address_ok = IPV4_RE.fullmatch
     for task in tasks:
         address = None
         if type(task) is dict:
             host = task.get("host")
             addresses = task.get("ipAddresses")
-            if host and type(host) is str and host_ok(host) is not None \
-                    and type(addresses) is list and addresses:
+            if host and type(host) is str and type(addresses) is list and addresses:
                 entry = addresses[0]
                 address = entry.get("ipAddress") if type(entry) is dict else None
-                if type(address) is not str or IPV4_RE.fullmatch(address) is None:
-                    address = None
+                if type(address) is not str or address_ok(address) is None \
+                        or (host != address and host_ok(host) is None):
+                    address = None  # (a host equal to an IPv4 address is a valid host)
         if address is None:  # the slow path says why, or finds a later IPv4 entry
             _add_task(app_id, task, by_index, resolve, problems, None, True)
             continue
         task_id = task.get("id")
         if type(task_id) is not str:
             task_id = "?"
-        for draft, container_port, servers in active:
-            draft.had_tasks = True
+        for _draft, container_port, servers in active:
             key = (address, container_port)
             if key not in servers:
                 servers[key] = make(Server, (address, address, container_port, task_id, False))
+    for draft, _container_port, servers in active:
+        if servers:  # a task matched it
+            draft.had_tasks = True
 
 
 def _add_task(
