@@ -50,7 +50,11 @@ def backend_name(app_id: str, bind_port: int) -> str:
     return f"{app_id[1:].replace('/', '_')}_{bind_port}"
 
 
-@dataclass(frozen=True, slots=True)
+# HealthCheck and Service are built once per port a sync and never changed afterwards:
+# plain slots classes that hash and compare by value as frozen dataclasses did, without a
+# frozen __init__'s object.__setattr__ per field (about seven times the cost; the
+# engines replace() them, never assign to them).
+@dataclass(slots=True, unsafe_hash=True)
 class HealthCheck:
     """The Marathon health check of one port (the first with its portIndex)."""
 
@@ -154,7 +158,7 @@ def weighted_server(server: Server, weight: int) -> Server:
 _tuple_new = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Service:
     """One routed service port of one app: a frontend and a backend."""
 
