@@ -34,6 +34,7 @@ from servicerouter.model.values import (
 
 DEFAULT_IP_PER_TASK_PORTS = (10050, 10100)  # marathon-lb's --min/max-serv-port-ip-per-task
 _BY_AGE = operator.attrgetter("age")
+_BY_APP_AND_BIND_PORT = operator.attrgetter("app_id", "bind_port")  # servicerouter.py's order
 
 
 def build_model(
@@ -110,9 +111,9 @@ def decide(
                                             problems)
     ages = {id(service): port.age for service, port in zip(services, ports_of, strict=True)}
     services = _decide_vhosts(services, problems, ages)
-    services.sort(key=lambda s: (s.app_id, s.bind_port))
+    services.sort(key=_BY_APP_AND_BIND_PORT)
     # Say which problems only cost a vhost, a path or a task: their port still routes.
-    routed = {(s.app_id, s.index) for s in services}
+    routed = {(s.app_id, s.index) for s in services} if problems else ()
     return Model(tuple(services), mark_still_routed(problems, routed), app_count, task_count,
                  assignments)
 
@@ -283,6 +284,8 @@ def _decide_vhosts(services: list[Service], problems: list[Problem],
               for host in service.settings.vhosts for path in service.paths}
     claims: dict[tuple[str, str], list[tuple[Service, str, str]]] = {}
     for service in services:
+        if not service.settings.vhosts:
+            continue  # claims nothing
         paths = service.paths or ("",)
         # An operator rule's header match qualifies its routes: they claim apart.
         qualifier = header_qualifier(service.settings.rule)
@@ -408,7 +411,9 @@ def _decide_acl_names(services: list[Service], lost: dict[int, set[str]],
         known = ages.get(id(service)) if ages else None
         return known if known is not None else app_age_key(service.app)
 
-    for service in sorted(services, key=lambda s: (age(s), s.bind_port)):
+    # Only ports with a virtual host claim an ACL name (about half of them).
+    for service in sorted((s for s in services if s.settings.vhosts),
+                          key=lambda s: (age(s), s.bind_port)):
         for host in service.settings.vhosts:
             key = clean_name(host.lower())
             owner, owner_host = owners.setdefault(key, (service, host))

@@ -123,6 +123,11 @@ def parse_vhosts(value: str) -> tuple[str, ...]:
     check_length(value)
     if not value.strip(" "):
         return ()
+    if "," not in value:  # one host (most ports): the same checks, no list to dedupe
+        host = value.strip()
+        if not host:
+            raise SettingError("no host name given")
+        return (check_host(host),)
     hosts = tuple(host for host in (part.strip() for part in value.split(",")) if host)
     if not hosts:
         raise SettingError("no host name given")

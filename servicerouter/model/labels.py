@@ -335,6 +335,7 @@ APP_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if not s.per_port)
 _KEY_CACHE: dict[int, tuple[tuple[Setting, str], ...]] = {}
 _PORT_POSITION_BY_SUFFIX = {s.key.removeprefix("HAPROXY_{n}_"): position
                             for position, s in enumerate(PORT_SETTINGS)}
+_PORT_INDEXES = {str(index): index for index in range(64)}  # the digits of a port key
 
 
 def _port_keys(index: int) -> tuple[tuple[Setting, str], ...]:
@@ -408,7 +409,7 @@ def scan_labels(labels: Mapping[str, Any], env: Mapping[str, Any]) -> LabelScan:
     readers used to scan both again for every port, and the group and notice checks
     once more each."""
     found: dict[int, dict[int, Any]] = {}
-    positions = _PORT_POSITION_BY_SUFFIX
+    positions, indexes = _PORT_POSITION_BY_SUFFIX, _PORT_INDEXES
     port_groups = odd = False
     label_keys: list[str] = []
     for from_labels, source in ((False, env), (True, labels)):  # labels win over env
@@ -424,15 +425,18 @@ def scan_labels(labels: Mapping[str, Any], env: Mapping[str, Any]) -> LabelScan:
             if rest.endswith("_GROUP"):
                 port_groups = True  # HAPROXY_{n}_GROUP (as servicerouter.model.app_fields.has_port_groups)
             digits, sep, suffix = rest.partition("_")
-            if not sep:
+            if not sep or raw is None:
                 continue
             position = positions.get(suffix)
-            if raw is None or position is None or not (digits.isascii() and digits.isdigit()) \
-                    or len(digits) > 9:
+            if position is None:
                 continue
-            index = int(digits)
-            if digits == str(index):
-                found.setdefault(index, {})[position] = raw
+            index = indexes.get(digits)
+            if index is None:  # past the table: the digits must still be str(index)
+                if not (digits.isascii() and digits.isdigit()) or len(digits) > 9 \
+                        or digits != str(int(digits)):
+                    continue
+                index = int(digits)
+            found.setdefault(index, {})[position] = raw
     return LabelScan(found, port_groups, label_keys, odd)
 
 
