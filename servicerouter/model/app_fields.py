@@ -63,7 +63,9 @@ def service_ports(app: Mapping[str, Any]) -> list[Any]:
     Docker and 1.5+ container apps list them in ``portMappings``; 1.x apps in
     ``portDefinitions``; 0.x apps in ``ports``.
     """
-    container = as_mapping(app.get("container"), "'container'")
+    container = app.get("container")
+    if container is not None:
+        container = as_mapping(container, "'container'")
     if container:
         mappings = as_list(container.get("portMappings"), "'portMappings'")
         if not mappings:
@@ -71,7 +73,7 @@ def service_ports(app: Mapping[str, Any]) -> list[Any]:
             mappings = as_list(docker.get("portMappings"), "'portMappings'")
         if mappings:
             ports = [m.get("servicePort") if isinstance(m, MAPPING) else None for m in mappings]
-            if any(p is not None for p in ports):
+            if ports.count(None) != len(ports):  # some mapping has one
                 return ports
     definitions = as_list(app.get("portDefinitions"), "'portDefinitions'")
     if definitions:
@@ -240,9 +242,12 @@ def ip_per_task_ports(app: Mapping[str, Any]) -> list[Any] | None:
     docker = container.get("docker")
     docker = docker if isinstance(docker, MAPPING) else {}
     networks = app.get("networks")
-    container_mode = isinstance(networks, list) and any(
-        isinstance(n, MAPPING) and n.get("mode") == "container" for n in networks
-    )
+    container_mode = False
+    if isinstance(networks, list):
+        for network in networks:
+            if isinstance(network, MAPPING) and network.get("mode") == "container":
+                container_mode = True
+                break
     ip_address = app.get("ipAddress")
     legacy_mode = isinstance(ip_address, MAPPING) or docker.get("network") == "USER"
     if not container_mode and not legacy_mode:
