@@ -158,11 +158,13 @@ def derive_app(app: Any, settings: DeriveSettings, resolve: Resolver,
     except (AppError, TypeError, AttributeError, ValueError) as err:
         problems.append(Problem(str(app_id)[:200], f"app skipped: {err}"))
         return AppDerivation(str(app_id)[:200], (), tuple(problems), 0, skipped=True)
+    if not drafts:  # nothing routed here (not in this router's groups, no usable port)
+        return AppDerivation(app_id, (), tuple(problems), tasks)
     age = app_age_key(app)
-    ports = tuple(
+    ports = tuple([
         DerivedPort(d.app_id, d.index, d.service_port, d.settings, d.health_check, d.groups,
                     app, _sorted_servers(d.servers), d.had_tasks, age)
-        for d in drafts)
+        for d in drafts])
     return AppDerivation(app_id, ports, tuple(problems), tasks)
 
 
@@ -170,7 +172,7 @@ def _sorted_servers(servers: dict[tuple[str, int], Server]) -> tuple[Server, ...
     """Servers by (host, port): their keys sort as plain tuples, no attribute reads."""
     if len(servers) < 2:
         return tuple(servers.values())
-    return tuple([servers[key] for key in sorted(servers)])
+    return tuple(map(servers.__getitem__, sorted(servers)))
 
 
 def _read_app(
