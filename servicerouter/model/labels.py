@@ -432,7 +432,8 @@ def scan_labels(labels: Mapping[str, Any], env: Mapping[str, Any]) -> LabelScan:
                 continue
             index = indexes.get(digits)
             if index is None:  # past the table: the digits must still be str(index)
-                if not (digits.isascii() and digits.isdigit()) or len(digits) > 9 \
+                # (no list of ports reaches 19 digits; longer ones are not converted)
+                if not (digits.isascii() and digits.isdigit()) or len(digits) > 18 \
                         or digits != str(int(digits)):
                     continue
                 index = int(digits)
