@@ -51,7 +51,7 @@ def shipped_namespace(fragment_env: Callable[[], Any]) -> dict[str, Any]:
     sandbox (servicerouter.render.sandbox.fragment_env, whose ``finalize`` is
     :func:`printable`), which ``fragment_env()`` makes only when first needed.
 
-    An attribute of one of servicerouter's frozen dataclasses is read directly, as
+    An attribute of one of servicerouter's dataclasses is read directly, as
     that sandbox's ``getattr`` does (see TemplateSandbox.getattr); anything else goes
     through the sandbox itself.
     """

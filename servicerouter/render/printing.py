@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping, MutableSequence, MutableSet
 from typing import Any
 
 from servicerouter.render.fragment_registry import FRAGMENTS
@@ -105,17 +105,22 @@ VALIDATED_NAMES = frozenset(
 
 # is_plain_type's answers by class (a cache: the answer depends on the class alone).
 PLAIN_TYPES: dict[type, bool] = {}
+# What Jinja2's immutable sandbox vets the methods of (modifies_known_mutable).
+_MUTABLE_CONTAINERS = (list, dict, set, bytearray, MutableSequence, MutableMapping, MutableSet)
 
 
 def is_plain_type(cls: type) -> bool:
-    """Whether ``cls`` is one of servicerouter's frozen dataclasses: on its instances
-    the sandbox's attribute checks (no leading underscore, not a function or frame
-    internal, not a mutable container's method) always pass for a name without a
-    leading underscore (see servicerouter.render.sandbox.TemplateSandbox.getattr)."""
+    """Whether ``cls`` is one of servicerouter's dataclasses (frozen or not): on its
+    instances the sandbox's attribute checks (no leading underscore, not a function or
+    frame internal, not a mutable container's method) always pass for a name without a
+    leading underscore (see servicerouter.render.sandbox.TemplateSandbox.getattr).
+    Frozen-ness does not enter into it: a template cannot assign to an attribute, and
+    the model's value classes are plain slots dataclasses (cheaper to build).  A class
+    that is also a mutable container is left to the sandbox (its methods are vetted)."""
     plain = PLAIN_TYPES.get(cls)
     if plain is None:
-        params = getattr(cls, "__dataclass_params__", None)
-        plain = (cls.__module__.startswith("servicerouter.") and params is not None
-                 and params.frozen)
+        plain = (cls.__module__.startswith("servicerouter.")
+                 and getattr(cls, "__dataclass_params__", None) is not None
+                 and not issubclass(cls, _MUTABLE_CONTAINERS))
         PLAIN_TYPES[cls] = plain
     return plain

@@ -36,7 +36,7 @@ class TemplateSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
     """Jinja2's immutable sandbox, with a shortcut for servicerouter's own values.
 
     Attribute reads such as ``service.settings.sticky`` are a large part of a
-    default config's render time.  On instances of our frozen dataclasses
+    default config's render time.  On instances of our dataclasses
     the sandbox's checks (no leading underscore, not a function or frame
     internal, not a mutable container's method) always pass for a name
     without a leading underscore, so the shortcut returns the same value
