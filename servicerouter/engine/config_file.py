@@ -9,7 +9,11 @@ thread waits for ``quiet`` seconds without a newer text (at most ``longest``
 after the first one it has not written): right after an event its CPU (a
 config of 50,000 servers: ~5-10 ms encoding and writing, then an fsync) would
 compete with HAProxy routing that very change on a loaded machine, and a
-burst of events needs one write, not one per event.  Every
+burst of events needs one write, not one per event.  The text may be handed
+over as a function that makes it (the task path keeps the config in pieces,
+servicerouter.engine.running_config): joining tens of megabytes is then the
+writer thread's work too, and a text superseded before its turn is never
+joined at all.  Every
 other write goes through :meth:`ConfigFile.write`, and anything else that
 writes the file first calls :meth:`ConfigFile.settle`: one ordering, so a late
 background write can never put back an older config.
@@ -21,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from servicerouter.apply import haproxy, mapfiles
 from servicerouter.apply.files import fsync_dir
@@ -39,7 +44,7 @@ class ConfigFile:
         self.longest = longest
         self._cond = threading.Condition()
         self._io = threading.Lock()  # held while a write is on disk
-        self._pending: str | None = None
+        self._pending: str | Callable[[], str] | None = None
         self._newest_at = 0.0  # when the pending text was handed over (monotonic)
         self._oldest_at: float | None = None  # when the first text not yet written was
         self._hurry = False  # flush(): write what is pending now
@@ -55,8 +60,9 @@ class ConfigFile:
         with self._io:
             return self._put(text)
 
-    def write_soon(self, text: str) -> None:
-        """Write ``text`` in the background, unless something newer comes first."""
+    def write_soon(self, text: str | Callable[[], str]) -> None:
+        """Write ``text`` (or what the function gives, called on the writer thread) in
+        the background, unless something newer comes first."""
         with self._cond:
             self._generation += 1
             self._pending = text
@@ -124,7 +130,7 @@ class ConfigFile:
                 with self._cond:
                     current = generation == self._generation
                 if current:
-                    self._put(text)
+                    self._put(text if isinstance(text, str) else text())
                     self.deferred_writes += 1
             finally:
                 self._io.release()

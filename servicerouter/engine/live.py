@@ -238,7 +238,7 @@ class LiveRouter(EventIntake, MarathonMirror, TaskPath, ResyncOffLock, StatusRep
         if full:
             self._last_full = time.monotonic()
             self._resync_deferred = False
-        old_apps, self._apps = self._apps, apps
+        old_apps, self._apps = self._apps_before(apps), apps
         fetched = time.perf_counter()
         # The one decision point: the task path when it can show the change is
         # servers only, else the full model, render and apply.

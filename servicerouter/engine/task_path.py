@@ -16,9 +16,15 @@ instead (:func:`plan_task_update`, pure but for host resolution):
    diffed like whole configs (:func:`~servicerouter.apply.confdiff.plan_runtime_update`:
    the same rules say what the Runtime API can take, or that a reload is needed);
 4. the new config text is the running one with the old backend section
-   replaced by the new one (found exactly once, at a line start), the same
-   bytes a render from scratch gives (``tests/engine/test_task_path.py`` checks
-   that on random event sequences).
+   replaced by the new one, in the piece of the text that holds that backend
+   (:class:`~servicerouter.engine.running_config.ConfigText`: no search of the
+   whole text, no copy of it), the same bytes a render from scratch gives
+   (``tests/engine/test_task_path.py`` checks that on random event sequences);
+   the whole text is joined only for the config file's deferred write.
+
+Nothing else an event does reads the whole cluster either: the routed servers
+and checked servers per interval are counts kept up to date, the mirror of
+Marathon's apps is updated in place (servicerouter.engine.mirror).
 
 Whatever this cannot show to be a servers-only change returns a reason, and the
 sync goes the full way, which validates and reloads when it must.
@@ -26,14 +32,13 @@ sync goes the full way, which validates and reloads when it must.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from servicerouter.apply.confdiff import RuntimePlan, parse_config, plan_runtime_update
+from servicerouter.apply.confdiff import RuntimePlan
 from servicerouter.apply.runtime_api import RuntimeUpdateError
 from servicerouter.engine.group_path import (
     DerivePorts,
@@ -43,10 +48,17 @@ from servicerouter.engine.group_path import (
     grouped,
     merged_servers,
 )
+from servicerouter.engine.running_config import (
+    ConfigText,
+    RunningConfig,
+    app_slice,
+    swap_backend,
+    swap_section,
+)
 from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.model.app_servers import AppServers, derive_app_servers
 from servicerouter.model.derive import AppDerivation, DeriveSettings, derive_app
-from servicerouter.model.services import Model, Service
+from servicerouter.model.services import Service
 from servicerouter.render.check_rate import check_counts, check_interval_scale, rate_of
 from servicerouter.render.config import Overrides, RenderOptions
 from servicerouter.render.fragments import FragmentSet
@@ -54,18 +66,6 @@ from servicerouter.render.pieces import reads_services, render_service_pieces
 from servicerouter.source.changes import Pending, task_event_app_id
 
 log = logging.getLogger("servicerouter.live")
-
-
-@dataclass(frozen=True)
-class RunningConfig:
-    """What HAProxy runs, as the sync that rendered it saw it."""
-
-    model: Model  # services sorted by (app id, bind port), as build_model leaves them
-    options: RenderOptions
-    text: str
-    # Indexes of the whole config the app path builds once and keeps up to date
-    # (servicerouter.engine.app_path.RoutingIndex); servers-only updates share them.
-    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -78,17 +78,6 @@ class TaskUpdate:
 
 
 Derive = Callable[[Mapping[str, Any]], AppServers | None]
-
-
-def app_slice(services: tuple[Service, ...], app_id: str) -> tuple[int, int]:
-    """Where ``app_id``'s services are (services are sorted by app id)."""
-    low = bisect.bisect_left(services, app_id, key=_app_of)
-    high = bisect.bisect_right(services, app_id, lo=low, key=_app_of)
-    return low, high
-
-
-def _app_of(service: Service) -> str:
-    return service.app_id
 
 
 def merge_plans(plans: Iterable[RuntimePlan]) -> RuntimePlan:
@@ -156,7 +145,7 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
         assert group_before is not None and group_after is not None
         units.append((group, group_before, group_after))
     services = running.model.services
-    text = running.text
+    config = running.config
     task_delta = 0
     plans: list[RuntimePlan] = []
     changed: dict[str, tuple[Service, ...]] = {}
@@ -181,17 +170,17 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
             new_service = replace(service, servers=servers, app=after.apps[service.index])
             new_services.append(new_service)
             step = _service_step(service, new_service, running.options, fragments, overrides,
-                                 text)
+                                 config)
             if isinstance(step, str):
                 return step
-            text, plan = step
+            config, plan = step
             plans.append(plan)
         services = services[:low] + tuple(new_services) + services[high:]
         changed[app_id] = tuple(new_services)
     model = replace(running.model, services=services,
                     task_count=running.model.task_count + task_delta)
-    return TaskUpdate(RunningConfig(model, running.options, text, running.cache), merge_plans(plans),
-                      changed)
+    return TaskUpdate(RunningConfig(model, running.options, config, running.cache),
+                      merge_plans(plans), changed)
 
 
 def _as_group(servers: AppServers, app: Mapping[str, Any]) -> GroupServers:
@@ -217,8 +206,9 @@ class _EveryIndex(Mapping[int, Any]):
 
 
 def _service_step(old: Service, new: Service, options: RenderOptions, fragments: FragmentSet,
-                  overrides: Overrides | None, text: str) -> tuple[str, RuntimePlan] | str:
-    """``text`` with ``old``'s backend section replaced by ``new``'s, and the plan."""
+                  overrides: Overrides | None,
+                  config: ConfigText) -> tuple[ConfigText, RuntimePlan] | str:
+    """``config`` with ``old``'s backend section replaced by ``new``'s, and the plan."""
     override = {new.backend: overrides[new.backend]} if overrides and new.backend in overrides \
         else None
     try:
@@ -229,22 +219,8 @@ def _service_step(old: Service, new: Service, options: RenderOptions, fragments:
     if old_rest != new_rest:
         return f"backend {new.backend}: more than its servers changed"
     if old_backend == new_backend:
-        return text, RuntimePlan()
-    return swap_backend(text, old_backend, new_backend, new.backend)
-
-
-def swap_backend(text: str, old_backend: str, new_backend: str,
-                 name: str) -> tuple[str, RuntimePlan] | str:
-    """``text`` with one backend section replaced, and the Runtime API plan for it; a
-    reason when the change is not servers only or the section is not found once."""
-    verdict = plan_runtime_update(parse_config(old_backend), parse_config(new_backend))
-    if verdict.plan is None:
-        return verdict.reason
-    start = text.find(old_backend)
-    if (start < 0 or (start and text[start - 1] != "\n" and old_backend[:1] != "\n")
-            or text.find(old_backend, start + 1) >= 0):
-        return f"backend {name} is not where the running config should have it"
-    return text[:start] + new_backend + text[start + len(old_backend):], verdict.plan
+        return config, RuntimePlan()
+    return swap_section(config, old_backend, new_backend, new.backend)
 
 
 def _routed_now(running: RunningConfig, app: Mapping[str, Any],
@@ -278,6 +254,26 @@ def check_counts_after(running: RunningConfig, update: TaskUpdate, fragments: Fr
     return counts
 
 
+def routed_servers(running: RunningConfig) -> int:
+    """How many servers ``running`` routes (counted once per running config, then kept
+    up to date by :func:`servers_after`)."""
+    count = running.cache.get("servers")
+    if count is None:
+        count = running.cache["servers"] = sum(len(s.servers) for s in running.model.services)
+    return count
+
+
+def servers_after(running: RunningConfig, update: TaskUpdate) -> int:
+    """How many servers are routed once ``update`` applies, from the apps it changed."""
+    services = running.model.services
+    count = routed_servers(running)
+    for app_id, new in update.services.items():
+        low, high = app_slice(services, app_id)
+        count += sum(len(s.servers) for s in new) - sum(len(s.servers)
+                                                        for s in services[low:high])
+    return count
+
+
 def _group_docs(members: Mapping[str, tuple[str, ...]], old_apps: Mapping[str, Any],
                 new_apps: Mapping[str, Any], group: str,
                 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]] | str:
@@ -306,6 +302,20 @@ def _groups_of(app_ids: Iterable[str], mirrors: Iterable[Mapping[str, Any]]) -> 
 class TaskPath:
     """Part of :class:`~servicerouter.engine.live.LiveRouter`: applies task-only syncs."""
 
+    # What HAProxy was last given: a text, or the task path's ConfigText, which is
+    # joined into one only when someone reads ``_applied_text`` (never on an event's
+    # path: the task path compares identities, see ConfigText.is_of).
+    _applied_config: str | ConfigText | None = None
+
+    @property
+    def _applied_text(self) -> str | None:
+        applied = self._applied_config
+        return applied.assemble() if isinstance(applied, ConfigText) else applied
+
+    @_applied_text.setter
+    def _applied_text(self, text: str | None) -> None:
+        self._applied_config = text
+
     def _task_path_refusal(self, pending: Pending) -> str | None:
         """Why this sync cannot take the task path (None: it may try).
 
@@ -329,7 +339,7 @@ class TaskPath:
             return "app updates with label templates allowed"
         if not pending.task_events and not pending.refetch:
             return "no task or app event"
-        if running is None or running.text is not self._applied_text:
+        if running is None or not running.config.is_of(self._applied_config):
             return "the running config is not the last one rendered"
         if self._failed_text is not None:
             return "the last apply failed"
@@ -347,11 +357,13 @@ class TaskPath:
 
     def _index_running(self, running: RunningConfig) -> None:
         """What the task path reads of the whole config, built by the full sync that
-        rendered it, not on the next event's path: the deployment groups' members and
-        (--max-check-rate) the checked servers per interval."""
+        rendered it, not on the next event's path: the text's pieces, the deployment
+        groups' members, the routed servers and (--max-check-rate) the checked servers per interval."""
         router = self.router
         assert self._apps is not None
+        running.config.index()
         group_members(running.cache, self._apps)
+        routed_servers(running)
         if running.options.max_check_rate:
             running.cache["check_counts"] = check_counts(
                 running.model.services, router.fragments, router.label_overrides or None)
@@ -363,7 +375,7 @@ class TaskPath:
         if lost <= 0 or not guard.settings.enabled:
             return False
         assert self._running is not None
-        servers = sum(len(s.servers) for s in self._running.model.services)
+        servers = routed_servers(self._running)
         return lost >= servers or lost > servers * guard.settings.threshold
 
     def _plan_update(self, running: RunningConfig, old_apps: Mapping[str, Any],
@@ -453,10 +465,11 @@ class TaskPath:
         running = update.running
         if counts is not None:
             running.cache["check_counts"] = counts
-        if running.text is not self._running.text:
-            self._config_file.write_soon(running.text)  # off the event path
+        running.cache["servers"] = servers_after(self._running, update)
+        if running.config is not self._running.config:
+            self._config_file.write_soon(running.config.assemble)  # joined off the event path
         self._running = running
-        self._applied_text = running.text
+        self._applied_config = running.config
         self._model = running.model
         self._good_by_app.update(update.services)
         self._apply_failures = 0
@@ -471,4 +484,4 @@ class TaskPath:
 
 
 __all__ = ["RunningConfig", "TaskPath", "TaskUpdate", "app_slice", "merge_plans", "plan_task_update",
-           "swap_backend"]
+           "routed_servers", "servers_after", "swap_backend"]

@@ -30,6 +30,7 @@ from servicerouter.render.config import RenderOptions
 from servicerouter.render.fragments import load_fragments
 from servicerouter.source.changes import Pending, apply_task_event
 
+SHA512 = "$6$salt$" + "a" * 86
 HTTP_CHECK = [{"protocol": "HTTP", "path": "/", "portIndex": 0, "maxConsecutiveFailures": 2}]
 APPS: list[dict[str, Any]] = [
     {"id": "/web", "portDefinitions": [{"port": 10001}], "healthChecks": HTTP_CHECK,
@@ -41,6 +42,12 @@ APPS: list[dict[str, Any]] = [
      "networks": [{"mode": "container"}], "labels": {}},
     {"id": "/hash", "portDefinitions": [{"port": 10005}],
      "labels": {"HAPROXY_0_BALANCE": "source"}},
+    # A userlist opens these backends' sections, before their backend line: the first
+    # app of all (its userlist ends the config's head) and one after another backend.
+    {"id": "/auth", "portDefinitions": [{"port": 10006}],
+     "labels": {"HAPROXY_0_VHOST": "auth.example.com", "HAPROXY_0_AUTH": f"r:u:{SHA512}"}},
+    {"id": "/web-auth", "portDefinitions": [{"port": 10007}],
+     "labels": {"HAPROXY_0_MODE": "http", "HAPROXY_0_AUTH": f"ops:bob:{SHA512}"}},
 ]
 HOSTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "bad host!"]
 
