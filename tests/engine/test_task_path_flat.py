@@ -95,3 +95,23 @@ def test_the_routed_servers_are_a_count_kept_up_to_date(tmp_path: Path) -> None:
         counted = sum(len(s.servers) for s in running.model.services)
         assert running.cache["servers"] == counted == routed_servers(running)
     live.stop()
+
+
+def test_an_app_updates_text_is_split_once_haproxy_has_it(tmp_path: Path) -> None:
+    """The app path splices a whole text; the sync splits it after the Runtime API has
+    the change, so the next task event does not pay for that on its own path."""
+    from tests.engine.test_app_path import _app, _update
+
+    apps = {f"/app{i}": _app(i, (f"{'abc'[i]}.test",)) for i in range(3)}
+    live, source, _runtime, _reloader = live_router(apps, tmp_path)
+    _update(live, source, _app(1, ("e.test",)))
+    assert live.state.last_path == "task", live.state.last_full_reason
+    assert live._running is not None and live._running.config._pieces is not None
+    event = _start("/app2", 7)
+    source.apps["/app2"] = apply_task_event(source.apps["/app2"], event)
+    live.submit(event)
+    assert live.step()
+    assert live.state.last_path == "task", live.state.last_full_reason
+    assert live._running.config._text is None, "the backend was edited in its piece"
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
+    live.stop()
