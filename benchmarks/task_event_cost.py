@@ -18,9 +18,9 @@ times
 - **sync**: the whole ``LiveRouter.step()`` (mirror update, task path, Runtime API
   plan handed to the fake, bookkeeping), what the engine adds to an event->route.
 
-Every event must take the task path (the run fails otherwise).  The last column,
-``50k/1k``, is the largest size's p50 over the smallest's: flat is ~1.0.  Sizes run
-one after the other in this process, so note the load average printed at the end.
+Every event must take the task path (the run fails otherwise).  The ratio line
+gives the largest size's p50 over the smallest's (``50k/1k``): flat is ~1.0.  Sizes
+run one after the other in this process, so note the load average printed at the end.
 ``--profile`` prints cProfile's top entries of the largest size's syncs.
 """
 
@@ -174,6 +174,10 @@ def measure(tasks: int, count: int, profile: cProfile.Profile | None) -> dict[st
             "sync_p50": percentile(sync_times, 50), "sync_p99": percentile(sync_times, 99)}
 
 
+def _size(tasks: int) -> str:
+    return f"{tasks // 1000}k" if tasks % 1000 == 0 else str(tasks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,50000", help="task counts")
@@ -195,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
-        print(f"{last['tasks'] // 1000}k/{first['tasks'] // 1000 or first['tasks']}"
-              f"{'k' if first['tasks'] >= 1000 else ''} p50 ratio: "
+        print(f"{_size(last['tasks'])}/{_size(first['tasks'])} p50 ratio: "
               f"plan {last['plan_p50'] / first['plan_p50']:.2f}, "
               f"sync {last['sync_p50'] / first['sync_p50']:.2f} (flat: ~1.0)")
     print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
