@@ -476,9 +476,8 @@ class TaskPath:
         self.state.tasks = running.model.task_count
         self.state.task_path_syncs += 1
         self._set_services(running.model.services)
-        # The app path gives a whole text (it splices it): split it now, once HAProxy
-        # routes the change, so the next task event finds its backend in a piece.
-        running.config.index()
+        if pending.refetch:  # the app path splices a whole text: split it now that
+            running.config.index()  # HAProxy routes the change, not on a task event's path
         if plan.empty:
             self.state.last_apply = "unchanged"
             return True

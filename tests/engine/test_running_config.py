@@ -82,20 +82,32 @@ def test_a_swap_shares_the_pieces_it_does_not_touch() -> None:
 def test_what_it_cannot_place_is_left_to_the_whole_text() -> None:
     run = "backend b1\n  server s 10.0.0.1:80\n"
     twice = ConfigText(HEAD + run + "backend b1\n  server s 10.0.0.1:80\n")
+    twice.index()
     assert twice.swap(run, run + "  server t 1.1.1.1:1\n") is None  # a name opened twice
     text = ConfigText(HEAD + run)
+    assert text.swap(run, run + "  server t 1.1.1.1:1\n") is None  # not split: never here
+    assert text._pieces is None
+    text.index()
     assert text.swap("  server s 10.0.0.1:80\n", "") is None  # no backend line
     assert text.swap(run + "backend b2\n", run) is None  # two backend lines
     assert text.swap(run, run.replace("b1", "b2")) is None  # renamed
     assert text.swap(run.replace("10.0.0.1", "10.0.0.9"), run) is None  # other bytes
     assert text.swap("backend b9\n", "backend b9\n  server x 1.1.1.1:1\n") is None
     # swap_section then finds it in the whole text, when it is there exactly once
-    plain = ConfigText(HEAD + "  # a note\n" + run)
-    odd_old = "  # a note\n" + run  # no backend line at its start: the pieces cannot place it
-    odd_new = "  # a note\n" + run + "  server t 10.0.0.2:80\n"
+    odd_old = run + "backend b1x\n  server u 10.0.0.5:80\n"  # two backends: not placed
+    odd_new = odd_old + "  server t 10.0.0.2:80\n"
+    plain = ConfigText(HEAD + odd_old)
+    plain.index()
+    assert plain.swap(odd_old, odd_new) is None
     done = swap_section(plain, odd_old, odd_new, "b1")
     assert not isinstance(done, str)
     assert done[0].assemble() == HEAD + odd_new
+    assert done[0]._pieces is None, "spliced whole: split again only by a full sync"
+    whole = swap_section(ConfigText(HEAD + run), run, run + "  server t 10.0.0.2:80\n", "b1")
+    assert not isinstance(whole, str)
+    assert whole[0].assemble() == HEAD + run + "  server t 10.0.0.2:80\n"
+    missing = swap_section(ConfigText(HEAD), run, run + "  server t 10.0.0.2:80\n", "b1")
+    assert missing == "backend b1 is not where the running config should have it"
     assert [server.port for _backend, server in done[1].add] == ["80"]
 
 
