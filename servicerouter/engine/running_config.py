@@ -38,7 +38,11 @@ from servicerouter.model.services import Model, Service
 from servicerouter.render.config import RenderOptions
 
 _OPENER = "backend"
-_NAME = re.compile(r"[ \t]+([^\s#]+)")  # what follows the keyword on an opening line
+_KEYWORD = len(_OPENER)
+_BLANKS = (" ", "\t")
+# What follows the keyword on a line that opens a section: a blank, then its name
+# (which HAProxy requires; a line without one is still taken as opening a section).
+_NAME = re.compile(r"[ \t]+([^\s#]*)")
 
 
 def _opening_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -116,6 +120,40 @@ class ConfigText:
         pieces.append(text[start:])
         self._pieces, self._where, self._ambiguous = pieces, where, frozenset(ambiguous)
 
+    def index_after(self, previous: ConfigText) -> None:
+        """:meth:`index`, knowing this text is ``previous`` with a few sections edited
+        (an app update): ``previous``' pieces whose bytes are still in place are kept,
+        so the split costs a comparison of the text (~2 ms at 50,000 tasks, not ~25);
+        anything that does not line up (pieces gained or lost, a backend renamed)
+        is split from scratch."""
+        old = previous._pieces
+        if self._pieces is not None or old is None:
+            self.index()
+            return
+        text = self.assemble()
+        end = len(text)
+        pieces: list[str] = []
+        at = 0
+        final = len(old) - 1
+        starts = text.startswith
+        for number, piece in enumerate(old):
+            stop = at + len(piece)
+            if starts(piece, at) and (stop == end if number == final else (
+                    stop < end and text[stop - 1] == "\n" and starts(_OPENER, stop)
+                    and text[stop + _KEYWORD:stop + _KEYWORD + 1] in _BLANKS)):
+                pieces.append(piece)
+            else:
+                stop = end if number == final else _next_opening(text, at + 1)
+                if stop < 0 or _opening_name(text, at) != _opening_name(piece, 0):
+                    self.index()
+                    return
+                pieces.append(text[at:stop])
+            at = stop
+        if at != end:
+            self.index()
+            return
+        self._pieces, self._where, self._ambiguous = pieces, previous._where, previous._ambiguous
+
     @property
     def pieces(self) -> int:
         """How many pieces the text is kept in (after :meth:`index`)."""
@@ -152,6 +190,25 @@ class ConfigText:
         if lead or new_lead:
             changed[piece_at - 1] = before[:len(before) - lead] + new[:new_lead]
         return ConfigText._of_pieces(changed, self._where, self._ambiguous)
+
+
+def _opening_name(text: str, at: int) -> str | None:
+    """The backend name of the opening line at ``at`` (None: no opening line there)."""
+    if not text.startswith(_OPENER, at):
+        return None
+    name = _NAME.match(text, at + len(_OPENER))
+    return None if name is None else name.group(1)
+
+
+def _next_opening(text: str, start: int) -> int:
+    """Where the first line opening a backend section at or after ``start`` begins (-1:
+    none)."""
+    at = text.find("\n" + _OPENER, start - 1) + 1
+    while at > 0:
+        if _opening_name(text, at) is not None:
+            return at
+        at = text.find("\n" + _OPENER, at) + 1
+    return -1
 
 
 def _one_opening(section: str) -> tuple[int, str] | None:

@@ -462,7 +462,7 @@ class TaskPath:
                 self._runtime_trusted = False
                 self._full_path_reason = f"the Runtime API refused: {err}"
                 return False
-        running = update.running
+        running, previous = update.running, self._running.config
         if counts is not None:
             running.cache["check_counts"] = counts
         running.cache["servers"] = servers_after(self._running, update)
@@ -477,7 +477,7 @@ class TaskPath:
         self.state.task_path_syncs += 1
         self._set_services(running.model.services)
         if pending.refetch:  # the app path splices a whole text: split it now that
-            running.config.index()  # HAProxy routes the change, not on a task event's path
+            running.config.index_after(previous)  # HAProxy has the change
         if plan.empty:
             self.state.last_apply = "unchanged"
             return True

@@ -28,7 +28,8 @@ def sections(draw: st.DrawFn, name: str) -> str:
     the backend line, a tab after the keyword, a comment, a few servers."""
     lead = draw(st.sampled_from(["", f"userlist user_{name}\n  user u password x\n"]))
     blank = draw(st.sampled_from([" ", "\t", "  "]))
-    comment = draw(st.sampled_from(["", "  # backend, not a line that opens one\n"]))
+    comment = draw(st.sampled_from(["", "  # backend, not a line that opens one\n",
+                                    "backends-are-not-opened-here\n"]))
     return f"{lead}backend{blank}{name}\n  balance roundrobin\n{comment}" \
         + "".join(draw(SERVERS))
 
@@ -119,3 +120,29 @@ def test_running_config_keeps_a_text_given_as_str_and_compares_by_identity() -> 
     assert running.config.is_of(text) and running.config.is_of(running.config)
     assert not running.config.is_of(str(text + " ")[:-1])  # equal, not the same
     assert not running.config.is_of(None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=configs(), data=st.data())
+def test_a_split_after_edits_is_the_split_from_scratch(config: tuple[list[str], list[str]],
+                                                       data: st.DataObject) -> None:
+    """index_after: the text of an app update (sections and the tail edited in the whole
+    text) split reusing the pieces before it gives the pieces a split from scratch gives,
+    whatever the edits did (a userlist more or less, a section gone or new, a name)."""
+    names, runs = config
+    tails = ["", "\n# servicerouter map files\n#   a b0\n", "\n# map\n#   a b0\n#   c b1\n"]
+    before = ConfigText(HEAD + "".join(runs) + data.draw(st.sampled_from(tails)))
+    before.index()
+    edited = list(runs)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(edited) - 1))
+        edited[at] = data.draw(st.one_of(sections(names[at]), sections("b9"), st.just("")))
+    after = ConfigText(HEAD + "".join(edited) + data.draw(st.sampled_from(tails)))
+    after.index_after(before)
+    fresh = ConfigText(after.assemble())
+    fresh.index()
+    assert after._pieces == fresh._pieces
+    assert after._where == fresh._where and after._ambiguous == fresh._ambiguous
+    if edited == runs:
+        assert all(a is b for a, b in zip(after._pieces[:-1] or [], before._pieces or [],
+                                          strict=False)), "unchanged pieces are kept"

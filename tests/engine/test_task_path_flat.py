@@ -104,9 +104,15 @@ def test_an_app_updates_text_is_split_once_haproxy_has_it(tmp_path: Path) -> Non
 
     apps = {f"/app{i}": _app(i, (f"{'abc'[i]}.test",)) for i in range(3)}
     live, source, _runtime, _reloader = live_router(apps, tmp_path)
+    assert live._running is not None
+    before = live._running.config._pieces
+    assert before is not None
     _update(live, source, _app(1, ("e.test",)))
     assert live.state.last_path == "task", live.state.last_full_reason
-    assert live._running is not None and live._running.config._pieces is not None
+    pieces = live._running.config._pieces
+    assert pieces is not None and len(pieces) == len(before)
+    # the pieces whose bytes did not change are the same objects (index_after)
+    assert sum(a is b for a, b in zip(pieces, before, strict=True)) >= len(before) - 2
     event = _start("/app2", 7)
     source.apps["/app2"] = apply_task_event(source.apps["/app2"], event)
     live.submit(event)
