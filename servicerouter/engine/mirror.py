@@ -44,11 +44,11 @@ class MarathonMirror:
     _replaced: dict[str, Any] | None = None
 
     def _fetch(self, pending: Pending, full: bool) -> dict[str, Any]:
-        self._replaced = None
-        if full:
+        if full:  # (a resync fetches off the step lock: it must not touch _replaced)
             body = self.source.fetch_apps_body()
             return index_apps(parse_apps(body))
         assert self._apps is not None
+        self._replaced = None
         if not pending.removed and not pending.refetch:
             changed, unknown = apply_task_events(self._apps, pending.task_events)
             if not unknown:  # in place: the same keys, so readers on other threads are safe

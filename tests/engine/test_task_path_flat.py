@@ -12,7 +12,7 @@ from typing import Any
 
 from servicerouter.engine.running_config import ConfigText
 from servicerouter.engine.task_path import routed_servers
-from servicerouter.source.changes import apply_task_event
+from servicerouter.source.changes import Pending, apply_task_event
 from tests.engine.test_task_path import APPS, _from_scratch, live_router
 
 
@@ -71,6 +71,12 @@ def test_the_mirror_is_folded_in_place_and_the_old_apps_still_read_as_before(
     assert before is not None
     assert before["/web"] is web_before and before["/tcp"] is mirror["/tcp"]
     assert "/web" in before and before.get("/nope") is None
+    # a resync fetching everything off the step lock meanwhile leaves the fold's view alone
+    resync = Pending()
+    resync.request_full("periodic resync")
+    assert live._fetch(resync, full=True) is not mirror
+    again = live._apps_before(apps)
+    assert again is not None and again["/web"] is web_before
     # an update to refetch builds a new mapping (a failed fetch leaves the mirror as it was)
     live.submit({"eventType": "api_post_event", "appDefinition": {"id": "/tcp"}})
     refetched = live._fetch(live._take_pending(), full=False)
