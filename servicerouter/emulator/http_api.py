@@ -14,6 +14,7 @@ import hmac
 import logging
 import re
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -234,7 +235,10 @@ class MarathonHttpApi:
             embed_readiness = "readiness" in embed
             id_filter = (params.get("id") or [""])[0]
             if not id_filter:
-                handler.send_body(200, self._store.apps_body(embed_tasks, embed_readiness))
+                body = self._store.apps_body(embed_tasks, embed_readiness)
+                if self._emulator.apps_answer_delay > 0:  # made now, sent late: see there
+                    time.sleep(self._emulator.apps_answer_delay)
+                handler.send_body(200, body)
                 return
             with self._store.lock:
                 parts = [self._store.records[i].fragment(embed_tasks, embed_readiness)

@@ -96,6 +96,10 @@ class MarathonEmulator:
         self._serve_thread: threading.Thread | None = None
         self.request_log: list[tuple[str, str]] = []
         """(method, request target incl. query string) of every request received."""
+        self.apps_answer_delay = 0.0
+        """Seconds a full ``/v2/apps`` answer is held after it was made: a big
+        Marathon's answer takes that long to arrive and describes the state when it
+        was asked, so events sent meanwhile are newer than the answer."""
         if apps:
             self.load_state({"apps": apps})
 

@@ -242,3 +242,36 @@ def test_cli_serves_state_and_stops_on_sigterm(tmp_path: Path) -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_a_late_apps_answer_describes_the_state_when_asked(session: requests.Session) -> None:
+    """``apps_answer_delay``: the full /v2/apps answer arrives that late and holds the
+    state of when it was asked (a task added meanwhile is not in it, as with a big
+    Marathon whose answer is still on the wire); other requests are not held."""
+    import threading
+
+    with MarathonEmulator([make_app()]) as emu:
+        emu.apps_answer_delay = 1.5
+        got: list[tuple[float, dict]] = []
+        started = time.monotonic()
+
+        def fetch() -> None:
+            answer = session.get(emu.url + "/v2/apps?embed=apps.tasks", timeout=10)
+            got.append((time.monotonic() - started, answer.json()))
+
+        fetcher = threading.Thread(target=fetch)
+        fetcher.start()
+        deadline = time.monotonic() + 10
+        while not any(t.startswith("/v2/apps?") for _, t in emu.request_log):
+            assert time.monotonic() < deadline, "the apps request never arrived"
+            time.sleep(0.01)
+        time.sleep(0.3)  # the answer is made right after the request is logged
+        emu.add_task("/web", "10.0.0.1", [31000])
+        assert session.get(emu.url + "/ping", timeout=10).status_code == 200  # not held
+        fetcher.join(10)
+        elapsed, body = got[0]
+        assert elapsed >= 1.5
+        assert body["apps"][0]["tasks"] == []
+        emu.apps_answer_delay = 0.0
+        now = session.get(emu.url + "/v2/apps?embed=apps.tasks", timeout=10).json()
+        assert [t["host"] for t in now["apps"][0]["tasks"]] == ["10.0.0.1"]
