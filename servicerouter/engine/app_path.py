@@ -108,7 +108,14 @@ class RoutingIndex:
     positions: dict[str, int]  # backend -> its service's place (kept: shapes never change)
     claims: dict[str, frozenset[str]]  # vhost (lower case) -> the apps whose labels claim it
     maps: dict[str, tuple[tuple[str, str], ...]]  # the map block: path -> entries in order
-    block: int  # where the map block starts in the text
+    # Characters from the map block's start to the end of the text (-1: no block).  Kept
+    # from the end: the task path edits backends, which come before the block, and
+    # carries this index along with texts of other lengths.
+    tail: int
+
+    def block_in(self, text: str) -> int:
+        """Where the map block starts in ``text`` (a text this index was carried to)."""
+        return -1 if self.tail < 0 else len(text) - self.tail
 
     @classmethod
     def of(cls, running: RunningConfig) -> RoutingIndex:
@@ -118,10 +125,12 @@ class RoutingIndex:
             for service in running.model.services:
                 for host in service.settings.vhosts:
                     claims.setdefault(host.lower(), set()).add(service.app_id)
+            text = running.text
+            block = text.rfind("\n" + BLOCK_MARKER + "\n")
             index = cls({s.backend: i for i, s in enumerate(running.model.services)},
                         {host: frozenset(apps) for host, apps in claims.items()},
-                        dict(parse_map_block(running.text, running.options.map_dir).files),
-                        running.text.rfind("\n" + BLOCK_MARKER + "\n"))
+                        dict(parse_map_block(text, running.options.map_dir).files),
+                        -1 if block < 0 else len(text) - block)
             running.cache["routing"] = index
         return index
 
@@ -333,14 +342,14 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         task_delta += decided.task_count - sum(_tasks_of(app) for app in unit.old)
         services = services[:low] + after + services[high:]
         changed[app_id] = after
-    block = len(text) - (len(running.text) - index.block)  # backends before it may have moved
-    moved = _move_entries(text, replace(index, block=block), old_entries, new_entries, services)
+    block = index.block_in(text)  # the backends before it may have moved
+    moved = _move_entries(text, index, block, old_entries, new_entries, services)
     if isinstance(moved, str):
         return moved
     text, maps, map_plan = moved
     model = replace(running.model, services=services,
                     task_count=running.model.task_count + task_delta)
-    kept = RoutingIndex(index.positions, claims, maps, block)
+    kept = RoutingIndex(index.positions, claims, maps, -1 if block < 0 else len(text) - block)
     cache: dict[str, Any] = {"routing": kept}
     if "groups" in running.cache:  # no app updated here joined or left a group
         cache["groups"] = running.cache["groups"]
@@ -353,7 +362,8 @@ def _tasks_of(app: Mapping[str, Any]) -> int:
     return len(tasks) if isinstance(tasks, list) else 0
 
 
-def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], Entries],
+def _move_entries(text: str, index: RoutingIndex, block: int,
+                  old: Mapping[tuple[str, str], Entries],
                   new: Mapping[tuple[str, str], Entries], services: tuple[Service, ...],
                   ) -> tuple[str, dict[str, tuple[tuple[str, str], ...]], RuntimePlan] | str:
     """``text`` with the exact-host entries moved, the maps now, and the map commands
@@ -380,7 +390,7 @@ def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], 
         if len(paths) != 1:
             return f"the {frontend} frontend has {len(paths)} {kind} maps"
         path = paths[0]
-        if not _maps_only(text, index.block, path):
+        if not _maps_only(text, block, path):
             return f"the frontends reading {path} have rules besides their maps (their " \
                 "order is global)"
         gone = dict(old.get((frontend, kind), ()))
@@ -398,7 +408,7 @@ def _move_entries(text: str, index: RoutingIndex, old: Mapping[tuple[str, str], 
         fresh = {key for key, _backend in new.get((frontend, kind), ())}
         delete.extend((path, key, "") for key in gone if key not in fresh)
         maps[path] = tuple(entries)
-        text = _splice_file(text, index.block, path, maps[path])
+        text = _splice_file(text, block, path, maps[path])
     return text, maps, RuntimePlan(map_add=tuple(add), map_set=tuple(changed),
                                    map_del=tuple(delete))
 

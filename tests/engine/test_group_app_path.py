@@ -15,7 +15,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from servicerouter.engine.live import LiveRouter
@@ -154,6 +154,11 @@ STEPS = st.one_of(st.sampled_from(EXPRESSIBLE + STRUCTURAL),
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(health_check=st.booleans(), canary=st.booleans(),
        steps=st.lists(st.lists(STEPS, min_size=1, max_size=2), min_size=1, max_size=8))
+# Task events shortened the text before an app update: the map block's place was kept
+# from the start of the text and went stale (the app path saw rules that were not there).
+@example(health_check=False, canary=False,
+         steps=[[[("kill", 0, 0, False), ("kill", 0, 0, False)]],
+                [("/shop-blue", {"instances": 2})]])
 def test_group_updates_give_the_bytes_of_a_render_from_scratch(
         tmp_path_factory: Any, health_check: bool, canary: bool, steps: list[list[Any]]) -> None:
     tmp = tmp_path_factory.mktemp("group-app-path")
