@@ -192,21 +192,23 @@ def serve_event_stream(handler: RequestHandler, params: dict[str, list[str]], bu
     client = SseClient(remote=remote, event_types=types,
                        events=queue.Queue(settings.max_outstanding_events))
     handler.close_connection = True
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/event-stream")
-    handler.send_header("Cache-Control", "no-cache, no-store, must-revalidate")
     chunked = handler.request_version != "HTTP/1.0"
-    if chunked:
-        handler.send_header("Transfer-Encoding", "chunked")
-    handler.end_headers()
 
     def write(data: bytes) -> None:
         handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
 
+    # Subscribed before the answer's headers go out: a client that has them (requests'
+    # get(stream=True) returns then) gets every event emitted after, as from Marathon.
     with settings.state_lock:  # attach and announce atomically: "attached" comes first
         bus.attach(client)
         settings.emit({"eventType": "event_stream_attached", "remoteAddress": remote})
     try:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache, no-store, must-revalidate")
+        if chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
         while True:
             try:
                 item = client.events.get(timeout=settings.keepalive_interval)

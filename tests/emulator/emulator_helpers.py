@@ -86,11 +86,16 @@ class SSE:
                 data.append(value)
         raise EOFError("stream closed")
 
-    def next_of(self, event_type: str) -> dict[str, Any]:
+    def next_of(self, event_type: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The next ``event_type`` event; TimeoutError after ``timeout`` seconds (the
+        stream's keep-alive comments would otherwise keep a missed event waited for ever)."""
+        deadline = time.monotonic() + timeout
         while True:
-            kind, data = self.next()
+            kind, data = self.next(comments=True)
             if kind == event_type:
                 return data
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {event_type} event within {timeout} s")
 
     def close(self) -> None:
         self.response.close()

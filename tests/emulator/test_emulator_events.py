@@ -90,6 +90,25 @@ def test_sse_attached_then_status_update(emulator: MarathonEmulator) -> None:
         assert stream.next_of("status_update_event")["taskStatus"] == "TASK_KILLED"
 
 
+def test_an_sse_client_with_the_headers_gets_every_later_event(
+        emulator: MarathonEmulator) -> None:
+    """The stream subscribes before its answer's headers go out: an event emitted as
+    soon as the client has them reaches it.  (Headers first and a slow subscribe lost
+    it, and a test reading the stream waited for ever behind keep-alive comments.)"""
+    emulator.put_app(make_app())
+    bus = emulator._bus  # noqa: SLF001 - a slow subscribe, made on purpose
+    attach = bus.attach
+
+    def slow_attach(client: Any) -> None:
+        time.sleep(0.3)
+        attach(client)
+
+    bus.attach = slow_attach  # type: ignore[method-assign]
+    with SSE(emulator.url + "/v2/events") as stream:
+        task = emulator.add_task("/web", "10.0.0.1", [31000])
+        assert stream.next_of("status_update_event", timeout=5)["taskId"] == task["id"]
+
+
 def test_sse_app_lifecycle_events(emulator: MarathonEmulator, session: requests.Session) -> None:
     with SSE(emulator.url + "/v2/events") as stream:
         stream.next_of("event_stream_attached")
