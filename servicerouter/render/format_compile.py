@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import string
+from collections.abc import Callable
 from typing import Any
 
 
@@ -23,28 +24,17 @@ def compile_format(text: str, params: tuple[str, ...], source: str = "<fragment>
     conversion, exactly what ``str.format`` does, so the output is the same text.
     None when a field is not a plain name (those keep ``format_map``).
     """
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError:
-        return None
-    parts: list[ast.expr] = []
-    for literal, field_name, format_spec, conversion in parsed:
-        if literal:
-            parts.append(ast.Constant(literal))
-        if field_name is None:
-            continue
-        if (not field_name.isidentifier() or "{" in (format_spec or "")
-                or conversion not in (None, "r", "s", "a")):
-            return None  # format_map raises its own error for these, at render time
-        if params == ("values",):
-            value: ast.expr = ast.Subscript(ast.Name("values", ast.Load()),
-                                            ast.Constant(field_name), ast.Load())
-        elif field_name in params:
-            value = ast.Name(field_name, ast.Load())
-        else:
+    def value_of(field_name: str) -> ast.expr | None:
+        if not field_name.isidentifier():
             return None
-        spec = ast.JoinedStr([ast.Constant(format_spec)]) if format_spec else None
-        parts.append(ast.FormattedValue(value, ord(conversion) if conversion else -1, spec))
+        if params == ("values",):
+            return ast.Subscript(ast.Name("values", ast.Load()), ast.Constant(field_name),
+                                 ast.Load())
+        return ast.Name(field_name, ast.Load()) if field_name in params else None
+
+    parts = _fstring_parts(text, value_of)
+    if parts is None:
+        return None  # format_map raises its own error for these, at render time
     body = ast.JoinedStr(parts) if parts else ast.Constant("")
     args = ast.arguments(posonlyargs=[], args=[ast.arg(name) for name in params],
                          kwonlyargs=[], kw_defaults=[], defaults=[])
@@ -128,6 +118,17 @@ def compile_server_block(text: str, source: str = "<fragment>") -> Any:
 def _joined_fields(text: str, values: dict[str, ast.expr]) -> ast.expr | None:
     """``text`` (str.format syntax) as an f-string of the expressions in ``values``;
     None for a field that is not a plain name among them."""
+    parts = _fstring_parts(text, values.get)
+    if parts is None:
+        return None
+    return ast.JoinedStr(parts) if parts else ast.Constant("")
+
+
+def _fstring_parts(text: str, value_of: Callable[[str], ast.expr | None],
+                   ) -> list[ast.expr] | None:
+    """The pieces of an f-string doing what ``text.format`` does, each field the
+    expression ``value_of`` gives for its name; None for a field it has none for, a
+    nested spec or an unknown conversion (str.format's own errors stay its own)."""
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError:
@@ -138,13 +139,12 @@ def _joined_fields(text: str, values: dict[str, ast.expr]) -> ast.expr | None:
             parts.append(ast.Constant(literal))
         if field_name is None:
             continue
-        if (field_name not in values or "{" in (format_spec or "")
-                or conversion not in (None, "r", "s", "a")):
+        value = value_of(field_name)
+        if value is None or "{" in (format_spec or "") or conversion not in (None, "r", "s", "a"):
             return None
-        value = values[field_name]
         if isinstance(value, ast.JoinedStr) and not format_spec and not conversion:
             parts.extend(value.values)  # {serverName}: its pieces, not a string of its own
             continue
         spec = ast.JoinedStr([ast.Constant(format_spec)]) if format_spec else None
         parts.append(ast.FormattedValue(value, ord(conversion) if conversion else -1, spec))
-    return ast.JoinedStr(parts) if parts else ast.Constant("")
+    return parts
