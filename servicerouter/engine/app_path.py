@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from servicerouter.apply.confdiff import MapChange, RuntimePlan
-from servicerouter.engine.group_path import grouped
+from servicerouter.engine.group_path import updated_member
 from servicerouter.engine.task_path import (
     GroupDocs,
     RunningConfig,
@@ -240,12 +240,10 @@ def _units(app_ids: Iterable[str], old_apps: Mapping[str, Any], new_apps: Mappin
     members' documents, old and new, in Marathon's order); why not, as a string."""
     units: dict[str, Unit] = {}
     for app_id in sorted(set(app_ids)):
-        old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
-        if old_app is None or new_app is None:
-            return f"app {app_id} came or went"
-        group = grouped(new_app)
-        if group != grouped(old_app):
-            return f"app {app_id}: its deployment group changed"
+        member = updated_member(app_id, old_apps, new_apps)
+        if isinstance(member, str):
+            return member
+        old_app, new_app, group = member
         if group is None:
             units[app_id] = Unit(app_id, (app_id,), (old_app,), (new_app,))
         elif group not in units:

@@ -53,6 +53,19 @@ def grouped(app: Mapping[str, Any]) -> str | None:
     return group_id(app)
 
 
+def updated_member(app_id: str, old_apps: Mapping[str, Any], new_apps: Mapping[str, Any],
+                   ) -> tuple[Mapping[str, Any], Mapping[str, Any], str | None] | str:
+    """(old document, new document, its group) of an app updated in place, or why the
+    incremental paths cannot take it (it came or went, or changed group)."""
+    old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
+    if old_app is None or new_app is None:
+        return f"app {app_id} came or went"
+    group = grouped(new_app)
+    if group != grouped(old_app):
+        return f"app {app_id}: its deployment group changed"
+    return old_app, new_app, group
+
+
 def group_members(cache: dict[str, Any], apps: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     """group -> its members' ids in ``apps``' order (Marathon's, which the merge follows),
     computed once per running config (``cache`` is its cache)."""
@@ -100,4 +113,5 @@ def group_refusal(group: str, before: GroupServers | None, after: GroupServers |
     return None
 
 
-__all__ = ["GroupServers", "group_members", "group_refusal", "grouped", "merged_servers"]
+__all__ = ["GroupServers", "group_members", "group_refusal", "grouped", "merged_servers",
+           "updated_member"]

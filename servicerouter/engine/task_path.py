@@ -47,6 +47,7 @@ from servicerouter.engine.group_path import (
     group_refusal,
     grouped,
     merged_servers,
+    updated_member,
 )
 from servicerouter.engine.running_config import (
     ConfigText,
@@ -113,12 +114,10 @@ def plan_task_update(running: RunningConfig, old_apps: Mapping[str, Any],
     units: list[tuple[str, GroupServers, GroupServers]] = []
     groups: set[str] = set()
     for app_id in sorted(set(app_ids)):
-        old_app, new_app = old_apps.get(app_id), new_apps.get(app_id)
-        if old_app is None or new_app is None:
-            return f"app {app_id} came or went"
-        group = grouped(new_app)
-        if group != grouped(old_app):
-            return f"app {app_id}: its deployment group changed"
+        member = updated_member(app_id, old_apps, new_apps)
+        if isinstance(member, str):
+            return member
+        old_app, new_app, group = member
         if group is not None:
             groups.add(group)
             continue
