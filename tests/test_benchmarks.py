@@ -145,6 +145,30 @@ def test_dataplane_benchmark_smoke_run() -> None:
         assert int(row[9]) > 0 and int(row[10]) > 0  # requests served, all 2xx
 
 
+WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:42983/
+  1 threads and 2 connections
+  Latency Distribution
+     50%  100.00us
+  {requests} requests in 1.10s, 1.25MB read
+{extra}Requests/sec:  18111.32
+"""
+
+
+def test_dataplane_judges_wrk_failures() -> None:
+    """Unrouted (non-2xx), refused or timed-out requests fail a run; a rare closed one not."""
+    from benchmarks.dataplane import failed_requests
+
+    def judge(requests: int, extra: str = "") -> str | None:
+        return failed_requests(WRK_OUTPUT.format(requests=requests, extra=extra))
+
+    assert judge(19917) is None
+    assert judge(19917, "  Socket errors: connect 0, read 1, write 0, timeout 0\n") is None
+    assert "closed" in judge(1000, "  Socket errors: connect 0, read 1, write 1, timeout 0\n")
+    assert "connect" in judge(19917, "  Socket errors: connect 1, read 0, write 0, timeout 0\n")
+    assert "timeout" in judge(19917, "  Socket errors: connect 0, read 0, write 0, timeout 3\n")
+    assert "not routed" in judge(19917, "  Non-2xx or 3xx responses: 19917\n")
+
+
 def test_benchmark_rejects_unknown_address_shapes(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--addresses", "hosts,nope"],
