@@ -7,6 +7,9 @@ import resource
 import subprocess
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from servicerouter.apply.fd_budget import fd_need, fd_problem
 
 
@@ -92,3 +95,62 @@ def test_a_sync_says_it_before_reloading(tmp_path: Path, monkeypatch, caplog) ->
         assert router.sync().ok
     assert any("LimitNOFILE=" in r.getMessage() and "300" in r.getMessage()
                for r in caplog.records)
+
+
+def _plain_reading(text: str) -> tuple[int, int, int | None, int | None, float]:
+    """fd_need's figures read line by line, the plain way (the reference for the scan)."""
+    from servicerouter.apply.fd_budget import _check_rate
+
+    checked = listeners = 0
+    rate = 0.0
+    maxconn = ulimit = None
+    section = ""
+    for line in text.split("\n"):
+        words = line.split()
+        if not words:
+            continue
+        if line[0] not in " \t":
+            section = words[0]
+            continue
+        if words[0] == "server" and len(words) > 3:
+            line_rate = _check_rate(words[3:])
+            if line_rate is not None:
+                checked += 1
+                rate += line_rate
+        elif words[0] == "bind" and len(words) > 1:
+            listeners += len([a for a in words[1].split(",") if a])
+        elif section == "global" and len(words) > 1 and words[0] == "maxconn":
+            maxconn = int(words[1]) if words[1].isdigit() else None
+        elif section == "global" and len(words) > 1 and words[0] == "ulimit-n":
+            ulimit = int(words[1]) if words[1].isdigit() else None
+    return checked, listeners, maxconn, ulimit, rate
+
+
+_WORDS = ["check", "inter", "2s", "500ms", "10", "x", "fall", "3", "check-ssl", "1.2.3.4:80",
+          "server", "bind", "maxconn", "ulimit-n", "global", ":80,:81", ",", "backup"]
+
+
+@st.composite
+def _configs(draw) -> str:
+    """Config-like texts: sections (global among them), indented lines of keywords and words."""
+    lines = []
+    for _ in range(draw(st.integers(0, 30))):
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["global", "global # main", "defaults",
+                                               "backend b", "frontend f", "# note", "globalx"])))
+        else:
+            indent = draw(st.sampled_from([" ", "  ", "\t", " \t"]))
+            words = draw(st.lists(st.sampled_from(_WORDS), max_size=6))
+            gap = draw(st.sampled_from([" ", "  ", "\t"]))
+            lines.append(indent + gap.join(words) + draw(st.sampled_from(["", " ", "\t"])))
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_configs())
+def test_the_scan_reads_what_a_line_loop_reads(text: str) -> None:
+    need = fd_need(text)
+    checked, listeners, maxconn, ulimit, rate = _plain_reading(text)
+    assert (need.checked_servers, need.listeners, need.global_maxconn, need.ulimit_n) == (
+        checked, listeners, maxconn, ulimit)
+    assert abs(need.checks_per_second - rate) < 1e-6 * max(1.0, rate)
