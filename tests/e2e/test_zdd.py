@@ -343,6 +343,15 @@ def test_canary_holds_at_the_asked_share_by_server_weights(
     assert env.router.status()["reloads"] == before["reloads"]
 
 
+def _ctrl_c_interrupts() -> None:
+    """In the zdd child: SIGINT raises KeyboardInterrupt, as at a terminal.
+
+    A suite started in the background by a shell without job control (``cmd &``
+    in a script) inherits SIGINT ignored, and Python then installs no handler: the
+    Ctrl-C these tests send would be lost (zdd honours the shell's choice)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_rolls_back_and_dry_run_changes_nothing(setup: Callable[..., Setup]) -> None:
     env = setup(blue_instances=2)
     blue_tasks = {t["id"] for t in env.emulator.app("/nginx-blue")["tasks"]}
@@ -352,7 +361,8 @@ def test_ctrl_c_rolls_back_and_dry_run_changes_nothing(setup: Callable[..., Setu
     env.launcher.health["green"] = "never"
     proc = subprocess.Popen(env.argv("--max-wait", "120"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            preexec_fn=_ctrl_c_interrupts)
     try:
         wait_until(lambda: "/nginx-green" in env.colours(), 30)
         time.sleep(1)
@@ -392,7 +402,8 @@ def test_ctrl_c_after_old_tasks_were_killed_scales_them_back(
     keep_alive = KeepAliveClient(env.front, VHOST).start()
     proc = subprocess.Popen(env.argv("--max-wait", "120", "--step-delay", "1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            preexec_fn=_ctrl_c_interrupts)
     try:
         # interrupted once green serves and a drained blue task was killed with scale
         wait_until(lambda: env.colours().get("/nginx-blue") == 3, 60)
