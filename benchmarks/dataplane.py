@@ -227,9 +227,12 @@ def failed_requests(output: str) -> str | None:
     """Why a wrk run says the vhost was not served, or None when it was.
 
     Any non-2xx answer, refused connection or timeout fails the run.  A rare read or
-    write error does not: it is a keep-alive connection closed under a request (wrk
-    counts it and reconnects; a CI run saw 1 in 19,917), not a route missing, and it
-    weighs nothing in CPU per request.  More than one in a thousand fails.
+    write error does not: when the server side closes a reused idle connection just
+    as HAProxy sends a request on it, HAProxy closes the client's keep-alive
+    connection without an answer, so the client may retry safely (documented
+    behaviour, haproxy/haproxy#1423); wrk counts a read error and reconnects.  A CI
+    run saw 1 in 19,917: not a route missing, nothing in CPU per request.  More than
+    one in a thousand fails.
     """
     if "Non-2xx" in output:
         return "non-2xx answers: not routed?"
