@@ -60,8 +60,9 @@ def _int(value: str) -> int | None:
 # They start at a newline, not at ``^``: sre then tries line starts only (2x faster).
 _SERVER_OPTIONS = re.compile(r"\n[ \t]+server[ \t]+\S+[ \t]+\S+[ \t]+([^\n]*)")
 _BIND_ADDRESSES = re.compile(r"\n[ \t]+bind[ \t]+(\S+)")
-# A ``global`` section's body: the indented (or blank) lines up to the next section.
-_GLOBAL_BODY = re.compile(r"\nglobal(?:[ \t][^\n]*)?\n((?:[ \t][^\n]*(?=\n|\Z)|\n)*)")
+# A ``global`` section's body: the indented (or blank) lines up to the next section,
+# each with the newline before it (the one before the next section is left to it).
+_GLOBAL_BODY = re.compile(r"\nglobal(?:[ \t][^\n]*)?((?:\n(?:[ \t][^\n]*)?(?=\n|\Z))*)")
 
 
 def fd_need(text: str) -> FdNeed:

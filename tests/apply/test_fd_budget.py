@@ -7,7 +7,7 @@ import resource
 import subprocess
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from servicerouter.apply.fd_budget import fd_need, fd_problem
@@ -148,6 +148,7 @@ def _configs(draw) -> str:
 
 @settings(max_examples=400, deadline=None)
 @given(_configs())
+@example("global\n \nglobal\n maxconn 3")  # a second global right after a blank line
 def test_the_scan_reads_what_a_line_loop_reads(text: str) -> None:
     need = fd_need(text)
     checked, listeners, maxconn, ulimit, rate = _plain_reading(text)
