@@ -323,9 +323,6 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                         continue  # an older app owns this prefix of the vhost
                     hidden = host in shadowed or (shadowed_paths
                                                   and (host, path) in shadowed_paths)
-                    vhost_values = dict(values, hostname=host, cleanedUpHostname=clean_name(host),
-                                        vhost=host, hostAcl=host_acl_name(host), path=path,
-                                        pathAcl=path_acl, pathIgnoreCase=ignore_case)
                     rank = route_order_key(service, host, path) + (":" not in host,)
                     if not route_http.is_jinja:
                         # servicerouter.py's own ACL fragments match the Host header exactly,
@@ -334,16 +331,29 @@ def _render(services: Sequence[Service], fragments: FragmentSet,
                     entry = None if ignore_case else host_entry(host, path, service.backend)
                     dom = mlb.vhost_entry(entry, path, route_http is http_acl, values, pick, "http")
                     dom_s = mlb.vhost_entry(entry, path, route_https is https_acl, values, pick, "https")
-                    http_rule: Rule | None = None
-                    https_rule: Rule | None = None
                     # An older app owns a hidden vhost and its rule comes first: only
                     # servicerouter.py's own (legacy) fragments still write this one.
-                    if not (hidden and route_http.is_jinja) and not (own and own.http is not None):
-                        http_rule = dom or (entry if entry and map_http and route_http.builtin
-                                            else route_http.render(vhost_values))
-                    if not (hidden and route_https.is_jinja) and not (own and own.https is not None):
-                        https_rule = dom_s or (entry if entry and map_https and route_https.builtin
-                                               else route_https.render(vhost_values))
+                    write_http = not (hidden and route_http.is_jinja) \
+                        and not (own and own.http is not None)
+                    write_https = not (hidden and route_https.is_jinja) \
+                        and not (own and own.https is not None)
+                    # A map entry needs no fragment render: the rule's values (a copy of
+                    # the service's, two cleaned names) only for a rule rendered.
+                    http_rule: Rule | None = (dom or (entry if entry and map_http
+                                                       and route_http.builtin else None)
+                                              ) if write_http else None
+                    https_rule: Rule | None = (dom_s or (entry if entry and map_https
+                                                          and route_https.builtin else None)
+                                               ) if write_https else None
+                    if (write_http and http_rule is None) or (write_https and https_rule is None):
+                        vhost_values = dict(values, hostname=host,
+                                            cleanedUpHostname=clean_name(host), vhost=host,
+                                            hostAcl=host_acl_name(host), path=path,
+                                            pathAcl=path_acl, pathIgnoreCase=ignore_case)
+                        if write_http and http_rule is None:
+                            http_rule = route_http.render(vhost_values)
+                        if write_https and https_rule is None:
+                            https_rule = route_https.render(vhost_values)
                     routes.append((rank, len(routes), http_rule, https_rule))
 
             if service.mode == "http" and service.app_id not in apps_with_appid_acl:
