@@ -7,7 +7,6 @@ router's settings and writes to its ``out``.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from typing import Any
@@ -17,6 +16,8 @@ from servicerouter.apply import haproxy, mapfiles
 
 def print_dry(router: Any, text: str) -> None:
     """Print ``text`` (as --dry shows it) and its diff against the config on disk."""
+    import difflib  # --dry only: a one-shot run that writes never loads it
+
     settings = router.settings
     current = haproxy.read_current(settings.config_path)
     router.out.write(_dry_maps(settings, text))

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from servicerouter.engine import removal_guard
-from servicerouter.engine.dry_preview import print_dry
 
 if TYPE_CHECKING:
     from servicerouter.engine.core import EngineCore
@@ -36,6 +35,8 @@ def apply_full_pass(engine: EngineCore, derived: Derived, fresh: bool = True) ->
     assert rendered is not None, "a full pass without a config is not applied"
     services, text = rendered.services, rendered.text
     if router.settings.dry:
+        from servicerouter.engine.dry_preview import print_dry  # --dry's own output
+
         if text != engine._applied_text:  # each new config once (a one-shot: always)
             removal_guard.preview_dry(router, removal_guard.previous_on_disk(router), text,
                                       model.app_count)

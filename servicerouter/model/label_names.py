@@ -19,7 +19,6 @@ labels are checked, not env: containers carry unrelated ``HAPROXY_*`` env vars
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -133,6 +132,8 @@ _KNOWN_APP = _OWN_APP_KEYS | frozenset(f"HAPROXY_{name}" for name in (*MLB_APP_N
 
 def _suggestion(key: str) -> str | None:
     """The known name closest to ``key`` (same port index), if one is close."""
+    import difflib  # only for an unknown label name: most syncs never need it
+
     match = _PORT_KEY_RE.match(key)
     if match is not None:
         index, suffix = match.groups()

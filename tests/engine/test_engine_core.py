@@ -42,7 +42,7 @@ _CHILD = """
 import json, sys
 from servicerouter.cli.main import main
 status = main(sys.argv[1:])
-loaded = sorted(m for m in sys.modules if m.startswith("servicerouter"))
+loaded = sorted(m for m in sys.modules if m.startswith("servicerouter") or m == "difflib")
 print(json.dumps({"status": status, "modules": loaded}))
 """
 
@@ -75,6 +75,9 @@ def test_a_one_shot_applies_through_the_core_without_the_event_path(
     assert {"servicerouter.engine.core", "servicerouter.engine.full_apply",
             "servicerouter.engine.quarantine"} <= loaded
     assert sorted(loaded.intersection(EVENT_PATH)) == []
+    # --dry's preview and difflib (also the "did you mean" of an unknown label, which
+    # this app has none of) load only when used: every import is start-up time.
+    assert sorted(loaded.intersection({"servicerouter.engine.dry_preview", "difflib"})) == []
 
 
 def test_an_unchanged_answer_loads_neither_rules_nor_model(
