@@ -8,6 +8,7 @@ The flags live in :mod:`servicerouter.cli.flags`, logging in
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -31,11 +32,35 @@ class StartupError(Exception):
     """A setting that stops the router before its first sync (exit 2)."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def main(argv: Sequence[str] | None = None, *, collector_was_on: bool | None = None) -> int:
+    """Run the command line; the exit status.
+
+    The cyclic garbage collector is paused until the run is known to be a long one:
+    start-up (imports, the flags) makes tens of thousands of objects and no garbage,
+    and the collector ran some eighty times over them (2% of the instructions of a
+    one-shot run with no apps).  A one-shot run keeps it paused, as its sync does; the live
+    modes and the subcommands run with it as the caller had it.
+    ``collector_was_on``: the collector's state before the caller paused it
+    (``python -m servicerouter`` pauses it before importing this module); None: as
+    found now.  It is restored on return.
+    """
+    was_on = gc.isenabled() if collector_was_on is None else collector_was_on
+    gc.disable()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), was_on)
+    finally:
+        if was_on:  # as it was (the live modes turn it on for their run)
+            gc.enable()
+        else:
+            gc.disable()
+
+
+def _main(argv: list[str], collector_was_on: bool) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
+        if collector_was_on:  # a subcommand may run for long (zdd waits on deployments)
+            gc.enable()
         return int(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
     args = parse_args(argv)
     if args.longhelp:
@@ -214,6 +239,7 @@ def _run(args: argparse.Namespace, mode: Mode, state_dir: str | None = None) -> 
         save_build_info(args.haproxy_bin, state_dir)
     try:
         if mode.live:
+            gc.enable()  # a long run: cycles must be collected (syncs pause it themselves)
             return _run_live(args, router, mode.name)
         from servicerouter.render.fragment_files import TemplateError
 
