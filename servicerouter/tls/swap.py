@@ -33,8 +33,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from servicerouter.apply.runtime_api import RuntimeUpdateError
-
 log = logging.getLogger("servicerouter.certupdate")
 
 COMPANION_SUFFIXES = (".key", ".ocsp", ".issuer", ".sctl")
@@ -118,6 +116,8 @@ def has_companions(path: str) -> bool:
 def set_command(path: str, pem: str) -> str:
     """``set ssl cert PATH <<`` + payload; the payload ends at the first empty line."""
     if not _SAFE_PATH.match(path):
+        from servicerouter.apply.runtime_api import RuntimeUpdateError  # see CertUpdater
+
         raise RuntimeUpdateError(f"certificate path {path!r} cannot be named on the Runtime API")
     lines = [line.rstrip("\r") for line in pem.splitlines()]
     payload = "\n".join(line for line in lines if line.strip())
@@ -129,6 +129,8 @@ def leaf_sha1(pem: str) -> str:
     """Upper-case SHA-1 of the first certificate, as ``show ssl cert`` prints it."""
     found = _FIRST_CERT.search(pem)
     if found is None:
+        from servicerouter.apply.runtime_api import RuntimeUpdateError  # see CertUpdater
+
         raise RuntimeUpdateError("no certificate in the bundle")
     # Imported here: a run that never swaps a certificate (a one-shot) never loads it.
     from cryptography import x509
@@ -160,7 +162,11 @@ class CommandAPI(Protocol):
 
 
 class CertUpdater:
-    """Swaps certificates in a running HAProxy, one confirmed transaction each."""
+    """Swaps certificates in a running HAProxy, one confirmed transaction each.
+
+    The Runtime API module (its error) is imported where it is used: the certificate
+    manager reads this module's pure half on every run, a one-shot run never swaps.
+    """
 
     def __init__(self, api: CommandAPI) -> None:
         self.api = api
@@ -172,6 +178,8 @@ class CertUpdater:
         of them (a crash between set and commit) is aborted first; one on any
         other file belongs to somebody else and is left alone (the caller reloads).
         """
+        from servicerouter.apply.runtime_api import RuntimeUpdateError
+
         command = set_command(path, pem)
         expected_sha1 = leaf_sha1(pem)
         pending = open_transaction(self.api.command("show ssl cert"))
@@ -194,6 +202,8 @@ class CertUpdater:
 
     def _abort(self, path: str) -> None:
         """Drop an uncommitted transaction; never raises (the caller reloads anyway)."""
+        from servicerouter.apply.runtime_api import RuntimeUpdateError
+
         try:
             answer = self.api.command(f"abort ssl cert {path}")
         except RuntimeUpdateError as err:

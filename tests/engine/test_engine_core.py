@@ -76,8 +76,10 @@ def test_a_one_shot_applies_through_the_core_without_the_event_path(
             "servicerouter.engine.quarantine"} <= loaded
     assert sorted(loaded.intersection(EVENT_PATH)) == []
     # --dry's preview and difflib (also the "did you mean" of an unknown label, which
-    # this app has none of) load only when used: every import is start-up time.
-    assert sorted(loaded.intersection({"servicerouter.engine.dry_preview", "difflib"})) == []
+    # this app has none of), the Runtime API (certificate swaps, live servers) load only
+    # when used: every import is start-up time.
+    assert sorted(loaded.intersection({"servicerouter.engine.dry_preview", "difflib",
+                                       "servicerouter.apply.runtime_api"})) == []
 
 
 def test_an_unchanged_answer_loads_neither_rules_nor_model(
