@@ -8,12 +8,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from servicerouter.apply import haproxy
-from servicerouter.apply.confdiff import (
-    ParsedConfig,
-    RuntimePlan,
-    parse_config,
-    plan_runtime_update,
-)
 from servicerouter.apply.fd_budget import fd_report
 from servicerouter.apply.reloads import ReloadResult
 from servicerouter.engine.live_state import (
@@ -21,7 +15,8 @@ from servicerouter.engine.live_state import (
     _by_app,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # confdiff is imported where a config is parsed: a one-shot parses none
+    from servicerouter.apply.confdiff import ParsedConfig, RuntimePlan
     from servicerouter.model.services import Service
     from servicerouter.render.options import RenderOptions
     from servicerouter.tls.swap import CertPlan
@@ -124,6 +119,8 @@ class ConfigApplier:
         cached = self._parsed_cache
         if cached is not None and cached[0] is text:
             return cached[1]
+        from servicerouter.apply.confdiff import parse_config
+
         parsed = parse_config(text)
         self._parsed_cache = (text, parsed)
         return parsed
@@ -164,6 +161,8 @@ class ConfigApplier:
             return False
         if self._applied_parsed is None:
             return False
+        from servicerouter.apply.confdiff import plan_runtime_update
+
         parsed = self._parse(text)
         verdict = plan_runtime_update(self._applied_parsed, parsed)
         if verdict.plan is None:

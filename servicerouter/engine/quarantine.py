@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from servicerouter.apply import haproxy
 from servicerouter.apply.bisection import find_culprits
-from servicerouter.apply.confdiff import new_binds
 from servicerouter.engine.live_state import (
     Quarantined,
     _by_app,
@@ -142,6 +141,8 @@ class QuarantineKeeper:
             # A one-shot that only writes (the bridge prints a config for another host)
             # binds nothing here; --skip-validation writes it all, as in the model.
             return services, text
+        from servicerouter.apply.confdiff import new_binds  # only where a config is parsed
+
         busy = [haproxy.BindFailure(frontend, address, "address in use")
                 for frontend, addresses in new_binds(self._applied_parsed,
                                                      self._parse(text)).items()

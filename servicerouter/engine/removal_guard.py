@@ -21,9 +21,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from servicerouter.apply.confdiff import ParsedConfig, parse_config
 from servicerouter.engine.holds import (
     APPLY,
     CONFIRMED,
@@ -34,6 +33,9 @@ from servicerouter.engine.holds import (
     Routed,
     decide,
 )
+
+if TYPE_CHECKING:  # parse_config is imported where a config is parsed (not cold one-shots)
+    from servicerouter.apply.confdiff import ParsedConfig
 
 log = logging.getLogger("servicerouter")
 
@@ -271,6 +273,8 @@ def previous_on_disk(router: Any) -> dict[str, frozenset[str]] | None:
     current = haproxy.read_current(router.settings.config_path)
     if current is None:
         return None
+    from servicerouter.apply.confdiff import parse_config
+
     return routed_of(parse_config(current.decode("utf-8", "replace")))
 
 
@@ -279,6 +283,8 @@ def preview_dry(router: Any, previous: Routed | None, text: str, apps: int) -> N
     settings: HoldSettings = router.removal_guard.settings
     if not previous or not settings.enabled:
         return
+    from servicerouter.apply.confdiff import parse_config
+
     decision = decide(previous, routed_of(parse_config(text)), apps, settings, None, 0.0)
     if decision.held and decision.removal is not None:
         removal = decision.removal
@@ -295,6 +301,8 @@ def live_previous(live: Any) -> dict[str, frozenset[str]] | None:
         text = live._applied_text
         if text is None:
             return previous_on_disk(live.router)
+        from servicerouter.apply.confdiff import parse_config
+
         parsed = parse_config(text)
     return guard.routed(parsed)
 

@@ -82,6 +82,17 @@ def test_a_one_shot_applies_through_the_core_without_the_event_path(
                                        "servicerouter.apply.runtime_api"})) == []
 
 
+def test_a_one_shot_that_only_writes_parses_no_config(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    # --skip-validation (and a first run: no config on disk) reads no config back, so
+    # the config parser (servicerouter.apply.confdiff: its import alone was 2% of a
+    # run with no apps) stays unloaded.
+    result, log = _one_shot(tmp_path, [*_argv(tmp_path, haproxy_bin), "--skip-validation"])
+    assert result["status"] == 0, log
+    assert "backend web_10004" in (tmp_path / "haproxy.cfg").read_text()
+    assert "servicerouter.apply.confdiff" not in result["modules"]
+
+
 def test_an_unchanged_answer_loads_neither_rules_nor_model(
         tmp_path: Path, haproxy_bin: str) -> None:
     # Every run opens the state dir's rule store; with Marathon's answer unchanged the
