@@ -141,11 +141,12 @@ class QuarantineKeeper:
             # A one-shot that only writes (the bridge prints a config for another host)
             # binds nothing here; --skip-validation writes it all, as in the model.
             return services, text
-        from servicerouter.apply.confdiff import new_binds  # only where a config is parsed
+        # From the bind lines alone: a one-shot would parse both configs only for them.
+        from servicerouter.apply.confdiff import new_bind_addresses
 
         busy = [haproxy.BindFailure(frontend, address, "address in use")
-                for frontend, addresses in new_binds(self._applied_parsed,
-                                                     self._parse(text)).items()
+                for frontend, addresses in new_bind_addresses(self._applied_text,
+                                                              text).items()
                 for address in addresses if haproxy.address_free(address) is False]
         if not busy:
             return services, text
