@@ -273,9 +273,9 @@ def previous_on_disk(router: Any) -> dict[str, frozenset[str]] | None:
     current = haproxy.read_current(router.settings.config_path)
     if current is None:
         return None
-    from servicerouter.apply.confdiff import parse_config
+    from servicerouter.apply.confdiff import backend_addresses  # routed_of(parse_config())
 
-    return routed_of(parse_config(current.decode("utf-8", "replace")))
+    return backend_addresses(current.decode("utf-8", "replace"))
 
 
 def preview_dry(router: Any, previous: Routed | None, text: str, apps: int) -> None:
@@ -296,6 +296,9 @@ def preview_dry(router: Any, previous: Routed | None, text: str, apps: int) -> N
 def live_previous(live: Any) -> dict[str, frozenset[str]] | None:
     """What HAProxy runs now, as the live engine knows it (the file on disk before that)."""
     guard: RemovalGuard = live.router.removal_guard
+    if live.settings.one_shot:  # nothing else reads the serving config: its server lines
+        serving = live._applied_text
+        return previous_on_disk(live.router) if serving is None else _one_shot_routed(serving)
     parsed = live._applied_parsed
     if parsed is None:
         text = live._applied_text
@@ -305,6 +308,13 @@ def live_previous(live: Any) -> dict[str, frozenset[str]] | None:
 
         parsed = parse_config(text)
     return guard.routed(parsed)
+
+
+def _one_shot_routed(text: str) -> dict[str, frozenset[str]]:
+    """``routed_of(parse_config(text))`` from the server lines alone (see live_previous)."""
+    from servicerouter.apply.confdiff import backend_addresses
+
+    return backend_addresses(text)
 
 
 def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:
@@ -320,8 +330,14 @@ def removal_held(live: Any, text: str, apps: int, fresh: bool = True) -> bool:
         return False
     previous = live_previous(live)
     # Nothing routed yet (a cold one-shot, a first start): check() ignores the new config,
-    # so the 7 MB of a 50k-task config are not parsed for it.
-    new = (guard.routed(live._parse(text)) or {}) if previous else {}
+    # so the 7 MB of a 50k-task config are not parsed for it.  A one-shot reads only the
+    # server lines (the live engine parses the config anyway, for the Runtime API).
+    if not previous:
+        new: Routed = {}
+    elif live.settings.one_shot:
+        new = _one_shot_routed(text)
+    else:
+        new = guard.routed(live._parse(text)) or {}
     decision = guard.check(previous, new, apps, live.metrics, fresh)
     if not decision.held:
         return False
