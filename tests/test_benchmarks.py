@@ -169,6 +169,23 @@ def test_dataplane_judges_wrk_failures() -> None:
     assert "not routed" in judge(19917, "  Non-2xx or 3xx responses: 19917\n")
 
 
+def test_paired_cpu_runs_two_trees_and_the_floor(tmp_path: Path) -> None:
+    """benchmarks/paired_cpu.py at a tiny size: every tree and the floor, each round."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "paired_cpu.py"), "--apps", "20",
+         "--rounds", "2", "--tree", f"a={REPO}", "--tree", f"b={REPO}"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[2:]}
+    assert set(rows) == {"a", "b", "floor"}
+    assert float(rows["floor"][3]) == 1.0 and float(rows["a"][1]) > 0
+    assert len(rows["a"]) == 4 + 2  # name, median, min, ratio, one figure per round
+    refused = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "paired_cpu.py"), "--tree", f"x={tmp_path}"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "checkout" in refused.stderr
+
+
 def test_benchmark_rejects_unknown_address_shapes(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--addresses", "hosts,nope"],
