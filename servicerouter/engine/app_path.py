@@ -52,7 +52,7 @@ from servicerouter.model.app_fields import RoutedBefore
 from servicerouter.model.decide import decide
 from servicerouter.model.derive import DeriveSettings, derive_app
 from servicerouter.model.services import Model, Service
-from servicerouter.model.values import route_order_key
+from servicerouter.model.values import Problem, route_order_key
 from servicerouter.render.config import Overrides
 from servicerouter.render.fragments import FragmentSet
 from servicerouter.render.label_templates import find_label_templates
@@ -292,7 +292,14 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
             continue
         low, high = app_slice(services, app_id)
         before = services[low:high]
-        if not before or any(not any(s.app is o for o in unit.old) for s in before):
+        if not before:
+            nothing = _still_unrouted(unit, running.model.problems, decide_one)
+            if isinstance(nothing, str):
+                return nothing
+            task_delta += nothing
+            changed[app_id] = ()
+            continue
+        if any(not any(s.app is o for o in unit.old) for s in before):
             return f"app {app_id} is not routed as its previous document"
         if unit.old == unit.new:  # fetched again, unchanged: the services hold the new copy
             fresh = {id(o): n for o, n in zip(unit.old, unit.new, strict=True)}
@@ -300,7 +307,7 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
                 + services[high:]
             changed[app_id] = services[low:high]
             continue
-        if any(p.app_id == app_id or p.app_id in unit.members for p in running.model.problems):
+        if _has_problems(unit, running.model.problems):
             return f"app {app_id} has problems"
         decided = decide_one(unit.new)
         if decided is None or decided.problems:
@@ -353,6 +360,25 @@ def plan_app_update(running: RunningConfig, old_apps: Mapping[str, Any],
         cache["groups"] = running.cache["groups"]
     return TaskUpdate(RunningConfig(model, options, text, cache),
                       merge_plans([*plans, map_plan]), changed)
+
+
+def _has_problems(unit: Unit, problems: Iterable[Problem]) -> bool:
+    """Whether the model left any of the unit's apps (or ports) out for a problem."""
+    return any(p.app_id == unit.name or p.app_id in unit.members for p in problems)
+
+
+def _still_unrouted(unit: Unit, problems: Iterable[Problem], decide_one: DecideOne,
+                    ) -> int | str:
+    """For an app (or group) that routes nothing (no task to route, or outside this
+    router's groups): the change in the task count when its update routes nothing
+    either, so nothing moves; why the full path must decide otherwise (it was left
+    out for a problem, or it now has a service to add)."""
+    if _has_problems(unit, problems):
+        return f"app {unit.name} has problems"
+    decided = decide_one(unit.new)
+    if decided is None or decided.problems or decided.services:
+        return f"app {unit.name} routed nothing and its update routes something"
+    return decided.task_count - sum(_tasks_of(app) for app in unit.old)
 
 
 def _tasks_of(app: Mapping[str, Any]) -> int:

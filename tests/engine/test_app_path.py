@@ -16,6 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from servicerouter.apply.confdiff import RuntimePlan
 from servicerouter.engine.live import LiveRouter
 from servicerouter.source.changes import apply_task_event
 from tests.engine.test_task_path import Source, _from_scratch, live_router
@@ -126,3 +127,29 @@ def test_a_new_backend_weight_moves_the_apps_entries_first(tmp_path: Path) -> No
     assert live.state.last_path == "task", live.state.last_full_reason
     assert len(runtime.plans) == plans  # nothing to tell HAProxy: tree lookups
     assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
+
+
+def test_an_app_without_tasks_is_updated_without_the_full_path(tmp_path: Path) -> None:
+    """An app that routes nothing (scaled to 0) relabelled: nothing moves, no model of the
+    cluster is built; once its update routes something (a task), the full path adds it."""
+    apps = {f"/app{i}": _app(i, (f"{'abc'[i]}.test",)) for i in range(2)}
+    apps["/app1"]["tasks"] = []
+    live, source, runtime, reloader = live_router(apps, tmp_path)
+    router = live.router
+    built = router.build_model
+    router.build_model = None  # type: ignore[assignment,method-assign]  # must not be needed
+    sent = len(runtime.plans)
+    _update(live, source, _app(1, ("e.test",), "/api"))
+    assert live.state.last_path == "task", live.state.last_full_reason
+    assert all(p == RuntimePlan() for p in runtime.plans[sent:])  # nothing to send
+    router.build_model = built  # type: ignore[method-assign]
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
+    assert "e.test" not in live._applied_text
+    source.apps["/app1"] = dict(_app(1, ("e.test",), "/api"))  # a task runs: a new backend
+    live.submit({"eventType": "api_post_event", "appDefinition": {"id": "/app1"}})
+    assert live.step()
+    assert live.state.last_path == "full"
+    assert "routes something" in (live.state.last_full_reason or "")
+    assert live._applied_text == _from_scratch(source.apps, tmp_path, False)
+    assert "e.test" in live._applied_text
+    assert reloader.calls == 2  # the start, the new backend

@@ -159,6 +159,11 @@ STEPS = st.one_of(st.sampled_from(EXPRESSIBLE + STRUCTURAL),
 @example(health_check=False, canary=False,
          steps=[[[("kill", 0, 0, False), ("kill", 0, 0, False)]],
                 [("/shop-blue", {"instances": 2})]])
+# Every blue task killed or down, green not yet healthy: the group routes nothing, and
+# an update that leaves it so moves nothing (it went the full way).
+@example(health_check=True, canary=False,
+         steps=[[[("kill", 0, 0, False), ("health", 0, 1, False)], [("kill", 0, 0, False)]],
+                [("/shop-blue", {"instances": 2})]])
 def test_group_updates_give_the_bytes_of_a_render_from_scratch(
         tmp_path_factory: Any, health_check: bool, canary: bool, steps: list[list[Any]]) -> None:
     tmp = tmp_path_factory.mktemp("group-app-path")
