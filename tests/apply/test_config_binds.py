@@ -13,9 +13,8 @@ compares them with the full parse.
 from __future__ import annotations
 
 import json
-import os
 
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from servicerouter.apply.confdiff import (
@@ -32,9 +31,7 @@ from servicerouter.render.fragments import load_fragments
 from servicerouter.render.options import RenderOptions
 from servicerouter.render.routing import BLOCK_MARKER, ENTRY_PREFIX, FILE_PREFIX
 from tests.paths import MARATHON_FIXTURES
-
-EXAMPLES = int(os.environ.get("SR_PROPERTY_EXAMPLES", "200"))
-QUICK = settings(max_examples=EXAMPLES, deadline=None, database=None)
+from tests.properties import QUICK
 
 SPACE = st.sampled_from([" ", "  ", "\t", " \t", "\u3000", "\xa0", ""])
 BREAK = st.sampled_from(["\n", "\n", "\n", "\r\n", "\r", "\x0b", "\x1c", "\x85", "\u2028"])

@@ -13,7 +13,6 @@ reading it replaces (written out here as the reference, as it was before).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import pytest
@@ -33,9 +32,7 @@ from servicerouter.model.label_values import SettingError, check_host, check_len
 from servicerouter.model.labels import PortSettings, port_settings, read_port_settings, scan_labels
 from servicerouter.model.resolver import CachingResolver
 from servicerouter.model.values import HealthCheck, Server, Service
-
-EXAMPLES = int(os.environ.get("SR_PROPERTY_EXAMPLES", "200"))
-QUICK = settings(max_examples=EXAMPLES, deadline=None, database=None)
+from tests.properties import EXAMPLES, QUICK
 
 # Label names around the edges of "HAPROXY_<n>_<NAME>": leading zeros, non-ASCII digits,
 # indexes past any table, per-port groups, app keys, marathon-lb templates, typos.

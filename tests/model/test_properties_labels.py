@@ -14,7 +14,6 @@ name the draw that breaks it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -34,8 +33,8 @@ from servicerouter.model.services import build_model
 from servicerouter.render.config import RenderOptions, render_config
 from servicerouter.render.fragments import load_fragments
 from servicerouter.tls.bundles import ensure_default_certificate, generate_self_signed
+from tests.properties import EXAMPLES
 
-EXAMPLES = int(os.environ.get("SR_PROPERTY_EXAMPLES", "200"))  # raise it for a deep run
 BATCH = 25
 FRAGMENTS = load_fragments([])
 SHA512 = "$6$abc$IdWKNKTJEb8LxY7CGg8YBXlvtfZzFw7Mp/r6niK9YB2mdvgY..TKjv1T..8RadRt2qvUHYRLr/TsVArtr91iR1"
